@@ -1,0 +1,183 @@
+"""Trace loading: file(s) -> `Trace` (columnar events table, steps, analysis window).
+
+`load(path)` accepts everything CONTRACT.md calls TRACE. The analysis window follows the contract:
+it starts at the first ProfilerStep's start and ends at the latest end among the CPU events that
+start inside the steps and the GPU events launched from inside them.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from daydream.errors import DaydreamError
+from daydream.trace.events import (ANNOTATION, CPU_OP, GPU_TASK_KINDS, KERNEL, KIND_NAMES, PYTHON,
+                                   RUNTIME, EventTable, parse_device_properties, scrub)
+from daydream.trace.reader import RawTrace, read_path
+
+CPU_KINDS = (CPU_OP, ANNOTATION, PYTHON, RUNTIME)
+
+
+@dataclass
+class Window:
+    """One rank's analysis window in nanoseconds, and its steps."""
+    start: int
+    end: int
+    steps: int
+    step_spans: np.ndarray  # (n, 2) start/end of each step
+
+    @property
+    def per_step_ms(self) -> float:
+        return (self.end - self.start) / max(self.steps, 1) / 1e6
+
+
+@dataclass
+class Trace:
+    """A loaded trace: events of every rank as columns, plus what the metadata says."""
+    path: str
+    events: pd.DataFrame
+    memory_events: pd.DataFrame
+    flows: pd.DataFrame
+    names: list
+    args: list
+    meta: dict  # rank -> scrubbed top-level metadata
+    thread_names: dict
+    process_names: dict
+    step_annotation: str | None = None
+    run_dir: Path | None = None
+    windows: dict = field(default_factory=dict)  # rank -> Window
+
+    # -- what the trace says about itself ----------------------------------------------------
+    @property
+    def ranks(self) -> list[int]:
+        return sorted(self.meta)
+
+    @property
+    def device_properties(self) -> list[dict]:
+        return parse_device_properties(self.meta[self.ranks[0]].get("deviceProperties"))
+
+    @property
+    def has_gpu(self) -> bool:
+        return bool(np.isin(self.events["kind"].to_numpy(), GPU_TASK_KINDS).any())
+
+    @property
+    def device(self) -> str:
+        """Name of the GPU the trace was recorded on, or 'cpu'."""
+        if not self.has_gpu:
+            return "cpu"
+        used = set(self.events.loc[self.events["kind"] == KERNEL, "device"].unique().tolist())
+        props = self.device_properties
+        for p in props:
+            if p.get("id") in used and p.get("name"):
+                return str(p["name"])
+        return str(props[0].get("name", "unknown GPU")) if props else "unknown GPU"
+
+    @property
+    def window(self) -> Window:
+        """The slowest rank's window (ranks of one job run in lock-step)."""
+        return max(self.windows.values(), key=lambda w: w.per_step_ms)
+
+    @property
+    def steps(self) -> int:
+        return self.window.steps
+
+    @property
+    def measured_ms(self) -> float:
+        return self.window.per_step_ms
+
+    def name_of(self, codes) -> np.ndarray:
+        return np.asarray(self.names, dtype=object)[np.asarray(codes)]
+
+    def args_of(self, row: int) -> dict:
+        """The raw `args` dict of events row `row` (shapes, dtypes, grid...)."""
+        return self.args[int(self.events["args_idx"].iat[row])]
+
+    def kinds(self) -> pd.Series:
+        return pd.Series(np.asarray(KIND_NAMES)[self.events["kind"].to_numpy()], index=self.events.index)
+
+    def graph(self, **options):
+        """The dependency graph of this trace (see `daydream.graph`)."""
+        from daydream.graph import build_graph
+        return build_graph(self, **options)
+
+
+def _step_pattern(step_annotation: str | None) -> re.Pattern:
+    if step_annotation:
+        return re.compile(rf"^{re.escape(step_annotation)}(#\d+)?$")
+    return re.compile(r"^ProfilerStep#\d+$")
+
+
+def compute_windows(trace: Trace) -> dict:
+    """Per rank: the CONTRACT.md analysis window."""
+    ev = trace.events
+    names = np.asarray(trace.names, dtype=object)
+    pattern = _step_pattern(trace.step_annotation)
+    is_step_name = np.fromiter((bool(pattern.match(n)) for n in names), bool, len(names))
+    kind = ev["kind"].to_numpy()
+    rank = ev["rank"].to_numpy()
+    ts = ev["ts"].to_numpy()
+    end = ts + ev["dur"].to_numpy()
+    is_cpu = np.isin(kind, CPU_KINDS)
+    is_gpu = np.isin(kind, GPU_TASK_KINDS)
+    corr = ev["corr"].to_numpy()
+    windows = {}
+    for r in trace.ranks:
+        in_rank = rank == r
+        if not in_rank.any():
+            continue
+        steps = np.flatnonzero(in_rank & is_cpu & is_step_name[ev["name"].to_numpy()])
+        if steps.size:
+            spans = np.unique(np.stack([ts[steps], end[steps]], axis=1), axis=0)
+            # A step is named once per thread at most; keep one span per step start.
+            _, first = np.unique(spans[:, 0], return_index=True)
+            spans = spans[first]
+            start = int(spans[0, 0])
+            idx = np.searchsorted(spans[:, 0], ts, side="right") - 1
+            inside = (idx >= 0) & (ts <= spans[np.clip(idx, 0, None), 1]) & in_rank
+            cpu_inside = inside & is_cpu
+            stop = int(end[cpu_inside].max())
+            launched = np.isin(corr, corr[cpu_inside & (kind == RUNTIME) & (corr >= 0)])
+            gpu_inside = in_rank & is_gpu & launched
+            if gpu_inside.any():
+                stop = max(stop, int(end[gpu_inside].max()))
+            windows[r] = Window(start, stop, len(spans), spans)
+        else:
+            sel = in_rank & (is_cpu | is_gpu)
+            if not sel.any():
+                sel = in_rank
+            windows[r] = Window(int(ts[sel].min()), int(end[sel].max()), 0, np.zeros((0, 2), np.int64))
+    return windows
+
+
+def from_raw(raws: list[RawTrace], path: str, step_annotation: str | None = None) -> Trace:
+    table = EventTable()
+    meta = {}
+    for raw in raws:
+        table.add_rank(raw.rank, raw.doc["traceEvents"])
+        meta[raw.rank] = scrub({k: v for k, v in raw.doc.items() if k != "traceEvents"})
+    events, memory, flows = table.finish()
+    if events.empty:
+        raise DaydreamError(f"{path}: no complete events ('ph': 'X') with a timestamp; nothing to analyze")
+    trace = Trace(path=path, events=events, memory_events=memory, flows=flows,
+                  names=table.names.values, args=table.args, meta=meta,
+                  thread_names=table.thread_names, process_names=table.process_names,
+                  step_annotation=step_annotation)
+    if step_annotation and not any(_step_pattern(step_annotation).match(n) for n in trace.names):
+        raise DaydreamError(f"{path}: no event named {step_annotation!r} (from --step-annotation)")
+    trace.windows = compute_windows(trace)
+    return trace
+
+
+def load(path: str | Path, step_annotation: str | None = None) -> Trace:
+    """Load a trace file, run directory, multi-rank directory or .tar.gz."""
+    trace = from_raw(read_path(path), str(path), step_annotation)
+    p = Path(path)
+    if p.is_dir() and (p / "trace.json.gz").exists():
+        trace.run_dir = p
+    return trace
+
+
+__all__ = ["Trace", "Window", "load", "from_raw", "KIND_NAMES"]

@@ -1,0 +1,203 @@
+"""The events table: every trace event as one row of numpy columns.
+
+One pass over the parsed JSON turns Kineto's per-event dicts into columns (rank, kind, thread or
+stream, start and duration in integer nanoseconds, name code, correlation, external id, sequence
+number). Everything downstream works on these columns; only the rare consumer of per-op details
+(shapes, dtypes) looks back at an event's `args` dict through `args_of(row)`.
+"""
+from __future__ import annotations
+
+import ast
+import re
+
+import numpy as np
+import pandas as pd
+
+# Event kinds. CPU-side kinds come first, GPU-side kinds from KERNEL on.
+CPU_OP, ANNOTATION, PYTHON, RUNTIME, KERNEL, MEMCPY, MEMSET, GPU_ANNOTATION, GPU_SYNC, OTHER = range(10)
+KIND_NAMES = ("cpu_op", "annotation", "python", "runtime", "kernel", "memcpy", "memset",
+              "gpu_annotation", "gpu_sync", "other")
+GPU_TASK_KINDS = (KERNEL, MEMCPY, MEMSET)
+
+# Kineto categories of every vintage (2021 capitalised names, current lower-case ones).
+_KIND_OF_CAT = {
+    "cpu_op": CPU_OP, "operator": CPU_OP,
+    "user_annotation": ANNOTATION,
+    "python_function": PYTHON,
+    "cuda_runtime": RUNTIME, "runtime": RUNTIME, "cuda_driver": RUNTIME,
+    "kernel": KERNEL,
+    "gpu_memcpy": MEMCPY, "memcpy": MEMCPY,
+    "gpu_memset": MEMSET, "memset": MEMSET,
+    "gpu_user_annotation": GPU_ANNOTATION,
+    "cuda_sync": GPU_SYNC,
+}
+_SKIPPED_CATS = {"trace", "cpu_instant_event", "overhead"}
+_SECRET = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL|PASSWD|AUTH", re.I)
+_NUM_IN = re.compile(r"-?\d+")
+
+
+def scrub(meta):
+    """Drop metadata keys that look like credentials, at any depth."""
+    if isinstance(meta, dict):
+        return {k: scrub(v) for k, v in meta.items() if not _SECRET.search(str(k))}
+    if isinstance(meta, list):
+        return [scrub(v) for v in meta]
+    return meta
+
+
+def parse_device_properties(value) -> list[dict]:
+    """Kineto writes deviceProperties as a list, or as the repr() of one."""
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return []
+    if isinstance(value, dict):
+        value = [value]
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+class _Interner:
+    """Maps strings (names, odd thread ids) to dense integer codes."""
+
+    def __init__(self):
+        self.codes: dict = {}
+        self.values: list = []
+
+    def __call__(self, value) -> int:
+        code = self.codes.get(value)
+        if code is None:
+            code = self.codes[value] = len(self.values)
+            self.values.append(value)
+        return code
+
+
+def _int_id(value, odd: _Interner) -> int:
+    """Thread/process/stream ids: ints, digit strings, 'stream 7'; anything else gets a negative code."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            m = _NUM_IN.search(value)
+            if m and value.lower().startswith("stream"):
+                return int(m.group())
+    return -1 - odd(str(value))
+
+
+def _as_int(value, default=-1) -> int:
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _ns(value) -> int:
+    return int(round(float(value) * 1000.0))
+
+
+class EventTable:
+    """Columnar events of all ranks plus the side tables (memory, flows, thread names)."""
+
+    COLUMNS = ("rank", "kind", "name", "pid", "tid", "device", "stream", "ts", "dur",
+               "corr", "ext", "seq", "fwd_tid")
+
+    def __init__(self):
+        self.names = _Interner()
+        self._odd = _Interner()
+        self._cols = {c: [] for c in self.COLUMNS}
+        self.args: list = []
+        self._mem = {c: [] for c in ("rank", "ts", "bytes", "total_allocated", "total_reserved",
+                                      "device_type", "device_id", "addr")}
+        self._flows = {c: [] for c in ("rank", "id", "start", "pid", "tid", "ts")}
+        self.thread_names: dict = {}   # (rank, pid, tid) -> name
+        self.process_names: dict = {}  # (rank, pid) -> name
+        self.skipped = 0
+
+    # -- building -----------------------------------------------------------------------------
+    def add_rank(self, rank: int, events: list) -> None:
+        c = self._cols
+        rank_c, kind_c, name_c, pid_c, tid_c, dev_c, stream_c, ts_c, dur_c, corr_c, ext_c, seq_c, fwd_c = (
+            c[k] for k in self.COLUMNS)
+        args_c = self.args
+        names, odd = self.names, self._odd
+        for e in events:
+            if not isinstance(e, dict):
+                self.skipped += 1
+                continue
+            ph = e.get("ph")
+            if ph == "X":
+                cat = e.get("cat")
+                kind = _KIND_OF_CAT.get(cat.lower() if isinstance(cat, str) else cat, OTHER)
+                if kind == OTHER and isinstance(cat, str) and cat.lower() in _SKIPPED_CATS:
+                    continue
+                try:
+                    ts = _ns(e["ts"])
+                    dur = max(_ns(e.get("dur", 0)), 0)
+                    args = e.get("args")
+                    if not isinstance(args, dict):
+                        args = {}
+                    name = e.get("name")
+                    pid = _int_id(e.get("pid"), odd)
+                    tid = _int_id(e.get("tid"), odd)
+                    if kind >= KERNEL:
+                        device = _as_int(args.get("device"), pid)
+                        stream = _as_int(args.get("stream"), tid)
+                    else:
+                        device, stream = -1, -1
+                    corr = _as_int(args.get("correlation"))
+                    ext = _as_int(args.get("External id", args.get("external id")))
+                    seq = _as_int(args.get("Sequence number"))
+                    fwd = _as_int(args.get("Fwd thread id"))
+                    name_code = names(name if isinstance(name, str) else str(name))
+                except (KeyError, TypeError, ValueError, OverflowError):
+                    self.skipped += 1
+                    continue
+                rank_c.append(rank); kind_c.append(kind); name_c.append(name_code)
+                pid_c.append(pid); tid_c.append(tid); dev_c.append(device); stream_c.append(stream)
+                ts_c.append(ts); dur_c.append(dur); corr_c.append(corr); ext_c.append(ext)
+                seq_c.append(seq); fwd_c.append(fwd); args_c.append(args)
+            elif ph in ("i", "I") and e.get("name") == "[memory]":
+                a = e.get("args") if isinstance(e.get("args"), dict) else {}
+                try:
+                    row = (rank, _ns(e["ts"]), _as_int(a.get("Bytes"), 0),
+                           _as_int(a.get("Total Allocated")), _as_int(a.get("Total Reserved")),
+                           _as_int(a.get("Device Type")), _as_int(a.get("Device Id")), _as_int(a.get("Addr")))
+                except (KeyError, TypeError, ValueError, OverflowError):
+                    self.skipped += 1
+                    continue
+                for col, v in zip(self._mem.values(), row):
+                    col.append(v)
+            elif ph in ("s", "f") and e.get("cat") == "fwdbwd":
+                try:
+                    row = (rank, _as_int(e.get("id")), ph == "s", _int_id(e.get("pid"), odd),
+                           _int_id(e.get("tid"), odd), _ns(e["ts"]))
+                except (KeyError, TypeError, ValueError, OverflowError):
+                    self.skipped += 1
+                    continue
+                for col, v in zip(self._flows.values(), row):
+                    col.append(v)
+            elif ph == "M":
+                a = e.get("args") if isinstance(e.get("args"), dict) else {}
+                pid = _int_id(e.get("pid"), odd)
+                if e.get("name") == "thread_name":
+                    self.thread_names[(rank, pid, _int_id(e.get("tid"), odd))] = str(a.get("name", ""))
+                elif e.get("name") == "process_name":
+                    self.process_names[(rank, pid)] = str(a.get("name", ""))
+
+    def finish(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """The events, memory and flow tables, events sorted by (rank, ts, -dur)."""
+        ints = {"rank": np.int32, "kind": np.int8, "name": np.int32, "device": np.int32}
+        cols = {k: np.asarray(v, dtype=ints.get(k, np.int64)) for k, v in self._cols.items()}
+        order = np.lexsort((-cols["dur"], cols["ts"], cols["rank"]))
+        events = pd.DataFrame({k: v[order] for k, v in cols.items()})
+        events["args_idx"] = order.astype(np.int64)
+        memory = pd.DataFrame({k: np.asarray(v, dtype=np.int64) for k, v in self._mem.items()})
+        flows = pd.DataFrame({k: np.asarray(v, dtype=bool if k == "start" else np.int64)
+                              for k, v in self._flows.items()})
+        return events, memory.sort_values(["rank", "ts"], kind="stable").reset_index(drop=True), flows
