@@ -1,0 +1,254 @@
+"""Memory what-ifs: the measured per-category timeline transformed by each `--opt`, in order.
+
+Every model rescales category columns of the whole timeline and adds working sets where the step
+needs them (the instants where activations are live, i.e. forward and backward), then the predicted
+peak is read off the transformed timeline, so a peak that moves (say from the end of the forward to
+the optimizer step) is found. Parameters are those of `daydream.opts.SPECS`, shared with `whatif`.
+Assumptions common to all models: the recording ran in fp32 (4-byte elements) unless an earlier
+`amp` said otherwise; each model's own formula and constants are in its docstring and in
+docs/memory.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from daydream.memory.timeline import CATEGORIES, COL, Timeline
+from daydream.opts import OptChoice
+
+PER_SAMPLE = ("activation", "input", "temporary", "autograd_detail")
+# Bits per stored weight element (int4 also stores one fp16 scale per group of 128 weights, the
+# group size of GPTQ/AWQ checkpoints; int8 and fp8 store one fp32 scale per output channel, which
+# is below 0.1% of the weights and left out).
+QUANT_BITS = {"int8": 8, "fp8": 8, "int4": 4}
+INT4_GROUP = 128
+
+
+@dataclass
+class State:
+    """What the models transform: the category timeline and what is known about its tensors."""
+    bytes: np.ndarray          # float64 (times, categories)
+    active: np.ndarray         # bool: activations live (forward and backward)
+    optimizer_spans: list      # (start index, end index) into the timeline
+    param_tensors: np.ndarray  # bytes of each parameter tensor, where known
+    layers: dict               # module -> activation bytes
+    activation_tensors: int
+    act_elem_bytes: float = 4.0
+    notes: list = field(default_factory=list)
+
+    def col(self, name):
+        return self.bytes[:, COL[name]]
+
+    def scale(self, names, factor):
+        for n in names:
+            self.bytes[:, COL[n]] *= factor
+
+    def add(self, name, amount, mask):
+        self.bytes[mask, COL[name]] += amount
+
+
+def initial_state(tl: Timeline, layers: dict | None) -> State:
+    spans = []
+    for s, e in tl.optimizer:
+        idx = np.flatnonzero((tl.times >= s) & (tl.times <= e))
+        if idx.size:
+            spans.append((max(int(idx[0]) - 1, 0), int(idx[-1])))
+    return State(tl.bytes.astype(np.float64), tl.bytes[:, COL["activation"]] > 0, spans,
+                 np.asarray(tl.param_tensors, np.float64), dict(layers or {}), int(tl.activation_tensors))
+
+
+def _params_total(st: State) -> float:
+    return float(st.col("parameter").max()) if len(st.bytes) else 0.0
+
+
+def amp(st: State, dtype: str) -> None:
+    """Autocast to a 16-bit type, the torch.amp recipe (Micikevicius et al. 2018): matmul/conv
+    outputs and the tensors saved from them are 16-bit, so activations, autograd intermediates and
+    temporaries halve (4 -> 2 bytes); inputs arrive from the data loader in fp32 and stay; fp32
+    master parameters, their gradients and the optimizer state stay; plus one 16-bit copy of the
+    weights (0.5 x parameter bytes) while activations are live: autocast caches the cast of each
+    weight for the forward and the GEMM saves it for the backward."""
+    if st.act_elem_bytes <= 2:
+        st.notes.append(f"amp:{dtype}: activations already 16-bit; unchanged")
+        return
+    st.scale(("activation", "temporary", "autograd_detail"), 0.5)
+    st.layers = {k: v * 0.5 for k, v in st.layers.items()}
+    st.act_elem_bytes = 2.0
+    copies = 0.5 * _params_total(st)
+    st.add("parameter", copies, st.active)
+    st.notes.append(f"amp:{dtype}: activation/temporary/autograd_detail x0.5, +{copies / 2**20:.1f} MiB "
+                    "16-bit weight copies while activations are live; fp32 params, grads, optimizer state kept")
+    if copies == 0:
+        st.notes.append("amp: the recording has no parameter bytes (no memory profile categories); "
+                        "weight copies not counted")
+
+
+def _units(st: State) -> tuple[float, str]:
+    """Bytes of the largest FSDP unit: the parameters over the number of wrapped blocks, taken as
+    the top-level modules of the layer table, else one block per weight+bias pair; never less than
+    the largest single parameter tensor."""
+    params = _params_total(st)
+    groups = _top_level(st.layers)
+    if len(groups) > 1:
+        n, how = len(groups), f"{len(groups)} top-level modules"
+    elif len(st.param_tensors):
+        n, how = max(len(st.param_tensors) // 2, 1), f"{len(st.param_tensors)} parameter tensors / 2"
+    else:
+        n, how = 1, "one unit (no layer or tensor sizes known)"
+    largest = float(st.param_tensors.max()) if len(st.param_tensors) else 0.0
+    return max(params / n, largest), how
+
+
+def fsdp(st: State, world_size: int, prefetch: bool, **_) -> None:
+    """ZeRO-3 / FSDP (Rajbhandari et al. 2020): parameters, gradients and optimizer state are
+    sharded, each rank holds 1/world_size; plus the gathered working set while activations are
+    live: the unit in use (and the next one when prefetching) gathered in full, and one unit of
+    unsharded gradients before its reduce-scatter."""
+    unit, how = _units(st)
+    for name in ("parameter", "gradient", "optimizer_state"):
+        st.bytes[:, COL[name]] /= world_size
+    gathered = unit * (2 if prefetch else 1)
+    st.add("parameter", gathered, st.active)
+    st.add("gradient", unit, st.active)
+    st.notes.append(f"fsdp:world_size={world_size}: parameter/gradient/optimizer_state /{world_size}, "
+                    f"+{gathered / 2**20:.1f} MiB gathered params and +{unit / 2**20:.1f} MiB unsharded "
+                    f"grads per unit (unit = params / {how})")
+
+
+def _top_level(layers: dict) -> dict:
+    """Group a module table by its top level (descending past a single wrapping module)."""
+    names = [k for k, v in layers.items() if v > 0]
+    depth = 1
+    while True:
+        groups: dict = {}
+        for k in names:
+            key = ".".join(k.split(".")[:depth])
+            groups.setdefault(key, []).append(k)
+        if len(groups) != 1 or all(len(k.split(".")) <= depth for k in names) or not names:
+            return {g: [layers[k] for k in ks] for g, ks in groups.items()}
+        depth += 1
+
+
+def activation_checkpointing(st: State, fraction: float) -> None:
+    """Checkpoint the first `fraction` of the activation bytes, layer by layer (Chen et al. 2016):
+    a checkpointed layer keeps only its boundary (its input), estimated as its activations divided
+    by the number of modules inside it that saved tensors (one saved tensor of the layer's width
+    each); during the backward one layer is recomputed at a time, so the largest checkpointed
+    layer's activations come back as a working set. Without a layer table the activations are cut
+    into sqrt(T) equal segments of T/sqrt(T) saved tensors each (T = activation tensors created)."""
+    total = float(st.col("activation").max()) if len(st.bytes) else 0.0
+    if total <= 0 or fraction <= 0:
+        st.notes.append("activation-checkpointing: no activations (or fraction 0); unchanged")
+        return
+    groups = _top_level(st.layers)
+    if len(groups) > 1:
+        layer_bytes = np.array([sum(v) for v in groups.values()], np.float64)
+        layer_tensors = np.array([len(v) for v in groups.values()], np.float64)
+        # The table may not cover every activation byte: scale it to the measured total.
+        layer_bytes *= total / layer_bytes.sum()
+        how = f"{len(groups)} layers from the layer table"
+    else:
+        t = max(st.activation_tensors, 1)
+        segs = max(int(round(np.sqrt(t))), 1)
+        layer_bytes = np.full(segs, total / segs)
+        layer_tensors = np.full(segs, t / segs)
+        how = f"{segs} equal segments of {t} activation tensors"
+    cum = np.cumsum(layer_bytes) / total
+    ckpt = cum <= fraction + 1e-9
+    if not ckpt.any():
+        ckpt[0] = True
+    kept = (layer_bytes[ckpt] / np.maximum(layer_tensors[ckpt], 1)).sum()
+    dropped = layer_bytes[ckpt].sum()
+    recompute = layer_bytes[ckpt].max()
+    ratio = (total - dropped + kept) / total
+    st.scale(("activation",), ratio)
+    st.add("activation", recompute, st.active)
+    st.layers = {k: v * ratio for k, v in st.layers.items()}
+    st.notes.append(f"activation-checkpointing:fraction={fraction}: {int(ckpt.sum())} of {how} checkpointed, "
+                    f"activations x{ratio:.3f} (boundaries kept) + {recompute / 2**20:.1f} MiB recompute working set")
+
+
+def quantize(st: State, dtype: str) -> None:
+    """Weight-only quantization: the stored weights shrink from 4 bytes to bits/8 per element
+    (QUANT_BITS, plus int4 group scales); while activations are live one layer's weights exist
+    dequantized (the largest parameter tensor, fp32) as a temporary. Gradients and optimizer state,
+    where the recording has them, are kept as recorded."""
+    bits = QUANT_BITS[dtype]
+    factor = bits / 32 + (2 / (INT4_GROUP * 4) if dtype == "int4" else 0.0)
+    before = _params_total(st)
+    st.scale(("parameter",), factor)
+    largest = float(st.param_tensors.max()) if len(st.param_tensors) else 0.0
+    st.add("temporary", largest, st.active)
+    st.param_tensors = st.param_tensors * factor
+    st.notes.append(f"quantize:{dtype}: parameter x{factor:.4f} ({before / 2**20:.1f} MiB -> "
+                    f"{before * factor / 2**20:.1f} MiB), +{largest / 2**20:.1f} MiB dequantized layer")
+
+
+def batch_size(st: State, factor: float) -> None:
+    """Per-sample tensors (activations, inputs, temporaries, autograd intermediates) scale with the
+    batch; parameters, gradients, optimizer state and unknown bytes do not."""
+    st.scale(PER_SAMPLE, factor)
+    st.layers = {k: v * factor for k, v in st.layers.items()}
+    st.notes.append(f"batch-size:factor={factor}: {', '.join(PER_SAMPLE)} x{factor}")
+
+
+def fused_optimizer(st: State) -> None:
+    """A fused optimizer updates parameters and state in place in one kernel per group: every byte
+    that the optimizer step allocates above the level at its start, other than new optimizer state,
+    is a per-tensor or multi-tensor temporary and disappears."""
+    if not st.optimizer_spans:
+        st.notes.append("fused-optimizer: no optimizer step found in the recording; unchanged")
+        return
+    removed = 0.0
+    for s, e in st.optimizer_spans:
+        for name in CATEGORIES:
+            if name == "optimizer_state":
+                continue
+            c = COL[name]
+            excess = np.maximum(st.bytes[s:e + 1, c] - st.bytes[s, c], 0)
+            removed = max(removed, float(excess.max()))
+            st.bytes[s:e + 1, c] -= excess
+    st.notes.append(f"fused-optimizer: optimizer-step temporaries removed (largest category excess "
+                    f"{removed / 2**20:.1f} MiB)")
+
+
+def ddp(st: State, world_size: int, **_) -> None:
+    """DDP keeps a flat bucket copy of every gradient (gradient_as_bucket_view=False, the default),
+    so gradient bytes double; nothing else changes on a rank."""
+    st.scale(("gradient",), 2.0)
+    st.notes.append(f"ddp:world_size={world_size}: gradient x2 (bucket copies)")
+
+
+def _unchanged(why):
+    def model(st: State, **params):
+        st.notes.append(why)
+    return model
+
+
+MODELS = {
+    "amp": amp,
+    "fsdp": fsdp,
+    "activation-checkpointing": activation_checkpointing,
+    "quantize": quantize,
+    "batch-size": batch_size,
+    "fused-optimizer": fused_optimizer,
+    "ddp": ddp,
+    "dataloader": _unchanged("dataloader: workers use host memory only; device memory unchanged"),
+    "cuda-graphs": _unchanged("cuda-graphs: the graph's private pool holds the same tensors; unchanged"),
+    "gpu": _unchanged("gpu: same bytes on the target device; the capacity check uses the target"),
+    "sparse-attention": _unchanged("sparse-attention: attention scores are not told apart from other "
+                                   "activations in the recording; unchanged"),
+}
+
+
+def predict(tl: Timeline, opts: list[OptChoice], layers: dict | None = None) -> tuple[Timeline, list[str]]:
+    """The timeline after applying `opts` in order, and one note per model applied."""
+    st = initial_state(tl, layers)
+    for opt in opts:
+        params = {k.replace("-", "_"): v for k, v in opt.params.items()}
+        MODELS[opt.name](st, **params)
+    out = Timeline(tl.times.copy(), np.rint(np.maximum(st.bytes, 0)).astype(np.int64),
+                   tl.source + " (predicted)", optimizer=list(tl.optimizer),
+                   param_tensors=st.param_tensors.astype(np.int64), activation_tensors=tl.activation_tensors)
+    return out, st.notes

@@ -1,0 +1,145 @@
+"""Memory over time, split by category: one int64 column per category, one row per instant.
+
+Two sources feed it:
+- torch.profiler's memory profile (`export_memory_timeline_raw` rows `[ts_ns, action, bytes,
+  category]`, as `daydream profile` stores them in `memory.json.gz`), which labels every tensor;
+- Kineto `[memory]` instant events, which only carry sizes and addresses (see `kineto.py`).
+
+Raw-row encoding, read from torch 2.13 `torch/profiler/_memory_profiler.py`:
+- action = `Action.value`: 1 PREEXISTING, 2 CREATE, 3 INCREMENT_VERSION, 4 DESTROY. Bytes are
+  already signed: DESTROY rows are negative and INCREMENT_VERSION is written as a pair (−bytes under
+  the old version's category, +bytes under the new one's).
+- category = index into `_CATEGORY_TO_COLORS`: PARAMETER, OPTIMIZER_STATE, INPUT, TEMPORARY,
+  ACTIVATION, GRADIENT, AUTOGRAD_DETAIL, then None (unknown).
+- ts is in nanoseconds; PREEXISTING rows carry ts = −1 (alive before profiling started).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from daydream.errors import DaydreamError
+
+CATEGORIES = ("parameter", "gradient", "optimizer_state", "activation", "temporary", "input",
+              "autograd_detail", "unknown")
+# torch's raw category index -> our category name (torch order: _CATEGORY_TO_COLORS).
+TORCH_CATEGORIES = ("parameter", "optimizer_state", "input", "temporary", "activation", "gradient",
+                    "autograd_detail", "unknown")
+_TORCH_TO_OURS = np.array([CATEGORIES.index(c) for c in TORCH_CATEGORIES], dtype=np.int64)
+COL = {c: i for i, c in enumerate(CATEGORIES)}
+
+PREEXISTING, CREATE, INCREMENT_VERSION, DESTROY = 1, 2, 3, 4
+
+
+@dataclass
+class Timeline:
+    """Bytes live per category at each instant, plus what the source says about phases and tensors.
+
+    `times` are nanoseconds, `bytes` has shape (len(times), len(CATEGORIES)), each row the state
+    after every change at that instant. `optimizer` lists (start, end) time spans of optimizer
+    steps where known; `param_tensors` the sizes of the parameter tensors where known.
+    """
+    times: np.ndarray
+    bytes: np.ndarray
+    source: str
+    optimizer: list = field(default_factory=list)
+    param_tensors: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    activation_tensors: int = 0
+    notes: list = field(default_factory=list)
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.bytes.sum(axis=1)
+
+    @property
+    def peak_index(self) -> int:
+        return int(np.argmax(self.total)) if len(self.times) else 0
+
+    @property
+    def peak_bytes(self) -> int:
+        return int(self.total[self.peak_index]) if len(self.times) else 0
+
+    def at_peak(self) -> dict:
+        row = self.bytes[self.peak_index] if len(self.times) else np.zeros(len(CATEGORIES), np.int64)
+        return {c: int(v) for c, v in zip(CATEGORIES, row)}
+
+    def maximum(self) -> dict:
+        """Each category's own maximum over the recording (not simultaneous)."""
+        m = self.bytes.max(axis=0) if len(self.times) else np.zeros(len(CATEGORIES), np.int64)
+        return {c: int(v) for c, v in zip(CATEGORIES, m)}
+
+    def mean(self) -> dict:
+        """Time-weighted mean bytes per category over the recording."""
+        if len(self.times) < 2:
+            return self.at_peak()
+        dt = np.diff(self.times).astype(np.float64)
+        w = (self.bytes[:-1] * dt[:, None]).sum(axis=0) / max(dt.sum(), 1.0)
+        return {c: int(v) for c, v in zip(CATEGORIES, w)}
+
+    def optimizer_mask(self) -> np.ndarray:
+        mask = np.zeros(len(self.times), bool)
+        for start, end in self.optimizer:
+            mask |= (self.times >= start) & (self.times <= end)
+        return mask
+
+
+def coalesce(ts: np.ndarray, cols: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-event (time, category column, signed bytes) -> (unique times, live bytes per category).
+
+    Events are taken in the given order; each output row is the state after the last event at that
+    instant.
+    """
+    n = len(ts)
+    change = np.zeros((n, len(CATEGORIES)), np.int64)
+    change[np.arange(n), cols] = delta
+    live = np.cumsum(change, axis=0)
+    last = np.flatnonzero(np.r_[ts[1:] != ts[:-1], True]) if n else np.zeros(0, np.int64)
+    return ts[last], live[last]
+
+
+def from_raw_rows(rows, source: str) -> Timeline:
+    """torch.profiler `export_memory_timeline_raw` rows -> Timeline."""
+    try:
+        arr = np.asarray(rows, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise DaydreamError(f"{source}: memory timeline rows are not [ts, action, bytes, category] integers") from None
+    if arr.ndim != 2 or arr.shape[1] != 4 or not len(arr):
+        raise DaydreamError(f"{source}: expected a non-empty list of [ts, action, bytes, category] rows")
+    ts, action, delta, cat = arr.T
+    if ((action < PREEXISTING) | (action > DESTROY)).any() or ((cat < 0) | (cat >= len(TORCH_CATEGORIES))).any():
+        raise DaydreamError(f"{source}: memory timeline has unknown action or category codes "
+                            "(expected torch.profiler export_memory_timeline_raw output)")
+    known = ts[ts >= 0]
+    if not known.size:
+        raise DaydreamError(f"{source}: memory timeline has no timestamped rows")
+    ts = np.where(ts < 0, known.min(), ts)
+    order = np.argsort(ts, kind="stable")
+    ts, action, delta, cat = ts[order], action[order], delta[order], cat[order]
+    cols = _TORCH_TO_OURS[cat]
+    times, live = coalesce(ts, cols, delta)
+    params = np.abs(delta[(cols == COL["parameter"]) & ((action == PREEXISTING) | (action == CREATE))])
+    tl = Timeline(times, live, source, optimizer=_optimizer_spans(ts, action, cols),
+                  param_tensors=params,
+                  activation_tensors=int(((cols == COL["activation"]) & (action == CREATE)).sum()))
+    return tl
+
+
+def _optimizer_spans(ts, action, cols) -> list:
+    """Optimizer steps seen in the raw rows: from an optimizer state's first creation or in-place update to the
+    last in-place parameter update before the next activation is created (the next forward)."""
+    state_update = ((action == INCREMENT_VERSION) | (action == CREATE)) & (cols == COL["optimizer_state"])
+    param_update = (action == INCREMENT_VERSION) & (cols == COL["parameter"])
+    forward = (action == CREATE) & (cols == COL["activation"])
+    spans = []
+    i = 0
+    starts = np.flatnonzero(state_update)
+    fwd_idx = np.flatnonzero(forward)
+    upd_idx = np.flatnonzero(param_update | state_update)
+    while i < len(starts):
+        s = starts[i]
+        nxt = fwd_idx[np.searchsorted(fwd_idx, s)] if np.searchsorted(fwd_idx, s) < len(fwd_idx) else len(ts)
+        in_step = upd_idx[(upd_idx >= s) & (upd_idx < nxt)]
+        spans.append((int(ts[s]), int(ts[in_step[-1]])))
+        i = np.searchsorted(starts, nxt)
+    return spans
