@@ -1,0 +1,453 @@
+"""Hardware facts the cost models need, in one table, each number with its source.
+
+Every what-if prediction divides work by a rate from this table (peak FLOP/s, memory bandwidth,
+link bandwidth) or adds a fixed cost from it (kernel launch, link latency), so every number here
+names where it comes from. Conventions:
+
+* FLOP/s are dense peaks (no 2:4 sparsity) for the whole device as the framework sees it
+  (an MI250 is two devices to ROCm, so there are per-GCD entries). 0.0 means the device has no
+  hardware path for that dtype; `effective_peak` then falls back to the dtype it is emulated in.
+* Bandwidths are bytes/s. Link bandwidths are per GPU and per direction (datasheets quote the
+  sum of both directions: NVLink "600 GB/s" is 300 GB/s each way).
+* Memory capacities are the datasheet "GB" read as GiB (2**30 bytes), which is what the cards
+  expose (an "80GB" H100 reports 85 018 279 936 bytes of 85 899 345 920).
+* Launch costs are measured from the real traces under ../shared/traces (median cudaLaunchKernel /
+  hipLaunchKernel API duration, and median gap from the end of that call to the kernel's start
+  while the GPU was idle); devices without a trace borrow the closest architecture's values.
+* Link latencies are NCCL's own model constants (src/graph/tuning.cc, hwLat, Ring/Simple per
+  step: NVLink 3.4 us, PCIe 5.7 us, network 9.6 us; baseLat Ring/Simple 8.4 us per collective).
+  RCCL keeps NCCL's tuning model, so xGMI uses the NVLink value.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from dataclasses import dataclass, field
+
+from daydream.errors import DaydreamError
+
+GIB = 2**30
+T = 1e12  # TFLOP/s -> FLOP/s
+GB = 1e9  # GB/s -> bytes/s
+US = 1e-6
+
+DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4", "fp4")
+
+# Where a device has no unit for a dtype, frameworks run it in (or refuse it for) the next one:
+# bf16/fp16 on pre-tensor-core parts run at fp32 rate, fp8 runs as fp16 where absent, etc.
+FALLBACK = {"tf32": "fp32", "bf16": "fp32", "fp16": "fp32", "fp8": "fp16", "int8": "fp32",
+            "int4": "int8", "fp4": "fp8", "fp64": "fp32"}
+
+# NCCL src/graph/tuning.cc: baseLat[Ring][Simple], the fixed cost of one collective launch.
+COLLECTIVE_BASE_LATENCY_S = 8.4 * US
+# NCCL src/graph/tuning.cc hwLat[*][Ring][Simple]: per ring step over each link type.
+NVLINK_STEP_LATENCY_S = 3.4 * US
+PCIE_STEP_LATENCY_S = 5.7 * US
+NET_STEP_LATENCY_S = 9.6 * US
+
+# PCIe x16 per direction (PCI-SIG: 8/16/32 GT/s per lane, 128b/130b): datasheets round to these.
+PCIE_BW = {3: 16 * GB, 4: 32 * GB, 5: 64 * GB}
+
+
+@dataclass(frozen=True)
+class Device:
+    """One accelerator (or CPU socket) as the simulator sees it."""
+
+    name: str
+    family: str                     # what tests and reports group by: "V100", "A100", "MI250" ...
+    vendor: str                     # "nvidia" | "amd" | "cpu"
+    arch: str                       # "sm_80", "gfx942", "x86_64"
+    peak_flops: dict = field(compare=False)  # dtype -> dense FLOP/s (0.0: no hardware path)
+    mem_bw: float                   # bytes/s, DRAM/HBM peak
+    mem_bytes: float                # capacity
+    sm_count: int                   # SMs (NVIDIA), CUs (AMD), cores (CPU)
+    launch_cpu_s: float             # host time of one kernel-launch API call
+    launch_gpu_s: float             # launch call end -> kernel start on an idle GPU
+    intra_link: str                 # GPU-GPU inside a node
+    intra_bw: float                 # bytes/s per GPU per direction
+    intra_latency_s: float          # per hop (NCCL hwLat)
+    pcie_gen: int
+    pcie_bw: float                  # bytes/s per direction, host <-> device
+    inter_link: str                 # node-to-node fabric of the vendor's reference system
+    inter_bw: float                 # bytes/s per GPU per direction
+    inter_latency_s: float
+    compute_capability: tuple = ()  # (major, minor) as CUDA/HIP report it
+    aliases: tuple = ()
+
+    def peak(self, dtype: str) -> float:
+        """Dense peak FLOP/s for dtype, following FALLBACK where the device has no unit for it."""
+        return effective_peak(self, dtype)
+
+
+def effective_peak(device: Device, dtype: str) -> float:
+    seen = set()
+    key = dtype
+    while key not in seen:
+        seen.add(key)
+        rate = device.peak_flops.get(key, 0.0) or 0.0
+        if rate > 0:
+            return float(rate)
+        key = FALLBACK.get(key, "fp32")
+    raise DaydreamError(f"device {device.name} has no peak FLOP/s for {dtype}")
+
+
+def _flops(**tflops) -> dict:
+    unknown = set(tflops) - set(DTYPES)
+    assert not unknown, unknown
+    return {d: float(tflops.get(d) or 0.0) * T for d in DTYPES}
+
+
+def _nvlink(gen: int, links: int) -> float:
+    # NVLink 2.0-4.0: 25 GB/s per link per direction (Volta/Ampere/Hopper whitepapers).
+    return links * 25 * GB
+
+
+# --- launch costs measured from ../shared/traces (see module docstring; test_hardware rechecks) --
+# V100: kineto/resnet50_v100_num_workers_0 (8772 launches: median 9.0 us; idle gap 3.0 us, n=1471)
+_V100_LAUNCH = (9.0 * US, 3.0 * US)
+# A100: hta/nccl_2rank_a100_rank0 (2700 launches: median 9.71 us; idle gap 1.55 us, n=1542)
+_A100_LAUNCH = (9.71 * US, 1.55 * US)
+# RTX 2080 Ti: param/resnet_2080ti (9628 launches: median 9.0 us). Its idle gaps read <= 0 us
+# (CPU/GPU clock skew in that trace), so the GPU-side latency is the V100 measurement.
+_TURING_LAUNCH = (9.0 * US, _V100_LAUNCH[1])
+# H100: tracelens/Qwen_Qwen1.5-0.5B-Chat_h100 (1029 launches: median 3.33 us; idle gap 1.39 us)
+_H100_LAUNCH = (3.33 * US, 1.39 * US)
+# MI300X: tracelens/ddp_resnet18_train_mi300 (2360 launches: median 3.13 us; idle gap 9.28 us,
+# n=688)
+_MI300_LAUNCH = (3.13 * US, 9.28 * US)
+# MI250: hta/minitoy_train_mi250 (14 launches: median 6.26 us; idle gap 6.74 us)
+_MI250_LAUNCH = (6.26 * US, 6.74 * US)
+
+
+def _nvidia(name, family, arch, cc, flops, mem_bw, mem_gib, sms, launch, intra_link, intra_bw,
+            pcie_gen, inter_link, inter_bw, aliases=()):
+    on_nvlink = intra_link.startswith("NVLink")
+    return Device(name=name, family=family, vendor="nvidia", arch=arch, peak_flops=flops,
+                  mem_bw=mem_bw, mem_bytes=mem_gib * GIB, sm_count=sms, launch_cpu_s=launch[0],
+                  launch_gpu_s=launch[1], intra_link=intra_link, intra_bw=intra_bw,
+                  intra_latency_s=NVLINK_STEP_LATENCY_S if on_nvlink else PCIE_STEP_LATENCY_S,
+                  pcie_gen=pcie_gen, pcie_bw=PCIE_BW[pcie_gen], inter_link=inter_link,
+                  inter_bw=inter_bw, inter_latency_s=NET_STEP_LATENCY_S, compute_capability=cc,
+                  aliases=aliases)
+
+
+def _amd(name, family, arch, cc, flops, mem_bw, mem_gib, cus, launch, intra_bw, pcie_gen,
+         inter_link, inter_bw, aliases=()):
+    return Device(name=name, family=family, vendor="amd", arch=arch, peak_flops=flops,
+                  mem_bw=mem_bw, mem_bytes=mem_gib * GIB, sm_count=cus, launch_cpu_s=launch[0],
+                  launch_gpu_s=launch[1], intra_link="xGMI (Infinity Fabric)", intra_bw=intra_bw,
+                  intra_latency_s=NVLINK_STEP_LATENCY_S, pcie_gen=pcie_gen,
+                  pcie_bw=PCIE_BW[pcie_gen], inter_link=inter_link, inter_bw=inter_bw,
+                  inter_latency_s=NET_STEP_LATENCY_S, compute_capability=cc, aliases=aliases)
+
+
+# Generic x86 server socket (the "cpu" entry): per core 2 x 256-bit FMA units (AVX2) = 32 fp32 /
+# 16 fp64 FLOP per cycle (Intel 64 and IA-32 Optimization Reference Manual, FMA throughput) at an
+# assumed 2.5 GHz all-core clock; 8 channels of DDR4-3200 at 25.6 GB/s each (JEDEC JESD79-4).
+CPU_GHZ = 2.5
+CPU_FP32_FLOP_PER_CYCLE = 32
+CPU_MEM_BW = 8 * 25.6 * GB
+
+
+def cpu_device(cores: int = 32) -> Device:
+    """A generic x86 server CPU with `cores` cores; bf16/fp16 run at the fp32 rate (no AMX)."""
+    if cores < 1:
+        raise DaydreamError(f"cpu core count must be at least 1, got {cores}")
+    fp32 = cores * CPU_GHZ * 1e9 * CPU_FP32_FLOP_PER_CYCLE
+    flops = {d: 0.0 for d in DTYPES}
+    flops.update(fp32=fp32, fp64=fp32 / 2)
+    return Device(name="cpu" if cores == 32 else f"cpu:{cores}", family="CPU", vendor="cpu",
+                  arch="x86_64", peak_flops=flops, mem_bw=CPU_MEM_BW, mem_bytes=256 * GIB,
+                  sm_count=cores, launch_cpu_s=0.0, launch_gpu_s=0.0,
+                  intra_link="shared memory", intra_bw=CPU_MEM_BW / 2, intra_latency_s=1 * US,
+                  pcie_gen=4, pcie_bw=PCIE_BW[4],
+                  # gloo over TCP on a 100 GbE NIC (IEEE 802.3ba), per host
+                  inter_link="Ethernet 100 GbE", inter_bw=12.5 * GB,
+                  inter_latency_s=NET_STEP_LATENCY_S, aliases=("x86", "xeon", "epyc", "host"))
+
+
+# ----------------------------------------------------------------------------------------------
+# THE TABLE. Sources per entry; rates in TFLOP/s, bandwidths in GB/s (converted on construction).
+# ----------------------------------------------------------------------------------------------
+_V100_SXM2 = _nvidia(
+    # NVIDIA Tesla V100 datasheet (SXM2): 7.8 FP64, 15.7 FP32, 125 Tensor (fp16) TFLOPS; HBM2
+    # 900 GB/s; 80 SMs (Volta whitepaper). NVLink 2.0: 6 links, 300 GB/s total. DGX-1V
+    # datasheet: 4x EDR InfiniBand (100 Gb/s) for 8 GPUs -> 6.25 GB/s per GPU.
+    "V100-SXM2-32GB", "V100", "sm_70", (7, 0),
+    _flops(fp64=7.8, fp32=15.7, fp16=125), 900 * GB, 32, 80, _V100_LAUNCH,
+    "NVLink 2.0", _nvlink(2, 6), 3, "InfiniBand EDR", 6.25 * GB,
+    aliases=("v100", "tesla v100 sxm2 32gb", "v100 sxm2", "tesla v100 dgxs 32gb", "v100 dgxs",
+             "v100 sxm3 32gb"))
+_V100_PCIE = dataclasses.replace(
+    # NVIDIA Tesla V100 datasheet (PCIe): 7 FP64, 14 FP32, 112 Tensor TFLOPS; 900 GB/s; no NVLink
+    _V100_SXM2, name="V100-PCIe-32GB", peak_flops=_flops(fp64=7.0, fp32=14.0, fp16=112),
+    intra_link="PCIe 3.0", intra_bw=PCIE_BW[3], intra_latency_s=PCIE_STEP_LATENCY_S,
+    aliases=("v100 pcie", "tesla v100 pcie 32gb", "v100 pcie 32gb"))
+_V100_SXM2_16 = dataclasses.replace(_V100_SXM2, name="V100-SXM2-16GB", mem_bytes=16 * GIB,
+                                    aliases=("tesla v100 sxm2 16gb", "v100 sxm2 16gb"))
+_V100_PCIE_16 = dataclasses.replace(_V100_PCIE, name="V100-PCIe-16GB", mem_bytes=16 * GIB,
+                                    aliases=("tesla v100 pcie 16gb", "v100 pcie 16gb"))
+
+_T4 = _nvidia(
+    # NVIDIA T4 datasheet: 8.1 FP32, 65 FP16/FP32 mixed, 130 INT8, 260 INT4 TFLOPS/TOPS; 16 GB
+    # GDDR6 at 320 GB/s; PCIe Gen3 x16; 40 SMs (Turing whitepaper, TU104 in T4). No NVLink.
+    "T4", "T4", "sm_75", (7, 5),
+    _flops(fp32=8.1, fp16=65, int8=130, int4=260), 320 * GB, 16, 40, _TURING_LAUNCH,
+    "PCIe 3.0", PCIE_BW[3], 3, "InfiniBand EDR (assumed, no reference system)", 12.5 * GB,
+    aliases=("tesla t4", "nvidia t4"))
+
+_RTX_2080TI = _nvidia(
+    # NVIDIA Turing architecture whitepaper, Table "GeForce RTX 2080 Ti" (reference clocks):
+    # 13.4 FP32 TFLOPS; 53.8 FP16 tensor TFLOPS with FP32 accumulate (what cuBLAS/PyTorch use;
+    # 107.6 with FP16 accumulate); 215.2 INT8 / 430.3 INT4 TOPS; 11 GB GDDR6 at 616 GB/s; 68 SMs.
+    # NVLink bridge: 2 links, 100 GB/s total.
+    "RTX 2080 Ti", "RTX 2080 Ti", "sm_75", (7, 5),
+    _flops(fp32=13.4, fp16=53.8, int8=215.2, int4=430.3), 616 * GB, 11, 68, _TURING_LAUNCH,
+    "NVLink 2.0 bridge", _nvlink(2, 2), 3, "InfiniBand EDR (assumed, no reference system)",
+    12.5 * GB, aliases=("2080 ti", "2080ti", "geforce rtx 2080 ti", "rtx 2080ti"))
+
+_A100_40 = _nvidia(
+    # NVIDIA A100 Tensor Core GPU datasheet: 9.7 FP64 (19.5 FP64 tensor), 19.5 FP32, 156 TF32,
+    # 312 BF16/FP16, 624 INT8 (dense); INT4 1248 TOPS (Ampere GA100 whitepaper). 40GB HBM2 at
+    # 1555 GB/s; 108 SMs. NVLink 3.0: 12 links, 600 GB/s total; PCIe Gen4. DGX A100 datasheet:
+    # 8x HDR InfiniBand 200 Gb/s, one per GPU -> 25 GB/s.
+    "A100-SXM4-40GB", "A100", "sm_80", (8, 0),
+    _flops(fp64=19.5, fp32=19.5, tf32=156, bf16=312, fp16=312, int8=624, int4=1248),
+    1555 * GB, 40, 108, _A100_LAUNCH, "NVLink 3.0", _nvlink(3, 12), 4, "InfiniBand HDR",
+    25 * GB, aliases=("a100 40gb", "a100 sxm4 40gb", "a100 pg509 200", "a100 40"))
+_A100_80 = dataclasses.replace(
+    # A100 datasheet, 80GB SXM: HBM2e at 2039 GB/s; compute unchanged.
+    _A100_40, name="A100-SXM4-80GB", mem_bw=2039 * GB, mem_bytes=80 * GIB,
+    aliases=("a100", "a100 80gb", "a100 sxm4 80gb", "a100 80"))
+
+_H100_SXM = _nvidia(
+    # NVIDIA H100 Tensor Core GPU datasheet (SXM), dense = half the quoted sparse figures:
+    # 67 FP64 tensor, 67 FP32, 494.7 TF32, 989.4 BF16/FP16, 1978.9 FP8, 1978.9 INT8; 80GB HBM3 at
+    # 3.35 TB/s; 132 SMs (Hopper whitepaper). NVLink 4.0: 18 links, 900 GB/s total; PCIe Gen5.
+    # DGX H100 datasheet: 8x ConnectX-7 NDR 400 Gb/s -> 50 GB/s per GPU.
+    "H100-SXM5-80GB", "H100", "sm_90", (9, 0),
+    _flops(fp64=67, fp32=67, tf32=494.7, bf16=989.4, fp16=989.4, fp8=1978.9, int8=1978.9),
+    3350 * GB, 80, 132, _H100_LAUNCH, "NVLink 4.0", _nvlink(4, 18), 5, "InfiniBand NDR",
+    50 * GB, aliases=("h100", "h100 80gb hbm3", "h100 sxm", "h100 sxm5", "h100 sxm5 80gb"))
+_H100_PCIE = dataclasses.replace(
+    # H100 datasheet (PCIe): 51 FP32, 756 BF16/FP16, 1513 FP8/INT8 dense; 80GB HBM2e at 2 TB/s;
+    # 114 SMs; NVLink bridge 600 GB/s total.
+    _H100_SXM, name="H100-PCIe-80GB",
+    peak_flops=_flops(fp64=51, fp32=51, tf32=378, bf16=756, fp16=756, fp8=1513, int8=1513),
+    mem_bw=2000 * GB, sm_count=114, intra_link="NVLink 4.0 bridge", intra_bw=_nvlink(4, 12),
+    aliases=("h100 pcie", "h100 pcie 80gb"))
+
+_H200 = dataclasses.replace(
+    # NVIDIA H200 Tensor Core GPU datasheet (SXM): compute as H100 SXM; 141GB HBM3e at 4.8 TB/s;
+    # NVLink 900 GB/s; DGX H200: 8x NDR 400 Gb/s.
+    _H100_SXM, name="H200-SXM-141GB", family="H200", mem_bw=4800 * GB, mem_bytes=141 * GIB,
+    aliases=("h200", "h200 sxm", "h200 141gb", "h200 141gb hbm3e"))
+
+_B200 = _nvidia(
+    # NVIDIA DGX B200 / HGX B200 datasheets, per GPU (1000 W), dense: 40 FP64, 80 FP32 (vector),
+    # 1100 TF32, 2250 BF16/FP16, 4500 FP8, 4500 INT8, 9000 FP4; DGX B200: 1440 GB HBM3e and
+    # 64 TB/s for 8 GPUs -> 180 GB, 8 TB/s each. 148 SMs (CUDA device query, sm_100). NVLink 5:
+    # 1.8 TB/s total; PCIe Gen5; 8x ConnectX-7 400 Gb/s.
+    "B200", "B200", "sm_100", (10, 0),
+    _flops(fp64=40, fp32=80, tf32=1100, bf16=2250, fp16=2250, fp8=4500, int8=4500, fp4=9000),
+    8000 * GB, 180, 148, _H100_LAUNCH, "NVLink 5.0", 900 * GB, 5, "InfiniBand NDR", 50 * GB,
+    aliases=("b200", "nvidia b200", "hgx b200", "dgx b200"))
+
+_MI250X = _amd(
+    # AMD Instinct MI250X datasheet (OAM, 2 GCDs): 47.9 FP64/FP32 vector, 95.7 FP32/FP64 matrix
+    # (rocBLAS runs fp32 GEMMs on the matrix cores), 383 FP16/BF16, 383 INT8/INT4; 128GB HBM2e
+    # at 3.2 TB/s; 220 CUs. 8 Infinity Fabric links x 50 GB/s per direction (ROCm docs, "MI250
+    # microarchitecture": 25 GT/s x16); PCIe Gen4. Frontier node (HPE Cray EX235a): 4 Slingshot
+    # 200 Gb/s NICs for 4 OAMs -> 25 GB/s per OAM.
+    "MI250X", "MI250X", "gfx90a", (9, 0),
+    _flops(fp64=95.7, fp32=95.7, bf16=383, fp16=383, int8=383, int4=383), 3200 * GB, 128, 220,
+    _MI250_LAUNCH, 8 * 50 * GB, 4, "Slingshot 200 Gb/s", 25 * GB,
+    aliases=("instinct mi250x", "mi250x oam"))
+_MI250 = _amd(
+    # AMD Instinct MI250 datasheet (OAM, 2 GCDs): 45.3 FP64/FP32 vector, 90.5 matrix, 362.1
+    # FP16/BF16/INT8/INT4; 128GB HBM2e at 3.2 TB/s; 208 CUs; 6 Infinity Fabric links.
+    "MI250", "MI250", "gfx90a", (9, 0),
+    _flops(fp64=90.5, fp32=90.5, bf16=362.1, fp16=362.1, int8=362.1, int4=362.1), 3200 * GB,
+    128, 208, _MI250_LAUNCH, 6 * 50 * GB, 4, "InfiniBand HDR", 25 * GB,
+    aliases=("instinct mi250", "mi250 oam"))
+
+
+def _gcd(oam: Device, name: str, aliases: tuple) -> Device:
+    """ROCm shows each of the two dies of an MI250(X) as its own device: half of everything
+    (ROCm docs "MI250 microarchitecture": 104 CUs, 64 GB and 1.6 TB/s per MI250 GCD)."""
+    return dataclasses.replace(
+        oam, name=name, peak_flops={d: r / 2 for d, r in oam.peak_flops.items()},
+        mem_bw=oam.mem_bw / 2, mem_bytes=oam.mem_bytes / 2, sm_count=oam.sm_count // 2,
+        intra_bw=oam.intra_bw / 2, inter_bw=oam.inter_bw / 2, aliases=aliases)
+
+
+# One MI250 GCD is spec-for-spec an MI210 (104 CUs, 64 GB, 1.6 TB/s, 181 FP16 TFLOPS).
+_MI250_GCD = _gcd(_MI250, "MI250-GCD", ("mi250 gcd", "mi210", "instinct mi210"))
+_MI250X_GCD = _gcd(_MI250X, "MI250X-GCD", ("mi250x gcd",))
+
+_MI300X = _amd(
+    # AMD Instinct MI300X datasheet (dense): 81.7 FP64 vector, 163.4 FP32, 653.7 TF32, 1307.4
+    # FP16/BF16, 2614.9 FP8/INT8; 192GB HBM3 at 5.3 TB/s; 304 CUs. 7 Infinity Fabric links,
+    # 896 GB/s total (448 each way); PCIe Gen5 x16. Reference platforms: one 400 Gb/s NIC per GPU.
+    "MI300X", "MI300X", "gfx942", (9, 4),
+    _flops(fp64=163.4, fp32=163.4, tf32=653.7, bf16=1307.4, fp16=1307.4, fp8=2614.9,
+           int8=2614.9), 5300 * GB, 192, 304, _MI300_LAUNCH, 448 * GB, 5,
+    "InfiniBand NDR / 400G RoCE", 50 * GB,
+    aliases=("mi300", "instinct mi300x", "mi300x vf", "instinct mi300x vf", "mi300x oam"))
+
+_CPU = cpu_device(32)
+
+_TABLE: tuple[Device, ...] = (
+    _V100_SXM2, _V100_SXM2_16, _V100_PCIE, _V100_PCIE_16, _T4, _RTX_2080TI, _A100_40, _A100_80,
+    _H100_SXM, _H100_PCIE, _H200, _B200, _MI250X, _MI250, _MI250X_GCD, _MI250_GCD, _MI300X, _CPU,
+)
+DEVICES: dict[str, Device] = {d.name: d for d in _TABLE}
+
+
+def names() -> list[str]:
+    """Canonical names of every device in the table."""
+    return list(DEVICES)
+
+
+# Words vendors put around the model name that say nothing about which model it is.
+_NOISE = re.compile(r"\b(nvidia|amd|tesla|geforce|instinct|radeon|graphics|corporation)\b")
+
+
+def _normalize(text: str) -> str:
+    text = re.sub(r"[^a-z0-9]+", " ", str(text).lower())
+    return " ".join(_NOISE.sub(" ", text).split())
+
+
+_BY_ALIAS: dict[str, Device] = {}
+for _d in _TABLE:
+    for _key in (_d.name, *_d.aliases):
+        _BY_ALIAS.setdefault(_normalize(_key), _d)
+
+# Family patterns on the normalised name, most specific first; memory picks among variants.
+_FAMILY_PATTERNS: tuple[tuple[re.Pattern, tuple[Device, ...]], ...] = tuple(
+    (re.compile(p), devs) for p, devs in (
+        (r"\bmi300", (_MI300X,)),
+        (r"\bmi250x", (_MI250X_GCD, _MI250X)),
+        (r"\bmi250\b", (_MI250_GCD, _MI250)),
+        (r"\bmi210\b", (_MI250_GCD,)),
+        (r"\bgfx942\b", (_MI300X,)),
+        (r"\bgfx90a\b", (_MI250_GCD, _MI250X_GCD)),
+        (r"\bb200\b", (_B200,)),
+        (r"\bh200\b", (_H200,)),
+        (r"\bh100\b.*\bpcie\b", (_H100_PCIE,)),
+        (r"\bh100\b", (_H100_SXM, _H200)),
+        (r"\ba100\b", (_A100_80, _A100_40)),
+        (r"\bv100\b.*\bpcie\b", (_V100_PCIE, _V100_PCIE_16)),
+        (r"\bv100", (_V100_SXM2, _V100_SXM2_16)),
+        (r"\bt4\b", (_T4,)),
+        (r"\b2080\s?ti\b", (_RTX_2080TI,)),
+        (r"^(cpu|x86|x86 64|host)$|\bxeon\b|\bepyc\b", (_CPU,)),
+    ))
+
+
+def _closest_memory(candidates: tuple[Device, ...], mem_bytes: float | None) -> Device:
+    if not mem_bytes:
+        return candidates[0]
+    return min(candidates, key=lambda d: abs(d.mem_bytes - mem_bytes))
+
+
+def _match(name: str, mem_bytes: float | None = None) -> Device | None:
+    """Table entry for a device name; `mem_bytes` (what the card reported) picks the variant."""
+    key = _normalize(name)
+    cpu = re.fullmatch(r"cpu (\d+)", key)
+    if cpu:
+        return cpu_device(int(cpu.group(1)))
+    exact = _BY_ALIAS.get(key)
+    for pattern, candidates in _FAMILY_PATTERNS:
+        if not pattern.search(key):
+            continue
+        if mem_bytes is not None:
+            return _closest_memory(candidates, mem_bytes)
+        if exact is not None:
+            return exact
+        sized = [d for d in candidates if re.search(rf"\b{int(d.mem_bytes / GIB)}\s?gb?\b", key)]
+        return sized[0] if sized else candidates[0]
+    return exact
+
+
+def lookup(name: str) -> Device:
+    """The device called `name`, tolerant of case, vendor words and punctuation
+    ("H100", "NVIDIA H100 80GB HBM3", "Tesla V100-SXM2-32GB", "AMD Instinct MI300X", "cpu:64")."""
+    device = _match(name) if isinstance(name, str) and name.strip() else None
+    if device is None:
+        raise DaydreamError(f"unknown device {name!r}; known devices: {', '.join(names())} "
+                            "(or cpu:N for an N-core CPU)")
+    return device
+
+
+def _as_props_list(props) -> list[dict]:
+    if isinstance(props, str):
+        try:
+            props = ast.literal_eval(props.strip()) if props.strip() else []
+        except (ValueError, SyntaxError) as exc:
+            raise DaydreamError(f"deviceProperties is not a Python/JSON list of dicts: {exc}; "
+                                "the trace metadata is damaged") from None
+    if isinstance(props, dict):
+        props = [props]
+    if props is None:
+        return []
+    if not isinstance(props, (list, tuple)) or not all(isinstance(p, dict) for p in props):
+        raise DaydreamError("deviceProperties must be a list of dicts (name, totalGlobalMem, "
+                            "computeMajor, computeMinor, numSms)")
+    return list(props)
+
+
+def _by_capability(p: dict) -> Device | None:
+    """Fallback for names the table does not know: vendor, then compute capability / CU count."""
+    name = str(p.get("name", "")).lower()
+    major, minor = p.get("computeMajor"), p.get("computeMinor")
+    sms, mem = p.get("numSms"), p.get("totalGlobalMem")
+    # HIP reports gfx9xx as computeMajor 9 too, so tell AMD apart first (wavefront size 64).
+    if p.get("warpSize") == 64 or re.search(r"amd|radeon|gfx|instinct", name):
+        amd = [d for d in _TABLE if d.vendor == "amd"]
+        amd = [d for d in amd if d.compute_capability == (major, minor)] or amd
+        return min(amd, key=lambda d: (abs(d.sm_count - (sms or d.sm_count)),
+                                       abs(d.mem_bytes - (mem or d.mem_bytes))))
+    if major is None:
+        return None
+    nvidia = [d for d in _TABLE if d.vendor == "nvidia"]
+    same_major = [d for d in nvidia if d.compute_capability[0] == major]
+    if not same_major:
+        older = [d for d in nvidia if d.compute_capability[0] < major]
+        if not older:
+            return None
+        newest = max(d.compute_capability[0] for d in older)
+        same_major = [d for d in older if d.compute_capability[0] == newest]
+    exact = [d for d in same_major if d.compute_capability == (major, minor)] or same_major
+    return min(exact, key=lambda d: (abs(d.sm_count - (sms or d.sm_count)),
+                                     abs(d.mem_bytes - (mem or d.mem_bytes))))
+
+
+def from_device_properties(props, device_id: int | None = None) -> Device:
+    """The Device a Kineto trace ran on, from its `deviceProperties` metadata (a list of dicts
+    or the repr() of one). No GPUs listed means a CPU-only trace. A name the table does not know
+    falls back on vendor, compute capability and SM/CU count; the result then carries the
+    trace's own SM count and memory size and a name saying what it was modelled as."""
+    entries = _as_props_list(props)
+    if not entries:
+        return _CPU
+    chosen = entries[0]
+    if device_id is not None:
+        chosen = next((p for p in entries if p.get("id") == device_id), chosen)
+    name = str(chosen.get("name") or "")
+    mem = chosen.get("totalGlobalMem")
+    mem = float(mem) if isinstance(mem, (int, float)) and mem > 0 else None
+    device = _match(name, mem) if name else None
+    if device is not None:
+        return device
+    base = _by_capability(chosen)
+    if base is None:
+        raise DaydreamError(f"cannot tell which device {name or 'the trace'} is (compute "
+                            f"capability {chosen.get('computeMajor')}.{chosen.get('computeMinor')}"
+                            f"); known devices: {', '.join(names())}")
+    sms = chosen.get("numSms")
+    return dataclasses.replace(
+        base, name=f"{name or 'unknown'} (modelled as {base.name})",
+        sm_count=int(sms) if isinstance(sms, int) and sms > 0 else base.sm_count,
+        mem_bytes=mem or base.mem_bytes, aliases=())
