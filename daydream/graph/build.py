@@ -1,0 +1,534 @@
+"""Trace -> TaskGraph: Daydream's dependency graph, built column-wise.
+
+Tasks
+  * CPU threads are cut into contiguous segments at every event boundary: a runtime call (launch,
+    sync, memcpy, ...) is one task; the CPU time between calls is a `cpu` task owned by the innermost
+    enclosing op (its phase, its name), or `idle` where no event covers the thread.
+  * GPU kernels, memcpys and memsets are tasks on their (device, stream); NCCL/RCCL kernels are
+    `collective` tasks.
+Edges (src -> dst, with a delay)
+  * program order on every thread and stream;
+  * launch -> GPU task by correlation id (a GPU task whose launch is missing from the trace gets the
+    nearest earlier runtime call of its rank as an inferred launch);
+  * GPU -> CPU for synchronizing calls (device/stream/event synchronize, synchronous memcpy): these
+    edges constrain the END of the call, whose duration the simulator recomputes;
+  * cudaEventRecord -> cudaStreamWaitEvent across streams (from Kineto's cuda_sync events);
+  * hand-offs between CPU threads of a rank (the main thread waiting on the autograd thread).
+Delays come from the trace: for each task, the incoming edge that bound its observed start keeps
+the observed delay, the others keep min(observed, nominal), so replaying the unchanged graph
+reproduces the trace while a changed predecessor moves its successors realistically.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from daydream.errors import DaydreamError
+from daydream.graph.phases import (BACKWARD, COMM_KERNEL, COMMUNICATION, FORWARD, OTHER, PHASES,
+                                   UNSET, phase_of_names)
+from daydream.trace import Trace
+from daydream.trace.events import (ANNOTATION, CPU_OP, GPU_SYNC, GPU_TASK_KINDS, MEMCPY, PYTHON,
+                                   MEMSET, RUNTIME)
+
+TASK_KINDS = ("cpu", "idle", "runtime", "sync", "kernel", "memcpy", "memset", "collective")
+T_CPU, T_IDLE, T_RUNTIME, T_SYNC, T_KERNEL, T_MEMCPY, T_MEMSET, T_COLLECTIVE = range(8)
+GPU_TASK_TYPES = (T_KERNEL, T_MEMCPY, T_MEMSET, T_COLLECTIVE)
+EDGE_KINDS = ("program", "launch", "sync", "stream_wait", "handoff", "inserted")
+E_PROGRAM, E_LAUNCH, E_SYNC, E_STREAM_WAIT, E_HANDOFF, E_INSERTED = range(6)
+NO_RELEASE = np.iinfo(np.int64).min // 4
+
+# Nominal delays (ns) used for edges that did not bind in the trace. Launch latency and the gap
+# between back-to-back kernels are measured per rank from the trace itself (medians); these are the
+# fallbacks when a trace has too few samples. 5 us launch-to-start and ~1 us inter-kernel gap are
+# typical CUDA figures (NVIDIA, "CUDA C++ Best Practices Guide", kernel launch overhead).
+DEFAULT_LAUNCH_LATENCY_NS = 5_000
+DEFAULT_KERNEL_GAP_NS = 1_000
+# A synchronizing call that has to wait still costs its entry and wake-up: 2 us, the order of the
+# shortest cudaStreamSynchronize seen in the shared traces.
+SYNC_MIN_NS = 2_000
+_SYNC_NAME = ("Synchronize",)
+
+
+@dataclass
+class TaskGraph:
+    """Tasks, edges and resources as DataFrames; see the module docstring for their meaning."""
+    tasks: pd.DataFrame
+    edges: pd.DataFrame
+    resources: pd.DataFrame
+    trace: Trace
+    steps: int
+
+    def copy(self) -> "TaskGraph":
+        return TaskGraph(self.tasks.copy(), self.edges.copy(), self.resources.copy(), self.trace, self.steps)
+
+    def task_names(self) -> np.ndarray:
+        names = np.asarray(self.trace.names + ["<idle>"], dtype=object)
+        return names[self.tasks["name"].to_numpy()]
+
+    def __repr__(self) -> str:
+        return f"TaskGraph({len(self.tasks)} tasks, {len(self.edges)} edges, {len(self.resources)} resources)"
+
+
+def _segment_threads(ev: pd.DataFrame, name_phase: np.ndarray):
+    """Cut every CPU thread into tasks (see module docstring). Returns column lists."""
+    kind = ev["kind"].to_numpy()
+    cpu_rows = np.flatnonzero(np.isin(kind, (CPU_OP, ANNOTATION, PYTHON, RUNTIME)))
+    rank = ev["rank"].to_numpy()
+    pid, tid = ev["pid"].to_numpy(), ev["tid"].to_numpy()
+    ts = ev["ts"].to_numpy()
+    end = ts + ev["dur"].to_numpy()
+    name = ev["name"].to_numpy()
+    corr = ev["corr"].to_numpy()
+    order = np.lexsort((cpu_rows, rank[cpu_rows], tid[cpu_rows], pid[cpu_rows], rank[cpu_rows]))
+    cpu_rows = cpu_rows[order]
+    keys = np.stack([rank[cpu_rows], pid[cpu_rows], tid[cpu_rows]], axis=1)
+    bounds = np.flatnonzero(np.any(keys[1:] != keys[:-1], axis=1)) + 1
+    out = {"start": [], "end": [], "kind": [], "event": [], "phase": [], "thread": []}
+    nested_corr = {}  # (rank, corr) of runtime calls nested in another -> enclosing call's task index
+    last_task = np.full(len(ev), -1, np.int64)  # per event: the task its time ends in
+    threads = []
+    for t_i, rows in enumerate(np.split(cpu_rows, bounds)):
+        if rows.size == 0:
+            continue
+        rows = rows[np.lexsort((-end[rows], ts[rows]))]
+        threads.append(tuple(int(v) for v in keys[bounds[t_i - 1] if t_i else 0]))
+        thread_id = len(threads) - 1
+        o_start, o_end, o_kind, o_event, o_phase = (out["start"], out["end"], out["kind"], out["event"],
+                                                     out["phase"])
+        n0 = len(o_start)
+        st_end, st_row, st_phase = [], [], []
+        cursor = int(ts[rows[0]])
+        rt_until = -1
+        rt_task = -1
+        r_rank = int(rank[rows[0]])
+        for r in rows.tolist():
+            s = int(ts[r])
+            e = int(end[r])
+            if s < rt_until:
+                if kind[r] == RUNTIME and corr[r] >= 0:
+                    nested_corr[(r_rank, int(corr[r]))] = rt_task
+                continue
+            while st_end and st_end[-1] <= s:
+                top_end = st_end.pop()
+                top_row = st_row.pop()
+                top_phase = st_phase.pop()
+                if top_end > cursor:
+                    o_start.append(cursor); o_end.append(top_end); o_kind.append(T_CPU)
+                    o_event.append(top_row); o_phase.append(top_phase)
+                    cursor = top_end
+                last_task[top_row] = len(o_start) - 1
+            if s > cursor:
+                if st_end:
+                    o_kind.append(T_CPU); o_event.append(st_row[-1]); o_phase.append(st_phase[-1])
+                else:
+                    o_kind.append(T_IDLE); o_event.append(-1); o_phase.append(UNSET)
+                o_start.append(cursor); o_end.append(s)
+                cursor = s
+            if st_end and e > st_end[-1]:
+                e = st_end[-1]
+            ph = int(name_phase[name[r]])
+            if ph == UNSET and st_phase:
+                ph = st_phase[-1]
+            if kind[r] == RUNTIME:
+                s2 = max(s, cursor)
+                e2 = max(e, s2)
+                rt_task = len(o_start)
+                last_task[r] = rt_task
+                o_start.append(s2); o_end.append(e2); o_kind.append(T_RUNTIME); o_event.append(r)
+                o_phase.append(ph)
+                cursor = e2
+                rt_until = int(end[r])
+            else:
+                st_end.append(e); st_row.append(r); st_phase.append(ph)
+        while st_end:
+            top_end = st_end.pop()
+            top_row = st_row.pop()
+            top_phase = st_phase.pop()
+            if top_end > cursor:
+                o_start.append(cursor); o_end.append(top_end); o_kind.append(T_CPU)
+                o_event.append(top_row); o_phase.append(top_phase)
+                cursor = top_end
+            last_task[top_row] = len(o_start) - 1
+        out["thread"].extend([thread_id] * (len(o_start) - n0))
+    return out, threads, nested_corr, last_task
+
+
+def build_graph(trace: Trace) -> TaskGraph:
+    ev = trace.events
+    names = trace.names
+    name_phase = phase_of_names(names)
+    seg, threads, nested_corr, last_task = _segment_threads(ev, name_phase)
+    n_cpu = len(seg["start"])
+
+    kind_ev = ev["kind"].to_numpy()
+    rank_ev = ev["rank"].to_numpy()
+    ts_ev = ev["ts"].to_numpy()
+    end_ev = ts_ev + ev["dur"].to_numpy()
+    name_ev = ev["name"].to_numpy()
+    corr_ev = ev["corr"].to_numpy()
+
+    # ---- tasks ---------------------------------------------------------------------------
+    cpu_event = np.asarray(seg["event"], np.int64)
+    cpu_kind = np.asarray(seg["kind"], np.int8)
+    cpu_res = np.asarray(seg["thread"], np.int64)
+    is_sync_name = np.fromiter((any(s in n for s in _SYNC_NAME) for n in names), bool, len(names))
+
+    gpu_rows = np.flatnonzero(np.isin(kind_ev, GPU_TASK_KINDS))
+    dev_ev, stream_ev = ev["device"].to_numpy(), ev["stream"].to_numpy()
+    gkeys = np.stack([rank_ev[gpu_rows], dev_ev[gpu_rows], stream_ev[gpu_rows]], axis=1)
+    g_order = np.lexsort((ts_ev[gpu_rows], gkeys[:, 2], gkeys[:, 1], gkeys[:, 0]))
+    gpu_rows, gkeys = gpu_rows[g_order], gkeys[g_order]
+    streams, gpu_stream = (np.unique(gkeys, axis=0, return_inverse=True) if len(gkeys)
+                           else (np.zeros((0, 3), np.int64), np.zeros(0, np.int64)))
+    gpu_stream = gpu_stream.reshape(-1)
+    comm = np.fromiter((bool(COMM_KERNEL.search(n)) for n in names), bool, len(names))
+    gkind = np.select([kind_ev[gpu_rows] == MEMCPY, kind_ev[gpu_rows] == MEMSET, comm[name_ev[gpu_rows]]],
+                      [T_MEMCPY, T_MEMSET, T_COLLECTIVE], T_KERNEL).astype(np.int8)
+
+    n_threads = len(threads)
+    n = n_cpu + len(gpu_rows)
+    event = np.concatenate([cpu_event, gpu_rows]).astype(np.int64)
+    kind = np.concatenate([cpu_kind, gkind])
+    resource = np.concatenate([cpu_res, gpu_stream + n_threads])
+    obs_start = np.concatenate([np.asarray(seg["start"], np.int64), ts_ev[gpu_rows]])
+    obs_end = np.concatenate([np.asarray(seg["end"], np.int64), end_ev[gpu_rows]])
+    has_event = event >= 0
+    name = np.where(has_event, name_ev[np.clip(event, 0, None)], len(names)).astype(np.int64)
+    rank = np.concatenate([np.asarray([threads[t][0] for t in cpu_res], np.int64) if n_cpu else
+                           np.zeros(0, np.int64), gkeys[:, 0]]).astype(np.int64)
+    corr = np.where(has_event, corr_ev[np.clip(event, 0, None)], -1)
+    corr[kind == T_CPU] = -1
+    phase = np.concatenate([np.asarray(seg["phase"], np.int8), np.full(len(gpu_rows), UNSET, np.int8)])
+
+    resources = pd.DataFrame({
+        "rank": [t[0] for t in threads] + streams[:, 0].tolist(),
+        "kind": ["thread"] * n_threads + ["stream"] * len(streams),
+        "pid": [t[1] for t in threads] + streams[:, 1].tolist(),   # device for streams
+        "tid": [t[2] for t in threads] + streams[:, 2].tolist(),   # stream id for streams
+    })
+
+    # ---- launch edges ------------------------------------------------------------------------
+    rt_idx = np.flatnonzero(kind == T_RUNTIME)
+    corr_to_task = {(int(r), int(c)): int(t) for r, c, t in zip(rank[rt_idx], corr[rt_idx], rt_idx) if c >= 0}
+    corr_to_task.update(nested_corr)
+    g_idx = np.arange(n_cpu, n)
+    launch = np.fromiter((corr_to_task.get((int(r), int(c)), -1) for r, c in zip(rank[g_idx], corr[g_idx])),
+                         np.int64, len(g_idx))
+    missing = launch < 0
+    if missing.any():
+        if missing.mean() > 0.5:
+            raise DaydreamError(
+                f"{trace.path}: {int(missing.sum())} of {len(g_idx)} GPU events have no launching runtime "
+                "call (correlation id); re-record with both CPU and CUDA activities enabled")
+        # Inferred launch: the nearest earlier runtime call of the same rank.
+        rt_sorted = rt_idx[np.lexsort((obs_start[rt_idx], rank[rt_idx]))]
+        for r in np.unique(rank[g_idx[missing]]):
+            cand = rt_sorted[rank[rt_sorted] == r]
+            lost = np.flatnonzero(missing & (rank[g_idx] == r))
+            pos = np.searchsorted(obs_start[cand], obs_start[g_idx[lost]], side="right") - 1
+            launch[lost] = np.where(pos >= 0, cand[np.clip(pos, 0, None)], -1)
+    gpu_launch = launch  # task index of each GPU task's launch (or -1)
+
+    # ---- phases: GPU work inherits from its launch; unclaimed work by position in the step ---
+    has_launch = gpu_launch >= 0
+    phase[g_idx[has_launch]] = phase[gpu_launch[has_launch]]
+    phase[(kind == T_COLLECTIVE)] = COMMUNICATION
+    _fill_default_phases(trace, phase, obs_start, rank, kind)
+    # GPU work launched from unclaimed CPU work follows the launch's resolved phase.
+    phase[g_idx[has_launch]] = np.where(kind[g_idx[has_launch]] == T_COLLECTIVE, COMMUNICATION,
+                                        phase[gpu_launch[has_launch]])
+
+    # ---- in-window flags (CONTRACT.md analysis window) -----------------------------------
+    in_window = np.zeros(n, bool)
+    for r, w in trace.windows.items():
+        sel = rank == r
+        if w.steps:
+            own_start = np.where(has_event, ts_ev[np.clip(event, 0, None)], obs_start)
+            idx = np.searchsorted(w.step_spans[:, 0], own_start, side="right") - 1
+            inside = (idx >= 0) & (own_start <= w.step_spans[np.clip(idx, 0, None), 1])
+            cpu_in = sel & inside & (np.arange(n) < n_cpu) & (kind != T_IDLE)
+            # An event that started inside a step ends with the last task in its span.
+            ev_in = (rank_ev == r) & (last_task >= 0)
+            ev_idx = np.searchsorted(w.step_spans[:, 0], ts_ev, side="right") - 1
+            ev_in &= (ev_idx >= 0) & (ts_ev <= w.step_spans[np.clip(ev_idx, 0, None), 1])
+            cpu_in[last_task[ev_in]] = True
+            in_window |= cpu_in
+            gl = gpu_launch >= 0
+            g_in = np.zeros(len(g_idx), bool)
+            g_in[gl] = cpu_in[gpu_launch[gl]]
+            in_window[g_idx] |= g_in & sel[g_idx]
+        else:
+            in_window |= sel & (kind != T_IDLE)
+
+    # ---- edges ---------------------------------------------------------------------------
+    same_res = resource[1:] == resource[:-1]
+    prog_src = np.flatnonzero(same_res)
+    src = [prog_src]
+    dst = [prog_src + 1]
+    ekind = [np.full(len(prog_src), E_PROGRAM, np.int8)]
+    to_end = [np.zeros(len(prog_src), bool)]
+    gl = gpu_launch >= 0
+    src.append(gpu_launch[gl]); dst.append(g_idx[gl])
+    ekind.append(np.full(gl.sum(), E_LAUNCH, np.int8)); to_end.append(np.zeros(gl.sum(), bool))
+
+    launch_start = np.full(n, np.iinfo(np.int64).max, np.int64)
+    launch_start[g_idx[gl]] = obs_start[gpu_launch[gl]]
+    launch_start[g_idx[~gl]] = obs_start[g_idx[~gl]]
+    s_src, s_dst, w_src, w_dst = _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end,
+                                             gpu_launch, g_idx, n_threads, resources, launch_start,
+                                             is_sync_name, corr_to_task)
+    kind[np.unique(s_dst)] = np.where(kind[np.unique(s_dst)] == T_RUNTIME, T_SYNC, kind[np.unique(s_dst)])
+    src += [s_src, w_src]; dst += [s_dst, w_dst]
+    ekind += [np.full(len(s_src), E_SYNC, np.int8), np.full(len(w_src), E_STREAM_WAIT, np.int8)]
+    to_end += [np.ones(len(s_src), bool), np.zeros(len(w_src), bool)]
+    h_src, waits, wait_dur = _handoff_edges(kind, resource, rank, obs_start, obs_end, n_cpu)
+    src.append(h_src); dst.append(waits)
+    ekind.append(np.full(len(h_src), E_HANDOFF, np.int8)); to_end.append(np.ones(len(h_src), bool))
+
+    ekind = np.concatenate(ekind)
+    edges = pd.DataFrame({"src": np.concatenate(src).astype(np.int64), "dst": np.concatenate(dst).astype(np.int64),
+                          "kind": ekind, "from_start": ekind == E_LAUNCH, "to_end": np.concatenate(to_end)})
+    edges = edges[edges["src"] != edges["dst"]].drop_duplicates(["src", "dst", "to_end"]).reset_index(drop=True)
+
+    tasks = pd.DataFrame({
+        "rank": rank, "resource": resource, "kind": kind, "name": name, "event": event,
+        "obs_start": obs_start, "obs_end": obs_end, "dur": obs_end - obs_start,
+        "phase": phase, "in_window": in_window, "corr": corr,
+        "launch": np.concatenate([np.full(n_cpu, -1, np.int64), gpu_launch]),
+    })
+    # Waiting segments keep only their own share; the rest is recomputed from the hand-off.
+    tasks.loc[waits, "dur"] = wait_dur
+    graph = TaskGraph(tasks, edges, resources, trace, trace.steps)
+    assign_delays(graph, nominal=_nominal_delays(graph))
+    return graph
+
+
+def _fill_default_phases(trace, phase, obs_start, rank, kind):
+    """Unclaimed work inside a step: forward before the step's first backward task, else other."""
+    unset = phase == UNSET
+    phase[unset] = OTHER
+    for r, w in trace.windows.items():
+        if not w.steps:
+            continue
+        sel = rank == r
+        idx = np.searchsorted(w.step_spans[:, 0], obs_start, side="right") - 1
+        inside = sel & (idx >= 0) & (obs_start <= w.step_spans[np.clip(idx, 0, None), 1])
+        for s in range(len(w.step_spans)):
+            in_step = inside & (idx == s)
+            bwd = in_step & (phase == BACKWARD)
+            first_bwd = obs_start[bwd].min() if bwd.any() else np.iinfo(np.int64).max
+            phase[in_step & unset & (obs_start < first_bwd)] = FORWARD
+
+
+def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu_launch, g_idx,
+                n_threads, resources, launch_start, is_sync_name, corr_to_task):
+    """GPU -> CPU end edges of synchronizing calls, and event-record -> stream-wait edges."""
+    ev = trace.events
+    stream_tasks = {}  # resource -> (task indices in stream order, running max of their launch times)
+    for res in np.unique(resource[g_idx]):
+        tasks = g_idx[resource[g_idx] == res]
+        stream_tasks[int(res)] = (tasks, np.maximum.accumulate(launch_start[tasks]))
+    stream_res = {(int(r), int(s)): n_threads + i for i, (r, s) in
+                  enumerate(zip(resources["rank"][n_threads:], resources["tid"][n_threads:]))}
+    rank_streams = {}
+    for (r, _), res in stream_res.items():
+        rank_streams.setdefault(r, []).append(res)
+    # Kineto's cuda_sync events say what a sync waited on (current traces only).
+    gs = ev[ev["kind"] == GPU_SYNC]
+    sync_info = {}
+    for row in gs.index:
+        a = trace.args_of(row)
+        sync_info[(int(ev.at[row, "rank"]), int(ev.at[row, "corr"]))] = (
+            trace.names[ev.at[row, "name"]], int(a.get("stream", -1)), int(a.get("wait_on_stream", -1)),
+            int(a.get("wait_on_cuda_event_record_corr_id", -1)))
+
+    def last_on(res, cut):
+        """The last task on stream `res` launched before `cut`."""
+        tasks, launched = stream_tasks.get(res, (None, None))
+        if tasks is None:
+            return -1
+        pos = int(np.searchsorted(launched, cut, side="left")) - 1
+        return int(tasks[pos]) if pos >= 0 else -1
+
+    def first_on(res, cut):
+        """The first task on stream `res` launched at or after `cut`."""
+        tasks, launched = stream_tasks.get(res, (None, None))
+        if tasks is None:
+            return -1
+        pos = int(np.searchsorted(launched, cut, side="left"))
+        return int(tasks[pos]) if pos < len(tasks) else -1
+
+    s_src, s_dst, w_src, w_dst = [], [], [], []
+    rt = np.flatnonzero(kind == T_RUNTIME)
+    names = trace.names
+    for t in rt[is_sync_name[name[rt]]].tolist():
+        r = int(rank[t])
+        info = sync_info.get((r, int(corr[t])))
+        cut = obs_start[t]
+        targets = rank_streams.get(r, [])
+        if info is not None:
+            sname, stream, wait_stream, rec_corr = info
+            if "Stream Wait" in sname:
+                continue
+            if wait_stream >= 0 and (r, wait_stream) in stream_res:
+                targets = [stream_res[(r, wait_stream)]]
+                rec = corr_to_task.get((r, rec_corr))
+                if rec is not None:
+                    cut = obs_start[rec]
+            elif stream >= 0 and (r, stream) in stream_res:
+                targets = [stream_res[(r, stream)]]
+        # Without cuda_sync details a stream/event sync waited on the streams that finished in time;
+        # a target that ended after the call returned was not waited on, whatever the call was.
+        for res in targets:
+            g = last_on(res, cut)
+            if g >= 0 and obs_end[g] <= obs_end[t]:
+                s_src.append(g); s_dst.append(t)
+    # Synchronous copies: the call returns after its own memcpy finished.
+    is_copy_call = np.fromiter(("emcpy" in names[c] for c in name[rt]), bool, len(rt))
+    copy_calls = set(rt[is_copy_call].tolist())
+    gl = gpu_launch >= 0
+    for g, t in zip(g_idx[gl].tolist(), gpu_launch[gl].tolist()):
+        if t in copy_calls and obs_start[t] <= obs_end[g] <= obs_end[t] and kind[g] == T_MEMCPY:
+            s_src.append(g); s_dst.append(t)
+    # cudaStreamWaitEvent: the next task on the waiting stream follows the recorded one.
+    for (r, c), (sname, stream, wait_stream, rec_corr) in sync_info.items():
+        if "Stream Wait" not in sname or (r, stream) not in stream_res or (r, wait_stream) not in stream_res:
+            continue
+        call = corr_to_task.get((r, c))
+        rec = corr_to_task.get((r, rec_corr))
+        if call is None or rec is None:
+            continue
+        a = last_on(stream_res[(r, wait_stream)], obs_start[rec])
+        b = first_on(stream_res[(r, stream)], obs_start[call])
+        if a >= 0 and b >= 0:
+            w_src.append(a); w_dst.append(b)
+    as_arr = lambda v: np.asarray(v, np.int64)
+    return as_arr(s_src), as_arr(s_dst), as_arr(w_src), as_arr(w_dst)
+
+
+def _handoff_edges(kind, resource, rank, obs_start, obs_end, n_cpu):
+    """Hand-offs between CPU threads of a rank, and the waiting they replace.
+
+    Both kinds of waiting below become end edges onto the waiting segment, as GPU -> sync edges do
+    for a synchronizing call: the segment keeps only its own share of time, and its end is
+    recomputed from the thread it waited on.
+    * An idle stretch before a thread starts working (the autograd engine's thread at the start of
+      backward) waited for the latest task on another thread that ended before the wake-up; its own
+      share is zero.
+    * A long CPU segment during which another thread of the rank was busy most of the time (the
+      main thread blocked in `loss.backward()`) waited for that thread's last task there; its own
+      share is the time before the other thread took over.
+    Returns (src, dst, new_dur) arrays: dst is the waiting segment.
+    """
+    empty = np.zeros(0, np.int64)
+    if n_cpu == 0:
+        return empty, empty, empty
+    src, dst, new_dur = [], [], []
+    cpu = np.arange(n_cpu)
+    res, k = resource[:n_cpu], kind[:n_cpu]
+    first = np.ones(n_cpu, bool)
+    first[1:] = res[1:] != res[:-1]
+    busy = k != T_IDLE
+    for r in np.unique(rank[:n_cpu]):
+        in_rank = cpu[(rank[:n_cpu] == r)]
+        threads = np.unique(res[in_rank])
+        if len(threads) < 2:
+            continue
+        done = in_rank[busy[in_rank]]
+        per_thread = {int(t): done[res[done] == t] for t in threads}
+        for t in per_thread:
+            mine = in_rank[res[in_rank] == t]
+            others = done[res[done] != t]
+            by_end = others[np.argsort(obs_end[others], kind="stable")]
+            # 1) wake-ups after idle: the latest task of another thread ending before the wake
+            wake = mine[busy[mine] & ~first[mine]]
+            wake = wake[k[wake - 1] == T_IDLE]
+            pos = np.searchsorted(obs_end[by_end], obs_start[wake], side="right") - 1
+            ok = pos >= 0
+            wake, came = wake[ok], by_end[pos[ok]]
+            ok = obs_end[came] >= obs_start[wake - 1]  # it happened while this thread idled
+            src.append(came[ok]); dst.append(wake[ok] - 1)
+            new_dur.append(np.zeros(ok.sum(), np.int64))
+            # 2) waits: long segments while another thread was busy most of the time
+            long = mine[(k[mine] == T_CPU) & (obs_end[mine] - obs_start[mine] >= 20_000)]
+            long = long[(long + 1 < n_cpu)]
+            long = long[res[long + 1] == t]
+            taken = np.zeros(len(long), bool)
+            for u, v in per_thread.items():
+                if u == t or len(v) == 0 or len(long) == 0:
+                    continue
+                prefix = np.concatenate([[0], np.cumsum(obs_end[v] - obs_start[v])])
+                i0 = np.searchsorted(obs_start[v], obs_start[long], side="left")
+                i1 = np.searchsorted(obs_end[v], obs_end[long], side="right")
+                hit = ~taken & (i1 > i0) & (prefix[i1] - prefix[np.minimum(i0, i1)] >=
+                                              0.5 * (obs_end[long] - obs_start[long]))
+                taken |= hit
+                src.append(v[i1[hit] - 1]); dst.append(long[hit])
+                new_dur.append(obs_start[v[i0[hit]]] - obs_start[long[hit]])
+    cat = lambda x: np.concatenate(x).astype(np.int64) if x else np.zeros(0, np.int64)
+    return cat(src), cat(dst), cat(new_dur)
+
+
+def _nominal_delays(graph: TaskGraph) -> np.ndarray:
+    """Per edge, the delay to use when the edge did not bind in the trace (see module docstring)."""
+    t, e = graph.tasks, graph.edges
+    kind = t["kind"].to_numpy()
+    src, dst = e["src"].to_numpy(), e["dst"].to_numpy()
+    ek = e["kind"].to_numpy()
+    obs_start, obs_end = t["obs_start"].to_numpy(), t["obs_end"].to_numpy()
+    gpu_dst = np.isin(kind[dst], GPU_TASK_TYPES)
+    nominal = np.zeros(len(e), np.int64)
+    # Launch latency: launch start -> kernel start where the stream was idle long before.
+    lat = obs_start[dst] - obs_start[src]  # launch edges leave from the call's start
+    prog_gpu = (ek == E_PROGRAM) & gpu_dst
+    gap = obs_start[dst] - obs_end[src]
+    stream_gap = np.full(len(t), np.iinfo(np.int64).max, np.int64)
+    stream_gap[dst[prog_gpu]] = gap[prog_gpu]
+    launch_bound = (ek == E_LAUNCH) & (stream_gap[dst] > 10_000) & (lat >= 0)
+    lat0 = int(np.median(lat[launch_bound])) if launch_bound.sum() >= 5 else DEFAULT_LAUNCH_LATENCY_NS
+    small = prog_gpu & (gap >= 0) & (gap < 10_000)
+    gap0 = int(np.median(gap[small])) if small.sum() >= 5 else DEFAULT_KERNEL_GAP_NS
+    nominal[ek == E_LAUNCH] = lat0
+    nominal[prog_gpu] = gap0
+    return nominal
+
+
+def assign_delays(graph: TaskGraph, nominal: np.ndarray) -> None:
+    """Observed delay on each task's binding edge, min(observed, nominal) on the others.
+
+    Start edges bind a task's start, end edges (GPU -> sync call, thread -> waiting thread) its
+    end. A synchronizing call held by the GPU keeps only SYNC_MIN_NS of its own duration.
+    """
+    t, e = graph.tasks, graph.edges
+    src, dst = e["src"].to_numpy(), e["dst"].to_numpy()
+    to_end = e["to_end"].to_numpy()
+    obs_start, obs_end = t["obs_start"].to_numpy(), t["obs_end"].to_numpy()
+    dur = t["dur"].to_numpy().copy()
+    origin = np.where(e["from_start"].to_numpy(), obs_start[src], obs_end[src])
+    target = np.where(to_end, obs_end[dst], obs_start[dst])
+    observed = target - origin
+    key = origin + nominal
+    # The binding edge per (dst, to_end): the one whose nominal arrival is latest.
+    group = dst * 2 + to_end
+    order = np.lexsort((key, group))
+    last = np.ones(len(order), bool)
+    last[:-1] = group[order][1:] != group[order][:-1]
+    binding = np.zeros(len(e), bool)
+    binding[order[last]] = True
+    e["delay"] = np.where(binding, observed, np.minimum(observed, nominal))
+    e["binding"] = binding
+    e["nominal"] = nominal
+    # Sync calls: if the GPU edge arrives after the call could have returned, the call waited.
+    end_b = binding & to_end
+    waited = dst[end_b][key[end_b] >= obs_start[dst[end_b]] + SYNC_MIN_NS]
+    waited = waited[t["kind"].to_numpy()[waited] == T_SYNC]
+    dur[waited] = np.minimum(dur[waited], SYNC_MIN_NS)
+    t["dur"] = dur
+    has_start_pred = np.zeros(len(t), bool)
+    has_start_pred[dst[~to_end]] = True
+    t["release"] = np.where(has_start_pred, NO_RELEASE, obs_start)
+
+
+__all__ = ["TaskGraph", "build_graph", "assign_delays", "TASK_KINDS", "EDGE_KINDS", "PHASES"]
