@@ -59,19 +59,33 @@ class TaskGraph:
     resources: pd.DataFrame
     trace: Trace
     steps: int
+    names: list  # task and layer names are codes into this list
 
     def copy(self) -> "TaskGraph":
-        return TaskGraph(self.tasks.copy(), self.edges.copy(), self.resources.copy(), self.trace, self.steps)
+        return TaskGraph(self.tasks.copy(), self.edges.copy(), self.resources.copy(), self.trace, self.steps,
+                         list(self.names))
+
+    def name_code(self, name: str) -> int:
+        """Code of `name`, added to the graph's name list if new (inserted tasks)."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            self.names.append(name)
+            return len(self.names) - 1
 
     def task_names(self) -> np.ndarray:
-        names = np.asarray(self.trace.names + ["<idle>"], dtype=object)
-        return names[self.tasks["name"].to_numpy()]
+        return np.asarray(self.names, dtype=object)[self.tasks["name"].to_numpy()]
+
+    def layer_names(self) -> np.ndarray:
+        """Module name per task ('' where the trace does not say)."""
+        names = np.asarray([n.removeprefix("nn.Module: ") for n in self.names] + [""], dtype=object)
+        return names[self.tasks["layer"].to_numpy()]
 
     def __repr__(self) -> str:
         return f"TaskGraph({len(self.tasks)} tasks, {len(self.edges)} edges, {len(self.resources)} resources)"
 
 
-def _segment_threads(ev: pd.DataFrame, name_phase: np.ndarray):
+def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
     """Cut every CPU thread into tasks (see module docstring). Returns column lists."""
     kind = ev["kind"].to_numpy()
     cpu_rows = np.flatnonzero(np.isin(kind, (CPU_OP, ANNOTATION, PYTHON, RUNTIME)))
@@ -85,7 +99,9 @@ def _segment_threads(ev: pd.DataFrame, name_phase: np.ndarray):
     cpu_rows = cpu_rows[order]
     keys = np.stack([rank[cpu_rows], pid[cpu_rows], tid[cpu_rows]], axis=1)
     bounds = np.flatnonzero(np.any(keys[1:] != keys[:-1], axis=1)) + 1
-    out = {"start": [], "end": [], "kind": [], "event": [], "phase": [], "thread": []}
+    seq = ev["seq"].to_numpy()
+    is_module = np.fromiter((n.startswith("nn.Module: ") for n in names), bool, len(names))
+    out = {"start": [], "end": [], "kind": [], "event": [], "phase": [], "thread": [], "layer": [], "seq": []}
     nested_corr = {}  # (rank, corr) of runtime calls nested in another -> enclosing call's task index
     last_task = np.full(len(ev), -1, np.int64)  # per event: the task its time ends in
     threads = []
@@ -95,10 +111,10 @@ def _segment_threads(ev: pd.DataFrame, name_phase: np.ndarray):
         rows = rows[np.lexsort((-end[rows], ts[rows]))]
         threads.append(tuple(int(v) for v in keys[bounds[t_i - 1] if t_i else 0]))
         thread_id = len(threads) - 1
-        o_start, o_end, o_kind, o_event, o_phase = (out["start"], out["end"], out["kind"], out["event"],
-                                                     out["phase"])
+        o_start, o_end, o_kind, o_event, o_phase, o_layer, o_seq = (
+            out["start"], out["end"], out["kind"], out["event"], out["phase"], out["layer"], out["seq"])
         n0 = len(o_start)
-        st_end, st_row, st_phase = [], [], []
+        st_end, st_row, st_phase, st_layer, st_seq = [], [], [], [], []
         cursor = int(ts[rows[0]])
         rt_until = -1
         rt_task = -1
@@ -114,16 +130,21 @@ def _segment_threads(ev: pd.DataFrame, name_phase: np.ndarray):
                 top_end = st_end.pop()
                 top_row = st_row.pop()
                 top_phase = st_phase.pop()
+                top_layer = st_layer.pop()
+                top_seq = st_seq.pop()
                 if top_end > cursor:
                     o_start.append(cursor); o_end.append(top_end); o_kind.append(T_CPU)
                     o_event.append(top_row); o_phase.append(top_phase)
+                    o_layer.append(top_layer); o_seq.append(top_seq)
                     cursor = top_end
                 last_task[top_row] = len(o_start) - 1
             if s > cursor:
                 if st_end:
                     o_kind.append(T_CPU); o_event.append(st_row[-1]); o_phase.append(st_phase[-1])
+                    o_layer.append(st_layer[-1]); o_seq.append(st_seq[-1])
                 else:
                     o_kind.append(T_IDLE); o_event.append(-1); o_phase.append(UNSET)
+                    o_layer.append(-1); o_seq.append(-1)
                 o_start.append(cursor); o_end.append(s)
                 cursor = s
             if st_end and e > st_end[-1]:
@@ -131,24 +152,29 @@ def _segment_threads(ev: pd.DataFrame, name_phase: np.ndarray):
             ph = int(name_phase[name[r]])
             if ph == UNSET and st_phase:
                 ph = st_phase[-1]
+            layer = int(name[r]) if is_module[name[r]] else (st_layer[-1] if st_layer else -1)
+            sq = int(seq[r]) if seq[r] >= 0 else (st_seq[-1] if st_seq else -1)
             if kind[r] == RUNTIME:
                 s2 = max(s, cursor)
                 e2 = max(e, s2)
                 rt_task = len(o_start)
                 last_task[r] = rt_task
                 o_start.append(s2); o_end.append(e2); o_kind.append(T_RUNTIME); o_event.append(r)
-                o_phase.append(ph)
+                o_phase.append(ph); o_layer.append(layer); o_seq.append(sq)
                 cursor = e2
                 rt_until = int(end[r])
             else:
-                st_end.append(e); st_row.append(r); st_phase.append(ph)
+                st_end.append(e); st_row.append(r); st_phase.append(ph); st_layer.append(layer); st_seq.append(sq)
         while st_end:
             top_end = st_end.pop()
             top_row = st_row.pop()
             top_phase = st_phase.pop()
+            top_layer = st_layer.pop()
+            top_seq = st_seq.pop()
             if top_end > cursor:
                 o_start.append(cursor); o_end.append(top_end); o_kind.append(T_CPU)
                 o_event.append(top_row); o_phase.append(top_phase)
+                o_layer.append(top_layer); o_seq.append(top_seq)
                 cursor = top_end
             last_task[top_row] = len(o_start) - 1
         out["thread"].extend([thread_id] * (len(o_start) - n0))
@@ -159,7 +185,7 @@ def build_graph(trace: Trace) -> TaskGraph:
     ev = trace.events
     names = trace.names
     name_phase = phase_of_names(names)
-    seg, threads, nested_corr, last_task = _segment_threads(ev, name_phase)
+    seg, threads, nested_corr, last_task = _segment_threads(ev, names, name_phase)
     n_cpu = len(seg["start"])
 
     kind_ev = ev["kind"].to_numpy()
@@ -292,15 +318,25 @@ def build_graph(trace: Trace) -> TaskGraph:
                           "kind": ekind, "from_start": ekind == E_LAUNCH, "to_end": np.concatenate(to_end)})
     edges = edges[edges["src"] != edges["dst"]].drop_duplicates(["src", "dst", "to_end"]).reset_index(drop=True)
 
+    # ---- layers: the innermost nn.Module of forward work; backward work by sequence number ---
+    layer = np.concatenate([np.asarray(seg["layer"], np.int64), np.full(len(gpu_rows), -1, np.int64)])
+    seg_seq = np.concatenate([np.asarray(seg["seq"], np.int64), np.full(len(gpu_rows), -1, np.int64)])
+    fwd = (layer >= 0) & (seg_seq >= 0) & (phase != BACKWARD)
+    seq_layer = pd.Series(layer[fwd], index=seg_seq[fwd])
+    seq_layer = seq_layer[~seq_layer.index.duplicated()]
+    need = (layer < 0) & (seg_seq >= 0) & (phase == BACKWARD)
+    layer[need] = seq_layer.reindex(seg_seq[need]).fillna(-1).to_numpy(np.int64)
+    layer[g_idx[has_launch]] = layer[gpu_launch[has_launch]]
+
     tasks = pd.DataFrame({
-        "rank": rank, "resource": resource, "kind": kind, "name": name, "event": event,
+        "rank": rank, "resource": resource, "kind": kind, "name": name, "event": event, "layer": layer,
         "obs_start": obs_start, "obs_end": obs_end, "dur": obs_end - obs_start,
         "phase": phase, "in_window": in_window, "corr": corr,
         "launch": np.concatenate([np.full(n_cpu, -1, np.int64), gpu_launch]),
     })
     # Waiting segments keep only their own share; the rest is recomputed from the hand-off.
     tasks.loc[waits, "dur"] = wait_dur
-    graph = TaskGraph(tasks, edges, resources, trace, trace.steps)
+    graph = TaskGraph(tasks, edges, resources, trace, trace.steps, list(names) + ["<idle>"])
     assign_delays(graph, nominal=_nominal_delays(graph))
     return graph
 
