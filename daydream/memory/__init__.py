@@ -158,17 +158,22 @@ def _read_json(path: Path):
         raise DaydreamError(f"{path}: not valid JSON (truncated or not a trace?)") from None
 
 
-def _looks_like_rows(path: Path) -> bool:
-    """A raw memory timeline starts with '[[' (a Chrome trace with '{' or '[{')."""
+def _sniff(path: Path) -> str:
+    """'rows' for a raw memory timeline (starts '[['), 'memory' for a daydream.memory/1 document,
+    else 'trace' (a Chrome trace starts '{' or '[{')."""
     try:
         with open(path, "rb") as f:
-            head = f.read(4096)
+            head = f.read(1 << 16)
         if head[:2] == b"\x1f\x8b":
-            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 64)
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 256)
     except (OSError, zlib.error):
-        return False
+        return "trace"
     text = head.lstrip()
-    return text[:1] == b"[" and text[1:].lstrip()[:1] == b"["
+    if text[:1] == b"[" and text[1:].lstrip()[:1] == b"[":
+        return "rows"
+    if SCHEMA.encode() in text[:256] or path.name.endswith("memory.json.gz"):
+        return "memory"
+    return "trace"
 
 
 def _memory_doc(doc, source: str) -> tuple[Timeline, dict, str | None]:
@@ -225,7 +230,7 @@ def _load(source, step_annotation=None):
                 props, name = tr.device_properties, device or tr.device
             name = str(name or "unknown device")
             return tl, layers, name, _capacity(name, props), None, {}
-        if p.is_file() and _looks_like_rows(p) or p.name.endswith((".raw", ".raw.gz")):
+        if p.is_file() and _sniff(p) != "trace":
             tl, layers, device = _memory_doc(_read_json(p), str(p))
             name = str(device or "unknown device")
             return tl, layers, name, _capacity(name, []), None, {}

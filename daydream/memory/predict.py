@@ -33,7 +33,7 @@ class State:
     optimizer_spans: list      # (start index, end index) into the timeline
     param_tensors: np.ndarray  # bytes of each parameter tensor, where known
     layers: dict               # module -> activation bytes
-    activation_tensors: int
+    activation_tensors: int    # activation tensors created per step
     act_elem_bytes: float = 4.0
     notes: list = field(default_factory=list)
 
@@ -54,8 +54,12 @@ def initial_state(tl: Timeline, layers: dict | None) -> State:
         idx = np.flatnonzero((tl.times >= s) & (tl.times <= e))
         if idx.size:
             spans.append((max(int(idx[0]) - 1, 0), int(idx[-1])))
-    return State(tl.bytes.astype(np.float64), tl.bytes[:, COL["activation"]] > 0, spans,
-                 np.asarray(tl.param_tensors, np.float64), dict(layers or {}), int(tl.activation_tensors))
+    # Forward and backward: activations live, outside the optimizer step (whose temporaries the
+    # memory profiler may label as activations).
+    active = (tl.bytes[:, COL["activation"]] > 0) & ~tl.optimizer_mask()
+    per_step = int(tl.activation_tensors) // max(len(tl.optimizer), 1)
+    return State(tl.bytes.astype(np.float64), active, spans,
+                 np.asarray(tl.param_tensors, np.float64), dict(layers or {}), per_step)
 
 
 def _params_total(st: State) -> float:
@@ -117,17 +121,18 @@ def fsdp(st: State, world_size: int, prefetch: bool, **_) -> None:
 
 
 def _top_level(layers: dict) -> dict:
-    """Group a module table by its top level (descending past a single wrapping module)."""
-    names = [k for k, v in layers.items() if v > 0]
-    depth = 1
-    while True:
-        groups: dict = {}
-        for k in names:
-            key = ".".join(k.split(".")[:depth])
-            groups.setdefault(key, []).append(k)
-        if len(groups) != 1 or all(len(k.split(".")) <= depth for k in names) or not names:
-            return {g: [layers[k] for k in ks] for g, ks in groups.items()}
-        depth += 1
+    """Group a module table into checkpointable blocks: a name up to its first numbered component
+    (`layer1.0.conv1` -> `layer1.0`, `encoder.layer.3.attn.q` -> `encoder.layer.3`: the entries of
+    a ModuleList/Sequential of blocks), else its top-level component. -> block -> [bytes, ...]."""
+    groups: dict = {}
+    for k, v in layers.items():
+        if v <= 0:
+            continue
+        parts = k.split(".")
+        num = next((i for i, p in enumerate(parts) if p.isdigit()), None)
+        key = ".".join(parts[:num + 1]) if num is not None else parts[0]
+        groups.setdefault(key, []).append(v)
+    return groups
 
 
 def activation_checkpointing(st: State, fraction: float) -> None:
