@@ -1,0 +1,212 @@
+"""daydream memory: real recordings in, exact sums, predictions in the right direction and size."""
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from daydream.errors import DaydreamError
+from daydream.memory import CATEGORIES, memory
+from daydream.memory.predict import predict
+from daydream.memory.timeline import COL, from_raw_rows
+from daydream.opts import parse_opt
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
+RAW = SHARED / "hta" / "memory_timeline.raw.gz"
+BERT = SHARED / "tracelens" / "gaunernst_bert-small-uncased_h100.json.gz"
+QWEN = SHARED / "tracelens" / "Qwen_Qwen1.5-0.5B-Chat_h100.json.gz"
+RESNET_V100 = SHARED / "kineto" / "resnet50_v100_num_workers_0.json.gz"
+
+
+@pytest.fixture(scope="module")
+def raw_report():
+    return memory(RAW)
+
+
+def test_raw_peak_is_sum_of_categories(raw_report):
+    rows = np.asarray(json.load(gzip.open(RAW)), np.int64)
+    # The peak of the running sum of every signed row, evaluated after each instant.
+    ts = np.where(rows[:, 0] < 0, rows[rows[:, 0] >= 0, 0].min(), rows[:, 0])
+    live = np.cumsum(rows[np.argsort(ts, kind="stable"), 2])
+    last = np.r_[np.sort(ts)[1:] != np.sort(ts)[:-1], True]
+    assert raw_report.peak_bytes == live[last].max()
+    at = raw_report.measured.at_peak()
+    assert set(at) == set(CATEGORIES)
+    assert sum(at.values()) == raw_report.peak_bytes
+    # A100 ResNet-50 (25.6M params, fp32) with SGD momentum: parameters and momentum ~ 102 MB each,
+    # activations dominate the peak.
+    assert 100e6 < at["parameter"] < 105e6 and 100e6 < at["optimizer_state"] < 105e6
+    assert at["activation"] > 0.8 * raw_report.peak_bytes
+    assert len(raw_report.measured.optimizer) == 5  # five training steps, one optimizer step each
+
+
+def test_raw_json_contract(raw_report):
+    j = raw_report.as_json()
+    for key in ("trace", "peak_bytes", "at_peak", "tbd_view", "mean", "max"):
+        assert key in j
+    assert "predicted" not in j
+    assert sum(j["tbd_view"].values()) == j["peak_bytes"]
+    assert j["tbd_view"]["feature_maps"] == j["at_peak"]["activation"] + j["at_peak"]["input"]
+
+
+def test_batch_size_prediction_scales_only_per_sample(raw_report):
+    rep = memory(RAW, ["batch-size:factor=2"])
+    at, pred = rep.measured.at_peak(), rep.predicted.at_peak()
+    for c in ("parameter", "optimizer_state"):
+        assert pred[c] == at[c]
+    per_sample = sum(at[c] for c in ("activation", "input", "temporary", "autograd_detail"))
+    # The peak instant stays put when every per-sample column doubles, so the new peak is exact.
+    assert rep.predicted_peak_bytes >= rep.peak_bytes + per_sample - 1
+    assert sum(pred.values()) == rep.predicted_peak_bytes
+
+
+def test_amp_and_checkpointing_shrink_fsdp_divides(raw_report):
+    base = raw_report.peak_bytes
+    amp = memory(RAW, ["amp:dtype=fp16"])
+    assert 0.45 * base < amp.predicted_peak_bytes < 0.65 * base  # activations halve, weight copies added
+    assert amp.predicted.at_peak()["parameter"] == pytest.approx(1.5 * raw_report.measured.at_peak()["parameter"], rel=1e-6)
+    ckpt = memory(RAW, ["activation-checkpointing:fraction=1.0"])
+    half = memory(RAW, ["activation-checkpointing:fraction=0.5"])
+    assert ckpt.predicted_peak_bytes < half.predicted_peak_bytes < base
+    fsdp = memory(RAW, ["fsdp:world_size=8"])
+    p = fsdp.predicted.at_peak()
+    # /8 plus the gathered working set, far below the unsharded parameters.
+    assert p["optimizer_state"] == pytest.approx(raw_report.measured.at_peak()["optimizer_state"] / 8, rel=1e-6)
+    assert p["parameter"] < 0.5 * raw_report.measured.at_peak()["parameter"]
+    q = memory(RAW, ["quantize:dtype=int4"]).predicted.at_peak()
+    assert q["parameter"] < 0.2 * raw_report.measured.at_peak()["parameter"]
+
+
+def test_options_compose_in_order():
+    tl = memory(RAW).measured
+    a, _ = predict(tl, [parse_opt("amp"), parse_opt("fsdp:world_size=8")])
+    b, _ = predict(tl, [parse_opt("fsdp:world_size=8"), parse_opt("amp")])
+    # amp first: its 16-bit weight copies are sharded too; fsdp first: amp copies the gathered units.
+    assert a.maximum()["parameter"] != b.maximum()["parameter"]
+    same, _ = predict(tl, [parse_opt("amp"), parse_opt("fsdp:world_size=8")])
+    assert same.peak_bytes == a.peak_bytes
+
+
+def test_raw_rows_bad_codes():
+    with pytest.raises(DaydreamError):
+        from_raw_rows([[1, 9, 10, 0]], "x")
+    with pytest.raises(DaydreamError):
+        from_raw_rows([[1, 2, 10]], "x")
+
+
+# -- a torch.profiler memory profile recorded here, on a tiny model -------------------------------
+
+def _record(batch: int, checkpointing: bool = False) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import memory_validation as mv
+    finally:
+        sys.path.pop(0)
+    return mv.record(lambda: mv.mlp(width=64, depth=4), batch, checkpointing=checkpointing)
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, kw in {"b256": dict(batch=256), "b512": dict(batch=512),
+                     "ckpt": dict(batch=512, checkpointing=True)}.items():
+        run = d / name
+        run.mkdir()
+        (run / "memory.json.gz").write_bytes(gzip.compress(orjson.dumps(_record(**kw))))
+        out[name] = run
+    return out
+
+
+def test_profiled_run_directory(tiny_runs):
+    rep = memory(tiny_runs["b512"])
+    at = rep.measured.at_peak()
+    assert sum(at.values()) == rep.peak_bytes
+    # 4 blocks of two 64x64 Linear layers + head: 8*(64*64+64)+64*10+10 floats = 135,210 bytes.
+    params = 4 * (8 * (64 * 64 + 64) + 64 * 10 + 10)
+    assert abs(rep.measured.maximum()["gradient"] - params) <= 0.05 * params
+    assert rep.layers and all(k.startswith(("blocks.", "head")) for k in rep.layers)
+    assert rep.measured.optimizer, "the Adam step is found in the memory profile"
+
+
+def test_profiled_predictions_match_measured(tiny_runs):
+    doubled = memory(tiny_runs["b256"], ["batch-size:factor=2"]).predicted_peak_bytes
+    measured = memory(tiny_runs["b512"]).peak_bytes
+    assert abs(doubled - measured) / measured < 0.10
+    ckpt = memory(tiny_runs["b512"], ["activation-checkpointing"]).predicted_peak_bytes
+    measured = memory(tiny_runs["ckpt"]).peak_bytes
+    assert ckpt < memory(tiny_runs["b512"]).peak_bytes
+    assert abs(ckpt - measured) / measured < 0.25
+
+
+# -- Kineto [memory] events through daydream.trace.load -------------------------------------------
+
+def test_kineto_inference_trace_matches_total_allocated():
+    from daydream.trace import load
+    tr = load(QWEN)
+    rep = memory(tr)
+    mem = tr.memory_events
+    cuda = mem[mem["device_type"] == 1]
+    assert rep.peak_bytes == cuda["total_allocated"].max()
+    at = rep.measured.at_peak()
+    assert sum(at.values()) == rep.peak_bytes
+    assert at["unknown"] > 0 and at["temporary"] > 0  # weights predate the trace; forward temporaries
+    assert rep.capacity_bytes and rep.capacity_bytes > 70 * 2**30  # H100 80GB
+
+
+def test_kineto_trace_without_addresses_is_unknown():
+    rep = memory(RESNET_V100)
+    at = rep.measured.at_peak()
+    assert at["unknown"] == rep.peak_bytes > 1e9
+    assert any("no addresses" in n for n in rep.measured.notes)
+
+
+def test_oom_warning_against_capacity():
+    assert memory(BERT).oom_warning is None
+    # bert-small's 9.9 MB of forward temporaries x4096 (40 GB) on a V100 (at most 32 GB).
+    rep = memory(BERT, ["batch-size:factor=1024", "batch-size:factor=4", "gpu:target=V100"])
+    assert rep.capacity_bytes <= 32 * 2**30 < rep.predicted_peak_bytes
+    assert "out of memory" in rep.as_json()["oom_warning"]
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+def _cli(*args):
+    return subprocess.run(["daydream", *args], capture_output=True, text=True)
+
+
+def test_cli_json_and_report(tmp_path):
+    out = tmp_path / "mem.html"
+    r = _cli("memory", str(RAW), "--opt", "amp", "--opt", "fsdp:world_size=4", "--json", "--report", str(out))
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert set(j["at_peak"]) == set(CATEGORIES) == set(j["predicted"])
+    assert j["optimizations"][1] == {"name": "fsdp", "params": {"world_size": 4, "prefetch": True, "interconnect": "nvlink"}}
+    page = out.read_text()
+    assert "plotly" in page and "<script src=\"http" not in page
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("args", [
+    ["memory", "/no/such/trace.json"],
+    ["memory", str(RAW), "--opt", "warp-drive"],
+    ["memory", str(RAW), "--opt", "fsdp:world_size=0"],
+    ["memory", str(SHARED / "hta" / "alexnet_a100.json.gz")],  # no [memory] events
+])
+def test_cli_bad_input(args):
+    r = _cli(*args)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_cli_truncated_file(tmp_path):
+    bad = tmp_path / "t.json.gz"
+    bad.write_bytes(gzip.compress(b'[[1, 2, 3, 0], [4'))
+    r = _cli("memory", str(bad))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
