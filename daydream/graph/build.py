@@ -101,7 +101,8 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
     bounds = np.flatnonzero(np.any(keys[1:] != keys[:-1], axis=1)) + 1
     seq = ev["seq"].to_numpy()
     is_module = np.fromiter((n.startswith("nn.Module: ") for n in names), bool, len(names))
-    out = {"start": [], "end": [], "kind": [], "event": [], "phase": [], "thread": [], "layer": [], "seq": []}
+    out = {"start": [], "end": [], "kind": [], "event": [], "phase": [], "thread": [], "layer": [], "seq": [],
+           "op": []}
     nested_corr = {}  # (rank, corr) of runtime calls nested in another -> enclosing call's task index
     last_task = np.full(len(ev), -1, np.int64)  # per event: the task its time ends in
     threads = []
@@ -111,10 +112,10 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
         rows = rows[np.lexsort((-end[rows], ts[rows]))]
         threads.append(tuple(int(v) for v in keys[bounds[t_i - 1] if t_i else 0]))
         thread_id = len(threads) - 1
-        o_start, o_end, o_kind, o_event, o_phase, o_layer, o_seq = (
-            out["start"], out["end"], out["kind"], out["event"], out["phase"], out["layer"], out["seq"])
+        o_start, o_end, o_kind, o_event, o_phase, o_layer, o_seq, o_op = (
+            out["start"], out["end"], out["kind"], out["event"], out["phase"], out["layer"], out["seq"], out["op"])
         n0 = len(o_start)
-        st_end, st_row, st_phase, st_layer, st_seq = [], [], [], [], []
+        st_end, st_row, st_phase, st_layer, st_seq, st_op = [], [], [], [], [], []
         cursor = int(ts[rows[0]])
         rt_until = -1
         rt_task = -1
@@ -132,19 +133,20 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
                 top_phase = st_phase.pop()
                 top_layer = st_layer.pop()
                 top_seq = st_seq.pop()
+                top_op = st_op.pop()
                 if top_end > cursor:
                     o_start.append(cursor); o_end.append(top_end); o_kind.append(T_CPU)
                     o_event.append(top_row); o_phase.append(top_phase)
-                    o_layer.append(top_layer); o_seq.append(top_seq)
+                    o_layer.append(top_layer); o_seq.append(top_seq); o_op.append(top_op)
                     cursor = top_end
                 last_task[top_row] = len(o_start) - 1
             if s > cursor:
                 if st_end:
                     o_kind.append(T_CPU); o_event.append(st_row[-1]); o_phase.append(st_phase[-1])
-                    o_layer.append(st_layer[-1]); o_seq.append(st_seq[-1])
+                    o_layer.append(st_layer[-1]); o_seq.append(st_seq[-1]); o_op.append(st_op[-1])
                 else:
                     o_kind.append(T_IDLE); o_event.append(-1); o_phase.append(UNSET)
-                    o_layer.append(-1); o_seq.append(-1)
+                    o_layer.append(-1); o_seq.append(-1); o_op.append(-1)
                 o_start.append(cursor); o_end.append(s)
                 cursor = s
             if st_end and e > st_end[-1]:
@@ -154,27 +156,30 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
                 ph = st_phase[-1]
             layer = int(name[r]) if is_module[name[r]] else (st_layer[-1] if st_layer else -1)
             sq = int(seq[r]) if seq[r] >= 0 else (st_seq[-1] if st_seq else -1)
+            op = r if kind[r] == CPU_OP else (st_op[-1] if st_op else -1)
             if kind[r] == RUNTIME:
                 s2 = max(s, cursor)
                 e2 = max(e, s2)
                 rt_task = len(o_start)
                 last_task[r] = rt_task
                 o_start.append(s2); o_end.append(e2); o_kind.append(T_RUNTIME); o_event.append(r)
-                o_phase.append(ph); o_layer.append(layer); o_seq.append(sq)
+                o_phase.append(ph); o_layer.append(layer); o_seq.append(sq); o_op.append(op)
                 cursor = e2
                 rt_until = int(end[r])
             else:
                 st_end.append(e); st_row.append(r); st_phase.append(ph); st_layer.append(layer); st_seq.append(sq)
+                st_op.append(op)
         while st_end:
             top_end = st_end.pop()
             top_row = st_row.pop()
             top_phase = st_phase.pop()
             top_layer = st_layer.pop()
             top_seq = st_seq.pop()
+            top_op = st_op.pop()
             if top_end > cursor:
                 o_start.append(cursor); o_end.append(top_end); o_kind.append(T_CPU)
                 o_event.append(top_row); o_phase.append(top_phase)
-                o_layer.append(top_layer); o_seq.append(top_seq)
+                o_layer.append(top_layer); o_seq.append(top_seq); o_op.append(top_op)
                 cursor = top_end
             last_task[top_row] = len(o_start) - 1
         out["thread"].extend([thread_id] * (len(o_start) - n0))
@@ -327,9 +332,12 @@ def build_graph(trace: Trace) -> TaskGraph:
     need = (layer < 0) & (seg_seq >= 0) & (phase == BACKWARD)
     layer[need] = seq_layer.reindex(seg_seq[need]).fillna(-1).to_numpy(np.int64)
     layer[g_idx[has_launch]] = layer[gpu_launch[has_launch]]
+    # The innermost aten op around each task (its recorded shapes price the task's work).
+    op = np.concatenate([np.asarray(seg["op"], np.int64), np.full(len(gpu_rows), -1, np.int64)])
+    op[g_idx[has_launch]] = op[gpu_launch[has_launch]]
 
     tasks = pd.DataFrame({
-        "rank": rank, "resource": resource, "kind": kind, "name": name, "event": event, "layer": layer,
+        "rank": rank, "resource": resource, "kind": kind, "name": name, "event": event, "layer": layer, "op": op,
         "obs_start": obs_start, "obs_end": obs_end, "dur": obs_end - obs_start,
         "phase": phase, "in_window": in_window, "corr": corr,
         "launch": np.concatenate([np.full(n_cpu, -1, np.int64), gpu_launch]),
@@ -353,7 +361,7 @@ def _fill_default_phases(trace, phase, obs_start, rank, kind):
         inside = sel & (idx >= 0) & (obs_start <= w.step_spans[np.clip(idx, 0, None), 1])
         for s in range(len(w.step_spans)):
             in_step = inside & (idx == s)
-            bwd = in_step & (phase == BACKWARD)
+            bwd = in_step & (phase == BACKWARD) & ~np.isin(kind, GPU_TASK_TYPES)  # GPU work lags the CPU
             first_bwd = obs_start[bwd].min() if bwd.any() else np.iinfo(np.int64).max
             phase[in_step & unset & (obs_start < first_bwd)] = FORWARD
 

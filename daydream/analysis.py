@@ -1,0 +1,162 @@
+"""What a (simulated) timeline says: phase breakdown, critical path, GPU busy time, top kernels.
+
+The per-phase breakdown walks the critical path into the end of the window and gives every
+nanosecond of the window to the phase of the task that was holding the step back at that moment,
+so the phases of a step always add up to its step time (measured or predicted).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from daydream.graph import PHASES, TASK_KINDS
+from daydream.graph.build import GPU_TASK_TYPES, T_CPU, T_IDLE
+from daydream.sim import Timeline
+from daydream.trace import Trace
+
+
+def _path_increments(timeline: Timeline) -> tuple[np.ndarray, np.ndarray]:
+    """Critical-path tasks and the window time each one accounts for (ns)."""
+    path = timeline.critical_path()
+    start, _ = timeline.window()
+    ends = timeline.end[path]
+    cursor = np.maximum.accumulate(np.concatenate([[start], ends]))
+    return path, np.diff(cursor)
+
+
+def phase_breakdown(timeline: Timeline) -> dict[str, float]:
+    """Milliseconds per step of each phase on the critical path (sums to the step time)."""
+    path, inc = _path_increments(timeline)
+    phase = timeline.graph.tasks["phase"].to_numpy()[path]
+    steps = max(timeline.graph.steps, 1)
+    per = np.bincount(phase, weights=inc, minlength=len(PHASES)) / steps / 1e6
+    return {p: round(float(v), 6) for p, v in zip(PHASES, per)}
+
+
+def task_categories(timeline: Timeline) -> np.ndarray:
+    """Critical-path category per task: CPU work, runtime calls, syncs, idle, or GPU kernel class."""
+    from daydream.transform.primitives import kernel_classes
+    graph = timeline.graph
+    kind = graph.tasks["kind"].to_numpy()
+    cat = np.asarray(TASK_KINDS, dtype=object)[kind]
+    gpu = np.isin(kind, GPU_TASK_TYPES)
+    if gpu.any():
+        cat[gpu] = "gpu_" + kernel_classes(graph)[gpu].astype(object)
+    return cat
+
+
+def critical_path_breakdown(timeline: Timeline) -> dict[str, float]:
+    """Milliseconds per step by category along the critical path."""
+    path, inc = _path_increments(timeline)
+    cat = task_categories(timeline)[path]
+    steps = max(timeline.graph.steps, 1)
+    s = pd.Series(inc, index=cat).groupby(level=0).sum() / steps / 1e6
+    return {k: round(float(v), 6) for k, v in s.sort_values(ascending=False).items() if v > 0}
+
+
+def _union_length(starts: np.ndarray, ends: np.ndarray) -> int:
+    if len(starts) == 0:
+        return 0
+    o = np.argsort(starts, kind="stable")
+    s, e = starts[o], ends[o]
+    reach = np.maximum.accumulate(e)
+    new_block = np.concatenate([[True], s[1:] > reach[:-1]])
+    block = np.cumsum(new_block) - 1
+    return int((pd.Series(e).groupby(block).max() - pd.Series(s).groupby(block).min()).sum()) if False else int(
+        np.sum(np.maximum.reduceat(e, np.flatnonzero(new_block)) - s[new_block]))
+
+
+def busy_pct(timeline: Timeline, gpu: bool = True) -> float:
+    """Share of the window in which the slowest rank's GPU (or its busiest CPU thread) was busy."""
+    t = timeline.graph.tasks
+    w0, w1 = timeline.window()
+    rank = t["rank"].to_numpy()
+    r = int(rank[timeline.critical_path()[-1]]) if len(timeline.critical_path()) else int(rank[0])
+    kind = t["kind"].to_numpy()
+    s = np.clip(timeline.start, w0, w1)
+    e = np.clip(timeline.end, w0, w1)
+    if gpu:
+        sel = (rank == r) & np.isin(kind, GPU_TASK_TYPES)
+        busy = _union_length(s[sel], e[sel])
+    else:
+        sel = (rank == r) & (kind != T_IDLE) & (kind < len(TASK_KINDS)) & ~np.isin(kind, GPU_TASK_TYPES)
+        res = t["resource"].to_numpy()
+        per = pd.Series(e[sel] - s[sel]).groupby(res[sel]).sum()
+        busy = int(per.max()) if len(per) else 0
+    return round(100.0 * busy / max(w1 - w0, 1), 3)
+
+
+def top_kernels(timeline: Timeline, n: int = 10) -> list[dict]:
+    """The GPU work of the window that took the most time."""
+    t = timeline.graph.tasks
+    sel = t["in_window"].to_numpy() & np.isin(t["kind"].to_numpy(), GPU_TASK_TYPES)
+    if not sel.any():
+        return []
+    names = timeline.graph.task_names()[sel]
+    dur = (timeline.end - timeline.start)[sel]
+    g = pd.DataFrame({"name": names, "dur": dur}).groupby("name")["dur"].agg(["sum", "count"])
+    g = g.sort_values("sum", ascending=False).head(n)
+    return [{"name": k, "total_ms": round(float(v["sum"]) / 1e6, 6), "count": int(v["count"])}
+            for k, v in g.iterrows()]
+
+
+def flops_utilization_pct(timeline: Timeline, device) -> float | None:
+    """Achieved FLOP/s of the window's kernels over the device's peak, where shapes were recorded.
+
+    FLOPs come from the recorded input shapes of the aten op that launched each kernel
+    (daydream.kernels.op_cost); the peak is the device's dense peak for the op's dtype.
+    """
+    from daydream.kernels import compute_dtype, op_cost
+    graph = timeline.graph
+    t = graph.tasks
+    trace = graph.trace
+    sel = t["in_window"].to_numpy() & np.isin(t["kind"].to_numpy(), GPU_TASK_TYPES) & (t["op"].to_numpy() >= 0)
+    ops = np.unique(t["op"].to_numpy()[sel])
+    if len(ops) == 0:
+        return None
+    total = 0.0
+    peak_time = 0.0
+    for op in ops.tolist():
+        a = trace.args_of(op)
+        dims = a.get("Input Dims")
+        if dims is None:
+            continue
+        types = a.get("Input type", [])
+        flops, _ = op_cost(trace.names[trace.events["name"].iat[op]], dims, types, a.get("Concrete Inputs"))
+        if flops > 0:
+            total += flops
+            peak_time += flops / device.peak(compute_dtype(types))
+    if total == 0:
+        return None
+    w0, w1 = timeline.window()
+    return round(100.0 * peak_time / ((w1 - w0) / 1e9), 3)
+
+
+def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict:
+    """The contract's `analyze --json` object."""
+    from daydream.opts.context import Context
+    from daydream.sim import simulate
+    ctx = Context.of(trace)
+    timeline = timeline or simulate(trace.graph())
+    device = device or ctx.device
+    measured = trace.measured_ms
+    out = {
+        "trace": trace.path,
+        "device": trace.device,
+        "steps": trace.steps,
+        "measured_ms": round(measured, 6),
+        "breakdown": {"measured": phase_breakdown(timeline)},
+        "gpu_busy_pct": busy_pct(timeline, gpu=True) if trace.has_gpu else 0.0,
+        "cpu_busy_pct": busy_pct(timeline, gpu=False),
+        "top_kernels": top_kernels(timeline),
+        "critical_path": critical_path_breakdown(timeline),
+        "ranks": len(trace.ranks),
+        "device_model": device.name,
+    }
+    if ctx.batch_size:
+        out["throughput_per_s"] = round(ctx.batch_size / (measured / 1000.0), 3)
+    if trace.has_gpu:
+        util = flops_utilization_pct(timeline, device)
+        if util is not None:
+            out["flops_utilization_pct"] = util
+    return out

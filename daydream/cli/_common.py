@@ -1,0 +1,51 @@
+"""Helpers shared by the commands: loading with progress, JSON output, checked output paths."""
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from daydream.errors import DaydreamError
+
+console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def progress(enabled: bool, total: int, label: str):
+    """A rich progress bar on stderr; silent under --json or when stderr is not a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda *_: None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda what="": bar.update(task, advance=1, description=f"{label}: {what}")
+
+
+def emit_json(obj) -> None:
+    click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
+
+
+def output_path(path: str | None, suffixes: tuple[str, ...] = ()) -> Path | None:
+    """Check an output path before any work, so bad input fails fast and writes nothing."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.parent.exists() if str(p.parent) else False:
+        raise DaydreamError(f"{p}: directory {p.parent} does not exist")
+    if p.is_dir():
+        raise DaydreamError(f"{p}: is a directory; give a file name")
+    if suffixes and not p.name.endswith(suffixes):
+        raise DaydreamError(f"{p}: expected a file name ending in {' or '.join(suffixes)}")
+    return p
+
+
+trace_argument = click.argument("trace", type=click.Path(path_type=str))
+json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout")
+step_option = click.option("--step-annotation", default=None, metavar="NAME",
+                           help="annotation that marks a step (default: ProfilerStep#N)")

@@ -1,0 +1,53 @@
+"""`daydream analyze TRACE`: what the trace shows."""
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from daydream.analysis import analyze as analyze_trace
+from daydream.cli import main
+from daydream.cli._common import console, emit_json, json_option, progress, step_option, trace_argument
+from daydream.sim import simulate
+from daydream.trace import load
+
+
+@main.command()
+@trace_argument
+@json_option
+@step_option
+def analyze(trace, as_json, step_annotation):
+    """Step time, phases, GPU busy and idle, top kernels, critical path."""
+    with progress(not as_json, 3, "analyze") as tick:
+        tr = load(trace, step_annotation)
+        tick("loaded")
+        timeline = simulate(tr.graph())
+        tick("replayed")
+        result = analyze_trace(tr, timeline)
+        tick("done")
+    if as_json:
+        emit_json(result)
+        return
+    out = console.__class__()
+    out.print(f"[bold]{result['trace']}[/]  {result['device']}  steps={result['steps']}  ranks={result['ranks']}")
+    out.print(f"step time [bold]{result['measured_ms']:.3f} ms[/]   GPU busy {result['gpu_busy_pct']:.1f}%"
+              f"   CPU busy {result['cpu_busy_pct']:.1f}%"
+              + (f"   FLOP utilization {result['flops_utilization_pct']:.1f}%" if "flops_utilization_pct" in result else "")
+              + (f"   throughput {result['throughput_per_s']:.1f}/s" if "throughput_per_s" in result else ""))
+    phases = Table(title="critical path by phase (ms/step)")
+    phases.add_column("phase"); phases.add_column("ms", justify="right"); phases.add_column("%", justify="right")
+    total = sum(result["breakdown"]["measured"].values()) or 1
+    for k, v in result["breakdown"]["measured"].items():
+        phases.add_row(k, f"{v:.3f}", f"{100 * v / total:.1f}")
+    out.print(phases)
+    cp = Table(title="critical path by category (ms/step)")
+    cp.add_column("category"); cp.add_column("ms", justify="right")
+    for k, v in result["critical_path"].items():
+        cp.add_row(k, f"{v:.3f}")
+    out.print(cp)
+    if result["top_kernels"]:
+        tk = Table(title="top kernels (whole window)")
+        tk.add_column("kernel", max_width=60, overflow="ellipsis", no_wrap=True)
+        tk.add_column("ms", justify="right"); tk.add_column("count", justify="right")
+        for k in result["top_kernels"]:
+            tk.add_row(k["name"], f"{k['total_ms']:.3f}", str(k["count"]))
+        out.print(tk)

@@ -1,0 +1,1 @@
+"""Outputs people read: terminal tables, the Perfetto/Chrome trace export, HTML reports."""

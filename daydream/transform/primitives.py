@@ -1,0 +1,336 @@
+"""The primitives. Tasks are rows of `graph.tasks`, edges rows of `graph.edges`; see daydream.graph.
+
+Conventions: a selection is a boolean mask over tasks (or an index array); durations and delays
+are integer nanoseconds; new tasks are given as columns (all scalars or arrays of one length).
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from daydream.errors import DaydreamError
+from daydream.graph.build import (E_INSERTED, E_PROGRAM, EDGE_KINDS, GPU_TASK_TYPES, NO_RELEASE,
+                                  PHASES, TASK_KINDS, TaskGraph)
+
+
+def _codes(values, table: tuple, what: str) -> list[int]:
+    values = [values] if isinstance(values, (str, int, np.integer)) else list(values)
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            if v not in table:
+                raise DaydreamError(f"unknown {what} {v!r}; one of {', '.join(table)}")
+            out.append(table.index(v))
+        else:
+            out.append(int(v))
+    return out
+
+
+def kernel_classes(graph: TaskGraph) -> np.ndarray:
+    """Kernel class per task ('' for CPU tasks); see daydream.kernels."""
+    from daydream.kernels import classify
+    t = graph.tasks
+    out = np.full(len(t), "", dtype=object)
+    gpu = np.isin(t["kind"].to_numpy(), GPU_TASK_TYPES)
+    if gpu.any():
+        out[gpu] = classify(graph.task_names()[gpu])
+    return out
+
+
+def select(graph: TaskGraph, *, kind=None, name: str | None = None, phase=None, layer: str | None = None,
+           kernel_class=None, resource=None, stream=None, rank=None, in_window: bool | None = None,
+           where: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of the tasks matching every given criterion.
+
+    kind: task kind(s) (TASK_KINDS); name/layer: regular expressions (re.search); phase: phase
+    name(s); kernel_class: class(es) from daydream.kernels; resource: resource id(s); stream: CUDA
+    stream id(s); rank: rank(s); where: an extra mask to AND in.
+    """
+    t = graph.tasks
+    mask = np.ones(len(t), bool) if where is None else np.asarray(where, bool).copy()
+    if kind is not None:
+        mask &= np.isin(t["kind"].to_numpy(), _codes(kind, TASK_KINDS, "task kind"))
+    if phase is not None:
+        mask &= np.isin(t["phase"].to_numpy(), _codes(phase, PHASES, "phase"))
+    if name is not None:
+        rx = re.compile(name)
+        hit = np.fromiter((bool(rx.search(n)) for n in graph.names), bool, len(graph.names))
+        mask &= hit[t["name"].to_numpy()]
+    if layer is not None:
+        rx = re.compile(layer)
+        names = [n.removeprefix("nn.Module: ") for n in graph.names] + [""]
+        hit = np.fromiter((bool(rx.search(n)) for n in names), bool, len(names))
+        mask &= hit[t["layer"].to_numpy()]
+    if kernel_class is not None:
+        classes = [kernel_class] if isinstance(kernel_class, str) else list(kernel_class)
+        mask &= np.isin(kernel_classes(graph), classes)
+    if resource is not None:
+        mask &= np.isin(t["resource"].to_numpy(), np.atleast_1d(resource))
+    if stream is not None:
+        r = graph.resources
+        ids = r.index[(r["kind"] == "stream") & r["tid"].isin(np.atleast_1d(stream))].to_numpy()
+        mask &= np.isin(t["resource"].to_numpy(), ids)
+    if rank is not None:
+        mask &= np.isin(t["rank"].to_numpy(), np.atleast_1d(rank))
+    if in_window is not None:
+        mask &= t["in_window"].to_numpy() == in_window
+    return mask
+
+
+def _index(graph: TaskGraph, selection) -> np.ndarray:
+    sel = np.asarray(selection)
+    if sel.dtype == bool:
+        if len(sel) != len(graph.tasks):
+            raise DaydreamError("selection mask does not match the graph's tasks")
+        return np.flatnonzero(sel)
+    return sel.astype(np.int64).reshape(-1)
+
+
+def scale(graph: TaskGraph, selection, factor) -> None:
+    """Multiply the durations of the selected tasks by `factor` (scalar or one per selected task)."""
+    idx = _index(graph, selection)
+    factor = np.asarray(factor, float)
+    if np.any(factor < 0):
+        raise DaydreamError("scale factor must be >= 0")
+    dur = graph.tasks["dur"].to_numpy().copy()
+    dur[idx] = np.round(dur[idx] * factor).astype(np.int64)
+    graph.tasks["dur"] = dur
+
+
+def set_duration(graph: TaskGraph, selection, ns) -> None:
+    """Set the durations of the selected tasks (ns, scalar or one per selected task)."""
+    idx = _index(graph, selection)
+    dur = graph.tasks["dur"].to_numpy().copy()
+    dur[idx] = np.maximum(np.round(np.asarray(ns, float)), 0).astype(np.int64)
+    graph.tasks["dur"] = dur
+
+
+def add_edges(graph: TaskGraph, src, dst, delay=0, kind: str = "inserted", to_end=False,
+              from_start=False) -> None:
+    """Add dependency edges src -> dst (delay ns after src ends, or starts with from_start)."""
+    src = np.atleast_1d(np.asarray(src, np.int64))
+    dst = np.atleast_1d(np.asarray(dst, np.int64))
+    n = len(graph.tasks)
+    if len(src) and (src.max() >= n or dst.max() >= n or src.min() < 0 or dst.min() < 0):
+        raise DaydreamError("edge endpoint is not a task of the graph")
+    k = EDGE_KINDS.index(kind)
+    new = pd.DataFrame({"src": src, "dst": dst, "kind": np.int8(k),
+                        "from_start": np.broadcast_to(np.asarray(from_start, bool), src.shape),
+                        "to_end": np.broadcast_to(np.asarray(to_end, bool), src.shape),
+                        "delay": np.broadcast_to(np.asarray(delay, np.int64), src.shape),
+                        "binding": False, "nominal": np.broadcast_to(np.asarray(delay, np.int64), src.shape)})
+    graph.edges = pd.concat([graph.edges, new], ignore_index=True)
+    # A task that gains a start edge is no longer released by the clock.
+    release = graph.tasks["release"].to_numpy().copy()
+    release[dst[~np.broadcast_to(np.asarray(to_end, bool), src.shape)]] = NO_RELEASE
+    graph.tasks["release"] = release
+
+
+def insert_tasks(graph: TaskGraph, *, rank, resource, kind, name, dur, phase="other", layer=-1,
+                 anchor=None, in_window=True) -> np.ndarray:
+    """Append new tasks (no edges yet) and return their indices.
+
+    `anchor` (task indices) gives each new task the anchor's observed times, for display and
+    for ordering on a resource; names are strings, kinds and phases names or codes.
+    """
+    dur = np.atleast_1d(np.asarray(np.round(np.asarray(dur, float)), np.int64))
+    m = len(dur) if dur.size > 1 else max(len(np.atleast_1d(anchor)) if anchor is not None else 1, 1)
+    cols = lambda v: np.broadcast_to(np.asarray(v), (m,)).copy()
+    names = np.atleast_1d(np.asarray(name, dtype=object))
+    name_codes = np.asarray([graph.name_code(str(nm)) for nm in names], np.int64)
+    t = graph.tasks
+    if anchor is not None:
+        anchor = cols(np.asarray(anchor, np.int64))
+        obs_start = t["obs_start"].to_numpy()[anchor]
+        obs_end = t["obs_end"].to_numpy()[anchor]
+    else:
+        obs_start = obs_end = np.zeros(m, np.int64)
+    new = pd.DataFrame({
+        "rank": cols(rank).astype(np.int64), "resource": cols(resource).astype(np.int64),
+        "kind": cols(_codes(kind, TASK_KINDS, "task kind") if isinstance(kind, str) else kind).astype(np.int8),
+        "name": cols(name_codes), "event": -1, "op": -1,
+        "layer": cols(layer).astype(np.int64),
+        "obs_start": obs_start, "obs_end": obs_end, "dur": cols(dur),
+        "phase": cols(_codes(phase, PHASES, "phase") if isinstance(phase, str) else phase).astype(np.int8),
+        "in_window": cols(in_window).astype(bool), "corr": -1, "launch": -1, "release": NO_RELEASE,
+    })
+    first = len(t)
+    graph.tasks = pd.concat([t, new], ignore_index=True)
+    return np.arange(first, first + m, dtype=np.int64)
+
+
+def _program_out(graph: TaskGraph, tasks: np.ndarray) -> np.ndarray:
+    """Row labels of the program-order edges leaving `tasks`."""
+    e = graph.edges
+    return e.index[(e["kind"] == E_PROGRAM).to_numpy() & np.isin(e["src"].to_numpy(), tasks)].to_numpy()
+
+
+def _program_in(graph: TaskGraph, tasks: np.ndarray) -> np.ndarray:
+    e = graph.edges
+    return e.index[(e["kind"] == E_PROGRAM).to_numpy() & np.isin(e["dst"].to_numpy(), tasks)].to_numpy()
+
+
+def insert_after(graph: TaskGraph, anchors, *, dur, name, kind, phase=None, layer=None) -> np.ndarray:
+    """Insert one new task right after each anchor on the anchor's resource (thread or stream).
+
+    The anchor's program-order successor now follows the new task; every other edge of the
+    anchor is kept. Phase and layer default to the anchor's.
+    """
+    anchors = np.atleast_1d(np.asarray(anchors, np.int64))
+    t = graph.tasks
+    new = insert_tasks(graph, rank=t["rank"].to_numpy()[anchors], resource=t["resource"].to_numpy()[anchors],
+                       kind=kind, name=name, dur=dur, anchor=anchors,
+                       phase=t["phase"].to_numpy()[anchors] if phase is None else phase,
+                       layer=t["layer"].to_numpy()[anchors] if layer is None else layer,
+                       in_window=t["in_window"].to_numpy()[anchors])
+    of = dict(zip(anchors.tolist(), new.tolist()))
+    rows = _program_out(graph, anchors)
+    e = graph.edges
+    src = e["src"].to_numpy().copy()
+    src[rows] = [of[s] for s in src[rows]]
+    e["src"] = src
+    add_edges(graph, anchors, new, delay=0, kind="program")
+    return new
+
+
+def insert_before(graph: TaskGraph, anchors, *, dur, name, kind, phase=None, layer=None) -> np.ndarray:
+    """Insert one new task right before each anchor on the anchor's resource."""
+    anchors = np.atleast_1d(np.asarray(anchors, np.int64))
+    t = graph.tasks
+    was_root = t["release"].to_numpy()[anchors] != NO_RELEASE
+    new = insert_tasks(graph, rank=t["rank"].to_numpy()[anchors], resource=t["resource"].to_numpy()[anchors],
+                       kind=kind, name=name, dur=dur, anchor=anchors,
+                       phase=t["phase"].to_numpy()[anchors] if phase is None else phase,
+                       layer=t["layer"].to_numpy()[anchors] if layer is None else layer,
+                       in_window=t["in_window"].to_numpy()[anchors])
+    of = dict(zip(anchors.tolist(), new.tolist()))
+    rows = _program_in(graph, anchors)
+    e = graph.edges
+    dst = e["dst"].to_numpy().copy()
+    dst[rows] = [of[d] for d in dst[rows]]
+    e["dst"] = dst
+    release = graph.tasks["release"].to_numpy().copy()
+    release[new[was_root]] = release[anchors[was_root]]
+    graph.tasks["release"] = release
+    add_edges(graph, new, anchors, delay=0, kind="program")
+    return new
+
+
+def remove(graph: TaskGraph, selection) -> np.ndarray:
+    """Remove the selected tasks, keeping the dependencies that ran through them.
+
+    Each predecessor -> removed -> successor pair becomes a direct edge whose delay is the sum of
+    both delays (the removed task's own duration disappears). Returns the old -> new index map
+    (-1 for removed tasks).
+    """
+    idx = _index(graph, selection)
+    if len(idx) == 0:
+        return np.arange(len(graph.tasks))
+    gone = np.zeros(len(graph.tasks), bool)
+    gone[idx] = True
+    e = graph.edges
+    cols = ["src", "dst", "kind", "from_start", "to_end", "delay"]
+    touching = gone[e["src"].to_numpy()] | gone[e["dst"].to_numpy()]
+    keep_edges = e[~touching]
+    ins, outs = {}, {}
+    for row in e.loc[touching, cols].itertuples(index=False):
+        if gone[row.dst]:
+            ins.setdefault(row.dst, []).append(row)
+        if gone[row.src]:
+            outs.setdefault(row.src, []).append(row)
+    release = graph.tasks["release"].to_numpy().copy()
+    new_rows = []
+    for r in idx.tolist():
+        r_in, r_out = ins.pop(r, []), outs.pop(r, [])
+        start_in = [x for x in r_in if not x.to_end]
+        for o in r_out:
+            feeds = start_in if o.from_start else r_in
+            if not feeds and release[r] != NO_RELEASE and not o.to_end:
+                release[o.dst] = max(release[o.dst], release[r] + o.delay) if release[o.dst] != NO_RELEASE \
+                    else release[r] + o.delay
+            for i in feeds:
+                edge = type(o)(i.src, o.dst, o.kind if i.kind == o.kind else E_INSERTED,
+                               i.from_start, o.to_end, i.delay + o.delay)
+                if gone[edge.dst]:
+                    ins.setdefault(edge.dst, []).append(edge)
+                if gone[edge.src]:
+                    outs.setdefault(edge.src, []).append(edge)
+                if not gone[edge.src] and not gone[edge.dst]:
+                    new_rows.append(edge)
+    bridged = pd.DataFrame(new_rows, columns=cols)
+    edges = pd.concat([keep_edges[cols + [c for c in keep_edges.columns if c not in cols]], bridged],
+                      ignore_index=True)
+    edges = edges.sort_values("delay").drop_duplicates(["src", "dst", "from_start", "to_end"], keep="last")
+    mapping = np.cumsum(~gone) - 1
+    mapping[gone] = -1
+    edges["src"] = mapping[edges["src"].to_numpy()]
+    edges["dst"] = mapping[edges["dst"].to_numpy()]
+    edges["binding"] = edges["binding"].fillna(False).astype(bool)
+    edges["nominal"] = edges["nominal"].fillna(0).astype(np.int64)
+    t = graph.tasks.assign(release=release)
+    has_start = np.zeros(len(t), bool)
+    has_start[e.loc[~touching & ~e["to_end"], "dst"].to_numpy()] = True
+    if len(bridged):
+        has_start[bridged.loc[~bridged["to_end"].astype(bool), "dst"].to_numpy(np.int64)] = True
+    lost_start = ~has_start & (t["release"].to_numpy() == NO_RELEASE) & ~gone
+    # A task whose every start edge came through removed tasks starts when it used to.
+    t.loc[lost_start, "release"] = t.loc[lost_start, "obs_start"]
+    t = t[~gone].reset_index(drop=True)
+    launch = t["launch"].to_numpy()
+    t["launch"] = np.where(launch >= 0, mapping[np.clip(launch, 0, None)], -1)
+    graph.tasks = t
+    graph.edges = edges.reset_index(drop=True)
+    return mapping
+
+
+def add_resource(graph: TaskGraph, rank: int, kind: str = "stream", label: str = "") -> int:
+    """A new thread or stream (e.g. a communication channel); returns its id."""
+    r = graph.resources
+    fresh = int(min(r["tid"].min(), 0)) - 1
+    row = pd.DataFrame({"rank": [rank], "kind": [kind], "pid": [int(r["pid"].max()) + 1 if kind == "thread" else
+                                                                 int(r.loc[r["rank"] == rank, "pid"].max()
+                                                                     if (r["rank"] == rank).any() else 0)],
+                        "tid": [fresh], "label": [label]})
+    graph.resources = pd.concat([r, row], ignore_index=True)
+    return len(graph.resources) - 1
+
+
+def reschedule(graph: TaskGraph, resource: int, order, gap_ns: int = 0) -> None:
+    """Run the tasks of `resource` in `order` (a permutation of them), replacing its program order.
+
+    Edges between tasks that stay neighbours keep their delays; new neighbours get `gap_ns`.
+    """
+    order = np.asarray(order, np.int64)
+    on = np.flatnonzero(graph.tasks["resource"].to_numpy() == resource)
+    if len(order) != len(on) or set(order.tolist()) != set(on.tolist()):
+        raise DaydreamError("reschedule: order must list every task of the resource exactly once "
+                            "(move tasks there first with move_to_resource)")
+    _rechain(graph, order, gap_ns)
+
+
+def move_to_resource(graph: TaskGraph, selection, resource: int, gap_ns: int = 0) -> None:
+    """Move tasks to another resource, keeping observed order there; the old resources close ranks."""
+    idx = _index(graph, selection)
+    t = graph.tasks
+    old = np.unique(t["resource"].to_numpy()[idx])
+    res = t["resource"].to_numpy().copy()
+    res[idx] = resource
+    graph.tasks["resource"] = res
+    for r in list(old) + [resource]:
+        on = np.flatnonzero(res == r)
+        on = on[np.lexsort((on, t["obs_start"].to_numpy()[on]))]
+        _rechain(graph, on, gap_ns)
+
+
+def _rechain(graph: TaskGraph, ordered: np.ndarray, gap_ns: int) -> None:
+    """Program-order edges along `ordered`, keeping existing edges' delays where they survive."""
+    e = graph.edges
+    prog = e["kind"].to_numpy() == E_PROGRAM
+    touching = prog & (np.isin(e["src"].to_numpy(), ordered) | np.isin(e["dst"].to_numpy(), ordered))
+    old = {(s, d): dl for s, d, dl in zip(e.loc[touching, "src"], e.loc[touching, "dst"], e.loc[touching, "delay"])}
+    graph.edges = e[~touching].reset_index(drop=True)
+    if len(ordered) > 1:
+        pairs = list(zip(ordered[:-1].tolist(), ordered[1:].tolist()))
+        add_edges(graph, ordered[:-1], ordered[1:], delay=[old.get(p, gap_ns) for p in pairs], kind="program")
