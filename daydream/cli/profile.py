@@ -1,0 +1,93 @@
+"""`daydream profile`: record a run directory from a TBD suite model or an unmodified script."""
+from __future__ import annotations
+
+import sys
+
+import click
+import orjson
+
+from daydream.cli import main
+from daydream.errors import DaydreamError
+
+
+def _print_summary(info: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+
+    def ms(x):
+        return "-" if x is None else f"{x:.2f} ms"
+    rows = [
+        ("run directory", info["run_dir"]),
+        ("device", f"{info['device']} ({info['device_name']})"),
+        ("profiled steps", f"{info['profiled_steps']} of {info['steps']}"),
+        ("step without profiler", ms(info["plain_step_ms"])),
+        ("step with profiler", ms(info["profiled_step_ms"])),
+        ("profiler overhead", "-" if info["profiler_overhead_pct"] is None else f"{info['profiler_overhead_pct']:+.1f} %"),
+        ("memory timeline", info["files"]["memory"] or f"not written ({info.get('memory_error')})"),
+    ]
+    if info.get("batch_size"):
+        rows.insert(2, ("batch size", str(info["batch_size"])))
+    for k, v in rows:
+        table.add_row(k, v)
+    Console(stderr=False).print(table)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--model", help="TBD suite model, tbd:NAME (see docs/suite.md); omit to profile COMMAND instead")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), help="default: the model's size configuration")
+@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True, help="profiled steps")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
+              help="plain steps before timing and profiling")
+@click.option("--amp", is_flag=True, help="automatic mixed precision (torch.autocast)")
+@click.option("--amp-dtype", type=click.Choice(["bf16", "fp16"]), default="bf16", show_default=True)
+@click.option("--size", type=click.Choice(["small", "paper"]), default="small", show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader num_workers")
+@click.option("--fused", is_flag=True, help="fused optimizer kernels instead of foreach")
+@click.option("--checkpointing", is_flag=True, help="activation checkpointing over the model's blocks")
+@click.option("--no-stack", is_flag=True, help="record without Python stacks (smaller trace, no memory timeline)")
+@click.option("--out", type=click.Path(file_okay=False), help="run directory to write (default runs/NAME-TIME)")
+@click.option("--json", "as_json", is_flag=True, help="print run.json (plus run_dir) as one JSON object")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def profile(model, device, batch_size, steps, warmup, amp, amp_dtype, size, workers, fused, checkpointing,
+            no_stack, out, as_json, command):
+    """Profile a TBD model (--model tbd:NAME) or an unmodified script (-- python train.py ARGS).
+
+    Writes a run directory: trace.json.gz, run.json and memory.json.gz.
+    """
+    if model and command:
+        raise DaydreamError("give either --model or a command after `--`, not both")
+    if model:
+        from daydream.profile import profile_model
+        info = profile_model(model, device=device, batch_size=batch_size, steps=steps, warmup=warmup,
+                             amp=amp_dtype if amp else False, out_dir=out, size=size, workers=workers,
+                             fused=fused, checkpointing=checkpointing, with_stack=not no_stack,
+                             progress=not as_json)
+        if as_json:
+            click.echo(orjson.dumps(info).decode())
+        else:
+            _print_summary(info, f"daydream profile {info['model']}")
+        return
+    if not command:
+        raise DaydreamError("nothing to profile: give --model tbd:NAME or a command after `--` "
+                            "(e.g. daydream profile -- python train.py)")
+    from daydream.profile import profile_script
+    # Under --json stdout carries exactly one JSON object, so the script's stdout goes to stderr.
+    code, info = profile_script(list(command), steps=steps, warmup=warmup, out_dir=out,
+                                with_stack=not no_stack, stdout=sys.stderr if as_json else None)
+    if info is None:
+        click.echo(f"daydream: no run directory written: {' '.join(command)} made too few optimizer steps "
+                   f"(profiling needs {max(warmup, 1)} warm-up + {steps} profiled steps)", err=True)
+    elif as_json:
+        click.echo(orjson.dumps({**info, "exit_code": code}).decode())
+    else:
+        _print_summary(info, f"daydream profile {' '.join(info['command'])}")
+    if code < 0:  # killed by signal N: report it the way a shell does
+        code = 128 - code
+    if code == 0 and info is None:
+        code = 2
+    sys.exit(code)

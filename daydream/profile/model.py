@@ -1,0 +1,194 @@
+"""`daydream profile --model tbd:NAME`: run a TBD suite workload under torch.profiler.
+
+Order of work: build; `warmup` plain steps; `steps` timed plain steps (the no-profiler baseline);
+one step with saved-tensor hooks that attributes saved activation bytes to modules; then the
+profiled run with schedule(wait=1, warmup=1, active=steps), one ProfilerStep per training step.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from daydream.errors import DaydreamError
+from daydream.profile import rundir
+
+
+def _sync(device):
+    import torch
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_step(workload) -> float:
+    t0 = time.perf_counter()
+    workload.step()
+    _sync(workload.device)
+    return 1e3 * (time.perf_counter() - t0)
+
+
+def saved_activation_bytes(workload) -> dict[str, int]:
+    """Bytes of tensors autograd saves for backward during one training step, by the innermost module
+    running when each was saved. Parameters are left out and a storage counts once, so views of one
+    buffer are not double counted. Under activation checkpointing only what the checkpoints keep is
+    seen, which is the point."""
+    import torch
+    model = workload.model
+    names = {m: n or "<root>" for n, m in model.named_modules()}
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    stack, seen, totals = [], set(), defaultdict(int)
+
+    def pack(t):
+        if stack and isinstance(t, torch.Tensor):
+            storage = t.untyped_storage()
+            ptr = storage.data_ptr()
+            if ptr not in params and ptr not in seen:
+                seen.add(ptr)
+                totals[stack[-1]] += storage.nbytes()
+        return t
+
+    def enter(mod, args):  # hooks must return None, or they replace the module's input/output
+        stack.append(names[mod])
+
+    def leave(mod, args, out):
+        stack.pop()
+
+    handles = []
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(enter))
+        handles.append(m.register_forward_hook(leave, always_call=True))
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            workload.step()
+        _sync(workload.device)
+    finally:
+        for h in handles:
+            h.remove()
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def _profiled_run(workload, activities, steps, with_stack, advance):
+    """`steps` recorded training steps after one skipped and one warm-up step of the profiler
+    schedule; returns the profiler and the wall-clock times of the recorded steps."""
+    from torch.profiler import profile, schedule
+    times = []
+    with profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=steps, repeat=1),
+                 record_shapes=True, profile_memory=True, with_stack=with_stack, with_modules=True) as prof:
+        for i in range(steps + 2):
+            ms = _timed_step(workload)
+            if i >= 2:
+                times.append(ms)
+            prof.step()
+            advance("profiling" if with_stack or steps > 1 else "memory timeline")
+    return prof, times
+
+
+def _progress(enabled: bool, total: int):
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=True)
+
+
+def profile_model(name: str, device: str = "cpu", batch_size: int | None = None, steps: int = 5,
+                  warmup: int = 3, amp: bool | str = False, out_dir: str | Path | None = None,
+                  size: str = "small", workers: int = 0, fused: bool = False, checkpointing: bool = False,
+                  seed: int = 0, with_stack: bool = True, layers: bool = True, threads: int | None = None,
+                  progress: bool = True) -> dict:
+    """Profile `steps` training steps of TBD model `name`; write the run directory; return run.json
+    (plus `run_dir`)."""
+    import torch
+    from torch.profiler import ProfilerActivity
+
+    import tbd_suite
+
+    if steps < 1 or warmup < 0:
+        raise DaydreamError(f"--steps must be >= 1 and --warmup >= 0 (got {steps}, {warmup})")
+    try:
+        workload = tbd_suite.get(name)
+    except KeyError as exc:
+        raise DaydreamError(exc.args[0]) from None
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise DaydreamError("--device cuda asked for, but this torch has no CUDA device; use --device cpu")
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        workload.build(size=size, batch_size=batch_size, device=device, amp=amp, fused=fused,
+                       checkpointing=checkpointing, workers=workers, seed=seed)
+    except ValueError as exc:
+        raise DaydreamError(f"tbd:{workload.name}: {exc}") from None
+    dev = workload.device
+    model_name = f"tbd:{workload.name}"
+    out = Path(out_dir) if out_dir else Path("runs") / (
+        f"{workload.name}-{dev.type}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    total = warmup + steps + int(layers) + steps + 2 + (0 if with_stack else 3)
+    plain, peak = [], None
+    with _progress(progress, total) as bar:
+        task = bar.add_task(f"{model_name} warm-up", total=total) if bar else None
+
+        def advance(desc):
+            if bar:
+                bar.update(task, advance=1, description=f"{model_name} {desc}")
+
+        for _ in range(warmup):
+            workload.step()
+            advance("warm-up")
+        _sync(dev)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        for _ in range(steps):
+            plain.append(_timed_step(workload))
+            advance("timing without profiler")
+        if dev.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(dev)
+        module_bytes = None
+        if layers:
+            module_bytes = saved_activation_bytes(workload)
+            advance("saved activations by module")
+        prof, profiled = _profiled_run(workload, activities, steps, with_stack, advance)
+        memory_prof = prof
+        if not with_stack:  # torch's memory profiler needs Python stacks: one more, memory-only step
+            memory_prof, _ = _profiled_run(workload, activities, 1, True, advance)
+        workload.close()
+
+        info = {
+            "schema": rundir.RUN_SCHEMA,
+            "kind": "model",
+            "model": model_name,
+            "paper": workload.paper,
+            "device": dev.type,
+            "device_name": rundir.device_name(dev),
+            "batch_size": workload.settings.batch_size,
+            "steps": steps,
+            "warmup": warmup,
+            "amp": workload.settings.amp or False,
+            "settings": {
+                "size": size, "workers": workers, "fused": fused, "checkpointing": checkpointing, "seed": seed,
+                "optimizer": workload.optimizer_name, "loss": workload.loss_name,
+                "threads": torch.get_num_threads(),
+                "profiler": {"record_shapes": True, "profile_memory": True, "with_stack": with_stack,
+                             "with_modules": True, "schedule": {"wait": 1, "warmup": 1, "active": steps}},
+            },
+            "parameters": workload.parameters_count,
+            "versions": rundir.versions(),
+            **rundir.summarize_steps(plain, profiled),
+            "cuda_max_allocated_bytes": peak,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if bar:
+            bar.update(task, description=f"{model_name} writing {out}")
+        with rundir.staged(out) as staging:
+            info["profiled_steps"] = rundir.export_trace(prof, staging)
+            error = rundir.export_memory(memory_prof, staging, str(dev), module_bytes,
+                                         aligned=with_stack)
+            info["files"] = {"trace": "trace.json.gz", "memory": None if error else "memory.json.gz"}
+            if error:
+                info["memory_error"] = error
+            info["complete"] = info["profiled_steps"] == steps
+            rundir.write_run_json(staging, info)
+    return {**info, "run_dir": str(out)}

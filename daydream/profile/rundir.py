@@ -1,0 +1,179 @@
+"""Writing a run directory: the Kineto trace, the memory timeline and run.json, all staged in a
+temporary directory next to the target and renamed into place, so a reader never sees half a run.
+
+Format of memory.json.gz (`daydream.memory/1`) is documented in docs/suite.md.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import platform
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from daydream.errors import DaydreamError
+
+RUN_SCHEMA = "daydream.run/1"
+MEMORY_SCHEMA = "daydream.memory/1"
+# Metadata keys that may carry secrets are never written (CONTRACT.md, "Secrets").
+CREDENTIAL = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL|PASSWD|AUTH", re.IGNORECASE)
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """The command line with values of credential-looking options replaced by `<removed>`
+    (`--api-key=x` and `--api-key x` alike)."""
+    out, hide_next = [], False
+    for arg in argv:
+        if hide_next:
+            out.append("<removed>")
+            hide_next = False
+        elif arg.startswith("-") and CREDENTIAL.search(arg.split("=", 1)[0]):
+            if "=" in arg:
+                out.append(arg.split("=", 1)[0] + "=<removed>")
+            else:
+                out.append(arg)
+                hide_next = True
+        elif CREDENTIAL.search(arg) and "=" in arg:
+            out.append(arg.split("=", 1)[0] + "=<removed>")
+        else:
+            out.append(arg)
+    return out
+
+
+def _scrub(obj):
+    """Drop credential-looking keys from trace metadata (dicts only; events keep their fields)."""
+    if isinstance(obj, dict):
+        return {k: (v if k == "traceEvents" else _scrub(v)) for k, v in obj.items() if not CREDENTIAL.search(k)}
+    if isinstance(obj, list):
+        return [_scrub(v) for v in obj]
+    return obj
+
+
+def device_name(device) -> str:
+    import torch
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+    try:
+        daydream_version = version("daydream")
+    except PackageNotFoundError:
+        daydream_version = None
+    return {"torch": torch.__version__, "python": platform.python_version(), "daydream": daydream_version,
+            "cuda": torch.version.cuda, "platform": platform.platform()}
+
+
+@contextlib.contextmanager
+def staged(out_dir: str | os.PathLike):
+    """Yield a fresh temporary directory; on success it replaces `out_dir` (an existing run
+    directory there is replaced, any other existing non-empty path is refused)."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "run.json").exists())):
+        raise DaydreamError(f"{out} exists and is not a daydream run directory; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_json_gz(path: Path, obj) -> None:
+    with gzip.GzipFile(path, "wb", compresslevel=6, mtime=0) as f:
+        f.write(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def export_trace(prof, staging: Path) -> int:
+    """Write the profiler's Kineto trace as trace.json.gz (metadata scrubbed); returns the number of
+    ProfilerStep spans in it. Remembers the trace's baseTimeNanoseconds for the memory timeline."""
+    raw = staging / "trace.raw.json"
+    prof.export_chrome_trace(str(raw))
+    trace = _scrub(orjson.loads(raw.read_bytes()))
+    raw.unlink()
+    prof._daydream_base_time_ns = trace.get("baseTimeNanoseconds")
+    write_json_gz(staging / "trace.json.gz", trace)
+    return sum(1 for e in trace.get("traceEvents", ())
+               if e.get("ph") == "X" and str(e.get("name", "")).startswith("ProfilerStep#"))
+
+
+def export_memory(prof, staging: Path, device: str, layers: dict | None, aligned: bool = True) -> str | None:
+    """Write memory.json.gz from torch's memory profiler (the rows of
+    `export_memory_timeline(....raw.json.gz)`); returns an error message instead when torch cannot
+    build the timeline. `aligned` is False when the timeline comes from a separate profiled step
+    (traces recorded without Python stacks), so its timestamps fall outside trace.json.gz."""
+    import torch
+    from torch.profiler import _memory_profiler as mp
+
+    dev = torch.device(device)
+    dev_str = f"{dev.type}:{dev.index or 0}" if dev.type == "cuda" else "cpu"
+    try:
+        timeline = mp.MemoryProfileTimeline(prof._memory_profile())
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "raw.json")
+            timeline.export_memory_timeline_raw(path, dev_str)
+            rows = orjson.loads(Path(path).read_bytes())
+    except Exception as exc:  # torch's private memory profiler: keep the run, say why memory is missing
+        return f"{type(exc).__name__}: {exc}"
+    categories = [None] * (len(mp._CATEGORY_TO_INDEX))
+    for cat, idx in mp._CATEGORY_TO_INDEX.items():
+        categories[idx] = cat.name.lower() if cat is not None else "unknown"
+    actions = [None] * (max(mp._ACTION_TO_INDEX.values()) + 1)
+    for act, idx in mp._ACTION_TO_INDEX.items():
+        actions[idx] = act.name.lower()
+    write_json_gz(staging / "memory.json.gz", {
+        "schema": MEMORY_SCHEMA,
+        "device": dev_str,
+        "time_unit": "ns",
+        "aligned_with_trace": aligned,
+        "base_time_ns": getattr(prof, "_daydream_base_time_ns", None) if aligned else None,
+        "columns": ["ts", "action", "bytes", "category"],
+        "actions": actions,
+        "categories": categories,
+        "timeline": rows,
+        "layers": layers or {},
+    })
+    return None
+
+
+def write_run_json(staging: Path, info: dict) -> None:
+    info = {k: v for k, v in info.items() if not CREDENTIAL.search(k)}
+    (staging / "run.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+
+
+def summarize_steps(plain: list[float], profiled: list[float]) -> dict:
+    """Mean wall-clock step times with and without the profiler and the profiler's overhead:
+    overhead_pct = 100 * (profiled_mean - plain_mean) / plain_mean."""
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else None
+    p, q = mean(plain), mean(profiled)
+    return {
+        "step_ms": {"plain": [round(x, 4) for x in plain], "profiled": [round(x, 4) for x in profiled]},
+        "plain_step_ms": None if p is None else round(p, 4),
+        "profiled_step_ms": None if q is None else round(q, 4),
+        "profiler_overhead_pct": None if not p or q is None else round(100.0 * (q - p) / p, 2),
+    }
+

@@ -1,0 +1,107 @@
+"""`daydream profile -- python train.py ...`: profile an unmodified training script.
+
+The script runs in a child process whose PYTHONPATH starts with a directory holding a generated
+`sitecustomize.py`; Python imports it at start-up, and it arranges for `daydream.profile.hook` to
+hook every optimizer step once `torch.optim` is imported (torch itself is not imported early). The
+child's stdin, stdout, stderr and exit status pass through.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from daydream.errors import DaydreamError
+from daydream.profile import rundir
+
+_SITECUSTOMIZE = '''\
+"""Written by `daydream profile`: hooks optimizer steps once torch.optim is imported."""
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+
+_HERE = {here!r}
+
+
+class _DaydreamWatch(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "torch.optim":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            try:
+                from daydream.profile import hook
+                hook.install()
+            except Exception as exc:
+                print(f"daydream: could not hook optimizer steps: {{exc}}", file=sys.stderr)
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _DaydreamWatch())
+
+# Run the sitecustomize this one shadows, if there is one.
+_others = [p for p in sys.path if p != _HERE]
+_spec = importlib.machinery.PathFinder.find_spec("sitecustomize", _others)
+if _spec is not None and _spec.loader is not None:
+    _module = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_module)
+'''
+
+
+def default_out(label: str) -> Path:
+    return Path("runs") / f"{label}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def profile_script(command: list[str], steps: int = 5, warmup: int = 3, out_dir: str | Path | None = None,
+                   with_stack: bool = True, stdout=None) -> tuple[int, dict | None]:
+    """Run `command` with the optimizer-step profiler; return (exit status, run.json or None when
+    nothing was recorded). `stdout` redirects the script's stdout (None: inherited)."""
+    if not command:
+        raise DaydreamError("nothing to run: give --model tbd:NAME or a command after `--`")
+    if steps < 1 or warmup < 0:
+        raise DaydreamError(f"--steps must be >= 1 and --warmup >= 0 (got {steps}, {warmup})")
+    out = Path(out_dir) if out_dir else default_out(Path(command[-1]).stem or "script")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "run.json").exists())):
+        raise DaydreamError(f"{out} exists and is not a daydream run directory; choose another --out")
+    run_id = uuid.uuid4().hex
+    package_root = str(Path(__file__).resolve().parents[2])
+    with tempfile.TemporaryDirectory(prefix="daydream-profile-") as tmp:
+        (Path(tmp) / "sitecustomize.py").write_text(_SITECUSTOMIZE.format(here=tmp))
+        env = dict(os.environ)
+        path = [tmp] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p] + [package_root]
+        env.update({
+            "PYTHONPATH": os.pathsep.join(path),
+            "DAYDREAM_PROFILE_OUT": str(out.resolve()),
+            "DAYDREAM_PROFILE_STEPS": str(steps),
+            "DAYDREAM_PROFILE_WARMUP": str(warmup),
+            "DAYDREAM_PROFILE_WITH_STACK": "1" if with_stack else "0",
+            "DAYDREAM_PROFILE_CLAIM": os.path.join(tmp, "claimed"),
+            "DAYDREAM_PROFILE_RUN_ID": run_id,
+            "DAYDREAM_PROFILE_COMMAND": json.dumps(rundir.redact_argv(list(command))),
+        })
+        try:
+            code = subprocess.run(list(command), env=env, stdout=stdout).returncode
+        except FileNotFoundError:
+            raise DaydreamError(f"cannot run {command[0]!r}: no such program") from None
+        except PermissionError:
+            raise DaydreamError(f"cannot run {command[0]!r}: permission denied") from None
+    run_json = out / "run.json"
+    if run_json.exists():
+        info = orjson.loads(run_json.read_bytes())
+        if info.get("run_id") == run_id:
+            return code, {**info, "run_dir": str(out)}
+    return code, None
