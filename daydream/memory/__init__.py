@@ -227,7 +227,8 @@ def _load(source, step_annotation=None):
             props, name = [], device
             if (p / "trace.json.gz").exists():
                 tr = trace_mod.load(p, step_annotation)
-                props, name = tr.device_properties, device or tr.device
+                # The GPU's name (for its capacity) rather than memory.json.gz's "cuda:0".
+                props, name = tr.device_properties, tr.device if tr.device != "cpu" else (device or "cpu")
             name = str(name or "unknown device")
             return tl, layers, name, _capacity(name, props), None, {}
         if p.is_file() and _sniff(p) != "trace":
