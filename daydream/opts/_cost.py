@@ -1,0 +1,252 @@
+"""Cost helpers shared by the compute-side optimizations (amp, quantize, sparse-attention, gpu,
+batch-size, cuda-graphs): what each task is (kernel class, dtype, op shapes) and how to add a
+kernel together with its launch, all through the transform primitives.
+
+Conventions used by every model here:
+
+* A GPU kernel's measured time d is split into a fixed part and a work part. The fixed part is
+  what a kernel costs with (almost) no work: the shortest kernel of the trace (`kernel_floor_ns`,
+  measured from the trace being transformed, so it carries that device's and driver's own
+  floor). Work-dependent models scale only the work part: d' = f + (d - f) * factor.
+* Kernel classes come from `daydream.kernels.classify`; GEMM, conv and attention are the compute
+  classes, everything else is memory-bound (elementwise, reduction, normalization, copy,
+  optimizer, other) except communication (links).
+* A kernel's dtype is its op's compute dtype where the op's `Input type` is recorded, else what
+  its name says (`bf16`, `half`, `tf32`, ...), else fp32 (PyTorch's default).
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from daydream import kernels
+from daydream.graph.build import (GPU_TASK_TYPES, T_COLLECTIVE, T_CPU, T_KERNEL, T_MEMCPY,
+                                  T_MEMSET, T_RUNTIME, TaskGraph)
+from daydream.transform import primitives as P
+
+COMPUTE_CLASSES = ("gemm", "conv", "attention")
+MEMORY_CLASSES = ("elementwise", "reduction", "normalization", "copy", "optimizer", "other")
+# Matmul-like aten ops whose CPU time is dense FLOPs (CPU traces) and whose shapes price GEMMs.
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear",
+              "aten::_addmm_activation", "aten::addbmm", "aten::mv", "aten::addmv")
+CONV_OPS_RX = re.compile(r"conv|mkldnn_convolution")
+# Fallback fixed cost of a kernel when a trace has too few kernels to measure one: 2 us, the
+# order of an empty kernel's duration on current NVIDIA/AMD parts (the shortest kernels in the
+# shared traces are 1.0-2.5 us).
+DEFAULT_KERNEL_FLOOR_NS = 2_000
+
+# dtype words in kernel names (cuBLAS/CUTLASS/Tensile/ATen template arguments), most specific first
+_NAME_DTYPES = (
+    ("fp8", re.compile(r"e4m3|e5m2|fp8|f8f8", re.I)),
+    ("int8", re.compile(r"\bi8|int8|imma|s8s8|_i8", re.I)),
+    ("bf16", re.compile(r"bf16|bfloat16|BFloat16", re.I)),
+    ("fp16", re.compile(r"f16|fp16|half|hgemm|h884|h1688|h16816|hmma|_hh|Hgemm", re.I)),
+    ("tf32", re.compile(r"tf32", re.I)),
+    ("fp32", re.compile(r"sgemm|float|f32|fp32|s1688|s884|_ss", re.I)),
+)
+SIXTEEN_BIT = ("fp16", "bf16")
+
+# Maximum achievable matmul FLOP/s as a fraction of the datasheet peak, per device family: the
+# "Maximum Achievable Matmul FLOPS comparison table" (BF16, mean of 100 iterations at the best
+# shape found by mamf-finder.py) of S. Bekman, "Machine Learning Engineering",
+# compute/accelerator/README.md: A100 SXM 271.2/312, H100 SXM 794.5/989 (H200 the same),
+# B200 1745/2250, MI250X 147.0/191.5 per GCD, MI300X 668.4/1300 (torch 2.5.1, ROCm 6.3,
+# TunableOp). Devices the table has not measured take the NVIDIA median, 0.80. Spec-sheet peaks
+# overstate how fast a GEMM runs by different amounts on different parts (the MI300X's tensor
+# cores reach about half of their peak, an H100's four fifths), so moving a compute-bound kernel
+# between devices divides by these achievable rates, not by the peaks.
+MATMUL_EFFICIENCY = {"A100": 271.2 / 312, "H100": 794.5 / 989, "H200": 794.5 / 989,
+                     "B200": 1745.0 / 2250, "MI250X": 147.0 / 191.5, "MI250": 147.0 / 191.5,
+                     "MI300X": 668.4 / 1300}
+DEFAULT_MATMUL_EFFICIENCY = 0.80
+
+
+def achievable(device):
+    """`device` with its peak FLOP/s scaled to the achievable matmul rate (MATMUL_EFFICIENCY)."""
+    import dataclasses
+    eff = MATMUL_EFFICIENCY.get(device.family, DEFAULT_MATMUL_EFFICIENCY)
+    if device.vendor == "cpu":
+        return device
+    return dataclasses.replace(device, peak_flops={d: r * eff for d, r in device.peak_flops.items()})
+
+
+def name_dtype(names) -> np.ndarray:
+    """dtype a kernel name says it computes in ('' when the name does not say)."""
+    names = pd.Series(np.asarray(names, dtype=object)).fillna("").astype(str)
+    codes, uniq = pd.factorize(names)
+    out = np.full(len(uniq), "", dtype=object)
+    for i, n in enumerate(uniq):
+        for dt, rx in _NAME_DTYPES:
+            if rx.search(n):
+                out[i] = dt
+                break
+    return out[codes] if len(codes) else np.zeros(0, dtype=object)
+
+
+class OpInfo:
+    """Per task: the name, FLOPs, bytes, compute dtype and tensor inputs of its innermost aten op
+    (NaN / '' where the task has no op or the op's shapes are not recorded)."""
+
+    def __init__(self, graph: TaskGraph):
+        tr = graph.trace
+        op = graph.tasks["op"].to_numpy()
+        n = len(op)
+        self.name = np.full(n, "", dtype=object)
+        self.flops = np.full(n, np.nan)
+        self.bytes = np.full(n, np.nan)
+        self.dtype = np.full(n, "", dtype=object)
+        self.tensors = np.full(n, None, dtype=object)  # list of (shape, elem bytes)
+        has = op >= 0
+        if not has.any():
+            return
+        rows, inv = np.unique(op[has], return_inverse=True)
+        names = np.asarray(tr.names, dtype=object)[tr.events["name"].to_numpy()[rows]]
+        args = [tr.args_of(r) for r in rows]
+        dims = [a.get("Input Dims") for a in args]
+        types = [a.get("Input type") for a in args]
+        conc = [a.get("Concrete Inputs") for a in args]
+        fl, by = kernels.op_costs(list(names), dims, types, conc)
+        dt = np.asarray([kernels.compute_dtype(t) if t else "" for t in types], dtype=object)
+        tens = np.empty(len(rows), dtype=object)
+        for i, (d, t) in enumerate(zip(dims, types)):
+            try:
+                tens[i] = kernels._tensors(d, t) if d is not None and t is not None else None
+            except Exception:  # noqa: BLE001 - odd metadata on one op must not stop the model
+                tens[i] = None
+        idx = np.flatnonzero(has)
+        self.name[idx] = names[inv]
+        self.flops[idx] = fl[inv]
+        self.bytes[idx] = by[inv]
+        self.dtype[idx] = dt[inv]
+        self.tensors[idx] = tens[inv]
+
+    def known(self) -> np.ndarray:
+        """Tasks whose op cost is determined (finite, positive bytes)."""
+        return np.isfinite(self.flops) & np.isfinite(self.bytes) & (self.bytes > 0)
+
+
+def kinds(graph: TaskGraph) -> np.ndarray:
+    return graph.tasks["kind"].to_numpy()
+
+
+def gpu_mask(graph: TaskGraph, *, collectives: bool = False) -> np.ndarray:
+    k = kinds(graph)
+    types = GPU_TASK_TYPES if collectives else (T_KERNEL, T_MEMCPY, T_MEMSET)
+    return np.isin(k, types)
+
+
+def task_dtype(graph: TaskGraph, info: OpInfo, classes: np.ndarray) -> np.ndarray:
+    """Per task: the dtype it computes in (see module docstring)."""
+    by_name = name_dtype(graph.task_names())
+    out = np.where(by_name != "", by_name, "fp32").astype(object)
+    # the op's recorded inputs decide for compute kernels (a memset inside addmm says nothing)
+    use_op = (info.dtype != "") & np.isin(classes, COMPUTE_CLASSES)
+    out[use_op] = info.dtype[use_op]
+    # memory kernels without a dtype in their name take their op's dtype
+    mem = (by_name == "") & (info.dtype != "") & ~np.isin(classes, COMPUTE_CLASSES)
+    out[mem] = info.dtype[mem]
+    return out
+
+
+def kernel_floor_ns(graph: TaskGraph) -> int:
+    """The fixed cost of one kernel on the recorded device: the trace's shortest kernel."""
+    k = kinds(graph)
+    dur = graph.tasks["dur"].to_numpy()[k == T_KERNEL]
+    dur = dur[dur > 0]
+    return int(dur.min()) if len(dur) >= 5 else DEFAULT_KERNEL_FLOOR_NS
+
+
+def scale_work(graph: TaskGraph, idx: np.ndarray, factor, floor_ns: int, new_floor_ns: int | None = None) -> None:
+    """d' = f' + max(d - f, 0) * factor for the tasks idx (f: fixed kernel cost, f' on the target)."""
+    idx = np.asarray(idx, np.int64)
+    if len(idx) == 0:
+        return
+    d = graph.tasks["dur"].to_numpy()[idx].astype(float)
+    f = np.minimum(d, floor_ns)
+    f_new = f if new_floor_ns is None else f * (new_floor_ns / max(floor_ns, 1))
+    P.set_duration(graph, idx, f_new + (d - f) * np.asarray(factor, float))
+
+
+def launch_calls(graph: TaskGraph, tasks=None) -> np.ndarray:
+    """Runtime tasks that launched GPU work (of `tasks` when given), unique and sorted."""
+    t = graph.tasks
+    launch = t["launch"].to_numpy()
+    sel = np.isin(kinds(graph), GPU_TASK_TYPES)
+    if tasks is not None:
+        m = np.zeros(len(t), bool)
+        m[np.asarray(tasks, np.int64)] = True
+        sel &= m
+    out = np.unique(launch[sel])
+    out = out[out >= 0]
+    return out[kinds(graph)[out] == T_RUNTIME]
+
+
+def insert_kernel_before(graph: TaskGraph, anchors: np.ndarray, dur_ns, name: str, device,
+                         after: bool = False) -> np.ndarray:
+    """A new kernel right before (or after) each GPU task in `anchors` on its stream, launched by
+    a new launch call of `device.launch_cpu_s` inserted right before the anchor's own launch call
+    (so the CPU pays the launch too). Launch -> kernel delay: call time + `device.launch_gpu_s`
+    (launch edges leave from the call's start). Anchors without a launch call get the kernel only.
+    Returns the new kernels' indices."""
+    anchors = np.asarray(anchors, np.int64)
+    if len(anchors) == 0:
+        return anchors
+    launch = graph.tasks["launch"].to_numpy()[anchors]
+    ins = P.insert_after if after else P.insert_before
+    new = ins(graph, anchors, dur=dur_ns, name=name, kind="kernel")
+    has = launch >= 0
+    if has.any():
+        cpu_ns = device.launch_cpu_s * 1e9
+        # one new call per new kernel: several anchors of one launch (a graph launch) get a chain
+        calls = np.empty(int(has.sum()), np.int64)
+        pending = np.flatnonzero(has)
+        while len(pending):
+            _, first = np.unique(launch[pending], return_index=True)
+            now = pending[first]
+            calls[np.searchsorted(np.flatnonzero(has), now)] = P.insert_before(
+                graph, launch[now], dur=cpu_ns, name="cudaLaunchKernel", kind="runtime")
+            pending = np.setdiff1d(pending, now)
+        lt = graph.tasks["launch"].to_numpy().copy()
+        P.add_edges(graph, calls, new[has], delay=int(round(cpu_ns + device.launch_gpu_s * 1e9)),
+                    kind="launch", from_start=True)
+        # keep the launch column consistent for later optimizations (launch_calls, cuda-graphs)
+        lt[new[has]] = calls
+        graph.tasks["launch"] = lt
+    return new
+
+
+def shift_launch_delays(graph: TaskGraph, kernels_idx: np.ndarray, delta_ns) -> None:
+    """Change the launch -> kernel delay of `kernels_idx` by delta_ns (clipped at 0).
+
+    The primitives have no way to shorten an edge (add_edges can only add a longer one), so this
+    edits the delay column of the existing launch edges, the one edit here outside
+    daydream.transform.primitives (asked for as a primitive `set_delay` in the report)."""
+    from daydream.graph.build import E_LAUNCH
+    e = graph.edges
+    m = np.zeros(len(graph.tasks), bool)
+    m[np.asarray(kernels_idx, np.int64)] = True
+    rows = (e["kind"].to_numpy() == E_LAUNCH) & m[e["dst"].to_numpy()]
+    delay = e["delay"].to_numpy().copy()
+    delay[rows] = np.maximum(delay[rows] + np.asarray(delta_ns, np.int64), 0)
+    e["delay"] = delay
+
+
+def is_cpu_trace(graph: TaskGraph) -> bool:
+    return not gpu_mask(graph, collectives=True).any()
+
+
+def cpu_op_segments(graph: TaskGraph, info: OpInfo, ops: tuple | re.Pattern) -> np.ndarray:
+    """CPU segments (kind cpu) owned by one of `ops` (names, or a pattern searched in the name)."""
+    k = kinds(graph)
+    if isinstance(ops, re.Pattern):
+        hit = np.fromiter((bool(ops.search(n)) for n in info.name), bool, len(info.name))
+    else:
+        hit = np.isin(info.name, ops)
+    return (k == T_CPU) & hit
+
+
+__all__ = ["OpInfo", "COMPUTE_CLASSES", "MEMORY_CLASSES", "MATMUL_OPS", "name_dtype", "task_dtype",
+           "kernel_floor_ns", "scale_work", "launch_calls", "insert_kernel_before", "gpu_mask",
+           "shift_launch_delays", "is_cpu_trace", "cpu_op_segments", "T_COLLECTIVE"]
