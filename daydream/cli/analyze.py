@@ -6,7 +6,8 @@ from rich.table import Table
 
 from daydream.analysis import analyze as analyze_trace
 from daydream.cli import main
-from daydream.cli._common import console, emit_json, json_option, progress, step_option, trace_argument
+from daydream.cli._common import (console, emit_json, json_option, output_path, progress, step_option,
+                                  trace_argument)
 from daydream.sim import simulate
 from daydream.trace import load
 
@@ -15,15 +16,22 @@ from daydream.trace import load
 @trace_argument
 @json_option
 @step_option
-def analyze(trace, as_json, step_annotation):
+@click.option("--report", default=None, metavar="OUT.html",
+              help="write an HTML report: timelines, phases, critical path, top kernels and layers")
+def analyze(trace, as_json, step_annotation, report):
     """Step time, phases, GPU busy and idle, top kernels, critical path."""
-    with progress(not as_json, 3, "analyze") as tick:
+    report_path = output_path(report, (".html",))
+    with progress(not as_json, 3 + bool(report_path), "analyze") as tick:
         tr = load(trace, step_annotation)
         tick("loaded")
         timeline = simulate(tr.graph())
         tick("replayed")
         result = analyze_trace(tr, timeline)
-        tick("done")
+        tick("analyzed")
+        if report_path:
+            from daydream.report.html import analyze_report
+            analyze_report(result, timeline, report_path)
+            tick("report")
     if as_json:
         emit_json(result)
         return

@@ -1,4 +1,4 @@
-"""`daydream whatif TRACE [--opt ...]`: predicted effect of optimizations (none: replay)."""
+"""`daydream whatif TRACE [--opt ...] [--scenario ...]`: predicted effect of optimizations (none: replay)."""
 from __future__ import annotations
 
 import click
@@ -7,11 +7,14 @@ from rich.table import Table
 from daydream.cli import main
 from daydream.cli._common import (console, emit_json, json_option, output_path, progress, step_option,
                                   trace_argument)
+from daydream.errors import DaydreamError
+from daydream.graph import PHASES
 from daydream.opts.params import parse_opt
 from daydream.report.export import export_trace
+from daydream.scenarios import Scenario, compare, load_scenarios, parse_scenario, scenario_json, unique_names
 from daydream.trace import load
-from daydream.whatif import whatif as run_whatif
 
+SHORT = {"forward": "fwd", "backward": "bwd", "optimizer": "optim", "communication": "comm"}
 opt_option = click.option("--opt", "opts", multiple=True, metavar="NAME[:key=value,...]",
                           help="optimization to apply (repeatable; applied in order); see `daydream opts`")
 
@@ -19,38 +22,79 @@ opt_option = click.option("--opt", "opts", multiple=True, metavar="NAME[:key=val
 @main.command()
 @trace_argument
 @opt_option
+@click.option("--scenario", "scenario_texts", multiple=True, metavar="[NAME=]OPT;OPT...",
+              help="a scenario to compare (repeatable): optimizations separated by ';', e.g. "
+                   "\"amp;fsdp:world_size=8\"; NAME= names it")
+@click.option("--scenarios", "scenarios_file", default=None, metavar="FILE.toml",
+              help="named scenarios from a TOML (or YAML) file: name = [\"opt\", ...]")
 @json_option
 @step_option
 @click.option("--export-trace", "export", default=None, metavar="OUT.json",
-              help="write the predicted timeline as a Chrome/Perfetto trace")
+              help="write the predicted timeline as a Chrome/Perfetto trace (one scenario only)")
 @click.option("--report", default=None, metavar="OUT.html", help="write an HTML report")
-def whatif(trace, opts, as_json, step_annotation, export, report):
-    """Predict the step time under optimizations; with no --opt, replay the trace unchanged."""
-    choices = [parse_opt(o) for o in opts]
+def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation, export, report):
+    """Predict the step time under optimizations; with no --opt, replay the trace unchanged.
+
+    With --scenario/--scenarios, every scenario is predicted from the same trace and they are
+    compared side by side (the --opt list, if any, is the first scenario). The JSON keeps the
+    single-scenario keys for the first scenario and lists all of them under `scenarios`.
+    """
+    scenarios = []
+    if opts or not (scenario_texts or scenarios_file):
+        choices = [parse_opt(o) for o in opts]
+        scenarios.append(Scenario(" ".join(opts) or "replay", choices))
+    scenarios += [parse_scenario(s) for s in scenario_texts]
+    if scenarios_file:
+        scenarios += load_scenarios(scenarios_file)
+    unique_names(scenarios)
+    if export and len(scenarios) > 1:
+        raise DaydreamError("--export-trace writes one predicted timeline; give one scenario "
+                            f"(got {len(scenarios)})")
     export_path = output_path(export, (".json", ".json.gz"))
     report_path = output_path(report, (".html",))
-    with progress(not as_json, 4, "whatif") as tick:
+    with progress(not as_json, 2 + len(scenarios) + bool(report_path), "whatif") as tick:
         tr = load(trace, step_annotation)
         tick("loaded")
-        result = run_whatif(tr, choices, progress=tick)
-    if export_path:
-        export_trace(result.predicted, export_path, title=f"daydream: {trace} {' '.join(opts) or 'replay'}")
-    if report_path:
-        from daydream.report.html import whatif_report
-        whatif_report([result], report_path)
-    data = result.to_json()
+        results = compare(tr, scenarios, progress=tick)
+        if export_path:
+            export_trace(results[0].predicted, export_path,
+                         title=f"daydream: {trace} {' '.join(opts) or scenarios[0].name}")
+        if report_path:
+            from daydream.report.html import whatif_report
+            whatif_report(results, report_path, names=[s.name for s in scenarios])
+            tick("report")
+    data = results[0].to_json()
+    data["scenarios"] = [scenario_json(s, r) for s, r in zip(scenarios, results)]
     if as_json:
         emit_json(data)
         return
     out = console.__class__()
     out.print(f"[bold]{data['trace']}[/]  {data['device']}  steps={data['steps']}")
+    if len(scenarios) == 1:
+        out.print(f"measured {data['measured_ms']:.3f} ms   replay {data['replay_ms']:.3f} ms "
+                  f"({data['replay_error_pct']:.2f}% off)   predicted [bold]{data['predicted_ms']:.3f} ms[/]   "
+                  f"speedup [bold]{data['speedup']:.3f}x[/]")
+        table = Table(title="critical path by phase (ms/step)")
+        table.add_column("phase"); table.add_column("measured", justify="right"); table.add_column("predicted", justify="right")
+        for k, v in data["breakdown"]["measured"].items():
+            table.add_row(k, f"{v:.3f}", f"{data['breakdown']['predicted'][k]:.3f}")
+        out.print(table)
+        for note in data["notes"]:
+            out.print(f"[yellow]note:[/] {note}")
+        return
     out.print(f"measured {data['measured_ms']:.3f} ms   replay {data['replay_ms']:.3f} ms "
-              f"({data['replay_error_pct']:.2f}% off)   predicted [bold]{data['predicted_ms']:.3f} ms[/]   "
-              f"speedup [bold]{data['speedup']:.3f}x[/]")
-    table = Table(title="critical path by phase (ms/step)")
-    table.add_column("phase"); table.add_column("measured", justify="right"); table.add_column("predicted", justify="right")
-    for k, v in data["breakdown"]["measured"].items():
-        table.add_row(k, f"{v:.3f}", f"{data['breakdown']['predicted'][k]:.3f}")
+              f"({data['replay_error_pct']:.2f}% off)")
+    table = Table(title="scenarios (ms/step; phases on the critical path)")
+    table.add_column("scenario", max_width=40, overflow="fold"); table.add_column("predicted", justify="right", no_wrap=True)
+    table.add_column("speedup", justify="right", no_wrap=True)
+    for p in PHASES:
+        table.add_column(SHORT.get(p, p), justify="right", no_wrap=True)
+    table.add_row("measured", f"{data['measured_ms']:.3f}", "",
+                  *(f"{data['breakdown']['measured'][p]:.3f}" for p in PHASES), style="dim")
+    for s in data["scenarios"]:
+        table.add_row(s["name"], f"{s['predicted_ms']:.3f}", f"{s['speedup']:.3f}x",
+                      *(f"{s['breakdown'][p]:.3f}" for p in PHASES))
     out.print(table)
-    for note in data["notes"]:
-        out.print(f"[yellow]note:[/] {note}")
+    for s in data["scenarios"]:
+        for note in s["notes"]:
+            out.print(f"[yellow]note ({s['name']}):[/] {note}")
