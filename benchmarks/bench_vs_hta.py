@@ -7,7 +7,8 @@ For each trace it runs, as separate processes and in alternating order:
 and reports the median over --repeat runs after --warmup untimed runs (which fill the page cache,
 so neither tool is charged for the first read of the file from disk). Ratios are HTA / daydream:
 above 1 means daydream is faster or smaller. The project's target is a time ratio of at least 10
-and an RSS ratio above 1.
+and an RSS ratio above 1. CPU time (user + system) is reported beside wall time because it barely
+moves when other jobs load the machine, while wall time can double.
 
 Usage: python benchmarks/bench_vs_hta.py [TRACE ...] [--repeat 3] [--warmup 1]
 Needs benchmarks/setup_hta.sh to have been run once. Writes benchmarks/results/bench_vs_hta.json.
@@ -73,6 +74,7 @@ def _summarise(cmd: list[str], runs: list[Measurement]) -> dict:
     failures = [f for f in map(_failure, runs) if f]
     good = [m for m in runs if _failure(m) is None]
     walls = [round(m.wall_s, 4) for m in good]
+    cpus = [round(m.cpu_s, 4) for m in good]
     rsss = [round(m.peak_rss_mb, 1) for m in good]
     return {
         "command": cmd,
@@ -80,6 +82,7 @@ def _summarise(cmd: list[str], runs: list[Measurement]) -> dict:
         "error": failures[0] if failures else None,
         "wall_s": {"median": median(walls), "min": min(walls, default=None),
                    "max": max(walls, default=None), "runs": walls},
+        "cpu_s": {"median": median(cpus), "runs": cpus},
         "peak_rss_mb": {"median": median(rsss), "max": max(rsss, default=None), "runs": rsss},
         "output": json.loads(good[-1].stdout) if good else None,
     }
@@ -121,6 +124,7 @@ def _bench_trace(trace: Path, args: argparse.Namespace, progress: Progress, task
     daydream = _summarise(commands["daydream"], runs["daydream"])
     hta = _summarise(commands["hta"], runs["hta"])
     time_ratio = _ratio(hta, daydream, "wall_s")
+    cpu_ratio = _ratio(hta, daydream, "cpu_s")
     rss_ratio = _ratio(hta, daydream, "peak_rss_mb")
     return {
         "trace": trace.name,
@@ -128,6 +132,7 @@ def _bench_trace(trace: Path, args: argparse.Namespace, progress: Progress, task
         "daydream": daydream,
         "hta": hta,
         "time_ratio": time_ratio,
+        "cpu_ratio": cpu_ratio,
         "rss_ratio": rss_ratio,
         "meets_target": (time_ratio is not None and rss_ratio is not None
                          and time_ratio >= TARGET_TIME_RATIO and rss_ratio > TARGET_RSS_RATIO),
@@ -141,7 +146,8 @@ def _fmt(value: float | None, spec: str) -> str:
 def _print(results: list[dict], console: Console) -> None:
     table = Table(title="daydream whatif vs HTA load + critical path (median of runs)")
     for col, just in [("trace", "left"), ("tool", "left"), ("wall s", "right"),
-                      ("min–max s", "right"), ("peak RSS MiB", "right"), ("status", "left")]:
+                      ("min–max s", "right"), ("CPU s", "right"), ("peak RSS MiB", "right"),
+                      ("status", "left")]:
         table.add_column(col, justify=just, no_wrap=True)
     for r in results:
         for tool in ("daydream", "hta"):
@@ -151,11 +157,13 @@ def _print(results: list[dict], console: Console) -> None:
             status = "[green]ok[/]" if s["ok"] else "[red]failed[/]"
             table.add_row(r["trace"] if tool == "daydream" else "", tool,
                           _fmt(s["wall_s"]["median"], ".3f"), spread,
+                          _fmt(s["cpu_s"]["median"], ".3f"),
                           _fmt(s["peak_rss_mb"]["median"], ".0f"), status)
         verdict = ("[green]meets target[/]" if r["meets_target"]
                    else "[yellow]below target[/]" if r["time_ratio"] is not None
                    else "[red]no ratio[/]")
         table.add_row("", "ratio HTA/dd", _fmt(r["time_ratio"], ".1f") + "×", "",
+                      _fmt(r["cpu_ratio"], ".1f") + "×",
                       _fmt(r["rss_ratio"], ".2f") + "×", verdict, end_section=True)
     console.print(table)
     for r in results:

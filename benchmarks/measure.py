@@ -26,6 +26,7 @@ from pathlib import Path
 class Measurement:
     """One run of one command."""
     wall_s: float
+    cpu_s: float  # user + system time of the child; unlike wall time, barely moved by other load
     peak_rss_mb: float
     returncode: int
     stdout: str
@@ -66,6 +67,7 @@ def run_measured(cmd: list[str], timeout_s: float | None = None) -> Measurement:
         err.seek(0)
         return Measurement(
             wall_s=wall,
+            cpu_s=usage.ru_utime + usage.ru_stime,
             peak_rss_mb=usage.ru_maxrss / 1024.0,  # Linux reports KiB
             returncode=proc.returncode,
             stdout=out.read().decode(errors="replace"),
