@@ -1,5 +1,6 @@
 """The hardware table: lookups, trace deviceProperties, fallbacks and launch costs measured
 from the shared traces."""
+import functools
 import gzip
 import json
 import tarfile
@@ -15,6 +16,7 @@ TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "hardware.md"
 
 
+@functools.lru_cache(maxsize=None)
 def _trace(rel):
     with gzip.open(TRACES / rel, "rt") as f:
         return json.load(f)
