@@ -97,9 +97,9 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
                   warmup: int = 3, amp: bool | str = False, out_dir: str | Path | None = None,
                   size: str = "small", workers: int = 0, fused: bool = False, checkpointing: bool = False,
                   seed: int = 0, with_stack: bool = True, layers: bool = True, threads: int | None = None,
-                  progress: bool = True) -> dict:
+                  time_steps: int | None = None, progress: bool = True) -> dict:
     """Profile `steps` training steps of TBD model `name`; write the run directory; return run.json
-    (plus `run_dir`)."""
+    (plus `run_dir`). `time_steps` plain steps (default: `steps`) give the no-profiler step time."""
     import torch
     from torch.profiler import ProfilerActivity
 
@@ -126,7 +126,8 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         f"{workload.name}-{dev.type}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    total = warmup + steps + int(layers) + steps + 2 + (0 if with_stack else 3)
+    time_steps = time_steps or steps
+    total = warmup + time_steps + int(layers) + steps + 2 + (0 if with_stack else 3)
     plain, peak = [], None
     with _progress(progress, total) as bar:
         task = bar.add_task(f"{model_name} warm-up", total=total) if bar else None
@@ -141,7 +142,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         _sync(dev)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        for _ in range(steps):
+        for _ in range(time_steps):
             plain.append(_timed_step(workload))
             advance("timing without profiler")
         if dev.type == "cuda":

@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -165,12 +166,17 @@ def write_run_json(staging: Path, info: dict) -> None:
 
 
 def summarize_steps(plain: list[float], profiled: list[float]) -> dict:
-    """Mean wall-clock step times with and without the profiler and the profiler's overhead:
-    overhead_pct = 100 * (profiled_mean - plain_mean) / plain_mean."""
+    """Mean (and median) wall-clock step times with and without the profiler and the profiler's
+    overhead: overhead_pct = 100 * (profiled_mean - plain_mean) / plain_mean."""
     def mean(xs):
         return sum(xs) / len(xs) if xs else None
+
+    def median(xs):
+        return None if not xs else round(statistics.median(xs), 4)
     p, q = mean(plain), mean(profiled)
     return {
+        "plain_step_ms_median": median(plain),
+        "profiled_step_ms_median": median(profiled),
         "step_ms": {"plain": [round(x, 4) for x in plain], "profiled": [round(x, 4) for x in profiled]},
         "plain_step_ms": None if p is None else round(p, 4),
         "profiled_step_ms": None if q is None else round(q, 4),

@@ -1,0 +1,152 @@
+"""Labelled run pairs for validating what-if predictions: for each model, one base run and one run
+per setting that differs from it in exactly that setting, with index.json naming the pair and the
+`--opt` it corresponds to. `daydream validate BASE OPTIMIZED --opt ...` then compares prediction
+with measurement."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+import orjson
+
+from daydream.errors import DaydreamError
+from daydream.profile import rundir
+from daydream.profile.model import profile_model
+
+INDEX_SCHEMA = "daydream.pairs/1"
+
+# setting -> (keyword arguments of the optimized run relative to the base, the what-if it tests)
+SETTINGS = {
+    "amp": (lambda base: {"amp": "bf16"}, "amp:dtype=bf16"),
+    "fused-optimizer": (lambda base: {"fused": True}, "fused-optimizer"),
+    "dataloader": (lambda base: {"workers": 2}, "dataloader:workers=2"),
+    "activation-checkpointing": (lambda base: {"checkpointing": True}, "activation-checkpointing"),
+    "batch-size": (lambda base: {"batch_size": 2 * base}, "batch-size:factor=2"),
+}
+DEFAULT_MODELS = ("resnet50", "bert", "llama", "vit", "transformer")
+
+
+def _fusable(name: str) -> bool:
+    import torch
+
+    import tbd_suite
+    from tbd_suite.common import _FUSABLE
+    workload = tbd_suite.get(name)
+    probe = workload.make_optimizer([torch.nn.Parameter(torch.zeros(1))], False)
+    return isinstance(probe, _FUSABLE)
+
+
+def _write_index(out: Path, index: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".json", dir=out)
+    with os.fdopen(fd, "wb") as f:
+        f.write(orjson.dumps(index, option=orjson.OPT_INDENT_2))
+    os.replace(tmp, out / "index.json")
+
+
+def capture_pairs(models=DEFAULT_MODELS, settings=tuple(SETTINGS), devices=("cpu",), out_dir="traces/pairs",
+                  size="small", steps=3, warmup=2, time_steps=8, threads: int | None = 1, with_stack=False,
+                  progress=True, log=print) -> dict:
+    """Record base and optimized runs into OUT/DEVICE/MODEL/SETTING and write OUT/index.json
+    (rewritten after every pair, so an interrupted capture keeps what it finished)."""
+    import tbd_suite
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        raise DaydreamError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
+    for name in models:
+        if name.removeprefix("tbd:") not in tbd_suite.REGISTRY:
+            raise DaydreamError(f"unknown TBD model {name!r}; known: {', '.join(tbd_suite.names())}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    index = {"schema": INDEX_SCHEMA, "size": size, "steps": steps, "warmup": warmup, "time_steps": time_steps,
+             "threads": threads,
+             "with_stack": with_stack, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "versions": rundir.versions(), "devices": {}, "runs": {}, "pairs": []}
+    common = dict(size=size, steps=steps, warmup=warmup, time_steps=time_steps, threads=threads,
+                  with_stack=with_stack, progress=progress)
+    for device in devices:
+        for model in models:
+            name = model.removeprefix("tbd:")
+            base_rel = f"{device}/{name}/base"
+            base = profile_model(name, device=device, out_dir=out / base_rel, **common)
+            index["devices"][device] = base["device_name"]
+            index["runs"][base_rel] = _run_entry(base)
+            log(f"{base_rel}: {base['plain_step_ms_median']:.1f} ms/step")
+            for setting in settings:
+                if setting == "fused-optimizer" and not _fusable(name):
+                    log(f"{device}/{name}/{setting}: skipped (optimizer has no fused implementation)")
+                    continue
+                changes, opt = SETTINGS[setting]
+                changes = changes(base["batch_size"])
+                rel = f"{device}/{name}/{setting}"
+                run = profile_model(name, device=device, out_dir=out / rel, **{**common, **changes})
+                index["runs"][rel] = _run_entry(run)
+                index["pairs"].append({
+                    "name": f"{device}/{name}/{setting}", "model": f"tbd:{name}", "device": device,
+                    "setting": setting, "changes": changes, "base": base_rel, "optimized": rel,
+                    "whatif": {"opt": opt},
+                    "base_step_ms": base["plain_step_ms_median"], "optimized_step_ms": run["plain_step_ms_median"],
+                    "measured_speedup": round(base["plain_step_ms_median"] / run["plain_step_ms_median"], 4),
+                })
+                log(f"{rel}: {run['plain_step_ms_median']:.1f} ms/step ({opt})")
+                _write_index(out, index)
+    _write_index(out, index)
+    return index
+
+
+def _run_entry(info: dict) -> dict:
+    keys = ("model", "device", "batch_size", "amp", "plain_step_ms", "plain_step_ms_median", "profiled_step_ms",
+            "profiler_overhead_pct", "profiled_steps")
+    return {**{k: info[k] for k in keys}, "settings": {k: info["settings"][k] for k in
+                                                       ("workers", "fused", "checkpointing")}}
+
+
+class _Command(click.Command):
+    """Bad input -> one line on stderr, exit 2, also when run as `python -m tbd_suite.capture`."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DaydreamError as exc:
+            click.echo(f"daydream: error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.command("capture", cls=_Command)
+@click.option("--models", default="resnet50,bert,llama,vit,transformer", show_default=True,
+              help="comma-separated TBD model names")
+@click.option("--settings", default="amp,fused-optimizer,dataloader,activation-checkpointing,batch-size",
+              show_default=True, help="comma-separated settings, each one pair per model")
+@click.option("--device", "devices", default=None,
+              help="comma-separated devices (default: cpu, plus cuda when present)")
+@click.option("--size", type=click.Choice(["small", "paper"]), default="small", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--time-steps", type=click.IntRange(min=1), default=8, show_default=True,
+              help="plain (unprofiled) steps timed per run; pairs compare their medians")
+@click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
+              help="torch CPU threads (0: torch's default); 1 keeps CPU timings steady on shared machines")
+@click.option("--stack/--no-stack", default=False, show_default=True,
+              help="Python stacks in the traces (large); the memory timeline is recorded either way")
+@click.option("--out", default="traces/pairs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print index.json as one JSON object")
+def capture_command(models, settings, devices, size, steps, warmup, time_steps, threads, stack, out, as_json):
+    """Record run pairs that differ in one setting, with index.json naming each pair's what-if."""
+    if devices is None:
+        import torch
+        devices = "cpu,cuda" if torch.cuda.is_available() else "cpu"
+    devices = [d.strip() for d in devices.split(",") if d.strip()]
+    bad = [d for d in devices if d not in ("cpu", "cuda")]
+    if bad:
+        raise DaydreamError(f"unknown device(s) {', '.join(bad)}; use cpu and/or cuda")
+    index = capture_pairs(models=[m.strip() for m in models.split(",") if m.strip()],
+                          settings=[s.strip() for s in settings.split(",") if s.strip()], devices=devices,
+                          out_dir=out, size=size, steps=steps, warmup=warmup, time_steps=time_steps,
+                          threads=threads or None,
+                          with_stack=stack, progress=not as_json,
+                          log=(lambda *_: None) if as_json else (lambda msg: click.echo(msg, err=True)))
+    if as_json:
+        click.echo(orjson.dumps(index).decode())
