@@ -63,6 +63,12 @@ MATMUL_EFFICIENCY = {"A100": 271.2 / 312, "H100": 794.5 / 989, "H200": 794.5 / 9
 DEFAULT_MATMUL_EFFICIENCY = 0.80
 
 
+def with_peak(device, dtype: str, rate: float):
+    """`device` with peak FLOP/s `rate` for `dtype` (an emulated dtype, e.g. int4 as 2x int8)."""
+    import dataclasses
+    return dataclasses.replace(device, peak_flops={**device.peak_flops, dtype: rate})
+
+
 def achievable(device):
     """`device` with its peak FLOP/s scaled to the achievable matmul rate (MATMUL_EFFICIENCY)."""
     import dataclasses
@@ -92,6 +98,7 @@ class OpInfo:
     def __init__(self, graph: TaskGraph):
         tr = graph.trace
         op = graph.tasks["op"].to_numpy()
+        self.op = op
         n = len(op)
         self.name = np.full(n, "", dtype=object)
         self.flops = np.full(n, np.nan)
@@ -140,14 +147,26 @@ def gpu_mask(graph: TaskGraph, *, collectives: bool = False) -> np.ndarray:
 def task_dtype(graph: TaskGraph, info: OpInfo, classes: np.ndarray) -> np.ndarray:
     """Per task: the dtype it computes in (see module docstring)."""
     by_name = name_dtype(graph.task_names())
-    out = np.where(by_name != "", by_name, "fp32").astype(object)
+    out = by_name.astype(object).copy()
     # the op's recorded inputs decide for compute kernels (a memset inside addmm says nothing)
     use_op = (info.dtype != "") & np.isin(classes, COMPUTE_CLASSES)
     out[use_op] = info.dtype[use_op]
     # memory kernels without a dtype in their name take their op's dtype
     mem = (by_name == "") & (info.dtype != "") & ~np.isin(classes, COMPUTE_CLASSES)
     out[mem] = info.dtype[mem]
+    # the rest run in the run's dominant compute dtype: the dtype of most GEMM/conv/attention
+    # kernel time (activations flow between those kernels in that dtype), fp32 when none says
+    out[out == ""] = dominant_dtype(graph, out, classes)
     return out
+
+
+def dominant_dtype(graph: TaskGraph, dtypes: np.ndarray, classes: np.ndarray) -> str:
+    """The dtype of most GEMM/conv/attention kernel time ('fp32' when no kernel says)."""
+    comp = (dtypes != "") & np.isin(classes, COMPUTE_CLASSES) & gpu_mask(graph)
+    if not comp.any():
+        return "fp32"
+    per = pd.Series(graph.tasks["dur"].to_numpy()[comp]).groupby(dtypes[comp]).sum()
+    return str(per.idxmax())
 
 
 def kernel_floor_ns(graph: TaskGraph) -> int:

@@ -1,0 +1,145 @@
+"""sparse-attention:density=D,block=N,reorder=BOOL -- block-sparse attention after PAROAttention's
+token reordering (Zhao et al., "PAROAttention: Pattern-Aware ReOrdering for Efficient Sparse and
+Quantized Attention in Visual Generation Models", 2025).
+
+Which work is attention:
+* fused attention kernels (class attention: flash/fmha/efficient attention, forward and
+  backward), and on CPU traces the CPU segments of the fused attention ops;
+* unfused attention, where the op shapes show it: the bmm/matmul producing a square score
+  matrix (Q[.., S, d] @ K^T[.., d, S]), the softmax over it ([.., S, S]) and the bmm consuming it
+  (P[.., S, S] @ V[.., S, d]) -- their kernels (GPU) or CPU segments (CPU traces).
+Cost (kernel time d = f + work, f the trace's shortest kernel, see _cost):
+  d' = f + (d - f) * density + mask_bytes / mem_bw
+where mask_bytes = B * H * ceil(Lq/block) * ceil(Lkv/block), one byte per block of the block
+mask the sparse kernel reads (0 where shapes are unknown).
+reorder=true: PAROAttention permutes the tokens of Q, K and V into the pattern-friendly order
+once per attention layer: one permutation kernel before each forward attention op, reading and
+writing Q, K and V: 2 * (|Q| + |K| + |V|) bytes / mem_bw + launch_gpu_s, launched by a new call
+of launch_cpu_s (on CPU traces: CPU time bytes / CPU mem_bw). For unfused attention V is taken
+as large as K. Ops without recorded shapes get no permutation (a note says how many).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from daydream import kernels
+from daydream.graph.build import T_CPU, T_KERNEL
+from daydream.graph.phases import FORWARD
+from daydream.opts import _cost as C
+from daydream.opts.amp import first_per_op
+from daydream.transform import primitives as P
+
+FUSED_OPS = ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product_flash_attention",
+             "aten::_scaled_dot_product_efficient_attention", "aten::_flash_attention_forward",
+             "aten::_efficient_attention_forward", "aten::_scaled_dot_product_cudnn_attention",
+             "aten::_scaled_dot_product_flash_attention_for_cpu",
+             "aten::_scaled_dot_product_flash_attention_backward",
+             "aten::_scaled_dot_product_efficient_attention_backward",
+             "aten::_flash_attention_backward", "aten::_efficient_attention_backward",
+             "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
+BMM_OPS = ("aten::bmm", "aten::matmul", "aten::baddbmm")
+SOFTMAX_OPS = ("aten::softmax", "aten::_softmax", "aten::_softmax_backward_data")
+
+
+def _square(shape) -> bool:
+    return len(shape) >= 2 and shape[-1] == shape[-2] and shape[-1] > 1
+
+
+def unfused_role(name: str, tens) -> str:
+    """'qk', 'pv', 'softmax' or '' for one op from its recorded tensors."""
+    if not tens:
+        return ""
+    if name in SOFTMAX_OPS:
+        return "softmax" if _square(tens[0][0]) and len(tens[0][0]) >= 3 else ""
+    if name in BMM_OPS and len(tens) >= 2:
+        a, b = tens[-2][0], tens[-1][0]
+        if len(a) >= 3 and len(b) >= 3:
+            if a[-2] == b[-1] and a[-1] == b[-2] and a[-2] > a[-1]:
+                return "qk"   # [.., S, d] @ [.., d, S] -> [.., S, S]
+            if _square(a) and b[-2] == a[-1]:
+                return "pv"   # [.., S, S] @ [.., S, d]
+    return ""
+
+
+def attention_ops(info: C.OpInfo, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per task: is its op attention work, and the (mask bytes, Q+K+V bytes) of that op."""
+    valid = np.flatnonzero(info.op >= 0)
+    _, first, inv = np.unique(info.op[valid], return_index=True, return_inverse=True)
+    reps = valid[first]  # one task per distinct op
+    is_att = np.isin(info.name[reps], FUSED_OPS)
+    mask_b = np.zeros(len(reps))
+    qkv_b = np.full(len(reps), np.nan)
+    for j, i in enumerate(reps.tolist()):
+        name, tens = info.name[i], info.tensors[i]
+        role = "" if is_att[j] else unfused_role(name, tens)
+        if role:
+            is_att[j] = True
+        if not tens:
+            continue
+        try:
+            if name in FUSED_OPS and len(tens) >= 3:
+                base = tens[1:4] if "backward" in name and len(tens) >= 4 else tens[:3]
+                b, h, lq, lkv, _, _ = kernels._attention_dims(name.replace("_backward", "_forward"), base)
+                qkv_b[j] = sum(kernels._numel(s) * eb for s, eb in base)
+            elif role == "qk":
+                (a, ab), (k, kb) = tens[-2], tens[-1]
+                b, h, lq, lkv = 1, kernels._numel(a[:-2]), a[-2], k[-1]
+                qkv_b[j] = kernels._numel(a) * ab + 2 * kernels._numel(k) * kb
+            elif role in ("pv", "softmax"):
+                s = tens[0][0] if role == "softmax" else tens[-2][0]
+                b, h, lq, lkv = 1, kernels._numel(s[:-2]), s[-2], s[-1]
+            else:
+                continue
+        except (IndexError, TypeError, ValueError):
+            continue
+        mask_b[j] = b * h * math.ceil(lq / block) * math.ceil(lkv / block)
+    n = len(info.name)
+    out_att, out_mask, out_qkv = np.zeros(n, bool), np.zeros(n), np.full(n, np.nan)
+    out_att[valid], out_mask[valid], out_qkv[valid] = is_att[inv], mask_b[inv], qkv_b[inv]
+    return out_att, np.stack([out_mask, out_qkv])
+
+
+def apply(graph, params: dict, ctx) -> None:
+    density, block, reorder = params["density"], params["block"], params["reorder"]
+    dev = ctx.device
+    info = C.OpInfo(graph)
+    is_att, (mask_b, qkv_b) = attention_ops(info, block)
+    kind = graph.tasks["kind"].to_numpy()
+    phase = graph.tasks["phase"].to_numpy()
+    cpu_trace = C.is_cpu_trace(graph)
+    if cpu_trace:
+        work = np.flatnonzero((kind == T_CPU) & is_att)
+        P.set_duration(graph, work, graph.tasks["dur"].to_numpy()[work] * density
+                       + mask_b[work] / dev.mem_bw * 1e9)
+    else:
+        cls = P.kernel_classes(graph)
+        work = np.flatnonzero((kind == T_KERNEL) & ((cls == "attention") | (is_att & np.isin(
+            cls, ("gemm", "reduction", "elementwise")))))
+        floor = C.kernel_floor_ns(graph)
+        C.scale_work(graph, work, density, floor)
+        extra = mask_b[work] / dev.mem_bw * 1e9
+        P.set_duration(graph, work, graph.tasks["dur"].to_numpy()[work] + extra)
+    if not len(work):
+        ctx.notes.append("sparse-attention: no attention work found (no attention kernels, fused "
+                         "attention ops or unfused QK/softmax/PV shapes)")
+        return
+    if not reorder:
+        return
+    # one permutation per forward attention layer: the fused op, or the QK bmm of unfused attention
+    first = work[phase[work] == FORWARD]
+    first = first_per_op(graph, first) if len(first) else first
+    role = np.array([unfused_role(info.name[i], info.tensors[i]) for i in first], dtype=object)
+    layer = first[np.isin(info.name[first], FUSED_OPS) | (role == "qk")]
+    layer = layer[np.isfinite(qkv_b[layer])]
+    missing = len(first) - len(layer)
+    if len(layer):
+        nbytes = 2 * qkv_b[layer]
+        if cpu_trace:
+            P.insert_before(graph, layer, dur=nbytes / dev.mem_bw * 1e9, name="PARO token reorder", kind="cpu")
+        else:
+            C.insert_kernel_before(graph, layer, nbytes / dev.mem_bw * 1e9 + dev.launch_gpu_s * 1e9,
+                                   "PARO token reorder (permute Q,K,V)", dev)
+    if missing > 0 and not len(layer):
+        ctx.notes.append("sparse-attention: attention shapes not recorded; the token reorder cost is not modelled")
