@@ -72,33 +72,48 @@ class _Interner:
         return code
 
 
+_INT64 = 2**62  # ids and times beyond this are not real; keep int64 arithmetic safe
+
+
 def _int_id(value, odd: _Interner) -> int:
     """Thread/process/stream ids: ints, digit strings, 'stream 7'; anything else gets a negative code."""
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
-    if isinstance(value, str):
+    out = None
+    if isinstance(value, bool):
+        out = None
+    elif isinstance(value, int):
+        out = value
+    elif isinstance(value, float) and value == value and abs(value) < _INT64:
+        out = int(value)
+    elif isinstance(value, str):
         try:
-            return int(value)
+            out = int(value)
         except ValueError:
             m = _NUM_IN.search(value)
             if m and value.lower().startswith("stream"):
-                return int(m.group())
+                out = int(m.group())
+    if out is not None and -_INT64 < out < _INT64:
+        return out
     return -1 - odd(str(value))
 
 
 def _as_int(value, default=-1) -> int:
-    if value is None:
+    if value is None or isinstance(value, bool):
         return default
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        out = int(value)
+    except (TypeError, ValueError, OverflowError):
         return default
+    return out if -_INT64 < out < _INT64 else default
 
 
 def _ns(value) -> int:
-    return int(round(float(value) * 1000.0))
+    """Microseconds (Chrome trace unit) to integer nanoseconds; rejects what is not a time."""
+    if isinstance(value, bool):
+        raise ValueError("not a time")
+    out = round(float(value) * 1000.0)
+    if not -_INT64 < out < _INT64:
+        raise ValueError("time out of range")
+    return int(out)
 
 
 class EventTable:
@@ -133,7 +148,7 @@ class EventTable:
             ph = e.get("ph")
             if ph == "X":
                 cat = e.get("cat")
-                kind = _KIND_OF_CAT.get(cat.lower() if isinstance(cat, str) else cat, OTHER)
+                kind = _KIND_OF_CAT.get(cat.lower(), OTHER) if isinstance(cat, str) else OTHER
                 if kind == OTHER and isinstance(cat, str) and cat.lower() in _SKIPPED_CATS:
                     continue
                 try:
@@ -192,7 +207,7 @@ class EventTable:
 
     def finish(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """The events, memory and flow tables, events sorted by (rank, ts, -dur)."""
-        ints = {"rank": np.int32, "kind": np.int8, "name": np.int32, "device": np.int32}
+        ints = {"rank": np.int32, "kind": np.int8, "name": np.int32}
         cols = {k: np.asarray(v, dtype=ints.get(k, np.int64)) for k, v in self._cols.items()}
         order = np.lexsort((-cols["dur"], cols["ts"], cols["rank"]))
         events = pd.DataFrame({k: v[order] for k, v in cols.items()})

@@ -1,0 +1,121 @@
+"""Every shared trace loads, with the contract's analysis window; every input form reads."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+
+import pytest
+
+from conftest import SHARED, shared, shared_traces
+from daydream.errors import DaydreamError
+from daydream.trace import load
+
+# Per-step times the shared traces' README quotes (computed as measured_ms in CONTRACT.md).
+README_MS = {
+    "kineto/resnet50_v100_num_workers_0.json.gz": 177.6,
+    "kineto/resnet50_v100_num_workers_4.json.gz": 141.1,
+    "tracelens/gaunernst_bert-small-uncased_h100.json.gz": 4.50,
+    "tracelens/gaunernst_bert-small-uncased_mi300.json.gz": 4.14,
+    "tracelens/Qwen_Qwen1.5-0.5B-Chat_h100.json.gz": 49.4,
+    "tracelens/Qwen_Qwen1.5-0.5B-Chat_mi300.json.gz": 46.9,
+}
+
+
+@pytest.mark.parametrize("path", shared_traces(), ids=lambda p: p.name)
+def test_every_shared_trace_loads(path):
+    trace = load(path)
+    assert len(trace.events) > 0
+    assert trace.measured_ms > 0
+    assert trace.window.end > trace.window.start
+
+
+@pytest.mark.parametrize("rel,expected", sorted(README_MS.items()))
+def test_measured_matches_readme(rel, expected):
+    assert load(shared(rel)).measured_ms == pytest.approx(expected, abs=0.051)
+
+
+def test_no_step_means_whole_trace_window():
+    trace = load(shared("hta/alexnet_a100.json.gz"))
+    assert trace.steps == 0
+    ev = trace.events
+    assert trace.window.start == ev["ts"].min()
+
+
+def test_step_annotation_picks_another_marker():
+    trace = load(shared("param/linear_2080ti.json.gz"), step_annotation="Optimizer.step#SGD.step")
+    assert trace.steps > 10
+    with pytest.raises(DaydreamError, match="no event named"):
+        load(shared("param/linear_2080ti.json.gz"), step_annotation="NoSuchMarker")
+
+
+def test_multi_rank_archive_loads_every_rank():
+    trace = load(shared("param/dlrm_ddp_8rank_v100.tar.gz"))
+    assert trace.ranks == list(range(8))
+    assert set(trace.events["rank"].unique()) == set(range(8))
+
+
+def test_directory_of_rank_files(tmp_path):
+    src = shared("hta/cuda_event_sync_a100.json.gz")
+    doc = json.loads(gzip.decompress(src.read_bytes()))
+    for rank in (0, 1):
+        d = dict(doc, distributedInfo={"rank": rank, "world_size": 2})
+        (tmp_path / f"rank{rank}.json").write_text(json.dumps(d))
+    trace = load(tmp_path)
+    assert trace.ranks == [0, 1]
+    assert len(trace.events) == 2 * len(load(src).events)
+
+
+def test_run_directory(tmp_path):
+    src = shared("hta/cuda_event_sync_a100.json.gz")
+    (tmp_path / "trace.json.gz").write_bytes(src.read_bytes())
+    (tmp_path / "run.json").write_text(json.dumps({"batch_size": 8}))
+    trace = load(tmp_path)
+    assert trace.run_dir == tmp_path
+    assert trace.measured_ms == pytest.approx(load(src).measured_ms)
+
+
+def test_bare_event_list_and_plain_json(tmp_path, kineto):
+    kineto.step(1, 0, 100)
+    kineto.op("aten::mm", 10, 50)
+    p = tmp_path / "list.json"
+    p.write_text(json.dumps(kineto.events))
+    assert load(p).measured_ms == pytest.approx(0.1)
+
+
+def test_credentials_are_not_kept(tmp_path, kineto):
+    kineto.step(1, 0, 100)
+    doc = kineto.doc()
+    doc["HF_TOKEN"] = "hf_secret"
+    doc["metadata"] = {"AWS_SECRET_ACCESS_KEY": "x", "job": "ok"}
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(doc))
+    meta = load(p).meta[0]
+    assert "HF_TOKEN" not in meta
+    assert meta["metadata"] == {"job": "ok"}
+
+
+def test_2021_and_current_formats_agree_on_kinds():
+    old = load(shared("kineto/resnet50_v100_num_workers_0.json.gz"))
+    new = load(shared("hta/ns_resolution_a100.json.gz"))
+    for trace in (old, new):
+        kinds = set(trace.kinds().unique())
+        assert {"cpu_op", "runtime", "kernel"} <= kinds
+
+
+def test_tar_archive_in_memory(tmp_path):
+    src = shared("hta/triton_example.json.gz")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("job/rank_0.json.gz")
+        data = src.read_bytes()
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    p = tmp_path / "job.tar.gz"
+    p.write_bytes(buf.getvalue())
+    assert load(p).ranks == [0]
+
+
+def test_shared_folder_is_present():
+    assert SHARED.exists(), "tests expect ../shared/traces beside the repository"
