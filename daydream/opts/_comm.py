@@ -1,0 +1,459 @@
+"""What the structural optimizations (ddp, fsdp, fused-optimizer, dataloader, activation
+checkpointing) share: the collective cost model, and where a trace's steps, gradients, optimizer
+steps and forward/backward compute are.
+
+Collective cost model (NCCL's ring algorithm, the "Simple" protocol of src/graph/tuning.cc):
+  all-reduce          t = base + 2(n-1) * lat + 2(n-1)/n * B / bw
+  all-gather,
+  reduce-scatter      t = base + (n-1) * lat  + (n-1)/n * B / bw     (B: the full, unsharded size)
+  broadcast           t = base + (n-1) * lat  + B / bw               (pipelined ring)
+n ranks, B bytes, bw the per-GPU per-direction bandwidth of the slowest link the ring crosses,
+lat NCCL's per-step hardware latency of that link (hwLat), base NCCL's per-collective latency
+(baseLat Ring/Simple, 8.4 us). All constants come from daydream.hardware, which names their
+sources (datasheets for bandwidths, NCCL tuning.cc for latencies).
+
+Links: `nvlink` is the device's GPU-GPU link inside a node (NVLink/xGMI; a device without one,
+such as a PCIe V100, uses what it has: PCIe), `pcie` the host PCIe link (PCI-SIG rates),
+`infiniband` the node-to-node fabric of the vendor's reference system. A ring over more than
+GPUS_PER_NODE ranks leaves the node, so whatever the interconnect its slowest hop is the
+node-to-node fabric. On a CPU trace (gloo) `nvlink`/`pcie` mean processes of one host talking
+through shared memory and `infiniband` the host's network.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from daydream import hardware, kernels
+from daydream.graph.build import (E_LAUNCH, GPU_TASK_TYPES, NO_RELEASE, T_COLLECTIVE, T_CPU, T_IDLE,
+                                  T_KERNEL, T_MEMCPY, T_MEMSET, T_RUNTIME, T_SYNC, TaskGraph)
+from daydream.graph.phases import BACKWARD, DATA, FORWARD, OPTIMIZER
+from daydream.trace.events import CPU_OP
+from daydream.transform import primitives as P
+
+# DGX/HGX reference systems (V100, A100, H100, H200, B200, MI300X platforms) hold 8 GPUs a node.
+GPUS_PER_NODE = 8
+# Launch -> kernel delay when a graph has no launch edges to measure it from (see daydream.graph).
+DEFAULT_LAUNCH_DELAY_NS = 5_000
+
+
+# --- collective cost model ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Link:
+    name: str
+    bw: float          # bytes/s per rank per direction
+    latency_s: float   # per ring step
+    base_s: float = hardware.COLLECTIVE_BASE_LATENCY_S
+
+
+def link(device: hardware.Device, interconnect: str, world_size: int) -> Link:
+    """The slowest link a ring of `world_size` ranks crosses (see module docstring)."""
+    if device.vendor == "cpu":
+        if interconnect == "infiniband":
+            return Link(device.inter_link, device.inter_bw, device.inter_latency_s)
+        return Link(device.intra_link, device.intra_bw, device.intra_latency_s)
+    if interconnect == "infiniband" or world_size > GPUS_PER_NODE:
+        return Link(device.inter_link, device.inter_bw, device.inter_latency_s)
+    if interconnect == "pcie":
+        return Link(f"PCIe {device.pcie_gen}.0", device.pcie_bw, hardware.PCIE_STEP_LATENCY_S)
+    return Link(device.intra_link, device.intra_bw, device.intra_latency_s)
+
+
+def collective_s(kind: str, nbytes, n: int, lnk: Link):
+    """Seconds of one ring collective of `nbytes` over `n` ranks (0 for a single rank)."""
+    nbytes = np.asarray(nbytes, float)
+    if n <= 1:
+        return np.zeros_like(nbytes)
+    if kind == "all_reduce":
+        steps, share = 2 * (n - 1), 2 * (n - 1) / n
+    elif kind in ("all_gather", "reduce_scatter"):
+        steps, share = n - 1, (n - 1) / n
+    elif kind == "broadcast":
+        steps, share = n - 1, 1.0
+    else:
+        raise ValueError(kind)
+    return lnk.base_s + steps * lnk.latency_s + share * nbytes / lnk.bw
+
+
+_COLLECTIVE_NAMES = (("all_reduce", re.compile(r"all_?reduce", re.I)),
+                     ("reduce_scatter", re.compile(r"reduce_?scatter", re.I)),
+                     ("all_gather", re.compile(r"all_?gather", re.I)),
+                     ("broadcast", re.compile(r"broadcast", re.I)))
+
+
+def collective_kind(name: str) -> str | None:
+    for kind, rx in _COLLECTIVE_NAMES:
+        if rx.search(name or ""):
+            return kind
+    return None
+
+
+# c10d's dtype names (record_param_comms "dtype") -> bytes per element
+C10D_DTYPE_BYTES = {"Float": 4, "Double": 8, "Half": 2, "BFloat16": 2, "Long": 8, "Int": 4, "Short": 2,
+                    "Char": 1, "Byte": 1, "Bool": 1, "Float8_e4m3fn": 1, "Float8_e5m2": 1}
+
+
+# --- graph structure -----------------------------------------------------------------------------
+def launch_delay_ns(graph: TaskGraph) -> int:
+    """The graph's own launch -> kernel delay (median nominal of its launch edges)."""
+    e = graph.edges
+    nominal = e["nominal"].to_numpy()[e["kind"].to_numpy() == E_LAUNCH]
+    return int(np.median(nominal)) if len(nominal) else DEFAULT_LAUNCH_DELAY_NS
+
+
+def is_cpu_trace(graph: TaskGraph) -> bool:
+    return not np.isin(graph.tasks["kind"].to_numpy(), GPU_TASK_TYPES).any()
+
+
+def thread_keys(graph: TaskGraph) -> np.ndarray:
+    """Per task: (rank, pid, tid) of its resource as one int64 key per thread (-1 for streams)."""
+    r = graph.resources
+    key = np.where(r["kind"].to_numpy() == "thread",
+                   _key(r["rank"].to_numpy(), r["pid"].to_numpy(), r["tid"].to_numpy()), -1)
+    return key[graph.tasks["resource"].to_numpy()]
+
+
+def _key(rank, pid, tid):
+    return (np.asarray(rank, np.int64) << 48) ^ (np.asarray(pid, np.int64) << 24) ^ np.asarray(tid, np.int64)
+
+
+def step_of(graph: TaskGraph, times: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Step index of each time on its rank (-1 outside the steps; 0 when a trace has no steps)."""
+    times = np.asarray(times, np.int64)
+    rank = np.asarray(rank)
+    out = np.full(len(times), -1, np.int64)
+    for r, w in graph.trace.windows.items():
+        sel = rank == r
+        if not w.steps:
+            out[sel] = 0
+            continue
+        sp = w.step_spans
+        idx = np.searchsorted(sp[:, 0], times[sel], side="right") - 1
+        ok = (idx >= 0) & (times[sel] <= sp[np.clip(idx, 0, None), 1])
+        out[sel] = np.where(ok, idx, -1)
+    return out
+
+
+def task_steps(graph: TaskGraph) -> np.ndarray:
+    """Step of every task: CPU tasks by their own start, GPU tasks by their launch's start."""
+    t = graph.tasks
+    start = t["obs_start"].to_numpy().copy()
+    launch = t["launch"].to_numpy()  # inserted GPU tasks have none: their own (anchor's) start
+    has = launch >= 0
+    start[has] = start[launch[has]]
+    out = step_of(graph, start, t["rank"].to_numpy())
+    out[~t["in_window"].to_numpy()] = -1
+    return out
+
+
+def main_thread(graph: TaskGraph, rank: int) -> int:
+    """The resource that runs the forward pass (most forward CPU time) of `rank`."""
+    t = graph.tasks
+    sel = ((t["rank"].to_numpy() == rank) & np.isin(t["kind"].to_numpy(), (T_CPU, T_RUNTIME))
+           & t["in_window"].to_numpy())
+    res = t["resource"].to_numpy()[sel]
+    w = t["dur"].to_numpy()[sel] * (1 + 9 * (t["phase"].to_numpy()[sel] == FORWARD))
+    if len(res) == 0:
+        raise ValueError("no CPU work")
+    return int(pd.Series(w).groupby(res).sum().idxmax())
+
+
+def compute_stream(graph: TaskGraph, rank: int) -> int:
+    """The stream with the most kernel time of `rank` (-1 for a CPU trace)."""
+    t = graph.tasks
+    sel = (t["rank"].to_numpy() == rank) & (t["kind"].to_numpy() == T_KERNEL)
+    if not sel.any():
+        return -1
+    return int(pd.Series(t["dur"].to_numpy()[sel]).groupby(t["resource"].to_numpy()[sel]).sum().idxmax())
+
+
+def event_spans(graph: TaskGraph, pattern: str, kinds=None) -> pd.DataFrame:
+    """CPU events whose name matches `pattern`: rank, key (thread), start, end, row, name."""
+    tr = graph.trace
+    ev = tr.events
+    rx = re.compile(pattern)
+    hit = np.fromiter((bool(rx.search(n)) for n in tr.names), bool, len(tr.names))
+    sel = hit[ev["name"].to_numpy()]
+    if kinds is not None:
+        sel &= np.isin(ev["kind"].to_numpy(), kinds)
+    rows = np.flatnonzero(sel)
+    ts = ev["ts"].to_numpy()[rows]
+    return pd.DataFrame({"rank": ev["rank"].to_numpy()[rows],
+                         "key": _key(ev["rank"].to_numpy()[rows], ev["pid"].to_numpy()[rows],
+                                     ev["tid"].to_numpy()[rows]),
+                         "start": ts, "end": ts + ev["dur"].to_numpy()[rows], "row": rows,
+                         "name": np.asarray(tr.names, dtype=object)[ev["name"].to_numpy()[rows]]}
+                        ).sort_values(["key", "start"]).reset_index(drop=True)
+
+
+def outermost(spans: pd.DataFrame) -> pd.DataFrame:
+    """The spans not nested inside another span of the same thread."""
+    if spans.empty:
+        return spans
+    s = spans.sort_values(["key", "start", "end"], ascending=[True, True, False])
+    reach = s.groupby("key")["end"].cummax().shift(1)
+    same = s["key"].eq(s["key"].shift(1))
+    keep = ~(same & (s["start"] < reach) & (s["end"] <= reach))
+    return s[keep.to_numpy()].reset_index(drop=True)
+
+
+def tasks_in_spans(graph: TaskGraph, spans: pd.DataFrame, keys: np.ndarray | None = None) -> np.ndarray:
+    """Per task: index (into `spans`, which must not overlap per thread) of the span its start lies
+    in on its own thread, or -1."""
+    keys = thread_keys(graph) if keys is None else keys
+    return locate(spans, keys, graph.tasks["obs_start"].to_numpy())
+
+
+def locate(spans: pd.DataFrame, keys: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per (thread key, time): index of the span of that thread holding the time, or -1."""
+    out = np.full(len(keys), -1, np.int64)
+    if spans.empty:
+        return out
+    for k, grp in spans.groupby("key"):
+        mine = np.flatnonzero(keys == k)
+        if len(mine) == 0:
+            continue
+        order = np.argsort(grp["start"].to_numpy(), kind="stable")
+        st, en = grp["start"].to_numpy()[order], grp["end"].to_numpy()[order]
+        idx = np.searchsorted(st, starts[mine], side="right") - 1
+        ok = (idx >= 0) & (starts[mine] < en[np.clip(idx, 0, None)])
+        out[mine[ok]] = grp.index.to_numpy()[order][idx[ok]]
+    return out
+
+
+def remove_many(graph: TaskGraph, idx) -> np.ndarray:
+    """P.remove, in rounds that take every other task of each resource's selection.
+
+    remove() bridges every removed task's edges, and along a long run of removed neighbours
+    (an optimizer step's thousands of CPU segments) the bridges pile up quadratically; removing
+    alternate tasks keeps every run short. Returns the old -> new index map (-1: removed)."""
+    mapping = np.arange(len(graph.tasks))
+    todo = np.unique(np.asarray(idx, np.int64))
+    while len(todo):
+        t = graph.tasks
+        res = t["resource"].to_numpy()[todo]
+        order = np.lexsort((todo, t["obs_start"].to_numpy()[todo], res))
+        todo, res = todo[order], res[order]
+        first = np.r_[True, res[1:] != res[:-1]]
+        at = np.arange(len(todo))
+        pos = at - np.maximum.accumulate(np.where(first, at, 0))
+        m = P.remove(graph, todo[pos % 2 == 0])
+        mapping = np.where(mapping >= 0, m[np.clip(mapping, 0, None)], -1)
+        todo = m[todo[pos % 2 == 1]]
+    return mapping
+
+
+def op_numel_bytes(trace, row: int) -> tuple[int, float]:
+    """Elements and bytes of the first tensor input of events row `row` ((0, 0) if unrecorded)."""
+    a = trace.args_of(row)
+    dims, types = a.get("Input Dims"), a.get("Input type")
+    if not dims or not types:
+        return 0, 0.0
+    try:
+        tensors = kernels._tensors(dims, types)
+    except Exception:  # noqa: BLE001 - odd metadata on one op must not stop the model
+        return 0, 0.0
+    if not tensors:
+        return 0, 0.0
+    shape, elem = tensors[0]
+    n = int(math.prod(int(s) for s in shape)) if shape is not None else 0
+    return n, n * float(elem)
+
+
+def gradients(graph: TaskGraph) -> pd.DataFrame:
+    """One row per gradient accumulated in the steps, in the order they became ready.
+
+    From the `torch::autograd::AccumulateGrad` events (one per parameter per step; their
+    recorded shape is the parameter's): rank, step, task (the last CPU task of the event, where
+    DDP's hook fires), kernel (the GPU task that produced the gradient: the last one launched on
+    the compute stream up to that point, -1 on CPU), bytes (0 where shapes were not recorded).
+    """
+    t = graph.tasks
+    spans = outermost(event_spans(graph, r"^torch::autograd::AccumulateGrad$", kinds=(CPU_OP,)))
+    cols = ["rank", "step", "task", "kernel", "bytes", "time"]
+    if spans.empty:
+        return pd.DataFrame(columns=cols)
+    owner = tasks_in_spans(graph, spans)
+    has = np.flatnonzero((owner >= 0) & np.isin(t["kind"].to_numpy(), (T_CPU, T_RUNTIME, T_SYNC)))
+    if len(has) == 0:
+        return pd.DataFrame(columns=cols)
+    last = pd.Series(has).groupby(owner[has]).max()
+    spans = spans.loc[last.index]
+    task = last.to_numpy()
+    rank = t["rank"].to_numpy()[task]
+    step = step_of(graph, spans["start"].to_numpy(), rank)
+    keep = (step >= 0) & t["in_window"].to_numpy()[task]
+    nbytes = np.asarray([op_numel_bytes(graph.trace, r)[1] for r in spans["row"].to_numpy()])
+    out = pd.DataFrame({"rank": rank, "step": step, "task": task, "bytes": nbytes,
+                        "time": t["obs_end"].to_numpy()[task]})[keep]
+    out["kernel"] = last_launched_before(graph, out["rank"].to_numpy(), out["time"].to_numpy())
+    return out.sort_values(["rank", "time"]).reset_index(drop=True)[cols]
+
+
+def last_launched_before(graph: TaskGraph, rank: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Per (rank, time): the last task on the rank's compute stream launched at or before time."""
+    t = graph.tasks
+    out = np.full(len(times), -1, np.int64)
+    launch = t["launch"].to_numpy()
+    for r in np.unique(rank):
+        s = compute_stream(graph, int(r))
+        if s < 0:
+            continue
+        on = np.flatnonzero((t["resource"].to_numpy() == s) & (launch >= 0))
+        at = t["obs_start"].to_numpy()[launch[on]]
+        order = np.argsort(at, kind="stable")
+        on, at = on[order], at[order]
+        sel = np.flatnonzero(rank == r)
+        pos = np.searchsorted(at, np.asarray(times)[sel], side="right") - 1
+        out[sel] = np.where(pos >= 0, on[np.clip(pos, 0, None)], -1)
+    return out
+
+
+def first_launched_after(graph: TaskGraph, rank: int, time: int, phase: int | None = None) -> int:
+    """The first task on the rank's compute stream launched after `time` (of `phase` if given)."""
+    t = graph.tasks
+    s = compute_stream(graph, rank)
+    launch = t["launch"].to_numpy()
+    sel = (t["resource"].to_numpy() == s) & (launch >= 0)
+    if phase is not None:
+        sel &= t["phase"].to_numpy() == phase
+    on = np.flatnonzero(sel)
+    if len(on) == 0:
+        return -1
+    at = t["obs_start"].to_numpy()[launch[on]]
+    later = at > time
+    if not later.any():
+        return -1
+    return int(on[later][np.argmin(at[later])])
+
+
+def parameter_bytes(graph: TaskGraph, run: dict) -> tuple[float, str]:
+    """Bytes of the model's gradients (= parameters) per step, and where the number came from."""
+    g = gradients(graph)
+    if len(g) and (g["bytes"] > 0).all():
+        per_step = g.groupby(["rank", "step"])["bytes"].sum()
+        return float(per_step.mean()), "AccumulateGrad shapes"
+    if run.get("parameters"):
+        return float(run["parameters"]) * 4.0, "run.json parameter count (fp32)"
+    return 0.0, ""
+
+
+def first_in_step(graph: TaskGraph, mask: np.ndarray, steps: np.ndarray) -> pd.Series:
+    """Per step: the earliest (by observed start) task of `mask`."""
+    idx = np.flatnonzero(mask & (steps >= 0))
+    if len(idx) == 0:
+        return pd.Series(dtype=np.int64)
+    start = graph.tasks["obs_start"].to_numpy()[idx]
+    order = np.lexsort((idx, start))
+    idx = idx[order]
+    s = pd.Series(idx, index=steps[idx])
+    return s[~s.index.duplicated(keep="first")]
+
+
+def compute_tasks(graph: TaskGraph, rank: int, phase: int, steps: np.ndarray) -> np.ndarray:
+    """The phase's compute work of `rank`, in observed order: GPU kernels/memsets on the compute
+    stream (GPU traces) or non-idle CPU tasks of the main thread (CPU traces)."""
+    t = graph.tasks
+    kind = t["kind"].to_numpy()
+    base = (t["rank"].to_numpy() == rank) & (t["phase"].to_numpy() == phase) & (steps >= 0)
+    s = compute_stream(graph, rank)
+    if s >= 0:
+        base &= (t["resource"].to_numpy() == s) & np.isin(kind, (T_KERNEL, T_MEMSET))
+    else:
+        base &= np.isin(kind, (T_CPU, T_RUNTIME)) & (t["resource"].to_numpy() == main_thread(graph, rank))
+    idx = np.flatnonzero(base)
+    return idx[np.lexsort((idx, t["obs_start"].to_numpy()[idx]))]
+
+
+def split_by_time(dur: np.ndarray, groups: int) -> np.ndarray:
+    """Group index per item when items (in order) are cut into `groups` runs of about equal total
+    duration (every group non-empty while there are at least as many items as groups)."""
+    n = len(dur)
+    groups = max(1, min(groups, n))
+    if n == 0:
+        return np.zeros(0, np.int64)
+    cum = np.cumsum(np.maximum(np.asarray(dur, float), 1.0))
+    mid = (cum - np.maximum(np.asarray(dur, float), 1.0) / 2) / cum[-1]
+    g = np.minimum((mid * groups).astype(np.int64), groups - 1)
+    # keep every group non-empty: the i-th item can be in group at most i, at least groups-(n-i)
+    g = np.maximum.accumulate(g)
+    pos = np.arange(n)
+    return np.clip(g, groups - (n - pos), pos)
+
+
+def mirror_groups(fwd_dur: np.ndarray, fwd_group: np.ndarray, bwd_dur: np.ndarray, groups: int) -> np.ndarray:
+    """Backward group (= the forward group whose gradients it computes) per backward item.
+
+    Backward runs the forward in reverse, each part taking the same share of backward time as
+    its forward took of forward time: the forward's cumulative time fractions, mirrored, cut the
+    backward's cumulative time."""
+    if len(bwd_dur) == 0:
+        return np.zeros(0, np.int64)
+    share = np.bincount(fwd_group, weights=np.maximum(fwd_dur, 1.0), minlength=groups)
+    share = share / share.sum()
+    # backward order: group groups-1 first
+    edges = np.cumsum(share[::-1])
+    cum = np.cumsum(np.maximum(np.asarray(bwd_dur, float), 1.0))
+    mid = (cum - np.maximum(np.asarray(bwd_dur, float), 1.0) / 2) / cum[-1]
+    rev = np.minimum(np.searchsorted(edges, mid, side="right"), groups - 1)
+    return groups - 1 - np.maximum.accumulate(rev)
+
+
+def insert_collectives(graph, ctx, lnk, world, launchers, producers, nbytes, kinds, consumers, label,
+                       launch_call) -> np.ndarray:
+    """One collective per launcher on a new communication resource per rank (a stream; a thread on
+    a CPU trace), in the launchers' observed order there. Each starts once its launcher started
+    (plus the graph's launch delay on a GPU; `launch_call` first inserts a launch call of the
+    device's launch cost after the launcher) and its producer (-1: none) ended; its consumer
+    (-1: none) starts after it ends. Returns the new tasks."""
+    t = graph.tasks
+    launchers = np.asarray(launchers, np.int64)
+    cpu = is_cpu_trace(graph)
+    dur = np.asarray([collective_s(k, b, world, lnk) for k, b in zip(kinds, nbytes)]) * 1e9
+    ranks = t["rank"].to_numpy()[launchers]
+    calls = launchers
+    if launch_call and not cpu and ctx.device.launch_cpu_s > 0:
+        calls = P.insert_after(graph, launchers, dur=ctx.device.launch_cpu_s * 1e9, name="ncclLaunchKernel",
+                               kind="runtime", phase="communication")
+    new = np.empty(len(launchers), np.int64)
+    for r in np.unique(ranks):
+        sel = np.flatnonzero(ranks == r)
+        res = P.add_resource(graph, int(r), "thread" if cpu else "stream", label=label)
+        new[sel] = P.insert_tasks(graph, rank=int(r), resource=res, kind="collective",
+                                  name=[f"{label} {k}" for k in np.asarray(kinds)[sel]], dur=dur[sel],
+                                  phase="communication", anchor=calls[sel],
+                                  in_window=graph.tasks["in_window"].to_numpy()[calls[sel]])
+        order = sel[np.argsort(graph.tasks["obs_start"].to_numpy()[calls[sel]], kind="stable")]
+        if len(order) > 1:
+            P.add_edges(graph, new[order[:-1]], new[order[1:]], kind="program")
+    P.add_edges(graph, calls, new, delay=0 if cpu else launch_delay_ns(graph), kind="launch" if not cpu else "inserted",
+                from_start=True)
+    producers = np.asarray(producers, np.int64)
+    ok = producers >= 0
+    if ok.any():
+        P.add_edges(graph, producers[ok], new[ok], delay=0, kind="inserted")
+    consumers = np.asarray(consumers, np.int64)
+    ok = consumers >= 0
+    if ok.any():
+        P.add_edges(graph, new[ok], consumers[ok], delay=0, kind="inserted")
+    return new
+
+
+def first_optimizer_task(graph, rank: int, step: int, after: int, steps: np.ndarray) -> int:
+    """The task that must wait for the step's gradients: the first optimizer kernel (GPU) or the
+    first optimizer CPU task of the main thread (CPU trace) starting after `after`."""
+    t = graph.tasks
+    sel = ((t["rank"].to_numpy() == rank) & (steps == step) & (t["phase"].to_numpy() == OPTIMIZER)
+           & (t["obs_start"].to_numpy() >= after))
+    if is_cpu_trace(graph):
+        sel &= (t["resource"].to_numpy() == main_thread(graph, rank)) & np.isin(t["kind"].to_numpy(),
+                                                                                  (T_CPU, T_RUNTIME))
+    else:
+        sel &= np.isin(t["kind"].to_numpy(), GPU_TASK_TYPES)
+    idx = np.flatnonzero(sel)
+    return int(idx[np.argmin(t["obs_start"].to_numpy()[idx])]) if len(idx) else -1
+

@@ -1,0 +1,117 @@
+"""dataloader:workers=W,prefetch=P -- DataLoader worker processes load batches in the background.
+
+With num_workers=0 the main thread loads every batch itself (the `data` phase: the DataLoader
+iterator's __next__, collate, transforms). With W workers that work runs in W other processes
+and the main thread only takes a finished batch off the result queue. What stays on the main
+thread is what the trace shows outside the DataLoader span: moving the batch to the GPU
+(pin-memory / H2D copy calls, which now may wait for the previous step's GPU work because no
+data loading separates them) -- those tasks are left as they are and replayed.
+
+Per step s, with L_s the data-phase CPU time of the main thread in step s (its batch's load
+time), L the mean over the steps, R_s the rest of the step (simulated step time - L_s):
+* production: W workers each load one batch in L, a fluid W / L batches per ns, into a queue
+  of at most W x P batches (P = prefetch_factor);
+* consumption: one batch at the start of each step. If a whole batch is queued it is taken at
+  once, else the main thread stalls until it is: stall_s = (1 - B) x L / W;
+* the main thread pays HANDOFF_NS + stall_s in place of L_s.
+The queue starts full at the first step the profiler saw, drained by the steps before it
+(ProfilerStep#N says there were N) at the rate production fell short. In steady state this is
+stall = max(0, L / W - R): the workers hide loading when W batches take no longer than W steps.
+Not modelled: the workers' CPU use slowing the main process (they run on other cores; a host
+with fewer free cores than workers will be slower than predicted).
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from daydream.graph.build import T_CPU, T_RUNTIME
+from daydream.graph.phases import DATA
+from daydream.opts import _comm as C
+from daydream.sim import simulate
+from daydream.transform import primitives as P
+
+# Main-thread cost of taking a ready batch from the workers' result queue: queue.get plus
+# unpickling the batch's shared-memory tensor handles (rebuild_storage_fd). Measured with
+# `benchmarks/validate_structure.py --measure-handoff` (DataLoader, 2 workers, batches of
+# 32 x 3 x 224 x 224 fp32 queued before next() is called, median of 20 calls on an idle
+# 16-core host); the ResNet-50 V100 num_workers=4 trace shows the same order (83-87 us for
+# _MultiProcessingDataLoaderIter.__next__ when the batch was ready).
+HANDOFF_NS = 100_000
+_STEP_NUMBER = re.compile(r"#(\d+)$")
+
+
+def _steps_before(trace) -> int:
+    """Steps the loader served before the profiled ones (N of the first ProfilerStep#N)."""
+    names = [n for n in trace.names if n.startswith("ProfilerStep#")]
+    nums = [int(m.group(1)) for n in names if (m := _STEP_NUMBER.search(n))]
+    return min(nums) if nums else 0
+
+
+def stalls(load_ns: np.ndarray, rest_ns: np.ndarray, workers: int, prefetch: int, before: int) -> np.ndarray:
+    """Main-thread wait per step for its batch (see module docstring)."""
+    load = float(np.mean(load_ns))
+    if load <= 0:
+        return np.zeros(len(rest_ns))
+    rate = workers / load
+    cap = float(workers * prefetch)
+    mean_rest = float(np.mean(rest_ns)) + HANDOFF_NS
+    backlog = cap
+    for _ in range(before):
+        backlog = min(cap, max(backlog - 1, 0.0) + mean_rest * rate) if backlog >= 1 else \
+            min(cap, mean_rest * rate)
+    out = np.zeros(len(rest_ns))
+    for s, rest in enumerate(rest_ns):
+        if backlog >= 1:
+            backlog -= 1
+        else:
+            out[s] = (1 - backlog) / rate
+            backlog = 0.0
+        backlog = min(cap, backlog + (rest + HANDOFF_NS) * rate)
+    return out
+
+
+def apply(graph, params: dict, ctx) -> None:
+    workers, prefetch = int(params["workers"]), int(params["prefetch"])
+    if workers == 0:
+        ctx.notes.append("dataloader: workers=0 is how the trace loads data already; nothing changed")
+        return
+    t = graph.tasks
+    steps = C.task_steps(graph)
+    launchers = np.zeros(len(t), bool)
+    launch = t["launch"].to_numpy()
+    launchers[launch[launch >= 0]] = True
+    kind = t["kind"].to_numpy()
+    timeline = simulate(graph)
+    keep, drop, new_dur = [], [], []
+    for rank in np.unique(t["rank"].to_numpy()):
+        main = C.main_thread(graph, int(rank))
+        data = ((t["resource"].to_numpy() == main) & (t["phase"].to_numpy() == DATA) & (steps >= 0)
+                & np.isin(kind, (T_CPU, T_RUNTIME)) & ~launchers)
+        if not data.any():
+            continue
+        mine = (t["rank"].to_numpy() == rank) & (steps >= 0)
+        n_steps = int(steps[mine].max()) + 1
+        step_start = np.full(n_steps, np.iinfo(np.int64).max)
+        np.minimum.at(step_start, steps[mine], timeline.start[mine])
+        step_end = np.r_[step_start[1:], timeline.end[mine].max()]
+        load = np.bincount(steps[data], weights=t["dur"].to_numpy()[data], minlength=n_steps)
+        has = load > 0
+        rest = np.maximum((step_end - step_start) - load, 0)[has]
+        wait = stalls(load[has], rest, workers, prefetch, _steps_before(graph.trace))
+        idx = np.flatnonzero(data)
+        idx = idx[np.lexsort((idx, t["obs_start"].to_numpy()[idx]))]
+        first = np.r_[True, steps[idx][1:] != steps[idx][:-1]]
+        keep.append(idx[first])
+        drop.append(idx[~first])
+        new_dur.append(HANDOFF_NS + wait)
+        ctx.notes.append(f"dataloader: rank {rank}: {load[has].mean() / 1e6:.2f} ms/step of loading moved to "
+                         f"{workers} workers; main thread waits {wait.mean() / 1e6:.2f} ms/step for batches")
+    if not keep:
+        ctx.notes.append("dataloader: no data-loading work on the main thread in the steps; nothing changed")
+        return
+    keep = np.concatenate(keep)
+    P.set_duration(graph, keep, np.concatenate(new_dur))
+    P.set_duration(graph, np.concatenate(drop), 0)
+    C.remove_many(graph, np.concatenate(drop))
