@@ -14,7 +14,7 @@ every kernel. So, inside the analysis window, for the forward, backward and opti
   cudaLaunchKernel cost -- a straight-line graph launch costs about one kernel launch, NVIDIA
   technical blog "Constant Time Launch for Straight-Line CUDA Graphs", 2024); every captured
   kernel of the step depends on it with launch_cpu_s + launch_gpu_s (the first node starts one
-  GPU launch latency after the call). Kernels of a graph follow each other on their stream with
+  GPU launch latency after the call), and the old per-kernel launch edges lose their delay. Kernels of a graph follow each other on their stream with
   the trace's own back-to-back kernel gap (the nominal program-order delay), which is what a
   graph's node-to-node dispatch costs.
 """
@@ -77,6 +77,8 @@ def apply(graph, params: dict, ctx) -> None:
     gkey = graph.tasks["rank"].to_numpy()[launch] * (1 << 32) + step_of(graph, launch)
     src = np.array([gl_of_key.get(k, -1) for k in gkey.tolist()], np.int64)
     has = src >= 0
+    # the per-kernel launch latency is gone: only the graph launch gates the captured kernels
+    C.shift_launch_delays(graph, gpu[has], -np.iinfo(np.int32).max)
     P.add_edges(graph, src[has], gpu[has], delay=int(round(cpu_ns + dev.launch_gpu_s * 1e9)),
                 kind="launch", from_start=True)
     ctx.notes.append(f"cuda-graphs: {len(calls)} launch calls and {len(glue)} CPU segments replaced by "

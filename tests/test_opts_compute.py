@@ -1,0 +1,176 @@
+"""Compute-side what-ifs (amp, quantize, sparse-attention, gpu, batch-size, cuda-graphs): exact
+timelines on tiny synthetic traces computed by hand from each model's formula, direction and
+magnitude on real shared traces, and bad parameters exiting 2."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import KinetoBuilder, shared
+from daydream import hardware
+from daydream.cli import main
+from daydream.graph.build import DEFAULT_KERNEL_GAP_NS
+from daydream.opts import _cost as C
+from daydream.opts.context import Context
+from daydream.sim import simulate
+from daydream.trace import load
+from daydream.whatif import apply_optimizations, whatif
+from daydream.opts.params import parse_opt
+
+A100 = hardware.lookup("A100-SXM4-80GB")
+H100 = hardware.lookup("H100")
+US = 1000  # ns
+N = 4096
+MM_ARGS = {"Input Dims": [[N, N], [N, N]], "Input type": ["float", "float"]}
+FLOOR = C.DEFAULT_KERNEL_FLOOR_NS  # fewer than 5 kernels: the default fixed kernel cost
+
+
+def predict(path, opt):
+    tr = load(path)
+    g = tr.graph()
+    out = apply_optimizations(g, [parse_opt(opt)], Context.of(tr))
+    return simulate(g), simulate(out), out
+
+
+def mm_trace(tmp_path, kernel="ampere_sgemm_128x64_nn", op="aten::mm", args=MM_ARGS, grid=None):
+    """Step 0-32 us; op 10-30 us launches at 15 us (5 us call) a 50 us kernel at 25 us."""
+    k = KinetoBuilder()
+    k.step(1, 0, 32)
+    k.op(op, 10, 20, **args)
+    k.launch(15, 5, 25, 50, name=kernel)
+    if grid is not None:
+        k.events[-1]["args"]["grid"] = grid
+    return k.write(tmp_path / "t.json")
+
+
+def test_gpu_exact(tmp_path):
+    base, pred, _ = predict(mm_trace(tmp_path), "gpu:target=H100")
+    assert base.per_step_ms == pytest.approx(0.075)
+    src, dst = C.achievable(A100), C.achievable(H100)
+    flops, nbytes = 2.0 * N ** 3, 3 * N * N * 4.0
+    factor = max(flops / dst.peak("fp32"), nbytes / dst.mem_bw) / max(flops / src.peak("fp32"), nbytes / src.mem_bw)
+    dur = round(FLOOR + (50 * US - FLOOR) * factor)
+    start = 15 * US + 10 * US + round((H100.launch_gpu_s - A100.launch_gpu_s) * 1e9)
+    assert pred.per_step_ms == pytest.approx((start + dur) / 1e6, abs=2e-6)
+    assert pred.per_step_ms < base.per_step_ms
+
+
+def test_amp_exact(tmp_path):
+    _, pred, _ = predict(mm_trace(tmp_path), "amp:dtype=bf16")
+    gemm = round(FLOOR + (50 * US - FLOOR) * A100.peak("fp32") / A100.peak("bf16"))  # compute-bound
+    cast = N * N * 6 / A100.mem_bw * 1e9 + A100.launch_gpu_s * 1e9
+    launch = A100.launch_cpu_s * 1e9
+    cast_start = 15 * US + launch + A100.launch_gpu_s * 1e9     # new call at 15 us
+    gemm_start = max(cast_start + cast, 15 * US + launch + 10 * US)  # after the cast / its own call
+    assert pred.per_step_ms == pytest.approx((gemm_start + gemm) / 1e6, abs=3e-6)
+
+
+def test_amp_leaves_16bit_alone(tmp_path):
+    args = {"Input Dims": [[N, N], [N, N]], "Input type": ["c10::BFloat16", "c10::BFloat16"]}
+    base, pred, _ = predict(mm_trace(tmp_path, kernel="sm80_xmma_gemm_bf16bf16_bf16f32", args=args), "amp")
+    assert pred.per_step_ms == base.per_step_ms
+
+
+def test_quantize_exact(tmp_path):
+    _, _, g = predict(mm_trace(tmp_path), "quantize:dtype=int8")
+    names = g.task_names()
+    dur = dict(zip(names, g.tasks["dur"]))
+    flops, nbytes = 2.0 * N ** 3, 3 * N * N * 4.0
+    new_bytes = nbytes - N * N * 3  # the fp32 weight stored in int8
+    factor = max(flops / A100.peak("int8"), new_bytes / A100.mem_bw) / max(flops / A100.peak("fp32"), nbytes / A100.mem_bw)
+    assert dur["ampere_sgemm_128x64_nn"] == round(FLOOR + (50 * US - FLOOR) * factor)
+    lat = A100.launch_gpu_s * 1e9
+    assert dur["quantize to int8 (per-channel)"] == round(N * N * 5 / A100.mem_bw * 1e9 + lat)
+    assert dur["dequantize from int8"] == round(N * N * 8 / A100.mem_bw * 1e9 + lat)
+
+
+def test_sparse_attention_exact(tmp_path):
+    b, lq, h, d = 2, 1024, 8, 64
+    args = {"Input Dims": [[b, lq, h, d]] * 3, "Input type": ["c10::BFloat16"] * 3}
+    path = mm_trace(tmp_path, kernel="flash_fwd_kernel<Flash_fwd_kernel_traits>", op="aten::_flash_attention_forward",
+                    args=args)
+    _, pred, _ = predict(path, "sparse-attention:density=0.25,block=128,reorder=false")
+    mask = b * h * math.ceil(lq / 128) ** 2
+    dur = round(round(FLOOR + (50 * US - FLOOR) * 0.25) + mask / A100.mem_bw * 1e9)
+    assert pred.per_step_ms == pytest.approx((25 * US + dur) / 1e6, abs=2e-6)
+    _, with_reorder, g = predict(path, "sparse-attention:density=0.25,block=128")
+    perm = dict(zip(g.task_names(), g.tasks["dur"]))["PARO token reorder (permute Q,K,V)"]
+    assert perm == round(2 * 3 * b * lq * h * d * 2 / A100.mem_bw * 1e9 + A100.launch_gpu_s * 1e9)
+    assert with_reorder.per_step_ms > pred.per_step_ms
+
+
+@pytest.mark.parametrize("grid,expected_factor", [([10, 1, 1], 1.0), ([216, 1, 1], 2.0)])
+def test_batch_size_occupancy(tmp_path, grid, expected_factor):
+    _, pred, _ = predict(mm_trace(tmp_path, grid=grid), "batch-size:factor=2")
+    dur = round(FLOOR + (50 * US - FLOOR) * expected_factor)
+    assert pred.per_step_ms == pytest.approx((25 * US + dur) / 1e6, abs=2e-6)
+
+
+def test_cuda_graphs_exact(tmp_path):
+    k = KinetoBuilder()
+    k.step(1, 0, 100)
+    for i in range(3):  # CPU-bound: 30 us of host work per 4 us kernel
+        k.op("aten::relu", 30 * i, 30)
+        k.launch(30 * i + 10, 5, 30 * i + 20, 4, name="vectorized_elementwise_kernel")
+    base, pred, _ = predict(k.write(tmp_path / "g.json"), "cuda-graphs")
+    assert base.per_step_ms == pytest.approx(0.1)
+    first = A100.launch_cpu_s * 1e9 + A100.launch_gpu_s * 1e9
+    end = first + 3 * 4 * US + 2 * DEFAULT_KERNEL_GAP_NS
+    assert pred.per_step_ms == pytest.approx(end / 1e6, abs=2e-6)
+
+
+def test_cuda_graphs_rejects_cpu_trace(tmp_path):
+    k = KinetoBuilder()
+    k.step(1, 0, 50)
+    k.op("aten::mm", 5, 40, **MM_ARGS)
+    path = k.write(tmp_path / "cpu.json")
+    r = CliRunner().invoke(main, ["whatif", str(path), "--opt", "cuda-graphs"])
+    assert r.exit_code == 2
+
+
+def test_amp_on_cpu_trace_uses_table_ratio(tmp_path):
+    k = KinetoBuilder()
+    k.step(1, 0, 50)
+    k.op("aten::mm", 5, 40, **MM_ARGS)
+    base, pred, _ = predict(k.write(tmp_path / "cpu.json"), "amp")
+    cpu = hardware.cpu_device()
+    ratio = cpu.peak("fp32") / cpu.peak("bf16")
+    # the mm's 40 us scale by the ratio; the weight cast (numel * 6 bytes / CPU bandwidth) is added
+    expected = 50 * US - 40 * US + 40 * US * ratio + N * N * 6 / cpu.mem_bw * 1e9
+    assert pred.per_step_ms == pytest.approx(expected / 1e6, abs=2e-6)
+
+
+@pytest.mark.parametrize("opt", ["gpu:target=NOPE", "gpu:target=cpu", "amp:dtype=fp64",
+                                 "quantize:dtype=int2", "sparse-attention:density=0",
+                                 "batch-size:factor=0", "cuda-graphs:x=1"])
+def test_bad_params_exit_2(tmp_path, opt):
+    r = CliRunner().invoke(main, ["whatif", str(mm_trace(tmp_path)), "--opt", opt])
+    assert r.exit_code == 2, r.output
+
+
+# ---- real traces: direction and magnitude --------------------------------------------------
+@pytest.fixture(scope="module")
+def v100():
+    return load(shared("hta/ns_resolution_a100.json.gz"))  # recorded on a V100 despite its name
+
+
+def test_amp_speeds_up_gemm_conv_share(v100):
+    w = whatif(v100, ["amp"])
+    # GEMM/conv kernels of that run are fp32 on a V100; tensor cores give at most the typical 3x
+    assert 1.05 < w.speedup < 3.0
+
+
+def test_gpu_v100_to_h100_is_faster(v100):
+    w = whatif(v100, ["gpu:target=H100"])
+    assert w.speedup > 1.2
+    back = whatif(v100, ["gpu:target=T4"])
+    assert back.speedup < 1.0
+
+
+def test_cross_vendor_pairs_within_15pct():
+    bert = {"h100": 4.495, "mi300": 4.136}
+    for src, dst, target in (("h100", "mi300", "MI300X"), ("mi300", "h100", "H100")):
+        w = whatif(load(shared(f"tracelens/gaunernst_bert-small-uncased_{src}.json.gz")), [f"gpu:target={target}"])
+        assert abs(w.predicted_ms - bert[dst]) / bert[dst] < 0.15
