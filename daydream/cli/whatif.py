@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+from rich import box
 from rich.table import Table
 
 from daydream.cli import main
@@ -84,16 +85,17 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
         return
     out.print(f"measured {data['measured_ms']:.3f} ms   replay {data['replay_ms']:.3f} ms "
               f"({data['replay_error_pct']:.2f}% off)")
-    table = Table(title="scenarios (ms/step; phases on the critical path)")
-    table.add_column("scenario", max_width=40, overflow="fold"); table.add_column("predicted", justify="right", no_wrap=True)
+    table = Table(title="scenarios (ms/step; phases on the critical path)", box=box.SIMPLE_HEAD)
+    table.add_column("scenario", min_width=12, max_width=40, overflow="fold"); table.add_column("predicted", justify="right", no_wrap=True)
     table.add_column("speedup", justify="right", no_wrap=True)
-    for p in PHASES:
+    phases = [p for p in PHASES if data["breakdown"]["measured"][p] or any(s["breakdown"][p] for s in data["scenarios"])]
+    for p in phases:
         table.add_column(SHORT.get(p, p), justify="right", no_wrap=True)
     table.add_row("measured", f"{data['measured_ms']:.3f}", "",
-                  *(f"{data['breakdown']['measured'][p]:.3f}" for p in PHASES), style="dim")
+                  *(f"{data['breakdown']['measured'][p]:.3f}" for p in phases), style="dim")
     for s in data["scenarios"]:
         table.add_row(s["name"], f"{s['predicted_ms']:.3f}", f"{s['speedup']:.3f}x",
-                      *(f"{s['breakdown'][p]:.3f}" for p in PHASES))
+                      *(f"{s['breakdown'][p]:.3f}" for p in phases))
     out.print(table)
     for s in data["scenarios"]:
         for note in s["notes"]:

@@ -158,7 +158,7 @@ def timeline_bars(graph, start: np.ndarray, end: np.ndarray, window: tuple[int, 
             text.append(f"{count[i]} tasks merged, busy {g_busy[i] / 1e6:.3f} of {span[i]:.3f} ms"
                         f"<br>mostly {PHASES[g_phase[i]]}; longest: {name} ({kinds[i]})")
     return pd.DataFrame({"row": r[first], "start": (g_start - w0) / 1e6, "end": (g_end - w0) / 1e6,
-                         "phase": g_phase, "busy": g_busy / np.maximum(g_end - g_start, 1),
+                         "phase": g_phase, "busy": np.clip(g_busy / np.maximum(g_end - g_start, 1), 0, 1),
                          "count": count, "text": text})
 
 
