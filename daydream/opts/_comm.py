@@ -339,6 +339,20 @@ def parameter_bytes(graph: TaskGraph, run: dict) -> tuple[float, str]:
         return float(per_step.mean()), "AccumulateGrad shapes"
     if run.get("parameters"):
         return float(run["parameters"]) * 4.0, "run.json parameter count (fp32)"
+    # a DDP trace: its gradient all-reduces carry the bucket sizes
+    calls = outermost(event_spans(graph, r"^record_param_comms$", kinds=(CPU_OP,)))
+    if not calls.empty:
+        tr = graph.trace
+        step = step_of(graph, calls["start"].to_numpy(), calls["rank"].to_numpy())
+        sizes = np.zeros(len(calls))
+        for i, row in enumerate(calls["row"].to_numpy()):
+            a = tr.args_of(int(row))
+            if collective_kind(str(a.get("Collective name", ""))) == "all_reduce" and a.get("In msg nelems"):
+                sizes[i] = float(a["In msg nelems"]) * C10D_DTYPE_BYTES.get(str(a.get("dtype")), 4)
+        ok = step >= 0
+        if sizes[ok].sum() > 0:
+            per = pd.Series(sizes[ok]).groupby([calls["rank"].to_numpy()[ok], step[ok]]).sum()
+            return float(per.mean()), "DDP all-reduce sizes"
     return 0.0, ""
 
 
@@ -457,3 +471,34 @@ def first_optimizer_task(graph, rank: int, step: int, after: int, steps: np.ndar
     idx = np.flatnonzero(sel)
     return int(idx[np.argmin(t["obs_start"].to_numpy()[idx])]) if len(idx) else -1
 
+
+
+def units(fwd_dur: np.ndarray, fwd_layer: np.ndarray, requested: int) -> np.ndarray:
+    """Unit (FSDP unit, checkpoint segment) per forward compute task, in forward order.
+
+    `requested` units, or by default about sqrt(n) of them for n forward tasks (the segment count
+    of Chen et al., "Training Deep Nets with Sublinear Memory Cost", 2016, which is also about
+    one per block of the usual models), cut at about equal forward time; where the trace names
+    modules, each cut moves forward to the next change of module."""
+    n = len(fwd_dur)
+    k = requested if requested > 0 else int(math.ceil(math.sqrt(n)))
+    g = split_by_time(fwd_dur, k)
+    if n and (fwd_layer >= 0).mean() > 0.5:
+        change = np.r_[False, fwd_layer[1:] != fwd_layer[:-1]]
+        starts = np.flatnonzero(np.r_[False, g[1:] != g[:-1]])
+        bounds = np.r_[starts, n]
+        for i, b in enumerate(starts):
+            nxt = np.flatnonzero(change[b:bounds[i + 1]])
+            if len(nxt) and nxt[0] > 0:
+                g[b:b + nxt[0]] = g[b - 1]
+    return g
+
+
+def program_pred(graph: TaskGraph, idx: np.ndarray) -> np.ndarray:
+    """The task before each of `idx` on its resource (-1: first)."""
+    from daydream.graph.build import E_PROGRAM
+    e = graph.edges
+    prog = e[e["kind"].to_numpy() == E_PROGRAM]
+    pred = pd.Series(prog["src"].to_numpy(), index=prog["dst"].to_numpy())
+    pred = pred[~pred.index.duplicated()]
+    return pred.reindex(np.asarray(idx)).fillna(-1).to_numpy(np.int64)

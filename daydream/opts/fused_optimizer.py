@@ -54,35 +54,45 @@ def _passes(optimizer: str, op_names) -> int:
     return p
 
 
-def apply(graph, params: dict, ctx) -> None:
-    steps_spans = C.outermost(C.event_spans(graph, r"^Optimizer\.step#", kinds=(CPU_OP, ANNOTATION, PYTHON)))
-    steps_spans = steps_spans[C.step_of(graph, steps_spans["start"].to_numpy(), steps_spans["rank"].to_numpy()) >= 0]
-    if steps_spans.empty:
-        ctx.notes.append("fused-optimizer: the trace has no Optimizer.step annotation in its steps; nothing fused")
-        return
-    steps_spans = steps_spans.reset_index(drop=True)
+def per_tensor_work(graph):
+    """The optimizer steps' per-tensor math (see module docstring), or a reason there is none.
+
+    Returns (steps, math, owner, cpu, gpu): the Optimizer.step spans in the steps, their
+    top-level math ops (with the span each lies in), per task the math op that owns it (-1),
+    and masks of the CPU tasks (CPU time, launch calls) and GPU tasks of that math."""
+    spans = C.outermost(C.event_spans(graph, r"^Optimizer\.step#", kinds=(CPU_OP, ANNOTATION, PYTHON)))
+    spans = spans[C.step_of(graph, spans["start"].to_numpy(), spans["rank"].to_numpy()) >= 0]
+    if spans.empty:
+        return "the trace has no Optimizer.step annotation in its steps"
+    spans = spans.reset_index(drop=True)
     ops = C.event_spans(graph, r"^aten::", kinds=(CPU_OP,))
-    in_step = C.locate(steps_spans, ops["key"].to_numpy(), ops["start"].to_numpy())
-    ops = ops[in_step >= 0]
-    if ops["name"].str.contains(r"_fused_", regex=False).any():
-        ctx.notes.append("fused-optimizer: the optimizer step is already fused; nothing changed")
-        return
+    ops = ops[C.locate(spans, ops["key"].to_numpy(), ops["start"].to_numpy()) >= 0]
+    if ops["name"].str.contains("_fused_", regex=False).any():
+        return "the optimizer step is already fused"
     top = C.outermost(ops)
     math = top[top["name"].map(lambda n: bool(MATH_OPS.match(n))).to_numpy()].reset_index(drop=True)
     if math.empty:
-        ctx.notes.append("fused-optimizer: no per-tensor optimizer ops in the Optimizer.step spans")
-        return
-    math["span"] = C.locate(steps_spans, math["key"].to_numpy(), math["start"].to_numpy())
+        return "no per-tensor optimizer ops in the Optimizer.step spans"
+    math["span"] = C.locate(spans, math["key"].to_numpy(), math["start"].to_numpy())
+    t = graph.tasks
+    kind = t["kind"].to_numpy()
+    owner = C.locate(math, C.thread_keys(graph), t["obs_start"].to_numpy())
+    cpu = (owner >= 0) & np.isin(kind, (T_CPU, T_RUNTIME))
+    launch = t["launch"].to_numpy()
+    gpu = np.isin(kind, GPU_TASK_TYPES) & (launch >= 0) & cpu[np.clip(launch, 0, None)]
+    return spans, math, owner, cpu, gpu
 
+
+def apply(graph, params: dict, ctx) -> None:
+    found = per_tensor_work(graph)
+    if isinstance(found, str):
+        ctx.notes.append(f"fused-optimizer: {found}; nothing changed")
+        return
+    steps_spans, math, owner, cpu_gone, gpu_gone = found
     t = graph.tasks
     kind = t["kind"].to_numpy()
     dur = t["dur"].to_numpy()
-    keys = C.thread_keys(graph)
-    owner = C.locate(math, keys, t["obs_start"].to_numpy())
-    cpu_gone = (owner >= 0) & np.isin(kind, (T_CPU, T_RUNTIME))
     launch = t["launch"].to_numpy()
-    gpu = np.isin(kind, GPU_TASK_TYPES)
-    gpu_gone = gpu & (launch >= 0) & cpu_gone[np.clip(launch, 0, None)]
     span_of = np.full(len(t), -1, np.int64)
     span_of[cpu_gone] = math["span"].to_numpy()[owner[cpu_gone]]
     span_of[gpu_gone] = span_of[launch[gpu_gone]]

@@ -67,6 +67,7 @@ SPECS: dict[str, OptSpec] = {s.name: s for s in [
         "world_size": Param(8, "number of GPUs", int, 1, 65536),
         "prefetch": Param(True, "prefetch the next unit's all-gather", bool),
         "interconnect": Param("nvlink", "link between GPUs", str, choices=("nvlink", "pcie", "infiniband")),
+        "units": Param(0, "FSDP units (0: about sqrt(forward ops), cut at module changes)", int, 0, 100000),
     }),
     OptSpec("quantize", "low-bit GEMMs with quantize/dequantize kernels", {
         "dtype": Param("int8", "GEMM input type", str, choices=("int8", "fp8", "int4")),
@@ -78,6 +79,7 @@ SPECS: dict[str, OptSpec] = {s.name: s for s in [
     }),
     OptSpec("activation-checkpointing", "drop activations in forward, recompute the forward of chosen layers during backward", {
         "fraction": Param(1.0, "fraction of forward compute that is recomputed", float, 0.0, 1.0),
+        "segments": Param(0, "checkpointed segments (0: about sqrt(forward ops), cut at module changes)", int, 0, 100000),
     }),
     OptSpec("cuda-graphs", "capture the step in a CUDA graph: per-kernel launch overhead removed", {}),
     OptSpec("gpu", "move the run to another device of the hardware table", {

@@ -1,0 +1,106 @@
+"""activation-checkpointing:fraction=F,segments=K -- recompute forward segments during backward.
+
+torch.utils.checkpoint keeps only a segment's input in forward and runs the segment's forward
+again when backward reaches it. Per step:
+* Segments: the forward's compute (kernels of the compute stream; CPU tasks of the main thread
+  on a CPU trace) cut into K segments of about equal forward time (K = segments, default about
+  sqrt(forward tasks), Chen et al. 2016; cuts snap to module changes where the trace names
+  modules, i.e. segments are layers).
+* Chosen segments: the first m, in forward order, with m the count whose cumulative forward
+  time comes closest to F x the forward compute time (blocks are what models checkpoint; F=1
+  recomputes the whole forward).
+* Recompute of segment k, inserted right before the first backward task of the backward part
+  that corresponds to k (daydream.opts._comm.mirror_groups):
+    - on the thread that runs that backward task (its launch call's thread on a GPU), a CPU
+      task as long as the CPU time the segment's forward took: the main thread's forward
+      CPU tasks (op dispatch, launch calls) from the segment's first launch to the next
+      segment's first launch (on a CPU trace: the segment's own tasks);
+    - on a GPU, on the compute stream right before that backward kernel, one task as long as
+      the segment's forward kernels together, launched from the start of that CPU task. The
+      pair takes max(CPU, GPU) when nothing else waits, as a launch-bound or GPU-bound forward
+      does.
+Not modelled: the forward running without autograd bookkeeping (slightly cheaper) and the RNG
+state save/restore of checkpointed dropout.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from daydream.graph.build import T_CPU, T_RUNTIME
+from daydream.graph.phases import BACKWARD, FORWARD
+from daydream.opts import _comm as C
+from daydream.transform import primitives as P
+
+
+def chosen_segments(seg_time: np.ndarray, fraction: float) -> int:
+    """How many leading segments to recompute for `fraction` of the forward time."""
+    cum = np.r_[0.0, np.cumsum(seg_time)] / max(float(np.sum(seg_time)), 1.0)
+    return int(np.argmin(np.abs(cum - fraction)))
+
+
+def apply(graph, params: dict, ctx) -> None:
+    fraction = float(params["fraction"])
+    if fraction <= 0:
+        ctx.notes.append("activation-checkpointing: fraction=0 recomputes nothing; nothing changed")
+        return
+    cpu = C.is_cpu_trace(graph)
+    steps = C.task_steps(graph)
+    t = graph.tasks
+    dur = t["dur"].to_numpy()
+    layer = t["layer"].to_numpy()
+    launch = t["launch"].to_numpy()
+    start = t["obs_start"].to_numpy()
+    kind = t["kind"].to_numpy()
+    cpu_anchor, cpu_ns, gpu_anchor, gpu_ns = [], [], [], []
+    recomputed, total = 0.0, 0.0
+    for rank in np.unique(t["rank"].to_numpy()):
+        fwd_all = C.compute_tasks(graph, int(rank), FORWARD, steps)
+        bwd_all = C.compute_tasks(graph, int(rank), BACKWARD, steps)
+        main = C.main_thread(graph, int(rank))
+        host = (t["resource"].to_numpy() == main) & np.isin(kind, (T_CPU, T_RUNTIME)) & \
+            (t["phase"].to_numpy() == FORWARD)
+        for step in np.unique(steps[fwd_all]):
+            fwd = fwd_all[steps[fwd_all] == step]
+            bwd = bwd_all[steps[bwd_all] == step]
+            if len(fwd) == 0 or len(bwd) == 0:
+                continue
+            seg = C.units(dur[fwd], layer[fwd], int(params["segments"]))
+            k = int(seg.max()) + 1
+            seg_time = np.bincount(seg, weights=dur[fwd], minlength=k)
+            m = chosen_segments(seg_time, fraction)
+            total += seg_time.sum()
+            recomputed += seg_time[:m].sum()
+            bseg = C.mirror_groups(dur[fwd], seg, dur[bwd], k)
+            if not cpu:
+                first_launch = np.asarray([start[launch[fwd[seg == s][0]]] if launch[fwd[seg == s][0]] >= 0
+                                           else start[fwd[seg == s][0]] for s in range(k)] + [np.inf])
+                in_step = host & (steps == step)
+            for s in range(m):
+                back = bwd[bseg == s]
+                if len(back) == 0:
+                    continue
+                if cpu:
+                    cpu_anchor.append(int(back[0]))
+                    cpu_ns.append(float(seg_time[s]))
+                    continue
+                lo, hi = first_launch[s], first_launch[s + 1]
+                host_ns = float(dur[in_step & (start >= lo) & (start < hi)].sum())
+                gpu_anchor.append(int(back[0]))
+                gpu_ns.append(float(seg_time[s]))
+                cpu_anchor.append(int(launch[back[0]]) if launch[back[0]] >= 0 else -1)
+                cpu_ns.append(host_ns)
+    if not cpu_anchor:
+        ctx.notes.append("activation-checkpointing: no step with both forward and backward compute; nothing changed")
+        return
+    cpu_anchor, gpu_anchor = np.asarray(cpu_anchor, np.int64), np.asarray(gpu_anchor, np.int64)
+    cpu_ns = np.asarray(cpu_ns)
+    has_cpu = cpu_anchor >= 0
+    new_cpu = P.insert_before(graph, cpu_anchor[has_cpu], dur=cpu_ns[has_cpu], name="recompute forward (checkpoint)",
+                              kind="cpu", phase=BACKWARD)
+    if len(gpu_anchor):
+        new_gpu = P.insert_before(graph, gpu_anchor, dur=np.asarray(gpu_ns),
+                                  name="recomputed forward kernels (checkpoint)", kind="kernel", phase=BACKWARD)
+        P.add_edges(graph, new_cpu, new_gpu[has_cpu], delay=C.launch_delay_ns(graph), kind="launch",
+                    from_start=True)
+    ctx.notes.append(f"activation-checkpointing: {100 * recomputed / max(total, 1):.0f}% of the forward compute "
+                     f"recomputed in backward")
