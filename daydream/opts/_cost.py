@@ -237,19 +237,11 @@ def insert_kernel_before(graph: TaskGraph, anchors: np.ndarray, dur_ns, name: st
 
 
 def shift_launch_delays(graph: TaskGraph, kernels_idx: np.ndarray, delta_ns) -> None:
-    """Change the launch -> kernel delay of `kernels_idx` by delta_ns (clipped at 0).
-
-    The primitives have no way to shorten an edge (add_edges can only add a longer one), so this
-    edits the delay column of the existing launch edges, the one edit here outside
-    daydream.transform.primitives (asked for as a primitive `set_delay` in the report)."""
-    from daydream.graph.build import E_LAUNCH
-    e = graph.edges
-    m = np.zeros(len(graph.tasks), bool)
-    m[np.asarray(kernels_idx, np.int64)] = True
-    rows = (e["kind"].to_numpy() == E_LAUNCH) & m[e["dst"].to_numpy()]
-    delay = e["delay"].to_numpy().copy()
-    delay[rows] = np.maximum(delay[rows] + np.asarray(delta_ns, np.int64), 0)
-    e["delay"] = delay
+    """Change the launch -> kernel delay of `kernels_idx` by delta_ns (clipped at 0)."""
+    from daydream.transform import select_edges, set_delay
+    rows = select_edges(graph, kind="launch", dst=np.asarray(kernels_idx, np.int64))
+    delay = graph.edges["delay"].to_numpy()[rows]
+    set_delay(graph, rows, np.maximum(delay + np.asarray(delta_ns, np.int64), 0))
 
 
 def is_cpu_trace(graph: TaskGraph) -> bool:

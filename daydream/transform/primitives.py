@@ -285,6 +285,32 @@ def remove(graph: TaskGraph, selection) -> np.ndarray:
     return mapping
 
 
+def select_edges(graph: TaskGraph, *, kind=None, src=None, dst=None) -> np.ndarray:
+    """Boolean mask over edges: kind(s) from EDGE_KINDS, and endpoints within the given task masks/indices."""
+    e = graph.edges
+    mask = np.ones(len(e), bool)
+    if kind is not None:
+        mask &= np.isin(e["kind"].to_numpy(), _codes(kind, EDGE_KINDS, "edge kind"))
+    for col, sel in (("src", src), ("dst", dst)):
+        if sel is not None:
+            hit = np.zeros(len(graph.tasks), bool)
+            hit[_index(graph, sel)] = True
+            mask &= hit[e[col].to_numpy()]
+    return mask
+
+
+def set_delay(graph: TaskGraph, edges, ns) -> None:
+    """Set the delay (ns, scalar or one per selected edge) of the selected edges.
+
+    How an optimization shortens or lengthens a dependency that stays, e.g. a launch latency.
+    """
+    sel = np.asarray(edges)
+    rows = np.flatnonzero(sel) if sel.dtype == bool else sel.astype(np.int64)
+    delay = graph.edges["delay"].to_numpy().copy()
+    delay[rows] = np.round(np.asarray(ns, float)).astype(np.int64)
+    graph.edges["delay"] = delay
+
+
 def add_resource(graph: TaskGraph, rank: int, kind: str = "stream", label: str = "") -> int:
     """A new thread or stream (e.g. a communication channel); returns its id."""
     r = graph.resources
