@@ -1,0 +1,43 @@
+"""`daydream validate BASE OPTIMIZED --opt ...`: predicted vs measured effect of optimizations."""
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from daydream.cli import main
+from daydream.cli._common import console, emit_json, json_option, progress, step_option
+from daydream.opts.params import parse_opt
+from daydream.trace import load
+from daydream.validate import validate as run_validate
+
+
+@main.command()
+@click.argument("base", type=click.Path(path_type=str))
+@click.argument("optimized", type=click.Path(path_type=str))
+@click.option("--opt", "opts", multiple=True, metavar="NAME[:key=value,...]",
+              help="optimization that turns BASE into OPTIMIZED (repeatable; applied in order)")
+@json_option
+@step_option
+def validate(base, optimized, opts, as_json, step_annotation):
+    """Predict OPTIMIZED's step time from BASE under --opt and compare with what OPTIMIZED measured."""
+    choices = [parse_opt(o) for o in opts]
+    with progress(not as_json, 5, "validate") as tick:
+        base_tr = load(base, step_annotation)
+        tick("base loaded")
+        opt_tr = load(optimized, step_annotation)
+        tick("optimized loaded")
+        data = run_validate(base_tr, opt_tr, choices, progress=tick)
+    if as_json:
+        emit_json(data)
+        return
+    out = console.__class__()
+    table = Table(title=f"validate {' '.join(opts) or '(replay)'}")
+    for col in ("", "ms/step", "speedup"):
+        table.add_column(col, justify="right" if col else "left")
+    table.add_row("base measured", f"{data['base_measured_ms']:.3f}", "1.000")
+    table.add_row("optimized measured", f"{data['optimized_measured_ms']:.3f}", f"{data['measured_speedup']:.3f}")
+    table.add_row("predicted", f"{data['predicted_ms']:.3f}", f"{data['predicted_speedup']:.3f}")
+    out.print(table)
+    out.print(f"error: [bold]{data['error_pct']:.2f}%[/] of the measured optimized step time")
+    for note in data["notes"]:
+        out.print(f"[yellow]note:[/] {note}")
