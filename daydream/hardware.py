@@ -398,11 +398,18 @@ def _as_props_list(props) -> list[dict]:
     return list(props)
 
 
+def _count(value) -> int | None:
+    """A positive integer field of deviceProperties, or None where it is missing or malformed."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        return None
+    return value
+
+
 def _by_capability(p: dict) -> Device | None:
     """Fallback for names the table does not know: vendor, then compute capability / CU count."""
     name = str(p.get("name", "")).lower()
-    major, minor = p.get("computeMajor"), p.get("computeMinor")
-    sms, mem = p.get("numSms"), p.get("totalGlobalMem")
+    major, minor = _count(p.get("computeMajor")), p.get("computeMinor")
+    sms, mem = _count(p.get("numSms")), _count(p.get("totalGlobalMem"))
     # HIP reports gfx9xx as computeMajor 9 too, so tell AMD apart first (wavefront size 64).
     if p.get("warpSize") == 64 or re.search(r"amd|radeon|gfx|instinct", name):
         amd = [d for d in _TABLE if d.vendor == "amd"]
@@ -436,8 +443,7 @@ def from_device_properties(props, device_id: int | None = None) -> Device:
     if device_id is not None:
         chosen = next((p for p in entries if p.get("id") == device_id), chosen)
     name = str(chosen.get("name") or "")
-    mem = chosen.get("totalGlobalMem")
-    mem = float(mem) if isinstance(mem, (int, float)) and mem > 0 else None
+    mem = _count(chosen.get("totalGlobalMem"))
     device = _match(name, mem) if name else None
     if device is not None:
         return device
@@ -446,8 +452,7 @@ def from_device_properties(props, device_id: int | None = None) -> Device:
         raise DaydreamError(f"cannot tell which device {name or 'the trace'} is (compute "
                             f"capability {chosen.get('computeMajor')}.{chosen.get('computeMinor')}"
                             f"); known devices: {', '.join(names())}")
-    sms = chosen.get("numSms")
     return dataclasses.replace(
         base, name=f"{name or 'unknown'} (modelled as {base.name})",
-        sm_count=int(sms) if isinstance(sms, int) and sms > 0 else base.sm_count,
+        sm_count=_count(chosen.get("numSms")) or base.sm_count,
         mem_bytes=mem or base.mem_bytes, aliases=())

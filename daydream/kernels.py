@@ -4,6 +4,8 @@ Kernel classes come from name patterns of the libraries that emit them (cuBLAS/c
 CUTLASS, rocBLAS/Tensile, hipBLASLt, cuDNN, MIOpen, composable_kernel, NCCL/RCCL, FlashAttention,
 PyTorch ATen, Triton). The first class whose pattern matches wins, in this order:
 
+  other         (explicitly, first) sorts and torch.cuda._sleep's spin_kernel, whose argument
+                types would otherwise match a later class.
   copy          Memcpy/Memset, tensor copies and casts (direct_copy, cat, layout transposes such
                 as cuDNN nchwToNhwc / MIOpen batched_transpose): pure data movement.
   communication NCCL/RCCL collectives and point-to-point (ncclKernel_*, ncclDevKernel_*, ...).
@@ -21,7 +23,7 @@ PyTorch ATen, Triton). The first class whose pattern matches wins, in this order
                 (nll, cross entropy), pooling, scans, Triton red/per kernels.
   elementwise   pointwise kernels (elementwise_kernel, vectorized_elementwise, Triton poi),
                 fills, dropout, random, gather/scatter/index and embedding lookups.
-  other         anything else (e.g. torch.cuda._sleep's spin_kernel, sorts).
+  other         anything else.
 
 Operator costs (`op_cost`) count a multiply-add as 2 FLOPs and follow torch.utils.flop_counter
 for matmuls, convolutions and attention (bias adds are not counted; attention counts the full
@@ -70,7 +72,8 @@ _RULES: tuple[tuple[str, str], ...] = (
              r"|xmma|wgmma|matmul|_mm_|triton_tem_fused_(b?mm|addmm)|splitkreduce|\bmm_kernel"),
     ("reduction", r"reduce|reduction|softmax|nll_loss|classnllcriterion|cross_entropy|_pool"
                   r"|pool_|pooling|cub::device(?:reduce|scan|segmentedreduce)|scan|argmax"
-                  r"|argmin|topk|cumsum|triton_red_|triton_per_|_sum_|sum_kernel|mean_kernel|norm_kernel|\bamax|\bamin"),
+                  r"|argmin|topk|cumsum|triton_red_|triton_per_|_sum_|sum_kernel|mean_kernel"
+                  r"|norm_kernel|\bamax|\bamin"),
     ("elementwise", r"elementwise|triton_poi_|functor|fill|dropout|distribution|random|uniform"
                     r"|bernoulli|index|gather|scatter|embedding|where|masked|clamp|relu|gelu"
                     r"|silu|sigmoid|tanh|threshold|pow_|exp_|log_|sqrt|_kernel_cuda|arange"
@@ -588,27 +591,29 @@ def op_cost(op_name: str, input_dims, input_types, concrete_inputs=None) -> tupl
     to, so sum over leaf ops or over top-level ops, not both."""
     try:
         return _op_cost(op_name, input_dims, input_types, concrete_inputs)
-    except (IndexError, TypeError, ValueError, ZeroDivisionError, DaydreamError):
+    except (IndexError, TypeError, ValueError, ArithmeticError, DaydreamError):
         # odd or newer-than-this-table metadata on one op must not stop a whole analysis
         return math.nan, math.nan
 
 
 def op_costs(op_names, input_dims, input_types, concrete_inputs=None) -> tuple[np.ndarray,
                                                                                np.ndarray]:
-    """op_cost over columns (e.g. of the cpu_op table), computed once per distinct
-    (name, dims, types, concrete) and mapped back. Returns (flops, bytes) float arrays."""
-    n = len(op_names)
-    concrete_inputs = concrete_inputs if concrete_inputs is not None else [None] * n
-    keys = pd.Series([f"{a}\x00{b!r}\x00{c!r}\x00{d!r}" for a, b, c, d in
-                      zip(op_names, input_dims, input_types, concrete_inputs)], dtype=object)
-    codes, uniques = pd.factorize(keys)
-    flops = np.empty(len(uniques))
-    bytes_ = np.empty(len(uniques))
-    first = pd.Series(np.arange(n)).groupby(codes).first().to_numpy()
-    for u, row in enumerate(first):
-        flops[u], bytes_[u] = op_cost(op_names[row], input_dims[row], input_types[row],
-                                      concrete_inputs[row])
-    return flops[codes], bytes_[codes]
+    """op_cost over columns (e.g. of the cpu_op table: lists, arrays or Series), computed once
+    per distinct (name, dims, types, concrete) row and mapped back. Returns (flops, bytes)."""
+    names, dims, types = list(op_names), list(input_dims), list(input_types)
+    concrete = list(concrete_inputs) if concrete_inputs is not None else [None] * len(names)
+    index: dict[str, int] = {}
+    codes = np.empty(len(names), dtype=np.int64)
+    costs: list[tuple[float, float]] = []
+    for i, row in enumerate(zip(names, dims, types, concrete)):
+        key = repr(row)
+        code = index.get(key)
+        if code is None:
+            code = index[key] = len(costs)
+            costs.append(op_cost(*row))
+        codes[i] = code
+    table = np.array(costs, dtype=float).reshape(-1, 2)
+    return table[codes, 0], table[codes, 1]
 
 
 # --------------------------------------------------------------------------------------------

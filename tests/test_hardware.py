@@ -212,3 +212,18 @@ def test_docs_table_lists_every_device():
     text = DOCS.read_text()
     for d in hw.DEVICES.values():
         assert f"| {d.name} |" in text, d.name
+
+
+@pytest.mark.parametrize("junk", [
+    {"name": 7, "computeMajor": "9", "computeMinor": None, "numSms": True},
+    {"name": "NVIDIA A100", "totalGlobalMem": 10**400, "numSms": -3},
+    {"computeMajor": 10**30, "computeMinor": 0},
+    {"name": "", "warpSize": 64, "numSms": "304", "totalGlobalMem": 1.5},
+    {"name": "AMD Instinct MI250X", "totalGlobalMem": 10**400},
+])
+def test_malformed_fields_never_crash(junk):
+    # mutated or hand-edited metadata: a device or a DaydreamError, never another exception
+    try:
+        assert isinstance(hw.from_device_properties([junk]), hw.Device)
+    except DaydreamError:
+        pass
