@@ -201,3 +201,19 @@ def test_analyze_report_of_a_cpu_only_trace(tmp_path):
     assert proc.returncode == 0, proc.stderr
     page = out.read_text()
     assert "Top CPU tasks" in page and "aten::conv2d" in page and "GPU 0 stream" not in page
+
+
+def test_frames(tmp_path):
+    from daydream.report.frames import kernels_frame, layers_frame, scenarios_frame, tasks_frame
+    tr = load(small_trace(tmp_path))
+    results = compare(tr, [parse_scenario("replay=")])
+    tasks = tasks_frame(results[0].predicted)
+    kernels = tasks[tasks["kind"] == "kernel"]
+    assert len(kernels) == 51 and kernels["dur_ms"].sum() == pytest.approx(0.350)
+    assert tasks["on_critical_path"].any()
+    k = kernels_frame(results[0].predicted)
+    assert k["name"].tolist() == ["ampere_sgemm_big", "k_small"]
+    assert k["ms_per_step"].tolist() == pytest.approx([0.300, 0.050])
+    assert layers_frame(results[0].predicted).columns.tolist() == ["operator", "ms_per_step"]
+    s = scenarios_frame(results, ["replay"])
+    assert s.loc["replay", "predicted_ms"] == pytest.approx(1.0) and s.loc["replay", "speedup"] == 1.0

@@ -26,10 +26,11 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from daydream.analysis import critical_path_breakdown, phase_breakdown, task_categories
+from daydream.analysis import critical_path_breakdown, phase_breakdown
 from daydream.errors import DaydreamError
 from daydream.graph import PHASES, TASK_KINDS
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
+from daydream.report.frames import critical_tasks, kernel_table, layer_table, memo, resource_labels
 from daydream.sim import Timeline
 
 PHASE_COLORS = {"forward": "#4c78a8", "backward": "#f58518", "optimizer": "#54a24b",
@@ -56,26 +57,6 @@ class Scenario:
 # ----------------------------------------------------------------------------- data
 
 
-class _Memo(Timeline):
-    """A Timeline that finds its window and critical path once: a report asks for them many times."""
-
-    def window(self) -> tuple[int, int]:
-        if "_window" not in self.__dict__:
-            self.__dict__["_window"] = super().window()
-        return self.__dict__["_window"]
-
-    def critical_path(self) -> np.ndarray:
-        if "_path" not in self.__dict__:
-            self.__dict__["_path"] = super().critical_path()
-        return self.__dict__["_path"]
-
-
-def memo(timeline: Timeline) -> Timeline:
-    if isinstance(timeline, _Memo):
-        return timeline
-    return _Memo(timeline.graph, timeline.start, timeline.end, timeline.start_pred, timeline.end_pred)
-
-
 def _window(timeline: Timeline, measured: bool) -> tuple[int, int]:
     if not measured:
         return timeline.window()
@@ -84,18 +65,6 @@ def _window(timeline: Timeline, measured: bool) -> tuple[int, int]:
     if not sel.any():
         sel = np.ones(len(t), bool)
     return int(t["obs_start"].to_numpy()[sel].min()), int(t["obs_end"].to_numpy()[sel].max())
-
-
-def _resource_labels(timeline: Timeline) -> list[str]:
-    graph = timeline.graph
-    res = graph.resources
-    multi = len(graph.trace.ranks) > 1
-    out = []
-    for r in range(len(res)):
-        rank, kind, pid, tid = (res[c].iat[r] for c in ("rank", "kind", "pid", "tid"))
-        label = f"GPU {pid} stream {tid}" if kind == "stream" else f"thread {tid}"
-        out.append(f"rank {rank} {label}" if multi else label)
-    return out
 
 
 def timeline_bars(graph, start: np.ndarray, end: np.ndarray, window: tuple[int, int], max_bars: int,
@@ -162,52 +131,6 @@ def timeline_bars(graph, start: np.ndarray, end: np.ndarray, window: tuple[int, 
                          "count": count, "text": text})
 
 
-def _gpu_or_cpu(timeline: Timeline) -> np.ndarray:
-    t = timeline.graph.tasks
-    gpu = np.isin(t["kind"].to_numpy(), GPU_TASK_TYPES)
-    if not gpu.any():
-        gpu = t["kind"].to_numpy() != T_IDLE
-    return gpu & t["in_window"].to_numpy()
-
-
-def kernel_table(timeline: Timeline) -> pd.Series:
-    """GPU time per kernel name in the window, ms per step (CPU time per op name on CPU-only traces)."""
-    graph = timeline.graph
-    sel = _gpu_or_cpu(timeline)
-    dur = (timeline.end - timeline.start)[sel]
-    steps = max(graph.steps, 1)
-    return pd.Series(dur, index=graph.task_names()[sel]).groupby(level=0).sum() / steps / 1e6
-
-
-def layer_table(timeline: Timeline) -> tuple[str, pd.Series]:
-    """GPU (or CPU) time per layer in ms per step; per aten operator where no layers were recorded."""
-    graph = timeline.graph
-    sel = _gpu_or_cpu(timeline)
-    t = graph.tasks
-    layers = graph.layer_names()
-    steps = max(graph.steps, 1)
-    dur = (timeline.end - timeline.start)[sel]
-    if (t["layer"].to_numpy()[sel] >= 0).any():
-        return "layer", pd.Series(dur, index=layers[sel]).groupby(level=0).sum() / steps / 1e6
-    trace = graph.trace
-    op = t["op"].to_numpy()[sel]
-    op_names = np.where(op >= 0, trace.name_of(trace.events["name"].to_numpy()[np.maximum(op, 0)]), "(no operator)")
-    return "operator", pd.Series(dur, index=op_names).groupby(level=0).sum() / steps / 1e6
-
-
-def critical_tasks(timeline: Timeline, n: int = TOP_N) -> pd.DataFrame:
-    """The critical path's biggest contributors: time on the path per (name, category, phase), ms per step."""
-    from daydream.analysis import _path_increments
-    path, inc = _path_increments(timeline)
-    graph = timeline.graph
-    steps = max(graph.steps, 1)
-    df = pd.DataFrame({"name": graph.task_names()[path], "category": task_categories(timeline)[path],
-                       "phase": np.asarray(PHASES, dtype=object)[graph.tasks["phase"].to_numpy()[path]],
-                       "ms": inc / steps / 1e6})
-    df = df[df["ms"] > 0].groupby(["name", "category", "phase"], as_index=False).agg(ms=("ms", "sum"), count=("ms", "size"))
-    return df.sort_values("ms", ascending=False).head(n)
-
-
 # ----------------------------------------------------------------------------- figures
 
 
@@ -225,7 +148,7 @@ def timeline_figure(measured: Timeline, scenarios: list[Scenario], max_bars: int
     for i, (title, tl, start, end, window) in enumerate(panels, start=1):
         graph = tl.graph
         # A transform may add resources (a communication stream): each panel labels its own.
-        labels = _resource_labels(tl) + ["critical path"]
+        labels = resource_labels(tl) + ["critical path"]
         n_res = len(labels) - 1
         lanes_max = max(lanes_max, len(labels))
         # The measured panel's critical path is the replay's: replaying reproduces the trace.
