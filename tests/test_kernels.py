@@ -333,3 +333,14 @@ def test_roofline_vectorized():
     t = k.roofline(flops, bytes_, a100, np.array(["bf16", "fp32", "fp32"], dtype=object))
     np.testing.assert_allclose(t, [1.0, 1.0, 1.0])
     assert list(k.bound(flops, bytes_, a100, "fp32")) == ["compute", "compute", "memory"]
+
+
+@pytest.mark.parametrize("name,dims,types", [
+    ("aten::mm", None, None), ("aten::conv2d", [[1]], ["float"]),
+    ("aten::mm", [[10**400, 2], [2, 2]], ["float", "float"]),
+    ("aten::scaled_dot_product_attention", [[2, 3]] * 3, ["float"] * 3),
+    ("aten::add", [["a"], [2]], ["float", "float"]), ("aten::sum", [[3]], [7]),
+])
+def test_op_cost_never_raises_on_malformed_shapes(name, dims, types):
+    flops, bytes_ = k.op_cost(name, dims, types)
+    assert isinstance(flops, float) and isinstance(bytes_, float)
