@@ -1,0 +1,244 @@
+"""Structural what-ifs: exact timelines on small synthetic traces, direction and size on real ones."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import KinetoBuilder, shared
+from daydream import hardware
+from daydream.graph.build import T_COLLECTIVE
+from daydream.graph.phases import FORWARD
+from daydream.opts import _comm as C
+from daydream.opts.context import Context
+from daydream.opts.dataloader import HANDOFF_NS, stalls
+from daydream.opts.params import parse_opt
+from daydream.sim import simulate
+from daydream.trace import load
+from daydream.whatif import apply_optimizations, whatif
+
+US = 1_000  # ns
+
+
+class CpuBuilder:
+    """A CPU-only Kineto trace: cpu_op events on one thread (times in us)."""
+
+    def __init__(self):
+        self.events = []
+
+    def op(self, name, ts, dur, **args):
+        self.events.append({"ph": "X", "cat": "cpu_op", "name": name, "pid": 1, "tid": 1, "ts": ts, "dur": dur,
+                            "args": args})
+
+    def annotation(self, name, ts, dur):
+        self.events.append({"ph": "X", "cat": "user_annotation", "name": name, "pid": 1, "tid": 1, "ts": ts,
+                            "dur": dur, "args": {}})
+
+    def write(self, path):
+        path.write_text(json.dumps({"schemaVersion": 1, "traceEvents": self.events}))
+        return path
+
+
+def predicted(path, opt: str) -> float:
+    return whatif(load(path), [opt]).predicted_ms
+
+
+# --- dataloader -------------------------------------------------------------------------------
+def _data_trace(tmp_path):
+    b = CpuBuilder()
+    for s in range(2):
+        t0 = 1000 * s
+        b.annotation(f"ProfilerStep#{s}", t0, 1000)
+        b.op("enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__", t0, 600)
+        b.op("aten::conv2d", t0 + 600, 400)
+    return b.write(tmp_path / "data.json")
+
+
+def test_dataloader_workers_hide_loading_exactly(tmp_path):
+    path = _data_trace(tmp_path)
+    assert load(path).measured_ms == pytest.approx(1.0)
+    # 2 workers x prefetch 2: the queue never runs dry; each step pays the hand-off and its 400 us
+    assert predicted(path, "dataloader:workers=2") == pytest.approx((HANDOFF_NS + 400 * US) / 1e6)
+
+
+def test_dataloader_one_worker_stalls_exactly(tmp_path):
+    path = _data_trace(tmp_path)
+    # 1 worker, queue of 1: step 0 takes the queued batch; during it the worker makes
+    # (400 us + hand-off) / 600 us of the next one, so step 1 waits for the rest of it
+    made = (400 * US + HANDOFF_NS) / (600 * US)
+    stall = (1 - made) * 600 * US
+    want = (2 * (HANDOFF_NS + 400 * US) + stall) / 2 / 1e6
+    assert predicted(path, "dataloader:workers=1,prefetch=1") == pytest.approx(want, rel=1e-6)
+
+
+def test_dataloader_steady_state_is_load_over_workers_minus_rest():
+    # a long run whose workers fall behind: every step waits L/W - R - hand-off
+    wait = stalls(np.full(50, 900e3), np.full(50, 100e3), workers=2, prefetch=2, before=20)
+    assert wait[-1] == pytest.approx(900e3 / 2 - 100e3 - HANDOFF_NS)
+    assert stalls(np.full(5, 900e3), np.full(5, 100e3), workers=16, prefetch=2, before=5).max() == 0
+
+
+def test_dataloader_resnet50_v100_pair_within_ten_percent():
+    base = load(shared("kineto/resnet50_v100_num_workers_0.json.gz"))
+    opt = load(shared("kineto/resnet50_v100_num_workers_4.json.gz"))
+    from daydream.validate import validate
+    out = validate(base, opt, ["dataloader:workers=4"])
+    assert out["predicted_ms"] < out["base_measured_ms"] * 0.8
+    assert out["error_pct"] <= 10.0
+
+
+# --- fused optimizer ---------------------------------------------------------------------------
+def _optimizer_trace(tmp_path):
+    b = CpuBuilder()
+    b.annotation("ProfilerStep#0", 0, 1000)
+    b.op("aten::mm", 0, 300)
+    b.op("torch::autograd::AccumulateGrad", 300, 10, **{"Input Dims": [[1000, 1000]], "Input type": ["float"]})
+    b.annotation("Optimizer.step#Adam.step", 400, 600)
+    b.op("aten::mul_", 400, 200)
+    b.op("aten::addcdiv_", 600, 300)
+    return b.write(tmp_path / "opt.json")
+
+
+def test_fused_optimizer_cpu_exact(tmp_path):
+    path = _optimizer_trace(tmp_path)
+    dev = hardware.cpu_device()
+    bw = min(dev.mem_bw, dev.sm_count * 12e9)
+    moved = 4e6 * 7  # 1M fp32 parameters; Adam: params r+w, grads r, two states r+w
+    fused = min(250 * US + moved / bw * 1e9, 500 * US)  # median op dispatch + one pass; capped
+    want = (1000 * US - 500 * US + round(fused)) / 1e6
+    assert predicted(path, "fused-optimizer") == pytest.approx(want, abs=1e-6)
+
+
+def test_fused_optimizer_resnet50_v100_drops_optimizer_time():
+    tr = load(shared("kineto/resnet50_v100_num_workers_0.json.gz"))
+    w = whatif(tr, ["fused-optimizer"])
+    br = w.to_json()["breakdown"]
+    assert br["predicted"]["optimizer"] < 0.6 * br["measured"]["optimizer"]
+    assert w.predicted_ms < w.replay_ms
+    # the forward and backward are untouched
+    assert br["predicted"]["forward"] == pytest.approx(br["measured"]["forward"])
+
+
+# --- ddp -----------------------------------------------------------------------------------------
+def _ddp_trace(tmp_path):
+    b = KinetoBuilder("NVIDIA A100-SXM4-80GB")
+    b.step(0, 0, 300)
+    b.launch(100, 5, 110, 300, name="wgrad_kernel")
+    b.op("torch::autograd::AccumulateGrad", 120, 10, **{"Input Dims": [[750000]], "Input type": ["float"]})
+    b.op("Optimizer.step#SGD.step", 200, 60)
+    b.op("aten::add_", 210, 40)
+    b.launch(220, 10, 420, 10, name="vectorized_elementwise_kernel")
+    return b.write(tmp_path / "ddp.json")
+
+
+def test_ddp_bucket_allreduce_exact(tmp_path):
+    path = _ddp_trace(tmp_path)
+    assert load(path).measured_ms == pytest.approx(0.430)
+    dev = hardware.lookup("A100-SXM4-80GB")
+    # ring all-reduce of 3 MB over 2 ranks: base + 2(n-1) lat + 2(n-1)/n B / bw
+    t = hardware.COLLECTIVE_BASE_LATENCY_S + 2 * dev.intra_latency_s + 3e6 / dev.intra_bw
+    # it starts when the gradient kernel ends (410 us); the optimizer kernel waits for it
+    want = 410e-6 + t + 10e-6
+    assert predicted(path, "ddp:world_size=2") * 1e-3 == pytest.approx(want, abs=2e-9)
+    assert predicted(path, "ddp:world_size=1") == pytest.approx(0.430)
+
+
+def test_collective_formulas():
+    lnk = C.Link("x", bw=100e9, latency_s=2e-6, base_s=5e-6)
+    assert C.collective_s("all_reduce", 1e9, 4, lnk) == pytest.approx(5e-6 + 6 * 2e-6 + 1.5 * 1e9 / 100e9)
+    assert C.collective_s("all_gather", 1e9, 4, lnk) == pytest.approx(5e-6 + 3 * 2e-6 + 0.75 * 1e9 / 100e9)
+    assert C.collective_s("reduce_scatter", 1e9, 1, lnk) == 0
+    dev = hardware.lookup("H100")
+    assert C.link(dev, "nvlink", 8).bw == dev.intra_bw
+    assert C.link(dev, "nvlink", 16).bw == dev.inter_bw  # leaves the node
+    assert C.link(dev, "pcie", 8).bw == dev.pcie_bw
+
+
+@pytest.fixture(scope="module")
+def ns_resolution():
+    return load(shared("hta/ns_resolution_a100.json.gz"))
+
+
+def test_ddp_ns_resolution_adds_communication_but_overlaps_it(ns_resolution):
+    ctx = Context.of(ns_resolution)
+    graph = ns_resolution.graph()
+    base = simulate(graph).per_step_ms
+    out = apply_optimizations(graph, [parse_opt("ddp:world_size=8,interconnect=infiniband")], ctx)
+    pred = simulate(out).per_step_ms
+    kind = out.tasks["kind"].to_numpy()
+    comm_ms = out.tasks["dur"].to_numpy()[kind == T_COLLECTIVE].sum() / 1e6 / ns_resolution.steps
+    assert comm_ms > 5  # ~100 MB of ResNet-50 gradients a step over 6.25 GB/s links
+    assert base < pred < base + 0.5 * comm_ms
+
+
+def test_fsdp_on_ns_resolution_prefetch_hides_all_gathers(ns_resolution):
+    w_pref = whatif(ns_resolution, ["fsdp:world_size=8,interconnect=infiniband"])
+    w_none = whatif(ns_resolution, ["fsdp:world_size=8,interconnect=infiniband,prefetch=false"])
+    assert w_pref.predicted_ms < w_none.predicted_ms
+    assert w_none.predicted_ms > w_none.replay_ms
+
+
+def _tiny_model(tmp_path):
+    """A small model: short kernels, so collective latency is what FSDP's units pay for."""
+    b = KinetoBuilder("NVIDIA A100-SXM4-80GB")
+    b.step(0, 0, 295)
+    t = 0
+    for i in range(9):  # forward: 9 small kernels
+        b.launch(t, 5, t + 8, 10, name="ampere_sgemm_32x32_nn")
+        t += 12
+    b.op("autograd::engine::evaluate_function: MmBackward0", 120, 120)
+    t = 120
+    for i in range(9):  # backward
+        b.launch(t, 5, t + 8, 10, name="ampere_sgemm_32x32_nt")
+        t += 12
+    b.op("torch::autograd::AccumulateGrad", 240, 5, **{"Input Dims": [[512, 512]], "Input type": ["float"]})
+    b.op("Optimizer.step#SGD.step", 260, 30)
+    b.op("aten::add_", 262, 20)
+    b.launch(265, 5, 273, 5, name="vectorized_elementwise_kernel")
+    return b.write(tmp_path / "tiny.json")
+
+
+def test_fsdp_slower_than_ddp_on_a_small_model(tmp_path):
+    path = _tiny_model(tmp_path)
+    ddp, fsdp = predicted(path, "ddp:world_size=8"), predicted(path, "fsdp:world_size=8")
+    replay = load(path).measured_ms
+    assert replay < ddp < fsdp
+
+
+# --- activation checkpointing ----------------------------------------------------------------------
+def _ckpt_trace(tmp_path):
+    b = CpuBuilder()
+    b.annotation("ProfilerStep#0", 0, 800)
+    for i, name in enumerate(["aten::mm", "aten::relu", "aten::mm", "aten::relu"]):
+        b.op(name, 100 * i, 100)
+    b.op("autograd::engine::evaluate_function: ReluBackward0", 400, 200)
+    b.op("autograd::engine::evaluate_function: MmBackward0", 600, 200)
+    return b.write(tmp_path / "ckpt.json")
+
+
+def test_checkpointing_recompute_exact(tmp_path):
+    path = _ckpt_trace(tmp_path)
+    assert load(path).measured_ms == pytest.approx(0.8)
+    # 4 forward ops -> 2 segments of 200 us; all recomputed, each before its backward part
+    assert predicted(path, "activation-checkpointing") == pytest.approx(1.2)
+    assert predicted(path, "activation-checkpointing:fraction=0.5") == pytest.approx(1.0)
+    assert predicted(path, "activation-checkpointing:fraction=0") == pytest.approx(0.8)
+
+
+def test_checkpointing_ns_resolution_costs_about_one_forward(ns_resolution):
+    graph = ns_resolution.graph()
+    steps = C.task_steps(graph)
+    fwd = C.compute_tasks(graph, 0, FORWARD, steps)
+    fwd_ms = graph.tasks["dur"].to_numpy()[fwd].sum() / 1e6 / ns_resolution.steps
+    w = whatif(ns_resolution, ["activation-checkpointing"])
+    extra = w.predicted_ms - w.replay_ms
+    assert 0.5 * fwd_ms < extra < 1.3 * fwd_ms
+
+
+def test_structural_opts_reject_bad_parameters():
+    from daydream.errors import DaydreamError
+    for bad in ("ddp:world_size=0", "fsdp:interconnect=carrier-pigeon", "dataloader:workers=-1",
+                "activation-checkpointing:fraction=2"):
+        with pytest.raises(DaydreamError):
+            parse_opt(bad)
