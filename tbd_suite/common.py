@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 # Optimizers that take `fused=True` in this torch (CPU and CUDA); the others run `foreach=True` only.
-_FUSABLE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
+FUSABLE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
 
 
 class SyntheticDataset(Dataset):
@@ -50,7 +50,7 @@ def run_blocks(blocks, x, checkpointing: bool, *extra):
 
 def make_optimizer(cls, params, fused: bool, **kwargs):
     """The paper's optimizer, multi-tensor (`foreach`) by default or one fused kernel with `fused`."""
-    if cls in _FUSABLE:
+    if cls in FUSABLE_OPTIMIZERS:
         kwargs["fused" if fused else "foreach"] = True
     elif fused:
         raise ValueError(f"{cls.__name__} has no fused implementation in torch {torch.__version__}")

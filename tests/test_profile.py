@@ -29,7 +29,8 @@ def _load_gz(path: Path):
 
 def _profiler_steps(run_dir: Path) -> list[dict]:
     trace = _load_gz(run_dir / "trace.json.gz")
-    return [e for e in trace["traceEvents"] if e.get("ph") == "X" and e.get("name", "").startswith("ProfilerStep#")]
+    return [e for e in trace["traceEvents"] if e.get("ph") == "X" and e.get("cat") != "gpu_user_annotation"
+            and e.get("name", "").startswith("ProfilerStep#")]
 
 
 def _check_memory(run_dir: Path, device="cpu"):

@@ -110,7 +110,7 @@ def write_json_gz(path: Path, obj) -> None:
 
 def export_trace(prof, staging: Path) -> int:
     """Write the profiler's Kineto trace as trace.json.gz (metadata scrubbed); returns the number of
-    ProfilerStep spans in it. Remembers the trace's baseTimeNanoseconds for the memory timeline."""
+    CPU-side ProfilerStep spans in it (CUDA traces mirror them as gpu_user_annotation). Remembers the trace's baseTimeNanoseconds for the memory timeline."""
     raw = staging / "trace.raw.json"
     prof.export_chrome_trace(str(raw))
     trace = _scrub(orjson.loads(raw.read_bytes()))
@@ -118,7 +118,8 @@ def export_trace(prof, staging: Path) -> int:
     prof._daydream_base_time_ns = trace.get("baseTimeNanoseconds")
     write_json_gz(staging / "trace.json.gz", trace)
     return sum(1 for e in trace.get("traceEvents", ())
-               if e.get("ph") == "X" and str(e.get("name", "")).startswith("ProfilerStep#"))
+               if e.get("ph") == "X" and e.get("cat") != "gpu_user_annotation"
+               and str(e.get("name", "")).startswith("ProfilerStep#"))
 
 
 def export_memory(prof, staging: Path, device: str, layers: dict | None, aligned: bool = True) -> str | None:
