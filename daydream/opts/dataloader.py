@@ -33,11 +33,12 @@ from daydream.sim import simulate
 from daydream.transform import primitives as P
 
 # Main-thread cost of taking a ready batch from the workers' result queue: queue.get plus
-# unpickling the batch's shared-memory tensor handles (rebuild_storage_fd). Measured with
-# `benchmarks/validate_structure.py --measure-handoff` (DataLoader, 2 workers, batches of
-# 32 x 3 x 224 x 224 fp32 queued before next() is called, median of 20 calls on an idle
-# 16-core host); the ResNet-50 V100 num_workers=4 trace shows the same order (83-87 us for
-# _MultiProcessingDataLoaderIter.__next__ when the batch was ready).
+# unpickling the batch's shared-memory tensor handles (rebuild_storage_fd). The ResNet-50 V100
+# num_workers=4 trace (torch 1.8 era) shows 83-87 us for _MultiProcessingDataLoaderIter.__next__
+# when the batch was ready; 100 us is that order. Caveat: `benchmarks/validate_structure.py
+# --measure-handoff` (torch 2.11, 2 workers, 32 x 3 x 224 x 224 fp32 batches already queued,
+# idle 16-core host) measured a median of 2.7-3.1 ms, i.e. current torch pays about 7 GB/s per
+# batch byte on hand-off; batches of that size will be slower than predicted by that much.
 HANDOFF_NS = 100_000
 _STEP_NUMBER = re.compile(r"#(\d+)$")
 
