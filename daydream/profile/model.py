@@ -85,12 +85,14 @@ def _profiled_run(workload, activities, steps, with_stack, advance):
     return prof, times
 
 
-def _progress(enabled: bool, total: int):
+def _progress(enabled: bool):
     if not enabled:
         return contextlib.nullcontext(None)
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    console = Console(stderr=True)  # stdout stays for results
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=True)
+                    console=console, transient=True, disable=not console.is_terminal)
 
 
 def profile_model(name: str, device: str = "cpu", batch_size: int | None = None, steps: int = 5,
@@ -124,12 +126,13 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
     model_name = f"tbd:{workload.name}"
     out = Path(out_dir) if out_dir else Path("runs") / (
         f"{workload.name}-{dev.type}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    rundir.check_target(out)
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     time_steps = time_steps or steps
     total = warmup + time_steps + int(layers) + steps + 2 + (0 if with_stack else 3)
     plain, peak = [], None
-    with _progress(progress, total) as bar:
+    with _progress(progress) as bar:
         task = bar.add_task(f"{model_name} warm-up", total=total) if bar else None
 
         def advance(desc):

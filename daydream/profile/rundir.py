@@ -80,13 +80,19 @@ def versions() -> dict:
             "cuda": torch.version.cuda, "platform": platform.platform()}
 
 
+def check_target(out_dir) -> Path:
+    """Refuse an --out that exists and is not a run directory (before any work is done)."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "run.json").exists())):
+        raise DaydreamError(f"{out} exists and is not a daydream run directory; choose another --out")
+    return out
+
+
 @contextlib.contextmanager
 def staged(out_dir: str | os.PathLike):
     """Yield a fresh temporary directory; on success it replaces `out_dir` (an existing run
     directory there is replaced, any other existing non-empty path is refused)."""
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "run.json").exists())):
-        raise DaydreamError(f"{out} exists and is not a daydream run directory; choose another --out")
+    out = check_target(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -104,7 +110,7 @@ def staged(out_dir: str | os.PathLike):
 
 
 def write_json_gz(path: Path, obj) -> None:
-    with gzip.GzipFile(path, "wb", compresslevel=6, mtime=0) as f:
+    with gzip.GzipFile(path, "wb", compresslevel=9, mtime=0) as f:
         f.write(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY))
 
 

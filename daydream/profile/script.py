@@ -75,8 +75,7 @@ def profile_script(command: list[str], steps: int = 5, warmup: int = 3, out_dir:
     if steps < 1 or warmup < 0:
         raise DaydreamError(f"--steps must be >= 1 and --warmup >= 0 (got {steps}, {warmup})")
     out = Path(out_dir) if out_dir else default_out(Path(command[-1]).stem or "script")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "run.json").exists())):
-        raise DaydreamError(f"{out} exists and is not a daydream run directory; choose another --out")
+    rundir.check_target(out)
     run_id = uuid.uuid4().hex
     package_root = str(Path(__file__).resolve().parents[2])
     with tempfile.TemporaryDirectory(prefix="daydream-profile-") as tmp:
