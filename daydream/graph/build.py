@@ -29,6 +29,7 @@ from daydream.errors import DaydreamError
 from daydream.graph.phases import (BACKWARD, COMM_KERNEL, COMMUNICATION, FORWARD, OTHER, PHASES,
                                    UNSET, phase_of_names)
 from daydream.trace import Trace
+from daydream.trace.events import _as_int as as_int
 from daydream.trace.events import (ANNOTATION, CPU_OP, GPU_SYNC, GPU_TASK_KINDS, MEMCPY, PYTHON,
                                    MEMSET, RUNTIME)
 
@@ -385,8 +386,8 @@ def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu
     for row in gs.index:
         a = trace.args_of(row)
         sync_info[(int(ev.at[row, "rank"]), int(ev.at[row, "corr"]))] = (
-            trace.names[ev.at[row, "name"]], int(a.get("stream", -1)), int(a.get("wait_on_stream", -1)),
-            int(a.get("wait_on_cuda_event_record_corr_id", -1)))
+            trace.names[ev.at[row, "name"]], as_int(a.get("stream")), as_int(a.get("wait_on_stream")),
+            as_int(a.get("wait_on_cuda_event_record_corr_id")))
 
     def last_on(res, cut):
         """The last task on stream `res` launched before `cut`."""

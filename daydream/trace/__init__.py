@@ -16,6 +16,7 @@ import pandas as pd
 from daydream.errors import DaydreamError
 from daydream.trace.events import (ANNOTATION, CPU_OP, GPU_TASK_KINDS, KERNEL, KIND_NAMES, PYTHON,
                                    RUNTIME, EventTable, parse_device_properties, scrub)
+from daydream.trace import fast
 from daydream.trace.reader import RawTrace, read_path
 
 CPU_KINDS = (CPU_OP, ANNOTATION, PYTHON, RUNTIME)
@@ -92,8 +93,11 @@ class Trace:
         return np.asarray(self.names, dtype=object)[np.asarray(codes)]
 
     def args_of(self, row: int) -> dict:
-        """The raw `args` dict of events row `row` (shapes, dtypes, grid...)."""
-        return self.args[int(self.events["args_idx"].iat[row])]
+        """The `args` dict of events row `row` (shapes, dtypes, grid...), under Kineto's key names.
+
+        Traces decoded on the fast path keep only the keys daydream reads (see trace/fast.py)."""
+        a = self.args[int(self.events["args_idx"].iat[row])]
+        return a if isinstance(a, dict) else fast.args_dict(a)
 
     def kinds(self) -> pd.Series:
         return pd.Series(np.asarray(KIND_NAMES)[self.events["kind"].to_numpy()], index=self.events.index)
@@ -156,8 +160,9 @@ def from_raw(raws: list[RawTrace], path: str, step_annotation: str | None = None
     table = EventTable()
     meta = {}
     for raw in raws:
-        table.add_rank(raw.rank, raw.doc["traceEvents"])
-        meta[raw.rank] = scrub({k: v for k, v in raw.doc.items() if k != "traceEvents"})
+        table.add_rank(raw.rank, raw.events)
+        raw.events = None  # let the parsed events go as soon as their columns exist
+        meta[raw.rank] = scrub(raw.meta)
     events, memory, flows = table.finish()
     if events.empty:
         raise DaydreamError(f"{path}: no complete events ('ph': 'X') with a timestamp; nothing to analyze")

@@ -36,6 +36,15 @@ _SECRET = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL|PASSWD|AUTH", re.I)
 _NUM_IN = re.compile(r"-?\d+")
 
 
+def msgspec_to_dict(event) -> dict:
+    """A typed fast-path event as the plain dict the generic path reads."""
+    from daydream.trace import fast
+    d = {k: getattr(event, k) for k in ("ph", "cat", "name", "pid", "tid", "ts", "dur", "id")
+         if getattr(event, k) is not None}
+    d["args"] = fast.args_dict(event.args)
+    return d
+
+
 def scrub(meta):
     """Drop metadata keys that look like credentials, at any depth."""
     if isinstance(meta, dict):
@@ -125,7 +134,7 @@ class EventTable:
     def __init__(self):
         self.names = _Interner()
         self._odd = _Interner()
-        self._cols = {c: [] for c in self.COLUMNS}
+        self._cols = {c: [] for c in self.COLUMNS}  # per column: one array per added chunk
         self.args: list = []
         self._mem = {c: [] for c in ("rank", "ts", "bytes", "total_allocated", "total_reserved",
                                       "device_type", "device_id", "addr")}
@@ -136,7 +145,26 @@ class EventTable:
 
     # -- building -----------------------------------------------------------------------------
     def add_rank(self, rank: int, events: list) -> None:
-        c = self._cols
+        """Add one rank's events: typed records on the fast path, plain dicts otherwise."""
+        from daydream.trace import fast
+        if events and isinstance(events[0], fast.Event):
+            try:
+                cols = fast.columns(events, _KIND_OF_CAT, OTHER, _SKIPPED_CATS, GPU_TASK_KINDS, self.names,
+                                    lambda v: _int_id(v, self._odd))
+            except fast.Unusual:
+                events = [msgspec_to_dict(e) for e in events]
+            else:
+                n = len(cols["ts"])
+                for k in self.COLUMNS:
+                    self._cols[k].append(np.full(n, rank, np.int32) if k == "rank" else cols[k])
+                self.args.extend(cols["args"])
+                self._add_rank_dicts(rank, [msgspec_to_dict(e) for e in events if e.ph != "X"])
+                return
+        self._add_rank_dicts(rank, events)
+
+    def _add_rank_dicts(self, rank: int, events: list) -> None:
+        """The generic path: one pass over plain event dicts, tolerant of every oddity."""
+        c = {k: [] for k in self.COLUMNS}
         rank_c, kind_c, name_c, pid_c, tid_c, dev_c, stream_c, ts_c, dur_c, corr_c, ext_c, seq_c, fwd_c = (
             c[k] for k in self.COLUMNS)
         args_c = self.args
@@ -204,11 +232,15 @@ class EventTable:
                     self.thread_names[(rank, pid, _int_id(e.get("tid"), odd))] = str(a.get("name", ""))
                 elif e.get("name") == "process_name":
                     self.process_names[(rank, pid)] = str(a.get("name", ""))
+        ints = {"rank": np.int32, "kind": np.int8, "name": np.int32}
+        for k in self.COLUMNS:
+            self._cols[k].append(np.asarray(c[k], dtype=ints.get(k, np.int64)))
 
     def finish(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """The events, memory and flow tables, events sorted by (rank, ts, -dur)."""
         ints = {"rank": np.int32, "kind": np.int8, "name": np.int32}
-        cols = {k: np.asarray(v, dtype=ints.get(k, np.int64)) for k, v in self._cols.items()}
+        cols = {k: np.concatenate(v).astype(ints.get(k, np.int64)) if v else np.zeros(0, ints.get(k, np.int64))
+                for k, v in self._cols.items()}
         order = np.lexsort((-cols["dur"], cols["ts"], cols["rank"]))
         events = pd.DataFrame({k: v[order] for k, v in cols.items()})
         events["args_idx"] = order.astype(np.int64)

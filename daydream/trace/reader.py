@@ -16,24 +16,29 @@ from pathlib import Path
 import orjson
 
 from daydream.errors import DaydreamError
+from daydream.trace import fast
 
 _TRACE_SUFFIXES = (".json", ".json.gz", ".pt.trace.json", ".pt.trace.json.gz")
 
 
 @dataclass
 class RawTrace:
-    """One rank's parsed JSON document."""
+    """One rank's parsed trace: its metadata and its events (typed records or plain dicts)."""
     source: str
     rank: int
-    doc: dict
+    meta: dict
+    events: list
 
 
-def _decode(data: bytes, name: str) -> dict:
+def _decode(data: bytes, name: str) -> tuple[dict, list]:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (EOFError, OSError, zlib.error) as exc:
             raise DaydreamError(f"{name}: truncated or corrupt gzip ({exc}); re-copy or re-record the trace") from None
+    typed = fast.decode(data)
+    if typed is not None and typed[1]:
+        return typed
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -46,11 +51,12 @@ def _decode(data: bytes, name: str) -> dict:
         raise DaydreamError(f"{name}: 'traceEvents' is not a list")
     if not doc["traceEvents"]:
         raise DaydreamError(f"{name}: the trace has no events; was the profiler active?")
-    return doc
+    events = doc.pop("traceEvents")
+    return doc, events
 
 
-def _rank_of(doc: dict, fallback: int) -> int:
-    info = doc.get("distributedInfo")
+def _rank_of(meta: dict, fallback: int) -> int:
+    info = meta.get("distributedInfo")
     if isinstance(info, dict) and isinstance(info.get("rank"), int):
         return info["rank"]
     return fallback
@@ -83,8 +89,8 @@ def read_path(path: str | Path) -> list[RawTrace]:
             raise DaydreamError(f"{p}: directory holds no trace files (*.json, *.json.gz)")
         out = []
         for i, f in enumerate(files):
-            doc = _decode(f.read_bytes(), str(f))
-            out.append(RawTrace(str(f), _rank_of(doc, _rank_hint(f.name, i)), doc))
+            meta, events = _decode(f.read_bytes(), str(f))
+            out.append(RawTrace(str(f), _rank_of(meta, _rank_hint(f.name, i)), meta, events))
         return _assign_ranks(out)
     if p.name.endswith((".tar.gz", ".tgz", ".tar")):
         try:
@@ -95,8 +101,9 @@ def read_path(path: str | Path) -> list[RawTrace]:
                     raise DaydreamError(f"{p}: archive holds no trace files (*.json, *.json.gz)")
                 out = []
                 for i, m in enumerate(members):
-                    doc = _decode(tar.extractfile(m).read(), f"{p}:{m.name}")
-                    out.append(RawTrace(f"{p}:{m.name}", _rank_of(doc, _rank_hint(Path(m.name).name, i)), doc))
+                    meta, events = _decode(tar.extractfile(m).read(), f"{p}:{m.name}")
+                    out.append(RawTrace(f"{p}:{m.name}", _rank_of(meta, _rank_hint(Path(m.name).name, i)),
+                                        meta, events))
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise DaydreamError(f"{p}: unreadable tar archive ({exc})") from None
         return _assign_ranks(out)
@@ -104,14 +111,14 @@ def read_path(path: str | Path) -> list[RawTrace]:
         data = p.read_bytes()
     except OSError as exc:
         raise DaydreamError(f"{p}: cannot read ({exc.strerror})") from None
-    doc = _decode(data, str(p))
-    return [RawTrace(str(p), _rank_of(doc, 0), doc)]
+    meta, events = _decode(data, str(p))
+    return [RawTrace(str(p), _rank_of(meta, 0), meta, events)]
 
 
 def open_bytes(data: bytes, name: str = "<bytes>") -> RawTrace:
     """Parse a trace held in memory (tests, notebooks)."""
-    doc = _decode(data, name)
-    return RawTrace(name, _rank_of(doc, 0), doc)
+    meta, events = _decode(data, name)
+    return RawTrace(name, _rank_of(meta, 0), meta, events)
 
 
 __all__ = ["RawTrace", "read_path", "open_bytes"]
