@@ -49,7 +49,7 @@ def _print_summary(info: dict, title: str) -> None:
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="DataLoader num_workers")
 @click.option("--fused", is_flag=True, help="fused optimizer kernels instead of foreach")
 @click.option("--checkpointing", is_flag=True, help="activation checkpointing over the model's blocks")
-@click.option("--no-stack", is_flag=True, help="record without Python stacks (smaller trace, no memory timeline)")
+@click.option("--no-stack", is_flag=True, help="trace without Python stacks (smaller; the memory timeline then comes from one extra step)")
 @click.option("--out", type=click.Path(file_okay=False), help="run directory to write (default runs/NAME-TIME)")
 @click.option("--json", "as_json", is_flag=True, help="print run.json (plus run_dir) as one JSON object")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
