@@ -55,10 +55,13 @@ class Timeline:
 
     def critical_path(self) -> np.ndarray:
         """Task indices on the critical path into the window's last task, earliest first."""
-        sel = self.graph.tasks["in_window"].to_numpy()
-        cand = np.flatnonzero(sel) if sel.any() else np.arange(len(self.end))
+        t = self.graph.tasks
+        windows = self.windows()
+        rank = max(windows, key=lambda r: windows[r][1] - windows[r][0])  # the slowest rank's window
+        sel = t["in_window"].to_numpy() & (t["rank"].to_numpy() == rank)
+        cand = np.flatnonzero(sel) if sel.any() else np.flatnonzero(t["rank"].to_numpy() == rank)
         node = int(cand[np.argmax(self.end[cand])])
-        w_start = self.window()[0]
+        w_start = windows[rank][0]
         path = []
         seen = set()
         while node >= 0 and node not in seen and self.end[node] > w_start:

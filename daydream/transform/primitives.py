@@ -218,51 +218,75 @@ def insert_before(graph: TaskGraph, anchors, *, dur, name, kind, phase=None, lay
     return new
 
 
+def _topological(graph: TaskGraph) -> np.ndarray:
+    """Position of every task in one topological order of the graph (Kahn)."""
+    n = len(graph.tasks)
+    src, dst = graph.edges["src"].to_numpy(), graph.edges["dst"].to_numpy()
+    order = np.argsort(src, kind="stable")
+    ptr = np.searchsorted(src[order], np.arange(n + 1)).tolist()
+    succ = dst[order].tolist()
+    indeg = np.bincount(dst, minlength=n).tolist()
+    ready = [i for i in range(n) if indeg[i] == 0]
+    for node in ready:
+        for k in range(ptr[node], ptr[node + 1]):
+            d = succ[k]
+            indeg[d] -= 1
+            if indeg[d] == 0:
+                ready.append(d)
+    if len(ready) != n:
+        raise DaydreamError("the task graph has a cycle; cannot remove tasks from it")
+    pos = np.empty(n, np.int64)
+    pos[np.asarray(ready, np.int64)] = np.arange(n)
+    return pos
+
+
 def remove(graph: TaskGraph, selection) -> np.ndarray:
     """Remove the selected tasks, keeping the dependencies that ran through them.
 
     Each predecessor -> removed -> successor pair becomes a direct edge whose delay is the sum of
-    both delays (the removed task's own duration disappears). Returns the old -> new index map
-    (-1 for removed tasks).
+    both delays (the removed task's own duration disappears). Removed tasks are bridged in
+    topological order, so a run of removed neighbours costs time linear in its length. Returns
+    the old -> new index map (-1 for removed tasks).
     """
     idx = _index(graph, selection)
     if len(idx) == 0:
         return np.arange(len(graph.tasks))
     gone = np.zeros(len(graph.tasks), bool)
     gone[idx] = True
+    idx = idx[np.argsort(_topological(graph)[idx], kind="stable")]
     e = graph.edges
     cols = ["src", "dst", "kind", "from_start", "to_end", "delay"]
     touching = gone[e["src"].to_numpy()] | gone[e["dst"].to_numpy()]
     keep_edges = e[~touching]
     ins, outs = {}, {}
-    for row in e.loc[touching, cols].itertuples(index=False):
-        if gone[row.dst]:
-            ins.setdefault(row.dst, []).append(row)
-        if gone[row.src]:
-            outs.setdefault(row.src, []).append(row)
+    for row in e.loc[touching, cols].itertuples(index=False, name=None):
+        if gone[row[1]] and not gone[row[0]]:
+            ins.setdefault(row[1], []).append(row)  # in-edges from removed tasks are bridged upstream
+        if gone[row[0]]:
+            outs.setdefault(row[0], []).append(row)
     release = graph.tasks["release"].to_numpy().copy()
     new_rows = []
     for r in idx.tolist():
         r_in, r_out = ins.pop(r, []), outs.pop(r, [])
-        start_in = [x for x in r_in if not x.to_end]
+        start_in = [x for x in r_in if not x[4]]
         for o in r_out:
-            feeds = start_in if o.from_start else r_in
-            if not feeds and release[r] != NO_RELEASE and not o.to_end:
-                release[o.dst] = max(release[o.dst], release[r] + o.delay) if release[o.dst] != NO_RELEASE \
-                    else release[r] + o.delay
+            o_src, o_dst, o_kind, o_fs, o_te, o_delay = o
+            feeds = start_in if o_fs else r_in
+            if not feeds and release[r] != NO_RELEASE and not o_te:
+                release[o_dst] = max(release[o_dst], release[r] + o_delay)
             for i in feeds:
-                edge = type(o)(i.src, o.dst, o.kind if i.kind == o.kind else E_INSERTED,
-                               i.from_start, o.to_end, i.delay + o.delay)
-                if gone[edge.dst]:
-                    ins.setdefault(edge.dst, []).append(edge)
-                if gone[edge.src]:
-                    outs.setdefault(edge.src, []).append(edge)
-                if not gone[edge.src] and not gone[edge.dst]:
+                edge = (i[0], o_dst, o_kind if i[2] == o_kind else E_INSERTED, i[3], o_te, i[5] + o_delay)
+                if gone[o_dst]:
+                    ins.setdefault(o_dst, []).append(edge)
+                else:
                     new_rows.append(edge)
     bridged = pd.DataFrame(new_rows, columns=cols)
-    edges = pd.concat([keep_edges[cols + [c for c in keep_edges.columns if c not in cols]], bridged],
-                      ignore_index=True)
-    edges = edges.sort_values("delay").drop_duplicates(["src", "dst", "from_start", "to_end"], keep="last")
+    if len(bridged):
+        bridged = bridged.astype({"src": np.int64, "dst": np.int64, "kind": np.int8, "from_start": bool,
+                                  "to_end": bool, "delay": np.int64})
+    edges = pd.concat([keep_edges, bridged], ignore_index=True)
+    edges = edges.sort_values("delay", kind="stable").drop_duplicates(["src", "dst", "from_start", "to_end"],
+                                                                      keep="last")
     mapping = np.cumsum(~gone) - 1
     mapping[gone] = -1
     edges["src"] = mapping[edges["src"].to_numpy()]
@@ -271,9 +295,9 @@ def remove(graph: TaskGraph, selection) -> np.ndarray:
     edges["nominal"] = edges["nominal"].fillna(0).astype(np.int64)
     t = graph.tasks.assign(release=release)
     has_start = np.zeros(len(t), bool)
-    has_start[e.loc[~touching & ~e["to_end"], "dst"].to_numpy()] = True
+    has_start[keep_edges.loc[~keep_edges["to_end"], "dst"].to_numpy()] = True
     if len(bridged):
-        has_start[bridged.loc[~bridged["to_end"].astype(bool), "dst"].to_numpy(np.int64)] = True
+        has_start[bridged.loc[~bridged["to_end"], "dst"].to_numpy(np.int64)] = True
     lost_start = ~has_start & (t["release"].to_numpy() == NO_RELEASE) & ~gone
     # A task whose every start edge came through removed tasks starts when it used to.
     t.loc[lost_start, "release"] = t.loc[lost_start, "obs_start"]
