@@ -152,6 +152,7 @@ def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict
         "critical_path": critical_path_breakdown(timeline),
         "ranks": len(trace.ranks),
         "device_model": device.name,
+        "warnings": list(trace.warnings),
     }
     if ctx.batch_size:
         out["throughput_per_s"] = round(ctx.batch_size / (measured / 1000.0), 3)

@@ -130,7 +130,7 @@ def compare(trace: Trace | str, scenarios: list[Scenario], progress=None) -> lis
     for s in scenarios:
         ctx = Context.of(trace)
         predicted = simulate(apply_optimizations(graph, s.opts, ctx)) if s.opts else base
-        out.append(WhatIf(trace, list(s.opts), base, predicted, notes=list(ctx.notes)))
+        out.append(WhatIf(trace, list(s.opts), base, predicted, notes=list(trace.warnings) + list(ctx.notes)))
         if progress:
             progress(s.name)
     return out

@@ -94,4 +94,4 @@ def whatif(trace: Trace | str, opts: list[OptChoice | str] = (), progress=None) 
         predicted = base
     if progress:
         progress("predict")
-    return WhatIf(trace, choices, base, predicted, notes=list(ctx.notes))
+    return WhatIf(trace, choices, base, predicted, notes=list(trace.warnings) + list(ctx.notes))

@@ -119,3 +119,13 @@ def test_tar_archive_in_memory(tmp_path):
 
 def test_shared_folder_is_present():
     assert SHARED.exists(), "tests expect ../shared/traces beside the repository"
+
+
+def test_untimed_cuda_records_are_dropped_with_a_warning():
+    """A real H100 trace whose CUPTI records all carry ts=0, dur=0 (CPU ops are timed)."""
+    from conftest import REPO
+    trace = load(REPO / "tests" / "data" / "h100_zero_gpu_timestamps.json.gz")
+    assert trace.warnings and "zero timestamps" in trace.warnings[0]
+    assert not trace.has_gpu
+    assert trace.events["ts"].min() > 10**15
+    assert 10 < trace.measured_ms < 1000

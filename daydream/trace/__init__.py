@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from daydream.errors import DaydreamError
-from daydream.trace.events import (ANNOTATION, CPU_OP, GPU_TASK_KINDS, KERNEL, KIND_NAMES, PYTHON,
-                                   RUNTIME, EventTable, parse_device_properties, scrub)
+from daydream.trace.events import (ANNOTATION, CPU_OP, GPU_ANNOTATION, GPU_SYNC, GPU_TASK_KINDS, KERNEL,
+                                   KIND_NAMES, MEMCPY, MEMSET, PYTHON, RUNTIME, EventTable,
+                                   parse_device_properties, scrub)
 from daydream.trace import fast
 from daydream.trace.reader import RawTrace, read_path
 
@@ -50,6 +51,7 @@ class Trace:
     step_annotation: str | None = None
     run_dir: Path | None = None
     windows: dict = field(default_factory=dict)  # rank -> Window
+    warnings: list = field(default_factory=list)  # what the loader had to leave out, and why
 
     # -- what the trace says about itself ----------------------------------------------------
     @property
@@ -156,6 +158,24 @@ def compute_windows(trace: Trace) -> dict:
     return windows
 
 
+def _drop_untimed(events: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Leave out CUDA records the profiler failed to time.
+
+    Some CUPTI setups write every runtime call and GPU activity with ts = 0 and dur = 0 while CPU
+    ops carry real (epoch-based) times; placing them at time zero would stretch every thread over
+    decades. Such records are dropped, and the trace says so.
+    """
+    kind = events["kind"].to_numpy()
+    cuda = np.isin(kind, (RUNTIME, KERNEL, MEMCPY, MEMSET, GPU_ANNOTATION, GPU_SYNC))
+    zero = cuda & (events["ts"].to_numpy() == 0) & (events["dur"].to_numpy() == 0)
+    timed = events["ts"].to_numpy()[~zero]
+    if not zero.any() or not len(timed) or timed.min() < 10**15:  # only when the rest is epoch-based (ns)
+        return events, []
+    kept = events[~zero].reset_index(drop=True)
+    return kept, [f"{int(zero.sum())} CUDA runtime/GPU records have zero timestamps (the profiler failed to "
+                  "time CUDA activity) and were left out; GPU work is missing from this trace"]
+
+
 def from_raw(raws: list[RawTrace], path: str, step_annotation: str | None = None) -> Trace:
     table = EventTable()
     meta = {}
@@ -164,12 +184,13 @@ def from_raw(raws: list[RawTrace], path: str, step_annotation: str | None = None
         raw.events = None  # let the parsed events go as soon as their columns exist
         meta[raw.rank] = scrub(raw.meta)
     events, memory, flows = table.finish()
+    events, warnings = _drop_untimed(events)
     if events.empty:
         raise DaydreamError(f"{path}: no complete events ('ph': 'X') with a timestamp; nothing to analyze")
     trace = Trace(path=path, events=events, memory_events=memory, flows=flows,
                   names=table.names.values, args=table.args, meta=meta,
                   thread_names=table.thread_names, process_names=table.process_names,
-                  step_annotation=step_annotation)
+                  step_annotation=step_annotation, warnings=warnings)
     if step_annotation and not any(_step_pattern(step_annotation).match(n) for n in trace.names):
         raise DaydreamError(f"{path}: no event named {step_annotation!r} (from --step-annotation)")
     trace.windows = compute_windows(trace)
