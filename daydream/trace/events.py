@@ -158,7 +158,10 @@ class EventTable:
                 for k in self.COLUMNS:
                     self._cols[k].append(np.full(n, rank, np.int32) if k == "rank" else cols[k])
                 self.args.extend(cols["args"])
-                self._add_rank_dicts(rank, [msgspec_to_dict(e) for e in events if e.ph != "X"])
+                # Of the rest, only memory counters, metadata and fwdbwd flows are read (launch
+                # flows repeat the correlation ids the events already carry).
+                self._add_rank_dicts(rank, [msgspec_to_dict(e) for e in events if e.ph in ("i", "I", "M") or
+                                            (e.ph in ("s", "f") and e.cat == "fwdbwd")])
                 return
         self._add_rank_dicts(rank, events)
 
