@@ -129,3 +129,12 @@ def test_untimed_cuda_records_are_dropped_with_a_warning():
     assert not trace.has_gpu
     assert trace.events["ts"].min() > 10**15
     assert 10 < trace.measured_ms < 1000
+
+
+def test_top_level_api():
+    import daydream
+    trace = daydream.load(shared("hta/cuda_event_sync_a100.json.gz"))
+    assert daydream.simulate(trace.graph()).per_step_ms == pytest.approx(trace.measured_ms)
+    assert daydream.predict(trace).replay_ms == pytest.approx(trace.measured_ms)
+    assert daydream.predict(trace, []).speedup == pytest.approx(1.0)
+    assert daydream.analyze(trace)["steps"] == trace.steps
