@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import KinetoBuilder, shared
 from daydream import hardware
@@ -204,6 +206,50 @@ def test_fsdp_slower_than_ddp_on_a_small_model(tmp_path):
     ddp, fsdp = predicted(path, "ddp:world_size=8"), predicted(path, "fsdp:world_size=8")
     replay = load(path).measured_ms
     assert replay < ddp < fsdp
+
+
+def _fsdp_cpu_trace(tmp_path):
+    """A CPU step whose forward opens the thread and has one op longer than a unit's share of time
+    (the shape of a CPU ResNet-50 stem conv): raw equal-time cuts would skip a unit id."""
+    b = CpuBuilder()
+    b.annotation("ProfilerStep#0", 0, 1200)
+    t = 0
+    for name, d in zip(["aten::mm", "aten::relu"] * 2 + ["aten::conv2d"] + ["aten::relu", "aten::mm"] * 2,
+                       [20, 20, 20, 20, 400, 20, 20, 20, 20]):
+        b.op(name, t, d)
+        t += d
+    b.op("autograd::engine::evaluate_function: MmBackward0", 560, 400)
+    b.op("torch::autograd::AccumulateGrad", 960, 10, **{"Input Dims": [[1000, 1000]], "Input type": ["float"]})
+    b.annotation("Optimizer.step#SGD.step", 1000, 200)
+    b.op("aten::add_", 1000, 200)
+    return b.write(tmp_path / "fsdp_cpu.json")
+
+
+def test_units_are_contiguous_when_one_task_dominates():
+    dur = np.array([20, 20, 20, 20, 400, 20, 20, 20, 20]) * US
+    assert C.units(dur, np.full(9, -1), 4).tolist() == [0, 0, 0, 0, 1, 2, 3, 3, 3]
+
+
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=60), st.integers(1, 20))
+def test_split_by_time_ids_rise_by_one_and_reach_every_group(dur, groups):
+    g = C.split_by_time(np.asarray(dur), groups)
+    assert g[0] == 0 and g[-1] == min(groups, len(dur)) - 1
+    assert set(np.diff(g).tolist()) <= {0, 1}
+
+
+def test_fsdp_cpu_first_task_and_long_op_exact(tmp_path):
+    """Regression: IndexError on a CPU ResNet-50 run (unit ids with a gap) and a self-cycle where
+    the first forward task opens its thread (the all-gather issued from its own consumer)."""
+    path = _fsdp_cpu_trace(tmp_path)
+    tr = load(path)
+    out = apply_optimizations(tr.graph(), [parse_opt("fsdp:world_size=2,units=4")], Context.of(tr))
+    kinds = out.tasks["kind"].to_numpy()
+    assert (kinds == T_COLLECTIVE).sum() == 4 + 2  # 4 forward all-gathers; 1 backward unit: AG + RS
+    # Only the first all-gather (1 MB: 4 MB of parameters / 4 units) is exposed; the others are
+    # prefetched under the previous unit; the optimizer (200 us of add_) is halved.
+    ag = C.collective_s("all_gather", 1e6, 2, C.link(hardware.cpu_device(), "nvlink", 2))
+    want = ag * 1e3 + (1200 - 100) * 1e-3
+    assert simulate(out).per_step_ms == pytest.approx(want, abs=1e-6)
 
 
 # --- activation checkpointing ----------------------------------------------------------------------

@@ -384,19 +384,24 @@ def compute_tasks(graph: TaskGraph, rank: int, phase: int, steps: np.ndarray) ->
 
 
 def split_by_time(dur: np.ndarray, groups: int) -> np.ndarray:
-    """Group index per item when items (in order) are cut into `groups` runs of about equal total
-    duration (every group non-empty while there are at least as many items as groups)."""
+    """Group index per item when items (in order) are cut into min(groups, items) runs of about
+    equal total duration. The ids are 0, 1, ... with no gap: every group is non-empty."""
     n = len(dur)
     groups = max(1, min(groups, n))
     if n == 0:
         return np.zeros(0, np.int64)
     cum = np.cumsum(np.maximum(np.asarray(dur, float), 1.0))
     mid = (cum - np.maximum(np.asarray(dur, float), 1.0) / 2) / cum[-1]
-    g = np.minimum((mid * groups).astype(np.int64), groups - 1)
-    # keep every group non-empty: the i-th item can be in group at most i, at least groups-(n-i)
-    g = np.maximum.accumulate(g)
+    g = np.maximum.accumulate(np.minimum((mid * groups).astype(np.int64), groups - 1))
+    # An item longer than a group's share makes the raw ids jump (0, 0, 2, ...), leaving a group
+    # empty. Rise by at most one per item, g[i] = min(g[i], g[i-1] + 1) with g[0] = 0, which is
+    # i + running min of (g - i); then rise by at least enough to reach the last group by the
+    # last item, g[i] >= groups - (n - i). Both bounds move by at most one per item, so the
+    # result still rises by 0 or 1 per item: contiguous ids, all `groups` of them.
+    g[0] = 0
     pos = np.arange(n)
-    return np.clip(g, groups - (n - pos), pos)
+    g = pos + np.minimum.accumulate(g - pos)
+    return np.maximum(g, groups - (n - pos))
 
 
 def mirror_groups(fwd_dur: np.ndarray, fwd_group: np.ndarray, bwd_dur: np.ndarray, groups: int) -> np.ndarray:

@@ -54,13 +54,13 @@ def apply(graph, params: dict, ctx) -> None:
 
     def issue(src: int, consumer: int) -> int:
         """The task from whose start a collective issued at `src` leaves: the call that launched
-        src (GPU), src itself (CPU), or the task before src where src is the consumer itself."""
+        src (GPU), src itself (CPU), or the task before src where src is the consumer itself
+        (-1 where there is none: a hook is inserted there below)."""
         if not cpu and launch[src] >= 0:
             return int(launch[src])
         if src != consumer:
             return int(src)
-        pred = int(C.program_pred(graph, [src])[0])
-        return pred if pred >= 0 else int(src)
+        return int(C.program_pred(graph, [src])[0])
 
     n_units = []
     for rank in np.unique(t["rank"].to_numpy()):
@@ -105,6 +105,15 @@ def apply(graph, params: dict, ctx) -> None:
     if not launchers:
         raise DaydreamError(f"{graph.trace.path}: no step with both forward and backward compute; fsdp needs a "
                             "recorded training step")
+    # A consumer that opens its thread (the trace's first forward task) has no task before it to
+    # issue from (issuing from itself would be a cycle): FSDP's pre-forward hook, a zero-length
+    # task inserted before it, issues the all-gather and inherits the consumer's release time.
+    launchers = np.asarray(launchers, np.int64)
+    orphan = np.flatnonzero(launchers < 0)
+    if len(orphan):
+        need = np.unique(np.asarray(consumers, np.int64)[orphan])
+        hooks = P.insert_before(graph, need, dur=0, name="FSDP pre-forward hook", kind="cpu")
+        launchers[orphan] = hooks[np.searchsorted(need, np.asarray(consumers, np.int64)[orphan])]
     # collectives go on the stream in the order they are issued; equal issue times keep list order
     found = per_tensor_work(graph)
     C.insert_collectives(graph, ctx, lnk, world, launchers, producers, nbytes, kinds, consumers,
