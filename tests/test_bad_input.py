@@ -18,9 +18,27 @@ from daydream.trace.reader import open_bytes
 from daydream.trace import from_raw
 
 
+class _Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-c", "from daydream.cli import main; main()", *map(str, args)],
+    """The CLI in-process (fast); test_error_path_in_a_real_process covers the process boundary."""
+    from click.testing import CliRunner
+    from daydream.cli import main
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return _Result(r.exit_code, r.stdout, r.stderr)
+
+
+def test_error_path_in_a_real_process(tmp_path):
+    p = tmp_path / "t.json"
+    p.write_text("this is not json {")
+    proc = subprocess.run([sys.executable, "-c", "from daydream.cli import main; main()", "whatif", str(p)],
                           capture_output=True, text=True, timeout=120)
+    assert_one_line_error(proc, "not valid JSON")
 
 
 def assert_one_line_error(proc, needle):
