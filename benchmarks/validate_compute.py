@@ -10,12 +10,21 @@ forward passes, H100 <-> MI300X, `gpu:target=...`) and, where the CPU pair corpu
 the pairs of traces/pairs/index.json whose `whatif.opt` is one of this module's optimizations
 (amp, batch-size, quantize, sparse-attention, cuda-graphs, gpu).
 
-    python benchmarks/validate_compute.py [--json]
+CPU pairs are also compared with the index's interleaved timing medians (`base_step_ms`,
+`optimized_step_ms`: alternating plain steps of the two settings, far steadier on a loaded machine
+than one profiled run): the predicted speedup replay_ms / predicted_ms applied to the median base,
+    predicted_median_ms = base_step_ms / (replay_ms / predicted_ms),
+error_median_pct = 100 * |predicted_median_ms - optimized_step_ms| / optimized_step_ms.
+
+    python benchmarks/validate_compute.py [--json] [--no-docs]
+    python benchmarks/validate_compute.py --calibrate-corpus   # write a bf16 calibration measured
+        on this machine into every CPU run.json of traces/pairs (the machine that recorded them)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -40,43 +49,105 @@ GPU_PAIRS = [
 ]
 
 
-def pairs() -> list[tuple[str, Path, Path, str]]:
-    out = [(n, SHARED / b, SHARED / o, opt) for n, b, o, opt in GPU_PAIRS if (SHARED / b).exists()]
+def pairs() -> list[dict]:
+    out = [{"pair": n, "base": SHARED / b, "optimized": SHARED / o, "opt": opt}
+           for n, b, o, opt in GPU_PAIRS if (SHARED / b).exists()]
     index = PAIRS / "index.json"
     if index.exists():
         doc = json.loads(index.read_text())
         for p in doc.get("pairs", []):
             opt = (p.get("whatif") or {}).get("opt", "")
             if opt.split(":")[0] in MINE:
-                out.append((p["name"], PAIRS / p["base"], PAIRS / p["optimized"], opt))
+                out.append({"pair": p["name"], "base": PAIRS / p["base"], "optimized": PAIRS / p["optimized"],
+                            "opt": opt, "base_step_ms": p.get("base_step_ms"),
+                            "optimized_step_ms": p.get("optimized_step_ms")})
     return out
 
 
-def run(pair) -> dict:
-    name, base, optimized, opt = pair
-    w = whatif(load(base), [opt])
-    target = load(optimized).measured_ms
-    return {"pair": name, "opt": opt, "base_measured_ms": w.measured_ms, "optimized_measured_ms": target,
-            "predicted_ms": w.predicted_ms,
-            "error_pct": 100 * abs(w.predicted_ms - target) / target if target else float("nan")}
+def run(pair: dict) -> dict:
+    w = whatif(load(pair["base"]), [pair["opt"]])
+    target = load(pair["optimized"]).measured_ms
+    row = {"pair": pair["pair"], "opt": pair["opt"], "base_measured_ms": w.measured_ms,
+           "replay_ms": w.replay_ms, "optimized_measured_ms": target, "predicted_ms": w.predicted_ms,
+           "error_pct": 100 * abs(w.predicted_ms - target) / target if target else float("nan"),
+           "notes": list(w.notes)}
+    base_med, opt_med = pair.get("base_step_ms"), pair.get("optimized_step_ms")
+    if base_med and opt_med:
+        pred = base_med * w.predicted_ms / w.replay_ms
+        row.update(base_step_ms=base_med, optimized_step_ms=opt_med, predicted_median_ms=pred,
+                   error_median_pct=100 * abs(pred - opt_med) / opt_med)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| pair | opt | base measured ms | optimized measured ms | predicted ms | error % "
+             "| base median ms | optimized median ms | predicted from median ms | error vs median % |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        med = (f"{r['base_step_ms']:.2f} | {r['optimized_step_ms']:.2f} | {r['predicted_median_ms']:.2f} | "
+               f"{r['error_median_pct']:.1f}" if "base_step_ms" in r else "| | |")
+        lines.append(f"| {r['pair']} | `{r['opt']}` | {r['base_measured_ms']:.3f} | {r['optimized_measured_ms']:.3f} | "
+                     f"{r['predicted_ms']:.3f} | {r['error_pct']:.1f} | {med} |")
+    return "\n".join(lines)
+
+
+def calibrate_corpus() -> None:
+    """Measure the bf16 calibration once (the pairs' thread count) and add it to every CPU run.json."""
+    import torch
+
+    from daydream.profile import calibrate
+    doc = json.loads((PAIRS / "index.json").read_text())
+    torch.set_num_threads(int(doc.get("threads") or 1))
+    cal = {**calibrate.measure(), "recorded": "added to this committed run by "
+           "benchmarks/validate_compute.py --calibrate-corpus on the machine that recorded the run"}
+    for run_json in sorted(PAIRS.glob("cpu/*/*/run.json")):
+        info = json.loads(run_json.read_text())
+        info["calibration"] = cal
+        tmp = run_json.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        os.replace(tmp, run_json)
+    print(json.dumps(cal, indent=2))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print the rows as one JSON object")
+    ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/validation.md")
+    ap.add_argument("--calibrate-corpus", action="store_true",
+                    help="measure the bf16 calibration here and write it into traces/pairs CPU run.json files")
     args = ap.parse_args()
-    todo = pairs()
-    rows = [run(p) for p in todo]
+    if args.calibrate_corpus:
+        calibrate_corpus()
+        return
+    rows = [run(p) for p in pairs()]
     if args.json:
         print(json.dumps({"rows": rows, "cpu_pairs": (PAIRS / "index.json").exists()}))
-        return
-    print("| pair | opt | base measured ms | optimized measured ms | predicted ms | error % |")
-    print("|---|---|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['pair']} | `{r['opt']}` | {r['base_measured_ms']:.3f} | {r['optimized_measured_ms']:.3f} | "
-              f"{r['predicted_ms']:.3f} | {r['error_pct']:.1f} |")
-    if not (PAIRS / "index.json").exists():
-        print("\n(traces/pairs/index.json not recorded yet: CPU pairs skipped)")
+    else:
+        print(table(rows))
+        if not (PAIRS / "index.json").exists():
+            print("\n(traces/pairs/index.json not recorded yet: CPU pairs skipped)")
+    if not args.no_docs:
+        write_docs(rows)
+
+
+SECTION = "## What-if: compute (amp, batch size, cross-GPU)"
+
+
+def write_docs(rows: list[dict]) -> None:
+    """Replace (or append) only this benchmark's section of docs/validation.md."""
+    path = REPO / "docs" / "validation.md"
+    text = path.read_text() if path.exists() else "# Validation\n"
+    body = (SECTION + "\n\n" + (REPO / "benchmarks" / "validate_compute.md").read_text().strip()
+            .replace("{{TABLE}}", table(rows)) + "\n")
+    start = text.find(SECTION)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + body
+    else:
+        nxt = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + body + ("" if nxt < 0 else "\n" + text[nxt + 1:])
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

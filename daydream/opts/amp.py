@@ -20,12 +20,30 @@ GPU traces (device D, kernel time d split into fixed part f and work d - f, see 
   GEMM/conv/attention time is mostly 16-bit already is mixed precision, and amp leaves it
   unchanged (its remaining fp32 kernels are ones the model upcasts on purpose, e.g. RMSNorm).
 
-CPU traces (device 'cpu': the aten ops' CPU time is the work): the CPU segments of matmul/conv
-ops scale by peak_cpu[fp32] / peak_cpu[dtype] from the hardware table (the generic x86 entry has
-no bf16/fp16 units, so the ratio is 1 there: AVX2 parts convert to fp32 and compute at the fp32
-rate), and each forward matmul/conv op gets a weight cast of numel * 6 bytes / CPU mem_bw.
+CPU traces (device 'cpu': the aten ops' own CPU time is the work). Whether bf16 is faster or
+slower than fp32 on a CPU depends on its ISA (AVX-512-BF16/AMX or not) and on the paths this torch
+build takes, which no table can know, so the model reads a MEASURED calibration:
+* run directories recorded by `daydream profile` on a CPU carry run.json["calibration"]
+  (daydream.profile.calibrate: alternating fp32/bf16 forward+backward microbenchmarks of a
+  matmul, a conv, an attention and an elementwise op on the run's threads). With s[class] the
+  measured fp32/bf16 forward+backward speedup (< 1: bf16 is slower), the CPU segments of the
+  leaf ops of each class in the forward and backward passes scale by 1 / s:
+    matmul     aten::mm/addmm/bmm/baddbmm/... (CPU_MATMUL_OPS),
+    conv       mkldnn_convolution, _slow_conv2d_*, convolution_backward, ... (CPU_CONV_OPS),
+    attention  aten::_scaled_dot_product_*_attention* (CPU_ATTENTION_OPS),
+    elementwise the activation and dropout ops that consume the bf16 outputs of those
+               (CPU_ACTIVATION_OPS: gelu, silu, relu, tanh, sigmoid, dropout and their backward).
+  Wrapper ops (aten::linear, aten::conv2d, aten::convolution, aten::scaled_dot_product_attention)
+  keep their own time: it is dispatch, not arithmetic. Each forward matmul/conv op gets a weight
+  cast before it of numel * 6 bytes / cast_bytes_per_s (the calibration's measured cast rate).
+* without a calibration (a plain trace file, a run recorded before calibrations, or a dtype the
+  calibration did not measure), matmul/conv segments scale by peak_cpu[fp32] / peak_cpu[dtype]
+  from the hardware table (the generic x86 entry has no bf16/fp16 units, so the ratio is 1 there)
+  and the casts cost numel * 6 bytes / CPU mem_bw; ctx.notes says that the table was used.
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -33,6 +51,7 @@ from daydream import kernels
 from daydream.graph.build import T_KERNEL
 from daydream.graph.phases import BACKWARD, FORWARD
 from daydream.opts import _cost as C
+from daydream.opts._cost import SIXTEEN_BIT
 from daydream.transform import primitives as P
 
 # Typical per-kernel speedups of 16-bit tensor-core GEMMs/convs over fp32 on the same GPU when
@@ -121,18 +140,68 @@ def apply(graph, params: dict, ctx) -> None:
         ctx.notes.append("amp: no fp32 GEMM/conv/memory-bound kernels found; the trace may already be 16-bit")
 
 
+# Leaf aten ops whose own CPU time is the arithmetic of each calibrated class (CPU traces).
+CPU_MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_addmm_activation",
+                  "aten::addbmm", "aten::mv", "aten::addmv")
+CPU_CONV_OPS = re.compile(r"mkldnn_convolution|_slow_conv|thnn_conv|slow_conv_dilated|slow_conv_transpose"
+                          r"|^aten::convolution_backward$|_conv_depthwise|_nnpack_spatial")
+CPU_ATTENTION_OPS = re.compile(r"^aten::_scaled_dot_product_\w*attention|_native_multi_head_attention")
+CPU_ACTIVATION_OPS = re.compile(r"^aten::(gelu|silu|relu|threshold|tanh|sigmoid|native_dropout|bernoulli_"
+                                r"|clamp_min|hardswish|leaky_relu|elu|mish)(_backward)?_?$")
+
+
+def calibration(ctx, dtype: str) -> tuple[dict, float] | None:
+    """The run's measured CPU speedups for `dtype` by class and its cast rate (bytes/s, 0 when
+    not measured), or None when the run has no calibration for `dtype`."""
+    cal = (ctx.run or {}).get("calibration") or {}
+    if dtype != "bf16" or not isinstance(cal.get("cpu_bf16_speedup"), dict):
+        return None
+    speedup = {c: float(v) for c, v in cal["cpu_bf16_speedup"].items()
+               if isinstance(v, (int, float)) and v > 0}
+    rate = cal.get("cast_bytes_per_s")
+    return speedup, float(rate) if isinstance(rate, (int, float)) and rate > 0 else 0.0
+
+
+def cpu_classes(graph, info) -> np.ndarray:
+    """Per task: the calibrated class of its CPU segment ('' for other work and non-CPU tasks)."""
+    out = np.full(len(info.name), "", dtype=object)
+    out[C.cpu_op_segments(graph, info, CPU_MATMUL_OPS)] = "matmul"
+    out[C.cpu_op_segments(graph, info, CPU_CONV_OPS)] = "conv"
+    out[C.cpu_op_segments(graph, info, CPU_ATTENTION_OPS)] = "attention"
+    out[C.cpu_op_segments(graph, info, CPU_ACTIVATION_OPS)] = "elementwise"
+    out[np.isin(info.dtype, SIXTEEN_BIT)] = ""  # already 16-bit
+    return out
+
+
 def _apply_cpu(graph, dtype, dev, info, ctx) -> None:
-    mm = C.cpu_op_segments(graph, info, C.MATMUL_OPS) | C.cpu_op_segments(graph, info, C.CONV_OPS_RX)
-    mm &= ~np.isin(info.dtype, ("fp16", "bf16"))
-    idx = np.flatnonzero(mm)
-    ratio = dev.peak("fp32") / dev.peak(dtype)
-    P.scale(graph, idx, ratio)
+    cls = cpu_classes(graph, info)
     phase = graph.tasks["phase"].to_numpy()
-    fwd = idx[phase[idx] == FORWARD]
+    cal = calibration(ctx, dtype)
+    if cal is not None:
+        speedup, cast_rate = cal
+        factor = np.ones(len(cls))
+        passes = np.isin(phase, (FORWARD, BACKWARD))
+        for c, s in speedup.items():
+            factor[(cls == c) & passes] = 1.0 / s
+        idx = np.flatnonzero(factor != 1.0)
+        P.scale(graph, idx, factor[idx])
+        cast_rate = cast_rate or dev.mem_bw
+        shown = {c: round(v, 3) for c, v in speedup.items()}
+        ctx.notes.append(f"amp on CPU: measured calibration of this run's CPU (run.json): fp32/{dtype} "
+                         f"speedups {shown}; < 1 means {dtype} is slower here")
+    else:
+        ratio = dev.peak("fp32") / dev.peak(dtype)
+        P.scale(graph, np.flatnonzero(np.isin(cls, ("matmul", "conv"))), ratio)
+        cast_rate = dev.mem_bw
+        why = ("the trace is not a `daydream profile` CPU run directory with a calibration"
+               if dtype == "bf16" else f"the calibration measures bf16 only, not {dtype}")
+        ctx.notes.append(f"amp on CPU: {why}; matmul/conv time x {ratio:.3g} from the hardware table "
+                         f"(peak fp32 / peak {dtype} of {dev.name}), which cannot know this CPU's "
+                         f"{dtype} paths: re-profile with `daydream profile` for a measured one")
+    fwd = np.flatnonzero(np.isin(cls, ("matmul", "conv")) & (phase == FORWARD))
     fwd = first_per_op(graph, fwd) if len(fwd) else fwd
     nbytes = weight_cast_bytes(info, fwd)
     ok = np.isfinite(nbytes)
     if ok.any():
-        P.insert_before(graph, fwd[ok], dur=nbytes[ok] / dev.mem_bw * 1e9,
+        P.insert_before(graph, fwd[ok], dur=nbytes[ok] / cast_rate * 1e9,
                         name=f"autocast weight cast fp32->{dtype}", kind="cpu")
-    ctx.notes.append(f"amp on CPU: matmul/conv time x {ratio:.3g} (peak fp32 / peak {dtype} of {dev.name})")

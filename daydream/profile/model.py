@@ -2,7 +2,9 @@
 
 Order of work: build; `warmup` plain steps; `steps` timed plain steps (the no-profiler baseline);
 one step with saved-tensor hooks that attributes saved activation bytes to modules; then the
-profiled run with schedule(wait=1, warmup=1, active=steps), one ProfilerStep per training step.
+profiled run with schedule(wait=1, warmup=1, active=steps), one ProfilerStep per training step;
+on a CPU, last, the bf16 calibration microbenchmark (daydream.profile.calibrate, about 1 s) that
+the amp what-if reads from run.json["calibration"].
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from daydream.errors import DaydreamError
-from daydream.profile import rundir
+from daydream.profile import calibrate, rundir
 
 
 def _sync(device):
@@ -130,7 +132,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     time_steps = time_steps or steps
-    total = warmup + time_steps + int(layers) + steps + 2 + (0 if with_stack else 3)
+    total = warmup + time_steps + int(layers) + steps + 2 + (0 if with_stack else 3) + int(dev.type == "cpu")
     plain, peak = [], None
     with _progress(progress) as bar:
         task = bar.add_task(f"{model_name} warm-up", total=total) if bar else None
@@ -159,6 +161,10 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         if not with_stack:  # torch's memory profiler needs Python stacks: one more, memory-only step
             memory_prof, _ = _profiled_run(workload, activities, 1, True, advance)
         workload.close()
+        calibration = None
+        if dev.type == "cpu":  # same process, same thread count as the profiled steps
+            calibration = calibrate.measure()
+            advance("bf16 calibration")
 
         info = {
             "schema": rundir.RUN_SCHEMA,
@@ -182,6 +188,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
             "versions": rundir.versions(),
             **rundir.summarize_steps(plain, profiled),
             "cuda_max_allocated_bytes": peak,
+            **({"calibration": calibration} if calibration else {}),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         if bar:

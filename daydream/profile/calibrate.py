@@ -1,0 +1,107 @@
+"""A measured calibration of this CPU's 16-bit speed, recorded in run.json at `daydream profile`
+time (CPU runs), because no hardware table can know it: whether PyTorch has fast bf16 kernels on
+a CPU depends on its ISA (AVX-512-BF16, AMX) and on which oneDNN/ATen paths this torch build
+takes. On an AVX2-only part bf16 convolutions and matmuls fall back to slow reference loops that
+are several to tens of times SLOWER than fp32, the opposite of what a peak-FLOP/s table says.
+
+Method (`measure`): for each op class, a representative training-sized op runs forward and
+backward in fp32 and with bf16 inputs, alternating fp32/bf16 repetitions (so a load change on a
+shared machine hits both alike), on the run's own thread count; the forward and backward times
+are the medians of the repetitions. The recorded figure per class is a speedup,
+
+    cpu_bf16_speedup[class] = (t_fp32_fwd + t_fp32_bwd) / (t_bf16_fwd + t_bf16_bwd)
+
+(< 1: bf16 is slower). Forward and backward are summed, not kept apart: a single forward of a
+slow bf16 path varies by 4x between repetitions on a loaded machine, the sum far less. Classes and their ops:
+  matmul      F.linear (x W^T, as nn.Linear runs it), x 128 x 256, W 256 x 256 (the order of a
+              small transformer's projections);
+  conv        F.conv2d, 8 x 32 x 8 x 8 input, 32 x 32 x 3 x 3 weight, padding 1;
+  attention   F.scaled_dot_product_attention, q = k = v of 8 x 4 x 64 x 32;
+  elementwise F.gelu on 256 x 1024.
+Plus `cast_bytes_per_s`: the rate of an fp32 -> bf16 copy of 1 Mi elements (bytes read + written
+per second), what autocast's weight casts cost. The inputs are made in bf16 directly (no autocast):
+the casts autocast adds are modelled separately, from this rate.
+
+Budget: about 1 s in all (BUDGET_S); each class stops repeating once its share is spent, so a very
+slow fallback path still yields one measurement rather than a long wait.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+METHOD = ("alternating fp32/bf16 forward+backward microbenchmark, median of repetitions, "
+          "run's thread count (daydream.profile.calibrate)")
+BUDGET_S = 1.0
+REPS = 5
+CAST_ELEMENTS = 1 << 20
+
+
+def _cases():
+    import torch
+    import torch.nn.functional as F
+
+    def matmul(dtype):
+        x = torch.randn(128, 256, dtype=dtype, requires_grad=True)
+        w = torch.randn(256, 256, dtype=dtype, requires_grad=True)
+        return (x, w), F.linear
+
+    def conv(dtype):
+        x = torch.randn(8, 32, 8, 8, dtype=dtype, requires_grad=True)
+        w = torch.randn(32, 32, 3, 3, dtype=dtype, requires_grad=True)
+        return (x, w), lambda x, w: F.conv2d(x, w, padding=1)
+
+    def attention(dtype):
+        q = torch.randn(8, 4, 64, 32, dtype=dtype, requires_grad=True)
+        return (q,), lambda q: F.scaled_dot_product_attention(q, q, q)
+
+    def elementwise(dtype):
+        x = torch.randn(256, 1024, dtype=dtype, requires_grad=True)
+        return (x,), F.gelu
+
+    return {"matmul": matmul, "conv": conv, "attention": attention, "elementwise": elementwise}
+
+
+def _once(make, dtype) -> tuple[float, float]:
+    """(forward s, backward s) of one fresh op."""
+    import torch
+    args, fn = make(dtype)
+    t0 = time.perf_counter()
+    y = fn(*args)
+    t1 = time.perf_counter()
+    y.backward(gradient=torch.ones_like(y))
+    return t1 - t0, time.perf_counter() - t1
+
+
+def measure(budget_s: float = BUDGET_S, reps: int = REPS) -> dict:
+    """The calibration dict written to run.json["calibration"] (see the module docstring)."""
+    import torch
+    cases = _cases()
+    share = budget_s * 0.9 / len(cases)
+    speedup = {}
+    for cls, make in cases.items():
+        start = time.perf_counter()
+        for dtype in (torch.float32, torch.bfloat16):  # warm-up: first calls pick kernels, allocate
+            _once(make, dtype)
+        times = {torch.float32: [], torch.bfloat16: []}
+        for _ in range(reps):
+            for dtype in (torch.float32, torch.bfloat16):
+                times[dtype].append(_once(make, dtype))
+            if time.perf_counter() - start > share:
+                break
+        fwd = {d: statistics.median(t[0] for t in ts) for d, ts in times.items()}
+        bwd = {d: statistics.median(t[1] for t in ts) for d, ts in times.items()}
+        f32, b16 = torch.float32, torch.bfloat16
+        speedup[cls] = round((fwd[f32] + bwd[f32]) / (fwd[b16] + bwd[b16]), 4)
+    x = torch.randn(CAST_ELEMENTS)
+    casts = []
+    for _ in range(reps + 1):
+        t0 = time.perf_counter()
+        x.to(torch.bfloat16)
+        casts.append(time.perf_counter() - t0)
+    return {
+        "cpu_bf16_speedup": speedup,
+        "cast_bytes_per_s": round(CAST_ELEMENTS * (4 + 2) / statistics.median(casts[1:])),
+        "threads": torch.get_num_threads(),
+        "method": METHOD,
+    }
