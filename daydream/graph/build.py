@@ -102,8 +102,8 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
     bounds = np.flatnonzero(np.any(keys[1:] != keys[:-1], axis=1)) + 1
     seq = ev["seq"].to_numpy()
     is_module = np.fromiter((n.startswith("nn.Module: ") for n in names), bool, len(names))
-    out = {"start": [], "end": [], "kind": [], "event": [], "phase": [], "thread": [], "layer": [], "seq": [],
-           "op": []}
+    # One row per task: (start, end, kind, event, phase, layer, seq, op, thread).
+    segs: list[tuple] = []
     nested_corr = {}  # (rank, corr) of runtime calls nested in another -> enclosing call's task index
     last_task = np.full(len(ev), -1, np.int64)  # per event: the task its time ends in
     threads = []
@@ -112,15 +112,23 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
             continue
         rows = rows[np.lexsort((-end[rows], ts[rows]))]
         threads.append(tuple(int(v) for v in keys[bounds[t_i - 1] if t_i else 0]))
-        thread_id = len(threads) - 1
-        o_start, o_end, o_kind, o_event, o_phase, o_layer, o_seq, o_op = (
-            out["start"], out["end"], out["kind"], out["event"], out["phase"], out["layer"], out["seq"], out["op"])
-        n0 = len(o_start)
-        st_end, st_row, st_phase, st_layer, st_seq, st_op = [], [], [], [], [], []
+        thread = len(threads) - 1
+        # Open events, innermost last: (end, row, phase, layer, seq, op).
+        stack: list[tuple] = []
         cursor = int(ts[rows[0]])
         rt_until = -1
         rt_task = -1
         r_rank = int(rank[rows[0]])
+
+        def close_innermost():
+            """Pop the innermost open event; its remaining own time becomes a cpu task."""
+            nonlocal cursor
+            top_end, top_row, *attrs = stack.pop()
+            if top_end > cursor:
+                segs.append((cursor, top_end, T_CPU, top_row, *attrs, thread))
+                cursor = top_end
+            last_task[top_row] = len(segs) - 1
+
         for r in rows.tolist():
             s = int(ts[r])
             e = int(end[r])
@@ -128,62 +136,39 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
                 if kind[r] == RUNTIME and corr[r] >= 0:
                     nested_corr[(r_rank, int(corr[r]))] = rt_task
                 continue
-            while st_end and st_end[-1] <= s:
-                top_end = st_end.pop()
-                top_row = st_row.pop()
-                top_phase = st_phase.pop()
-                top_layer = st_layer.pop()
-                top_seq = st_seq.pop()
-                top_op = st_op.pop()
-                if top_end > cursor:
-                    o_start.append(cursor); o_end.append(top_end); o_kind.append(T_CPU)
-                    o_event.append(top_row); o_phase.append(top_phase)
-                    o_layer.append(top_layer); o_seq.append(top_seq); o_op.append(top_op)
-                    cursor = top_end
-                last_task[top_row] = len(o_start) - 1
+            while stack and stack[-1][0] <= s:
+                close_innermost()
             if s > cursor:
-                if st_end:
-                    o_kind.append(T_CPU); o_event.append(st_row[-1]); o_phase.append(st_phase[-1])
-                    o_layer.append(st_layer[-1]); o_seq.append(st_seq[-1]); o_op.append(st_op[-1])
+                if stack:
+                    segs.append((cursor, s, T_CPU, *stack[-1][1:], thread))
                 else:
-                    o_kind.append(T_IDLE); o_event.append(-1); o_phase.append(UNSET)
-                    o_layer.append(-1); o_seq.append(-1); o_op.append(-1)
-                o_start.append(cursor); o_end.append(s)
+                    segs.append((cursor, s, T_IDLE, -1, UNSET, -1, -1, -1, thread))
                 cursor = s
-            if st_end and e > st_end[-1]:
-                e = st_end[-1]
+            parent = stack[-1] if stack else (None, -1, UNSET, -1, -1, -1)
+            if stack and e > parent[0]:
+                e = parent[0]
             ph = int(name_phase[name[r]])
-            if ph == UNSET and st_phase:
-                ph = st_phase[-1]
-            layer = int(name[r]) if is_module[name[r]] else (st_layer[-1] if st_layer else -1)
-            sq = int(seq[r]) if seq[r] >= 0 else (st_seq[-1] if st_seq else -1)
-            op = r if kind[r] == CPU_OP else (st_op[-1] if st_op else -1)
+            if ph == UNSET:
+                ph = parent[2]
+            layer = int(name[r]) if is_module[name[r]] else parent[3]
+            sq = int(seq[r]) if seq[r] >= 0 else parent[4]
+            op = r if kind[r] == CPU_OP else parent[5]
             if kind[r] == RUNTIME:
                 s2 = max(s, cursor)
                 e2 = max(e, s2)
-                rt_task = len(o_start)
+                rt_task = len(segs)
                 last_task[r] = rt_task
-                o_start.append(s2); o_end.append(e2); o_kind.append(T_RUNTIME); o_event.append(r)
-                o_phase.append(ph); o_layer.append(layer); o_seq.append(sq); o_op.append(op)
+                segs.append((s2, e2, T_RUNTIME, r, ph, layer, sq, op, thread))
                 cursor = e2
                 rt_until = int(end[r])
             else:
-                st_end.append(e); st_row.append(r); st_phase.append(ph); st_layer.append(layer); st_seq.append(sq)
-                st_op.append(op)
-        while st_end:
-            top_end = st_end.pop()
-            top_row = st_row.pop()
-            top_phase = st_phase.pop()
-            top_layer = st_layer.pop()
-            top_seq = st_seq.pop()
-            top_op = st_op.pop()
-            if top_end > cursor:
-                o_start.append(cursor); o_end.append(top_end); o_kind.append(T_CPU)
-                o_event.append(top_row); o_phase.append(top_phase)
-                o_layer.append(top_layer); o_seq.append(top_seq); o_op.append(top_op)
-                cursor = top_end
-            last_task[top_row] = len(o_start) - 1
-        out["thread"].extend([thread_id] * (len(o_start) - n0))
+                stack.append((e, r, ph, layer, sq, op))
+        while stack:
+            close_innermost()
+    cols = ("start", "end", "kind", "event", "phase", "thread", "layer", "seq", "op")
+    order = (0, 1, 2, 3, 4, 8, 5, 6, 7)
+    columns = list(zip(*segs)) if segs else [()] * 9
+    out = {c: list(columns[i]) for c, i in zip(cols, order)}
     return out, threads, nested_corr, last_task
 
 

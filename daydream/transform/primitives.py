@@ -172,6 +172,16 @@ def _program_in(graph: TaskGraph, tasks: np.ndarray) -> np.ndarray:
     return e.index[(e["kind"] == E_PROGRAM).to_numpy() & np.isin(e["dst"].to_numpy(), tasks)].to_numpy()
 
 
+def _insert_beside(graph: TaskGraph, anchors: np.ndarray, dur, name, kind, phase, layer) -> np.ndarray:
+    """New tasks on the anchors' resources, inheriting phase, layer and window membership."""
+    t = graph.tasks
+    return insert_tasks(graph, rank=t["rank"].to_numpy()[anchors], resource=t["resource"].to_numpy()[anchors],
+                        kind=kind, name=name, dur=dur, anchor=anchors,
+                        phase=t["phase"].to_numpy()[anchors] if phase is None else phase,
+                        layer=t["layer"].to_numpy()[anchors] if layer is None else layer,
+                        in_window=t["in_window"].to_numpy()[anchors])
+
+
 def insert_after(graph: TaskGraph, anchors, *, dur, name, kind, phase=None, layer=None) -> np.ndarray:
     """Insert one new task right after each anchor on the anchor's resource (thread or stream).
 
@@ -179,18 +189,12 @@ def insert_after(graph: TaskGraph, anchors, *, dur, name, kind, phase=None, laye
     anchor is kept. Phase and layer default to the anchor's.
     """
     anchors = np.atleast_1d(np.asarray(anchors, np.int64))
-    t = graph.tasks
-    new = insert_tasks(graph, rank=t["rank"].to_numpy()[anchors], resource=t["resource"].to_numpy()[anchors],
-                       kind=kind, name=name, dur=dur, anchor=anchors,
-                       phase=t["phase"].to_numpy()[anchors] if phase is None else phase,
-                       layer=t["layer"].to_numpy()[anchors] if layer is None else layer,
-                       in_window=t["in_window"].to_numpy()[anchors])
+    new = _insert_beside(graph, anchors, dur, name, kind, phase, layer)
     of = dict(zip(anchors.tolist(), new.tolist()))
     rows = _program_out(graph, anchors)
-    e = graph.edges
-    src = e["src"].to_numpy().copy()
-    src[rows] = [of[s] for s in src[rows]]
-    e["src"] = src
+    src = graph.edges["src"].to_numpy().copy()
+    src[rows] = [of[x] for x in src[rows]]
+    graph.edges["src"] = src
     add_edges(graph, anchors, new, delay=0, kind="program")
     return new
 
@@ -198,19 +202,13 @@ def insert_after(graph: TaskGraph, anchors, *, dur, name, kind, phase=None, laye
 def insert_before(graph: TaskGraph, anchors, *, dur, name, kind, phase=None, layer=None) -> np.ndarray:
     """Insert one new task right before each anchor on the anchor's resource."""
     anchors = np.atleast_1d(np.asarray(anchors, np.int64))
-    t = graph.tasks
-    was_root = t["release"].to_numpy()[anchors] != NO_RELEASE
-    new = insert_tasks(graph, rank=t["rank"].to_numpy()[anchors], resource=t["resource"].to_numpy()[anchors],
-                       kind=kind, name=name, dur=dur, anchor=anchors,
-                       phase=t["phase"].to_numpy()[anchors] if phase is None else phase,
-                       layer=t["layer"].to_numpy()[anchors] if layer is None else layer,
-                       in_window=t["in_window"].to_numpy()[anchors])
+    was_root = graph.tasks["release"].to_numpy()[anchors] != NO_RELEASE
+    new = _insert_beside(graph, anchors, dur, name, kind, phase, layer)
     of = dict(zip(anchors.tolist(), new.tolist()))
     rows = _program_in(graph, anchors)
-    e = graph.edges
-    dst = e["dst"].to_numpy().copy()
-    dst[rows] = [of[d] for d in dst[rows]]
-    e["dst"] = dst
+    dst = graph.edges["dst"].to_numpy().copy()
+    dst[rows] = [of[x] for x in dst[rows]]
+    graph.edges["dst"] = dst
     release = graph.tasks["release"].to_numpy().copy()
     release[new[was_root]] = release[anchors[was_root]]
     graph.tasks["release"] = release
