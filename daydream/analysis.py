@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from daydream.graph import PHASES, TASK_KINDS
-from daydream.graph.build import GPU_TASK_TYPES, T_CPU, T_IDLE
+from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
 from daydream.sim import Timeline
 from daydream.trace import Trace
 
@@ -55,15 +55,15 @@ def critical_path_breakdown(timeline: Timeline) -> dict[str, float]:
 
 
 def _union_length(starts: np.ndarray, ends: np.ndarray) -> int:
+    """Total length covered by the union of intervals [starts, ends)."""
     if len(starts) == 0:
         return 0
     o = np.argsort(starts, kind="stable")
     s, e = starts[o], ends[o]
     reach = np.maximum.accumulate(e)
     new_block = np.concatenate([[True], s[1:] > reach[:-1]])
-    block = np.cumsum(new_block) - 1
-    return int((pd.Series(e).groupby(block).max() - pd.Series(s).groupby(block).min()).sum()) if False else int(
-        np.sum(np.maximum.reduceat(e, np.flatnonzero(new_block)) - s[new_block]))
+    first = np.flatnonzero(new_block)
+    return int(np.sum(np.maximum.reduceat(e, first) - s[first]))
 
 
 def busy_pct(timeline: Timeline, gpu: bool = True) -> float:

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from conftest import shared
 from daydream.errors import DaydreamError
 from daydream.sim import simulate
-from daydream.trace import load
 from daydream.trace.reader import open_bytes
 from daydream.trace import from_raw
 

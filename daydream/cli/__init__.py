@@ -5,20 +5,13 @@ Each command lives in its own module and registers itself on `main`. Bad input r
 """
 from __future__ import annotations
 
-import sys
-
 import click
 
-from daydream.errors import DaydreamError
+from daydream.errors import OneLineErrors
 
 
-class _Group(click.Group):
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except DaydreamError as exc:
-            click.echo(f"daydream: error: {exc}", err=True)
-            sys.exit(2)
+class _Group(OneLineErrors, click.Group):
+    pass
 
 
 @click.group(cls=_Group)

@@ -5,7 +5,6 @@ with measurement."""
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import click
 import orjson
 
-from daydream.errors import DaydreamError
+from daydream.errors import DaydreamError, OneLineErrors
 from daydream.profile import rundir
 from daydream.profile.model import profile_model
 
@@ -133,15 +132,8 @@ def _run_entry(info: dict) -> dict:
                                                        ("workers", "fused", "checkpointing")}}
 
 
-class _Command(click.Command):
+class _Command(OneLineErrors, click.Command):
     """Bad input -> one line on stderr, exit 2, also when run as `python -m tbd_suite.capture`."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except DaydreamError as exc:
-            click.echo(f"daydream: error: {exc}", err=True)
-            sys.exit(2)
 
 
 @click.command("capture", cls=_Command)
