@@ -142,6 +142,70 @@ def test_amp_on_cpu_trace_uses_table_ratio(tmp_path):
     assert pred.per_step_ms == pytest.approx(expected / 1e6, abs=2e-6)
 
 
+def cpu_run_dir(tmp_path, calibration=None):
+    """A CPU run directory: step 0-50 us holding one forward aten::mm of 5-45 us; run.json with
+    `calibration` when given."""
+    import gzip
+    import json
+    k = KinetoBuilder()
+    k.step(1, 0, 50)
+    k.op("aten::mm", 5, 40, **MM_ARGS)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "trace.json.gz").write_bytes(gzip.compress(json.dumps(k.doc()).encode()))
+    info = {"schema": "daydream.run/1", "device": "cpu", "batch_size": 8}
+    if calibration is not None:
+        info["calibration"] = calibration
+    (run / "run.json").write_text(json.dumps(info))
+    return run
+
+
+def test_amp_on_cpu_uses_the_measured_calibration(tmp_path):
+    rate = 2e9
+    cal = {"cpu_bf16_speedup": {"matmul": 0.25, "conv": 0.1}, "cast_bytes_per_s": rate, "method": "test"}
+    tr = load(cpu_run_dir(tmp_path, cal))
+    w = whatif(tr, ["amp:dtype=bf16"])
+    # the mm's 40 us / 0.25 (bf16 4x slower, measured) + the weight cast at the measured rate
+    expected = 50 * US - 40 * US + 40 * US / 0.25 + N * N * 6 / rate * 1e9
+    assert w.predicted_ms == pytest.approx(expected / 1e6, abs=2e-6)
+    assert any("measured calibration" in n for n in w.notes)
+
+
+def test_amp_on_cpu_without_calibration_says_it_used_the_table(tmp_path):
+    w = whatif(load(cpu_run_dir(tmp_path)), ["amp:dtype=bf16"])
+    cpu = hardware.cpu_device()
+    expected = 50 * US - 40 * US + 40 * US * cpu.peak("fp32") / cpu.peak("bf16") + N * N * 6 / cpu.mem_bw * 1e9
+    assert w.predicted_ms == pytest.approx(expected / 1e6, abs=2e-6)
+    assert any("hardware table" in n for n in w.notes)
+
+
+def test_calibration_measures_every_class_within_budget():
+    import time
+
+    from daydream.profile import calibrate
+    t0 = time.perf_counter()
+    cal = calibrate.measure(budget_s=0.5, reps=2)
+    assert time.perf_counter() - t0 < 20  # a generous bound for a loaded CI machine
+    assert set(cal["cpu_bf16_speedup"]) == {"matmul", "conv", "attention", "elementwise"}
+    assert all(v > 0 for v in cal["cpu_bf16_speedup"].values())
+    assert cal["cast_bytes_per_s"] > 0 and cal["threads"] >= 1 and cal["method"]
+
+
+def test_profile_on_cpu_writes_the_calibration_that_amp_reads(tmp_path):
+    import json
+
+    from daydream.profile import profile_model
+    out = tmp_path / "run"
+    profile_model("tbd:llama", device="cpu", steps=1, warmup=0, time_steps=1, layers=False,
+                  out_dir=out, progress=False, threads=1)
+    cal = json.loads((out / "run.json").read_text())["calibration"]
+    assert set(cal["cpu_bf16_speedup"]) >= {"matmul", "conv", "attention", "elementwise"}
+    assert cal["threads"] == 1
+    w = whatif(load(out), ["amp:dtype=bf16"])
+    assert any("measured calibration" in n for n in w.notes)
+    assert w.predicted_ms != w.replay_ms
+
+
 @pytest.mark.parametrize("opt", ["gpu:target=NOPE", "gpu:target=cpu", "amp:dtype=fp64",
                                  "quantize:dtype=int2", "sparse-attention:density=0",
                                  "batch-size:factor=0", "cuda-graphs:x=1"])
