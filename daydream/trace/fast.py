@@ -1,11 +1,12 @@
-"""Fast decoding: the trace's events straight into typed records, skipping what we never read.
+"""Fast decoding: the trace's events straight into typed records, args left undecoded.
 
-msgspec decodes `traceEvents` into `Event` structs whose `args` keep only the keys daydream uses
-(correlation, ids, stream, shapes, memory counters...). Large strings such as Python call stacks
-are skipped while parsing instead of being built and thrown away, which roughly halves load time
-and peak memory on big traces. Anything the typed decoder rejects (a malformed or unusual trace)
-goes through the generic, per-event path in `events.py` instead, so the two paths accept the same
-inputs.
+msgspec decodes `traceEvents` into `Event` structs whose `args` stay a raw slice of the input; only
+the handful of keys every event is read for (correlation, ids, device, stream, sequence number)
+are decoded up front, and the rest (shapes, call stacks, grid...) when a consumer asks for one
+event's args (`Trace.args_of`). No dict is built per event, which is most of the time and memory
+of a generic JSON load on big traces. Anything the typed decoder rejects (a malformed or unusual
+trace) goes through the generic, per-event path in `events.py` instead, so the two paths accept
+the same inputs.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import msgspec
 import numpy as np
 
 
-class Args(msgspec.Struct, omit_defaults=True):
+class CoreArgs(msgspec.Struct):
+    """The args every event is read for; everything else stays undecoded until asked for."""
     correlation: Any = None
     external_id: Any = msgspec.field(default=None, name="External id")
     external_id_2021: Any = msgspec.field(default=None, name="external id")
@@ -23,35 +25,6 @@ class Args(msgspec.Struct, omit_defaults=True):
     stream: Any = None
     sequence: Any = msgspec.field(default=None, name="Sequence number")
     fwd_thread: Any = msgspec.field(default=None, name="Fwd thread id")
-    name: Any = None
-    input_dims: Any = msgspec.field(default=None, name="Input Dims")
-    input_type: Any = msgspec.field(default=None, name="Input type")
-    concrete: Any = msgspec.field(default=None, name="Concrete Inputs")
-    input_strides: Any = msgspec.field(default=None, name="Input Strides")
-    grid: Any = None
-    block: Any = None
-    bytes: Any = None
-    blocks_per_sm: Any = msgspec.field(default=None, name="blocks per SM")
-    warps_per_sm: Any = msgspec.field(default=None, name="warps per SM")
-    registers: Any = msgspec.field(default=None, name="registers per thread")
-    shared_memory: Any = msgspec.field(default=None, name="shared memory")
-    occupancy: Any = msgspec.field(default=None, name="est. achieved occupancy %")
-    kind: Any = None
-    mem_bytes: Any = msgspec.field(default=None, name="Bytes")
-    total_allocated: Any = msgspec.field(default=None, name="Total Allocated")
-    total_reserved: Any = msgspec.field(default=None, name="Total Reserved")
-    device_type: Any = msgspec.field(default=None, name="Device Type")
-    device_id: Any = msgspec.field(default=None, name="Device Id")
-    addr: Any = msgspec.field(default=None, name="Addr")
-    wait_on_stream: Any = None
-    wait_on_record: Any = msgspec.field(default=None, name="wait_on_cuda_event_record_corr_id")
-    in_nelems: Any = msgspec.field(default=None, name="In msg nelems")
-    out_nelems: Any = msgspec.field(default=None, name="Out msg nelems")
-    collective: Any = msgspec.field(default=None, name="Collective name")
-    group_size: Any = msgspec.field(default=None, name="Group size")
-    dtype: Any = None
-    pg_name: Any = msgspec.field(default=None, name="Process Group Name")
-    pg_ranks: Any = msgspec.field(default=None, name="Process Group Ranks")
 
 
 class Event(msgspec.Struct):
@@ -63,12 +36,13 @@ class Event(msgspec.Struct):
     ts: Any = None
     dur: Any = None
     id: Any = None
-    args: Args | None = None
+    args: msgspec.Raw | None = None  # a slice of the input, decoded on demand
 
 
 _TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _EVENTS = msgspec.json.Decoder(list[Event])
 _ANY = msgspec.json.Decoder()
+_CORE = msgspec.json.Decoder(CoreArgs)
 
 
 def decode(data: bytes) -> tuple[dict, list[Event]] | None:
@@ -83,9 +57,12 @@ def decode(data: bytes) -> tuple[dict, list[Event]] | None:
     return meta, events
 
 
-def args_dict(args: Args | None) -> dict:
-    """The kept args of an event under their Kineto names."""
-    return msgspec.to_builtins(args) if args is not None else {}
+def args_dict(args: msgspec.Raw | None) -> dict:
+    """An event's full `args` object, decoded from the slice kept at load time."""
+    if args is None:
+        return {}
+    out = _ANY.decode(args)
+    return out if isinstance(out, dict) else {}
 
 
 class Unusual(Exception):
@@ -161,8 +138,11 @@ def columns(events: list[Event], kind_of_cat: dict, other: int, skipped: set, gp
     pid = _id_column([e.pid for e in x], to_id)
     tid = _id_column([e.tid for e in x], to_id)
     args = [e.args for e in x]
-    none = Args()
-    a = [v if v is not None else none for v in args]
+    none = CoreArgs()
+    try:
+        a = [none if v is None else _CORE.decode(v) for v in args]
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise Unusual from None
     corr = _ids([v.correlation for v in a], -1)
     ext = _ids([v.external_id if v.external_id is not None else v.external_id_2021 for v in a], -1)
     seq = _ids([v.sequence for v in a], -1)
