@@ -225,28 +225,6 @@ def locate(spans: pd.DataFrame, keys: np.ndarray, starts: np.ndarray) -> np.ndar
     return out
 
 
-def remove_many(graph: TaskGraph, idx) -> np.ndarray:
-    """P.remove, in rounds that take every other task of each resource's selection.
-
-    remove() bridges every removed task's edges, and along a long run of removed neighbours
-    (an optimizer step's thousands of CPU segments) the bridges pile up quadratically; removing
-    alternate tasks keeps every run short. Returns the old -> new index map (-1: removed)."""
-    mapping = np.arange(len(graph.tasks))
-    todo = np.unique(np.asarray(idx, np.int64))
-    while len(todo):
-        t = graph.tasks
-        res = t["resource"].to_numpy()[todo]
-        order = np.lexsort((todo, t["obs_start"].to_numpy()[todo], res))
-        todo, res = todo[order], res[order]
-        first = np.r_[True, res[1:] != res[:-1]]
-        at = np.arange(len(todo))
-        pos = at - np.maximum.accumulate(np.where(first, at, 0))
-        m = P.remove(graph, todo[pos % 2 == 0])
-        mapping = np.where(mapping >= 0, m[np.clip(mapping, 0, None)], -1)
-        todo = m[todo[pos % 2 == 1]]
-    return mapping
-
-
 def op_numel_bytes(trace, row: int) -> tuple[int, float]:
     """Elements and bytes of the first tensor input of events row `row` ((0, 0) if unrecorded)."""
     a = trace.args_of(row)

@@ -17,8 +17,18 @@ time), L the mean over the steps, R_s the rest of the step (simulated step time 
 The queue starts full at the first step the profiler saw, drained by the steps before it
 (ProfilerStep#N says there were N) at the rate production fell short. In steady state this is
 stall = max(0, L / W - R): the workers hide loading when W batches take no longer than W steps.
-Not modelled: the workers' CPU use slowing the main process (they run on other cores; a host
-with fewer free cores than workers will be slower than predicted).
+Core contention. The main process runs m threads (run.json settings.threads, torch's intra-op
+threads; 1 if unrecorded) on a host of C cores (the `cores` parameter, else run.json's
+cpu_count; where neither is known contention is not modelled and a note says so). Where
+m + W > C, the W workers loading together and the main threads share the cores fairly, each
+at C / (m + W) of a core (the Linux CFS fair share):
+* a worker loads a batch in L' = L x (m + W) / C instead of L (fewer batches per ns above);
+* the workers need L of CPU per step, so they are runnable for L (m + W) / (W C) of it, and
+  the main thread loses 1 - C / (m + W) of its progress meanwhile:
+      contention_s = L x (m + W - C) / (W x C)        (0 where m + W <= C)
+  which the main thread pays per step on top of the hand-off and the stall.
+Not modelled: other processes on the host (a shared machine makes every figure slower), and
+the workers' cost of moving a batch into shared memory.
 """
 from __future__ import annotations
 
@@ -73,11 +83,26 @@ def stalls(load_ns: np.ndarray, rest_ns: np.ndarray, workers: int, prefetch: int
     return out
 
 
+def contention(load_ns: float, workers: int, threads: int, cores: int) -> tuple[float, float]:
+    """(slowdown of a worker's load, main-thread time lost per step in ns) when `workers`
+    workers and `threads` main threads share `cores` cores (see module docstring)."""
+    busy = threads + workers
+    if cores <= 0 or busy <= cores:
+        return 1.0, 0.0
+    return busy / cores, load_ns * (busy - cores) / (workers * cores)
+
+
 def apply(graph, params: dict, ctx) -> None:
     workers, prefetch = int(params["workers"]), int(params["prefetch"])
     if workers == 0:
         ctx.notes.append("dataloader: workers=0 is how the trace loads data already; nothing changed")
         return
+    settings = ctx.run.get("settings") or {}
+    threads = int(settings.get("threads") or 1)
+    cores = int(params.get("cores") or ctx.run.get("cpu_count") or settings.get("cpu_count") or 0)
+    if not cores:
+        ctx.notes.append("dataloader: the host's core count is not recorded (pass cores=N); workers are assumed "
+                         "to have cores of their own")
     t = graph.tasks
     steps = C.task_steps(graph)
     launchers = np.zeros(len(t), bool)
@@ -100,7 +125,8 @@ def apply(graph, params: dict, ctx) -> None:
         load = np.bincount(steps[data], weights=t["dur"].to_numpy()[data], minlength=n_steps)
         has = load > 0
         rest = np.maximum((step_end - step_start) - load, 0)[has]
-        wait = stalls(load[has], rest, workers, prefetch, _steps_before(graph.trace))
+        slow, lost = contention(float(load[has].mean()), workers, threads, cores)
+        wait = stalls(load[has] * slow, rest, workers, prefetch, _steps_before(graph.trace)) + lost
         idx = np.flatnonzero(data)
         idx = idx[np.lexsort((idx, t["obs_start"].to_numpy()[idx]))]
         first = np.r_[True, steps[idx][1:] != steps[idx][:-1]]
@@ -108,11 +134,13 @@ def apply(graph, params: dict, ctx) -> None:
         drop.append(idx[~first])
         new_dur.append(HANDOFF_NS + wait)
         ctx.notes.append(f"dataloader: rank {rank}: {load[has].mean() / 1e6:.2f} ms/step of loading moved to "
-                         f"{workers} workers; main thread waits {wait.mean() / 1e6:.2f} ms/step for batches")
+                         f"{workers} workers; main thread waits {wait.mean() / 1e6:.2f} ms/step for batches"
+                          + (f" ({lost / 1e6:.2f} ms of it sharing {cores} cores with {threads} main "
+                             f"thread(s))" if lost else ""))
     if not keep:
         ctx.notes.append("dataloader: no data-loading work on the main thread in the steps; nothing changed")
         return
     keep = np.concatenate(keep)
     P.set_duration(graph, keep, np.concatenate(new_dur))
     P.set_duration(graph, np.concatenate(drop), 0)
-    C.remove_many(graph, np.concatenate(drop))
+    P.remove(graph, np.concatenate(drop))

@@ -2,13 +2,21 @@
 
 What changes, per `Optimizer.step` span of each step:
 * The span's per-tensor math ops (top-level aten ops such as add_, mul_, addcdiv_, lerp_ and
-  the _foreach_* ops, with everything they run: CPU time, launch calls, kernels) are removed.
-  Scalar bookkeeping (step counters read with item(), lr tensors) and the Python around the ops
-  stay: a fused step (torch.optim with fused=True) still has them.
-* One op takes their place: a CPU dispatch of the median removed op's own CPU time and, on a
-  GPU, one launch call (median removed launch) and one kernel.
-* The fused kernel is one pass over the bytes the update must touch:
-      bytes = P * passes,     t_gpu = floor + bytes / mem_bw,     t_cpu = bytes / bw_cpu
+  the _foreach_* ops, with everything they run: CPU time, launch calls, kernels) are removed,
+  except the step-count increment (`state_steps += 1`: an add_/_foreach_add_ of 1 opening the
+  span's math, all operands 0-dim or a list) which torch's fused Adam/AdamW/... run too.
+* So is the per-parameter Python between the first and the last removed op: the scalar reads
+  (aten::item, one or two per parameter for the bias corrections of the for-loop and foreach
+  paths) and the span's own CPU time there (the interpreter looping over parameters and
+  building per-parameter lists). A fused step calls one op with the tensor lists instead. The
+  span's own CPU time before the first math op (_init_group collecting params, grads and
+  states, which a fused step runs as well) and after the last stays.
+* One op takes their place: its CPU call costs `gap`, the median time between the end of the
+  top-level op before a removed math op and that op's start (the Python that prepares one op
+  call, measured in the span), plus on a GPU the median removed op's own CPU time (dispatch),
+  one launch call (median removed launch) and one kernel; on a CPU, the math itself.
+* The fused update is one pass over the bytes the update must touch:
+      bytes = P * passes,     t_gpu = floor + bytes / mem_bw,     t_cpu = gap + bytes / bw_cpu
   P = parameter bytes of the step (the shapes of the step's AccumulateGrad events, else
   run.json's parameter count in fp32). passes = tensors read or written per parameter element:
   params r+w, grads r, and r+w of each state tensor: SGD 3 (5 with a momentum buffer, seen as
@@ -54,12 +62,32 @@ def _passes(optimizer: str, op_names) -> int:
     return p
 
 
-def per_tensor_work(graph):
-    """The optimizer steps' per-tensor math (see module docstring), or a reason there is none.
+def _is_step_count(trace, row: int, name: str) -> bool:
+    """Whether op `row` is the optimizer's step-count increment (`steps += 1`, or
+    `_foreach_add_(steps, tensor(1.))`): an in-place add whose operands are all 0-dim tensors,
+    scalars or one tensor list, adding 1."""
+    if name not in ("aten::add_", "aten::_foreach_add_"):
+        return False
+    a = trace.args_of(row)
+    dims, types, concrete = a.get("Input Dims") or [], a.get("Input type") or [], a.get("Concrete Inputs") or []
+    if any(d not in ([], None) for d in dims) or sum(str(t) == "TensorList" for t in types) > 1:
+        return False
+    ones = []
+    for c in concrete:
+        try:
+            ones.append(float(c) == 1.0)
+        except (TypeError, ValueError):
+            continue
+    return any(ones)
 
-    Returns (steps, math, owner, cpu, gpu): the Optimizer.step spans in the steps, their
-    top-level math ops (with the span each lies in), per task the math op that owns it (-1),
-    and masks of the CPU tasks (CPU time, launch calls) and GPU tasks of that math."""
+
+def per_tensor_work(graph):
+    """The optimizer steps' per-tensor work (see module docstring), or a reason there is none.
+
+    Returns (spans, math, gap_ns, cpu, gpu): the Optimizer.step spans in the steps, their
+    removed top-level math ops (with the span each lies in), the median Python time before
+    one op call, and masks of the CPU tasks (the math's CPU time and launch calls, the
+    per-parameter scalar reads and Python between the math) and GPU tasks to remove."""
     spans = C.outermost(C.event_spans(graph, r"^Optimizer\.step#", kinds=(CPU_OP, ANNOTATION, PYTHON)))
     spans = spans[C.step_of(graph, spans["start"].to_numpy(), spans["rank"].to_numpy()) >= 0]
     if spans.empty:
@@ -69,18 +97,40 @@ def per_tensor_work(graph):
     ops = ops[C.locate(spans, ops["key"].to_numpy(), ops["start"].to_numpy()) >= 0]
     if ops["name"].str.contains("_fused_", regex=False).any():
         return "the optimizer step is already fused"
-    top = C.outermost(ops)
-    math = top[top["name"].map(lambda n: bool(MATH_OPS.match(n))).to_numpy()].reset_index(drop=True)
+    top = C.outermost(ops).sort_values(["key", "start"]).reset_index(drop=True)
+    top["span"] = C.locate(spans, top["key"].to_numpy(), top["start"].to_numpy())
+    # the Python before each op: back to the previous top-level op of the span (or its start)
+    prev_end = top.groupby("span")["end"].shift(1).to_numpy()
+    opened = spans["start"].to_numpy()[top["span"].to_numpy()]
+    top["gap"] = top["start"].to_numpy() - np.where(np.isnan(prev_end), opened, prev_end)
+    is_math = top["name"].map(lambda n: bool(MATH_OPS.match(n))).to_numpy()
+    first_math = top[is_math].groupby("span").head(1).index
+    step_count = np.zeros(len(top), bool)
+    for i in first_math:
+        step_count[i] = _is_step_count(graph.trace, int(top.at[i, "row"]), top.at[i, "name"])
+    math = top[is_math & ~step_count]
     if math.empty:
         return "no per-tensor optimizer ops in the Optimizer.step spans"
-    math["span"] = C.locate(spans, math["key"].to_numpy(), math["start"].to_numpy())
+    lo = math.groupby("span")["start"].min().reindex(range(len(spans))).to_numpy()
+    hi = math.groupby("span")["end"].max().reindex(range(len(spans))).to_numpy()
+    sp = top["span"].to_numpy()
+    between = (top["start"].to_numpy() >= lo[sp]) & (top["end"].to_numpy() <= hi[sp])
+    removed = top[(is_math & ~step_count) | ((top["name"] == "aten::item").to_numpy() & between)]
     t = graph.tasks
     kind = t["kind"].to_numpy()
-    owner = C.locate(math, C.thread_keys(graph), t["obs_start"].to_numpy())
-    cpu = (owner >= 0) & np.isin(kind, (T_CPU, T_RUNTIME))
+    keys = C.thread_keys(graph)
+    start = t["obs_start"].to_numpy()
+    owner = C.locate(removed.reset_index(drop=True), keys, start)
+    span_of = C.locate(spans, keys, start)
+    in_top = C.locate(top, keys, start)
+    ok = span_of >= 0
+    python = ok & (in_top < 0) & (kind == T_CPU)
+    python[ok] &= (start[ok] >= lo[span_of[ok]]) & (start[ok] < hi[span_of[ok]])
+    cpu = ((owner >= 0) & np.isin(kind, (T_CPU, T_RUNTIME))) | python
     launch = t["launch"].to_numpy()
     gpu = np.isin(kind, GPU_TASK_TYPES) & (launch >= 0) & cpu[np.clip(launch, 0, None)]
-    return spans, math, owner, cpu, gpu
+    gap_ns = float(np.median(math["gap"].to_numpy()))
+    return spans, math.reset_index(drop=True), gap_ns, cpu, gpu
 
 
 def apply(graph, params: dict, ctx) -> None:
@@ -88,17 +138,23 @@ def apply(graph, params: dict, ctx) -> None:
     if isinstance(found, str):
         ctx.notes.append(f"fused-optimizer: {found}; nothing changed")
         return
-    steps_spans, math, owner, cpu_gone, gpu_gone = found
+    steps_spans, math, gap_ns, cpu_gone, gpu_gone = found
     t = graph.tasks
     kind = t["kind"].to_numpy()
     dur = t["dur"].to_numpy()
     launch = t["launch"].to_numpy()
+    start = t["obs_start"].to_numpy()
+    keys = C.thread_keys(graph)
     span_of = np.full(len(t), -1, np.int64)
-    span_of[cpu_gone] = math["span"].to_numpy()[owner[cpu_gone]]
+    span_of[cpu_gone] = C.locate(steps_spans, keys[cpu_gone], start[cpu_gone])
     span_of[gpu_gone] = span_of[launch[gpu_gone]]
+    math_of = np.full(len(t), -1, np.int64)
+    math_of[cpu_gone] = C.locate(math, keys[cpu_gone], start[cpu_gone])
 
-    # the fused op's CPU cost: the median removed op's own CPU time (dispatch), and median launch
-    cpu_own = pd.Series(dur[cpu_gone & (kind == T_CPU)]).groupby(owner[cpu_gone & (kind == T_CPU)]).sum()
+    # the fused op's CPU cost: one op call's Python (gap), on a GPU the median removed op's own
+    # CPU time (dispatch) and the median launch
+    own = cpu_gone & (kind == T_CPU) & (math_of >= 0)
+    cpu_own = pd.Series(dur[own]).groupby(math_of[own]).sum()
     dispatch_ns = float(cpu_own.median()) if len(cpu_own) else 0.0
     launches = dur[cpu_gone & (kind == T_RUNTIME)]
     launch_ns = float(np.median(launches)) if len(launches) else ctx.device.launch_cpu_s * 1e9
@@ -115,7 +171,6 @@ def apply(graph, params: dict, ctx) -> None:
         bw = ctx.device.mem_bw
 
     anchors_cpu, anchors_gpu, cpu_ns, gpu_ns, names = [], [], [], [], []
-    start = t["obs_start"].to_numpy()
     for s, span in steps_spans.iterrows():
         mine_cpu = np.flatnonzero(cpu_gone & (span_of == s))
         if len(mine_cpu) == 0:
@@ -126,14 +181,15 @@ def apply(graph, params: dict, ctx) -> None:
         moved = param_bytes * passes
         names.append(f"aten::_fused_{optimizer.lower() or 'optimizer'}_")
         anchors_cpu.append(int(mine_cpu[np.argmin(start[mine_cpu])]))
+        removed = float(dur[mine_cpu].sum())
         if on_cpu:
-            removed = float(dur[mine_cpu].sum())
-            work = moved / bw * 1e9 if moved else removed - dispatch_ns * len(np.unique(owner[mine_cpu]))
-            cpu_ns.append(min(dispatch_ns + max(work, 0.0), removed))
+            # without sizes: the math ops' own CPU time is the work, the Python around it goes
+            work = moved / bw * 1e9 if moved else float(dur[mine_cpu[math_of[mine_cpu] >= 0]].sum())
+            cpu_ns.append(min(gap_ns + work, removed))
             anchors_gpu.append(-1)
             gpu_ns.append(0.0)
         else:
-            cpu_ns.append(dispatch_ns)
+            cpu_ns.append(min(gap_ns + dispatch_ns, removed))
             kd = dur[mine_gpu].astype(float)
             if moved:
                 k_ns = floor + moved / bw * 1e9
@@ -153,7 +209,8 @@ def apply(graph, params: dict, ctx) -> None:
         kern = P.insert_before(graph, anchors_gpu[with_gpu], dur=np.asarray(gpu_ns)[with_gpu],
                                name=f"multi_tensor_apply_kernel ({names[0]})", kind="kernel", phase=OPTIMIZER)
         P.add_edges(graph, calls, kern, delay=C.launch_delay_ns(graph), kind="launch", from_start=True)
-    C.remove_many(graph, np.flatnonzero(cpu_gone | gpu_gone))
+    P.remove(graph, np.flatnonzero(cpu_gone | gpu_gone))
     where = f"parameters from {source}" if source else "no parameter sizes; removed kernels' work kept"
-    ctx.notes.append(f"fused-optimizer: {int(cpu_gone.sum() + gpu_gone.sum())} per-tensor tasks replaced by "
-                     f"{len(anchors_cpu)} fused update(s) ({where})")
+    ctx.notes.append(f"fused-optimizer: {len(math)} per-tensor ops ({int(cpu_gone.sum() + gpu_gone.sum())} tasks, "
+                     f"with the per-parameter Python between them) replaced by {len(anchors_cpu)} fused update(s) "
+                     f"({where})")

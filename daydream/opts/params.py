@@ -57,6 +57,8 @@ SPECS: dict[str, OptSpec] = {s.name: s for s in [
     OptSpec("dataloader", "background workers and prefetching hide data loading behind compute", {
         "workers": Param(4, "DataLoader num_workers", int, 0, 256),
         "prefetch": Param(2, "batches prefetched per worker", int, 1, 64),
+        "cores": Param(0, "CPU cores of the host (0: run.json's cpu_count; unrecorded: no core contention)",
+                       int, 0, 65536),
     }),
     OptSpec("ddp", "data parallel: ring all-reduce of gradients in buckets, overlapped with backward", {
         "world_size": Param(8, "number of GPUs", int, 1, 65536),
