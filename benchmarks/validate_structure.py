@@ -4,20 +4,28 @@ measured pairs.
 For each pair (a base trace, the same workload with one change, and the `--opt` that models the
 change) it runs daydream.validate and prints: pair, opt, base measured, optimized measured,
 predicted, error % (CONTRACT.md: 100 * |predicted - optimized measured| / optimized measured,
-all `measured_ms` per step).
+all `measured_ms` per step of the profiled traces), and, for the CPU corpus, the error against
+the pair's interleaved wall-clock medians of index.json: the predicted speedup applied to the
+base median, median_pred = base_step_ms x predicted_ms / base measured_ms, against
+optimized_step_ms.
 
 Pairs: ResNet-50 on a V100 with DataLoader num_workers 0 -> 4 (../shared/traces/kineto), and
 every pair of the CPU corpus traces/pairs/index.json whose `whatif.opt` is one of dataloader,
-fused-optimizer, activation-checkpointing.
+fused-optimizer, activation-checkpointing. The CPU corpus was recorded on this host when
+index.json's platform is this host's: its dataloader pairs then get `cores=os.cpu_count()`.
 
-    python benchmarks/validate_structure.py [--json OUT.json]
-    python benchmarks/validate_structure.py --measure-handoff   # the HANDOFF_NS constant
+    python benchmarks/validate_structure.py [--json OUT.json] [--write-docs]
+    python benchmarks/validate_structure.py --measure-handoff    # the HANDOFF_NS constant
+    python benchmarks/validate_structure.py --measure-recompute  # RECOMPUTE_CPU_FACTOR
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
+import re
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -32,14 +40,21 @@ GPU_PAIRS = [("resnet50 V100 num_workers 0->4", "kineto/resnet50_v100_num_worker
               "kineto/resnet50_v100_num_workers_4.json.gz", "dataloader:workers=4")]
 
 
-def pairs() -> list[tuple[str, Path, Path, str]]:
-    out = [(n, SHARED / b, SHARED / o, opt) for n, b, o, opt in GPU_PAIRS if (SHARED / b).exists()]
+def pairs() -> list[dict]:
+    out = [dict(name=n, base=SHARED / b, optimized=SHARED / o, opt=opt, medians=None)
+           for n, b, o, opt in GPU_PAIRS if (SHARED / b).exists()]
     index = PAIRS / "index.json"
     if index.exists():
-        for p in json.loads(index.read_text()).get("pairs", []):
+        doc = json.loads(index.read_text())
+        here = (doc.get("versions") or {}).get("platform") == platform.platform()
+        for p in doc.get("pairs", []):
             opt = (p.get("whatif") or {}).get("opt", "")
-            if opt.split(":")[0] in MINE:
-                out.append((p["name"], PAIRS / p["base"], PAIRS / p["optimized"], opt))
+            if opt.split(":")[0] not in MINE:
+                continue
+            if here and opt.startswith("dataloader") and "cores=" not in opt:
+                opt += f",cores={os.cpu_count()}"
+            out.append(dict(name=p["name"], base=PAIRS / p["base"], optimized=PAIRS / p["optimized"], opt=opt,
+                            medians=(p.get("base_step_ms"), p.get("optimized_step_ms"))))
     return out
 
 
@@ -70,29 +85,172 @@ def measure_handoff(batches: int = 20) -> float:
     return statistics.median(times) * 1e9
 
 
+def measure_recompute(steps: int = 30) -> list[tuple[str, float]]:
+    """Backward time that checkpointing every block adds, in plain forwards of the blocks
+    (torch.utils.checkpoint, non-reentrant, 1 thread): RECOMPUTE_CPU_FACTOR's measurement."""
+    import time
+
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    models = {
+        "4 x TransformerEncoderLayer(64, 4, 128), 8 x 32 tokens":
+            ([torch.nn.TransformerEncoderLayer(64, 4, 128, batch_first=True) for _ in range(4)],
+             torch.randn(8, 32, 64)),
+        "6 x Conv-BN-ReLU(16 ch), 8 x 16 x 32 x 32":
+            ([torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.BatchNorm2d(16),
+                                  torch.nn.ReLU()) for _ in range(6)], torch.randn(8, 16, 32, 32)),
+    }
+    out = []
+    for name, (blocks, x0) in models.items():
+        def step(ck):
+            x = x0
+            t0 = time.perf_counter()
+            for b in blocks:
+                x = checkpoint(b, x, use_reentrant=False) if ck else b(x)
+            loss = x.sum()
+            t1 = time.perf_counter()
+            loss.backward()
+            return t1 - t0, time.perf_counter() - t1
+        times = {False: [], True: []}
+        for i in range(steps + 5):
+            for ck in (False, True):
+                if i >= 5:  # 5 warm-up rounds
+                    times[ck].append(step(ck))
+                else:
+                    step(ck)
+        fwd = statistics.median(f for f, _ in times[False])
+        bwd = statistics.median(b for _, b in times[False])
+        bwd_ck = statistics.median(b for _, b in times[True])
+        out.append((name, (bwd_ck - bwd) / fwd))
+    return out
+
+
+def run_rows(progress: bool = True) -> list[dict]:
+    from daydream.validate import validate
+    rows = []
+    for p in pairs():
+        r = validate(str(p["base"]), str(p["optimized"]), [p["opt"]])
+        row = {"pair": p["name"], "opt": p["opt"], **{k: r[k] for k in (
+            "base_measured_ms", "optimized_measured_ms", "predicted_ms", "error_pct", "notes")}}
+        base_med, opt_med = p["medians"] or (None, None)
+        if base_med and opt_med:
+            pred_med = base_med * r["predicted_ms"] / r["base_measured_ms"]
+            row.update(base_median_ms=base_med, optimized_median_ms=opt_med, predicted_median_ms=round(pred_med, 4),
+                       median_error_pct=round(100 * abs(pred_med - opt_med) / opt_med, 2))
+        rows.append(row)
+        if progress:
+            print(_line(row), flush=True)
+    return rows
+
+
+HEADER = (f"{'pair':40s} {'opt':30s} {'base':>8s} {'optim.':>8s} {'pred.':>8s} {'err %':>6s} "
+          f"{'base med':>9s} {'opt med':>8s} {'pred med':>9s} {'err %':>6s}")
+
+
+def _line(r: dict) -> str:
+    med = (f"{r['base_median_ms']:9.2f} {r['optimized_median_ms']:8.2f} {r['predicted_median_ms']:9.2f} "
+           f"{r['median_error_pct']:6.1f}" if "median_error_pct" in r else f"{'-':>9s} {'-':>8s} {'-':>9s} {'-':>6s}")
+    return (f"{r['pair']:40s} {r['opt']:30s} {r['base_measured_ms']:8.2f} {r['optimized_measured_ms']:8.2f} "
+            f"{r['predicted_ms']:8.2f} {r['error_pct']:6.1f} {med}")
+
+
+SECTION = "## What-if: structure (fused optimizer, data loading, checkpointing, DDP/FSDP)"
+
+
+def section(rows: list[dict]) -> str:
+    lines = [SECTION, "",
+             "Each pair: a base run, the same workload with one change, and the `--opt` that models the change "
+             "(`daydream validate BASE OPTIMIZED --opt ...`). Produced by `python benchmarks/validate_structure.py "
+             "--write-docs`. *base / optimized / predicted* are per-step times of the profiled traces (CONTRACT.md "
+             "`measured_ms`); *error %* = 100 x |predicted - optimized| / optimized. The CPU corpus "
+             "(`traces/pairs`, torch 2.13, 1 thread, a shared 2-core host) also has interleaved wall-clock medians "
+             "without the profiler; *median error %* applies the predicted speedup to the base median "
+             "(base median x predicted / base) and compares it with the optimized median.", "",
+             "| pair | --opt | base ms | optimized ms | predicted ms | error % | base median ms | optimized median ms "
+             "| predicted median ms | median error % |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        med = (f"{r['base_median_ms']:.2f} | {r['optimized_median_ms']:.2f} | {r['predicted_median_ms']:.2f} | "
+               f"{r['median_error_pct']:.1f}" if "median_error_pct" in r else "- | - | - | -")
+        lines.append(f"| {r['pair']} | `{r['opt']}` | {r['base_measured_ms']:.2f} | {r['optimized_measured_ms']:.2f} | "
+                     f"{r['predicted_ms']:.2f} | {r['error_pct']:.1f} | {med} |")
+    within = sum(r["error_pct"] <= 10 for r in rows)
+    within_med = [r["median_error_pct"] <= 10 for r in rows if "median_error_pct" in r]
+    lines += ["", f"{within} of {len(rows)} pairs within 10% of the profiled optimized run; "
+                  f"{sum(within_med)} of {len(within_med)} CPU pairs within 10% of the optimized median.", ""]
+    return "\n".join(lines) + "\n" + WHY.strip() + "\n"
+
+
+WHY = """
+Why the errors are what they are:
+
+* **Noise of the CPU corpus.** The host is a shared 2-core machine (load average 2-3 while these
+  figures were taken). The same base run's interleaved median differs by up to 1.7x between
+  pairs (ResNet-50: 28.9 to 48.3 ms), and the profiled runs' three steps differ by up to 3x
+  (fused-optimizer ResNet-50: 25.7, 52.4, 80.1 ms). In the profiled fused-optimizer runs a
+  `_foreach_add_` of the step counts takes 0.3 ms in one run and 4.8 ms in another. Errors of
+  20-60% on the CPU rows are mostly this: several measured "speedups" have the impossible sign
+  (a fused optimizer slower than the foreach one it replaces: ResNet-50, BERT medians).
+* **fused-optimizer.** The model removes the foreach math, the per-parameter `item()` reads and
+  the Python between them and keeps the step-count increment (which a fused step runs). On the
+  optimizer phase alone it predicts 2.2 ms for ResNet-50 (measured 1.7), 2.1 for BERT (3.8, of
+  which 2.1 ms is the noisy step-count add) and 2.7 for the Transformer (3.7).
+* **dataloader.** The model predicts a small gain (loading leaves the main thread) plus the core
+  contention of 2 workers and 1 main thread on 2 cores (L/4 a step); the runs measured a loss of
+  3-34%. On torch 2.13 and this host the main thread's `_MultiProcessingDataLoaderIter.__next__`
+  takes 2.6-13 ms a step even for batches of a few KB (measured here with 8 x 128 and 8 x 3 x 64 x 64 batches: 0.9-1.1 ms at
+  best, 3.4-4.2 ms median with the batch already queued), against the 100 us hand-off measured
+  on the torch 1.8 V100 trace that `HANDOFF_NS` keeps. The V100 pair (7.8%) is the one this
+  model was built for.
+* **activation-checkpointing.** CPU recompute costs 1.3 forwards of the recomputed blocks
+  (`--measure-recompute`: 1.21-1.48), not 1: non-reentrant checkpointing runs Python
+  saved-tensor hooks per saved tensor at recompute and at unpack. Against the medians this
+  brings four of five models within 11%; the Transformer (21.8%) recomputes more than that
+  (its checkpointed forward is also slower than its plain one in the profiled run).
+* **DDP/FSDP.** No multi-rank CPU or GPU pair was recorded, so they are validated by exact
+  synthetic timelines and direction tests (tests/test_opts_structure.py), not here.
+"""
+
+
+def write_docs(rows: list[dict], path: Path) -> None:
+    """Replace (or append) this script's section of docs/validation.md, leaving the others."""
+    text = path.read_text() if path.exists() else "# Validation\n"
+    new = section(rows)
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: new + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + new
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", default=None, metavar="OUT.json", help="also write the rows as JSON")
+    ap.add_argument("--write-docs", action="store_true", help="replace this section of docs/validation.md")
     ap.add_argument("--measure-handoff", action="store_true", help="measure the DataLoader hand-off and exit")
+    ap.add_argument("--measure-recompute", action="store_true", help="measure the CPU recompute factor and exit")
     args = ap.parse_args()
     if args.measure_handoff:
         print(f"DataLoader hand-off: {measure_handoff() / 1e3:.1f} us (median)")
         return 0
-    from daydream.validate import validate
-    rows = []
-    print(f"{'pair':40s} {'opt':28s} {'base':>9s} {'optimized':>10s} {'predicted':>10s} {'error %':>8s}")
-    for name, base, optimized, opt in pairs():
-        r = validate(str(base), str(optimized), [opt])
-        rows.append({"pair": name, "opt": opt, **{k: r[k] for k in (
-            "base_measured_ms", "optimized_measured_ms", "predicted_ms", "error_pct", "notes")}})
-        print(f"{name:40s} {opt:28s} {r['base_measured_ms']:9.2f} {r['optimized_measured_ms']:10.2f} "
-              f"{r['predicted_ms']:10.2f} {r['error_pct']:8.1f}", flush=True)
+    if args.measure_recompute:
+        for name, factor in measure_recompute():
+            print(f"{name}: backward + {factor:.2f} forwards with checkpointing")
+        return 0
+    print(HEADER)
+    rows = run_rows()
     if args.json:
         out = Path(args.json)
         fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             json.dump(rows, f, indent=2)
         os.replace(tmp, out)
+    if args.write_docs:
+        write_docs(rows, REPO / "docs" / "validation.md")
     return 0
 
 

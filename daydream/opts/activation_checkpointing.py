@@ -12,8 +12,8 @@ again when backward reaches it. Per step:
 * Recompute of segment k, inserted right before the first backward task of the backward part
   that corresponds to k (daydream.opts._comm.mirror_groups):
     - on the thread that runs that backward task (its launch call's thread on a GPU), a CPU
-      task as long as RECOMPUTE_CPU_FACTOR x the CPU time the segment's forward took: the main thread's forward
-      CPU tasks (op dispatch, launch calls) from the segment's first launch to the next
+      task as long as RECOMPUTE_CPU_FACTOR x the CPU time the segment's forward took: the
+      main thread's forward CPU tasks (op dispatch, launch calls) from the segment's first launch to the next
       segment's first launch (on a CPU trace: the segment's own tasks);
     - on a GPU, on the compute stream right before that backward kernel, one task as long as
       the segment's forward kernels together, launched from the start of that CPU task. The
