@@ -6,6 +6,7 @@ import io
 import json
 import tarfile
 
+import numpy as np
 import pytest
 
 from conftest import SHARED, shared, shared_traces
@@ -138,3 +139,31 @@ def test_top_level_api():
     assert daydream.predict(trace).replay_ms == pytest.approx(trace.measured_ms)
     assert daydream.predict(trace, []).speedup == pytest.approx(1.0)
     assert daydream.analyze(trace)["steps"] == trace.steps
+
+
+@pytest.mark.parametrize("path", [p for p in shared_traces() if p.name.endswith(".json.gz")], ids=lambda p: p.name)
+def test_real_traces_take_the_fast_path(path):
+    """The typed decoder accepts every real trace (the generic path is for odd input only)."""
+    from daydream.trace import events as E
+    from daydream.trace import fast
+    decoded = fast.decode(gzip.decompress(path.read_bytes()))
+    assert decoded is not None
+    table = E.EventTable()
+    cols = fast.columns(decoded[1], E._KIND_OF_CAT, E.OTHER, E._SKIPPED_CATS, E.GPU_TASK_KINDS, table.names,
+                        lambda v: E._int_id(v, table._odd))
+    assert len(cols["ts"]) > 0
+
+
+def test_fast_and_generic_paths_agree():
+    from daydream.trace import from_raw
+    from daydream.trace.reader import RawTrace
+    src = shared("tracelens/gaunernst_bert-small-uncased_h100.json.gz")
+    doc = json.loads(gzip.decompress(src.read_bytes()))
+    events = doc.pop("traceEvents")
+    generic = from_raw([RawTrace("g", 0, doc, events)], "g")
+    typed = load(src)
+    cols = ["rank", "kind", "pid", "tid", "device", "stream", "ts", "dur", "corr", "ext", "seq"]
+    assert (generic.events[cols].to_numpy() == typed.events[cols].to_numpy()).all()
+    assert list(generic.name_of(generic.events["name"])) == list(typed.name_of(typed.events["name"]))
+    row = int(np.flatnonzero(typed.events["kind"].to_numpy() == 0)[5])
+    assert typed.args_of(row) == generic.args_of(row)

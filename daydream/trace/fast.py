@@ -36,7 +36,7 @@ class Event(msgspec.Struct):
     ts: Any = None
     dur: Any = None
     id: Any = None
-    args: msgspec.Raw | None = None  # a slice of the input, decoded on demand
+    args: msgspec.Raw = msgspec.Raw(b"null")  # a slice of the input, decoded on demand
 
 
 _TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -61,7 +61,10 @@ def args_dict(args: msgspec.Raw | None) -> dict:
     """An event's full `args` object, decoded from the slice kept at load time."""
     if args is None:
         return {}
-    out = _ANY.decode(args)
+    try:
+        out = _ANY.decode(args)
+    except msgspec.DecodeError:
+        return {}
     return out if isinstance(out, dict) else {}
 
 
@@ -140,7 +143,7 @@ def columns(events: list[Event], kind_of_cat: dict, other: int, skipped: set, gp
     args = [e.args for e in x]
     none = CoreArgs()
     try:
-        a = [none if v is None else _CORE.decode(v) for v in args]
+        a = [_CORE.decode(v) if v != b"null" else none for v in args]
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise Unusual from None
     corr = _ids([v.correlation for v in a], -1)
