@@ -149,7 +149,7 @@ def test_real_traces_take_the_fast_path(path):
     decoded = fast.decode(gzip.decompress(path.read_bytes()))
     assert decoded is not None
     table = E.EventTable()
-    cols = fast.columns(decoded[1], E._KIND_OF_CAT, E.OTHER, E._SKIPPED_CATS, E.GPU_TASK_KINDS, table.names,
+    cols = fast.columns(decoded[1], E._KIND_OF_CAT, E.OTHER, E._SKIPPED_CATS, (E.KERNEL, E.GPU_SYNC), table.names,
                         lambda v: E._int_id(v, table._odd))
     assert len(cols["ts"]) > 0
 

@@ -149,7 +149,7 @@ class EventTable:
         from daydream.trace import fast
         if events and isinstance(events[0], fast.Event):
             try:
-                cols = fast.columns(events, _KIND_OF_CAT, OTHER, _SKIPPED_CATS, GPU_TASK_KINDS, self.names,
+                cols = fast.columns(events, _KIND_OF_CAT, OTHER, _SKIPPED_CATS, (KERNEL, GPU_SYNC), self.names,
                                     lambda v: _int_id(v, self._odd))
             except fast.Unusual:
                 events = [msgspec_to_dict(e) for e in events]
@@ -191,7 +191,7 @@ class EventTable:
                     name = e.get("name")
                     pid = _int_id(e.get("pid"), odd)
                     tid = _int_id(e.get("tid"), odd)
-                    if kind >= KERNEL:
+                    if KERNEL <= kind <= GPU_SYNC:  # GPU-side rows: device and stream
                         device = _as_int(args.get("device"), pid)
                         stream = _as_int(args.get("stream"), tid)
                     else:

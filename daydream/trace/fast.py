@@ -86,19 +86,12 @@ def _num(values, scale: float) -> np.ndarray:
 
 
 def _ids(values, default: int) -> np.ndarray:
-    """Integer ids (None -> default); anything else is unusual."""
+    """Integer args (None -> default); odd values convert one by one as the generic path does."""
+    from daydream.trace.events import _as_int
     out = [default if v is None else v for v in values]
-    try:
-        arr = np.asarray(out)
-    except (ValueError, TypeError, OverflowError):
-        raise Unusual from None
-    if arr.dtype.kind != "i":
-        if len(arr) == 0:
-            return np.zeros(0, np.int64)
-        raise Unusual
-    if len(arr) and (np.abs(arr).max() >= 2**62):
-        raise Unusual
-    return arr.astype(np.int64)
+    if all(type(v) is int and -2**62 < v < 2**62 for v in out):
+        return np.asarray(out, np.int64) if out else np.zeros(0, np.int64)
+    return np.fromiter((_as_int(v, default) for v in out), np.int64, len(out))
 
 
 def _id_column(values, to_id) -> np.ndarray:
@@ -150,9 +143,12 @@ def columns(events: list[Event], kind_of_cat: dict, other: int, skipped: set, gp
     ext = _ids([v.external_id if v.external_id is not None else v.external_id_2021 for v in a], -1)
     seq = _ids([v.sequence for v in a], -1)
     fwd = _ids([v.fwd_thread for v in a], -1)
-    gpu = np.isin(kind, gpu_kinds)
-    device = np.where(gpu, _ids([v.device for v in a], -1), -1)
-    stream = np.where(gpu, _ids([v.stream for v in a], -1), -1)
+    gpu = (kind >= gpu_kinds[0]) & (kind <= gpu_kinds[1])  # GPU-side rows: device and stream
+    g = np.flatnonzero(gpu)
+    device = np.full(len(x), -1, np.int64)
+    stream = np.full(len(x), -1, np.int64)
+    device[g] = _ids([a[i].device for i in g.tolist()], -1)
+    stream[g] = _ids([a[i].stream for i in g.tolist()], -1)
     device = np.where(gpu & (device == -1), pid, device)
     stream = np.where(gpu & (stream == -1), tid, stream)
     name = np.asarray([names(e.name) for e in x], np.int32) if x else np.zeros(0, np.int32)
