@@ -102,8 +102,10 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
     bounds = np.flatnonzero(np.any(keys[1:] != keys[:-1], axis=1)) + 1
     seq = ev["seq"].to_numpy()
     is_module = np.fromiter((n.startswith("nn.Module: ") for n in names), bool, len(names))
-    # One row per task: (start, end, kind, event, phase, layer, seq, op, thread).
-    segs: list[tuple] = []
+    # One row per task: (start, end, kind, event, phase, layer, seq, op, thread), gathered per
+    # thread as tuples and packed into an int64 block when the thread is done (keeps memory flat).
+    blocks: list[np.ndarray] = []
+    base = 0  # tasks in earlier blocks
     nested_corr = {}  # (rank, corr) of runtime calls nested in another -> enclosing call's task index
     last_task = np.full(len(ev), -1, np.int64)  # per event: the task its time ends in
     threads = []
@@ -113,6 +115,7 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
         rows = rows[np.lexsort((-end[rows], ts[rows]))]
         threads.append(tuple(int(v) for v in keys[bounds[t_i - 1] if t_i else 0]))
         thread = len(threads) - 1
+        segs: list[tuple] = []
         # Open events, innermost last: (end, row, phase, layer, seq, op).
         stack: list[tuple] = []
         cursor = int(ts[rows[0]])
@@ -127,7 +130,7 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
             if top_end > cursor:
                 segs.append((cursor, top_end, T_CPU, top_row, *attrs, thread))
                 cursor = top_end
-            last_task[top_row] = len(segs) - 1
+            last_task[top_row] = base + len(segs) - 1
 
         for r in rows.tolist():
             s = int(ts[r])
@@ -156,7 +159,7 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
             if kind[r] == RUNTIME:
                 s2 = max(s, cursor)
                 e2 = max(e, s2)
-                rt_task = len(segs)
+                rt_task = base + len(segs)
                 last_task[r] = rt_task
                 segs.append((s2, e2, T_RUNTIME, r, ph, layer, sq, op, thread))
                 cursor = e2
@@ -165,10 +168,12 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
                 stack.append((e, r, ph, layer, sq, op))
         while stack:
             close_innermost()
-    cols = ("start", "end", "kind", "event", "phase", "thread", "layer", "seq", "op")
-    order = (0, 1, 2, 3, 4, 8, 5, 6, 7)
-    columns = list(zip(*segs)) if segs else [()] * 9
-    out = {c: list(columns[i]) for c, i in zip(cols, order)}
+        if segs:
+            blocks.append(np.array(segs, dtype=np.int64).reshape(-1, 9))
+            base += len(segs)
+    table = np.concatenate(blocks) if blocks else np.zeros((0, 9), np.int64)
+    cols = ("start", "end", "kind", "event", "phase", "layer", "seq", "op", "thread")
+    out = {c: table[:, i] for i, c in enumerate(cols)}
     return out, threads, nested_corr, last_task
 
 
@@ -213,8 +218,8 @@ def build_graph(trace: Trace) -> TaskGraph:
     obs_end = np.concatenate([np.asarray(seg["end"], np.int64), end_ev[gpu_rows]])
     has_event = event >= 0
     name = np.where(has_event, name_ev[np.clip(event, 0, None)], len(names)).astype(np.int64)
-    rank = np.concatenate([np.asarray([threads[t][0] for t in cpu_res], np.int64) if n_cpu else
-                           np.zeros(0, np.int64), gkeys[:, 0]]).astype(np.int64)
+    thread_rank = np.asarray([t[0] for t in threads], np.int64)
+    rank = np.concatenate([thread_rank[cpu_res] if n_cpu else np.zeros(0, np.int64), gkeys[:, 0]]).astype(np.int64)
     corr = np.where(has_event, corr_ev[np.clip(event, 0, None)], -1)
     corr[kind == T_CPU] = -1
     phase = np.concatenate([np.asarray(seg["phase"], np.int8), np.full(len(gpu_rows), UNSET, np.int8)])
