@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.markup import escape
 import orjson
 
 from daydream.cli import main
@@ -75,8 +76,8 @@ def _print(report, report_path):
             layers.add_row(k, _mib(v))
         console.print(layers)
     for line in j.get("model", []) + j["notes"]:
-        console.print(f"  {line}")
+        console.print(f"  {escape(line)}")
     if j["oom_warning"]:
-        console.print(f"[bold red]warning: {j['oom_warning']}[/]")
+        console.print(f"[bold red]warning: {escape(j['oom_warning'])}[/]")
     if report_path:
         console.print(f"report written to {report_path}")

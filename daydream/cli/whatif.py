@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich import box
 from rich.table import Table
 
@@ -81,7 +82,7 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
             table.add_row(k, f"{v:.3f}", f"{data['breakdown']['predicted'][k]:.3f}")
         out.print(table)
         for note in data["notes"]:
-            out.print(f"[yellow]note:[/] {note}")
+            out.print(f"[yellow]note:[/] {escape(note)}")
         return
     out.print(f"measured {data['measured_ms']:.3f} ms   replay {data['replay_ms']:.3f} ms "
               f"({data['replay_error_pct']:.2f}% off)")
@@ -99,4 +100,4 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
     out.print(table)
     for s in data["scenarios"]:
         for note in s["notes"]:
-            out.print(f"[yellow]note ({s['name']}):[/] {note}")
+            out.print(f"[yellow]note ({escape(s['name'])}):[/] {escape(note)}")
