@@ -187,7 +187,7 @@ def test_cli_json_and_report(tmp_path):
     assert r.returncode == 0, r.stderr
     j = json.loads(r.stdout)
     assert set(j["at_peak"]) == set(CATEGORIES) == set(j["predicted"])
-    assert j["optimizations"][1] == {"name": "fsdp", "params": {"world_size": 4, "prefetch": True, "interconnect": "nvlink"}}
+    assert j["optimizations"][1] == {"name": "fsdp", "params": {"world_size": 4, "prefetch": True, "interconnect": "nvlink", "units": 0}}
     page = out.read_text()
     assert "plotly" in page and "<script src=\"http" not in page
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

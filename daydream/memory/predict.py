@@ -135,13 +135,14 @@ def _top_level(layers: dict) -> dict:
     return groups
 
 
-def activation_checkpointing(st: State, fraction: float) -> None:
+def activation_checkpointing(st: State, fraction: float, segments: int = 0) -> None:
     """Checkpoint the first `fraction` of the activation bytes, layer by layer (Chen et al. 2016):
     a checkpointed layer keeps only its boundary (its input), estimated as its activations divided
     by the number of modules inside it that saved tensors (one saved tensor of the layer's width
     each); during the backward one layer is recomputed at a time, so the largest checkpointed
     layer's activations come back as a working set. Without a layer table the activations are cut
-    into sqrt(T) equal segments of T/sqrt(T) saved tensors each (T = activation tensors created)."""
+    into `segments` (0: sqrt(T)) equal segments of T/segments saved tensors each (T = activation
+    tensors created); with a layer table the layers are the segments."""
     total = float(st.col("activation").max()) if len(st.bytes) else 0.0
     if total <= 0 or fraction <= 0:
         st.notes.append("activation-checkpointing: no activations (or fraction 0); unchanged")
@@ -155,7 +156,7 @@ def activation_checkpointing(st: State, fraction: float) -> None:
         how = f"{len(groups)} layers from the layer table"
     else:
         t = max(st.activation_tensors, 1)
-        segs = max(int(round(np.sqrt(t))), 1)
+        segs = int(segments) if segments > 0 else max(int(round(np.sqrt(t))), 1)
         layer_bytes = np.full(segs, total / segs)
         layer_tensors = np.full(segs, t / segs)
         how = f"{segs} equal segments of {t} activation tensors"
