@@ -8,6 +8,7 @@ order) is deterministic and linear in tasks + edges.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,8 +32,15 @@ class Timeline:
         t = self.graph.tasks
         return t.assign(sim_start=self.start, sim_end=self.end)
 
+    @functools.cached_property
+    def _windows(self) -> dict[int, tuple[int, int]]:
+        return self._compute_windows()
+
     def windows(self) -> dict[int, tuple[int, int]]:
         """Per rank, the simulated analysis window: the tasks that form the measured one, replayed."""
+        return dict(self._windows)
+
+    def _compute_windows(self) -> dict[int, tuple[int, int]]:
         t = self.graph.tasks
         sel = t["in_window"].to_numpy()
         rank = t["rank"].to_numpy()
@@ -55,6 +63,10 @@ class Timeline:
 
     def critical_path(self) -> np.ndarray:
         """Task indices on the critical path into the window's last task, earliest first."""
+        return self._critical_path.copy()
+
+    @functools.cached_property
+    def _critical_path(self) -> np.ndarray:
         t = self.graph.tasks
         windows = self.windows()
         rank = max(windows, key=lambda r: windows[r][1] - windows[r][0])  # the slowest rank's window
