@@ -136,6 +136,7 @@ class _ScriptProfiler:
                              "with_modules": True, "schedule": {"wait": 0, "warmup": 1, "active": self.steps}},
             },
             "versions": rundir.versions(),
+            "cpu_count": os.cpu_count(),  # cores the run shared (the dataloader what-if's contention model)
             **rundir.summarize_steps(self.plain, self.profiled),
             "optimizer_steps": self.count,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -9,6 +9,7 @@ the amp what-if reads from run.json["calibration"].
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -186,6 +187,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
             },
             "parameters": workload.parameters_count,
             "versions": rundir.versions(),
+            "cpu_count": os.cpu_count(),  # cores the run shared (the dataloader what-if's contention model)
             **rundir.summarize_steps(plain, profiled),
             "cuda_max_allocated_bytes": peak,
             **({"calibration": calibration} if calibration else {}),
