@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 
 from daydream import hardware, kernels
-from daydream.graph.build import (E_LAUNCH, GPU_TASK_TYPES, NO_RELEASE, T_COLLECTIVE, T_CPU, T_IDLE,
-                                  T_KERNEL, T_MEMCPY, T_MEMSET, T_RUNTIME, T_SYNC, TaskGraph)
-from daydream.graph.phases import BACKWARD, DATA, FORWARD, OPTIMIZER
+from daydream.graph.build import (E_LAUNCH, GPU_TASK_TYPES, T_CPU,
+                                  T_KERNEL, T_MEMSET, T_RUNTIME, T_SYNC, TaskGraph)
+from daydream.graph.phases import FORWARD, OPTIMIZER
 from daydream.trace.events import CPU_OP
+from daydream.opts._cost import is_cpu_trace
 from daydream.transform import primitives as P
 
 # DGX/HGX reference systems (V100, A100, H100, H200, B200, MI300X platforms) hold 8 GPUs a node.
@@ -103,10 +104,6 @@ def launch_delay_ns(graph: TaskGraph) -> int:
     e = graph.edges
     nominal = e["nominal"].to_numpy()[e["kind"].to_numpy() == E_LAUNCH]
     return int(np.median(nominal)) if len(nominal) else DEFAULT_LAUNCH_DELAY_NS
-
-
-def is_cpu_trace(graph: TaskGraph) -> bool:
-    return not np.isin(graph.tasks["kind"].to_numpy(), GPU_TASK_TYPES).any()
 
 
 def thread_keys(graph: TaskGraph) -> np.ndarray:
@@ -347,8 +344,9 @@ def first_in_step(graph: TaskGraph, mask: np.ndarray, steps: np.ndarray) -> pd.S
 
 
 def compute_tasks(graph: TaskGraph, rank: int, phase: int, steps: np.ndarray) -> np.ndarray:
-    """The phase's compute work of `rank`, in observed order: GPU kernels/memsets on the compute
-    stream (GPU traces) or non-idle CPU tasks of the main thread (CPU traces)."""
+    """The phase's compute work of `rank`, in program order: GPU kernels/memsets on the compute
+    stream (GPU traces) or non-idle CPU tasks of the main thread (CPU traces). Program order, not
+    observed start: tasks inserted by an earlier optimization share their anchor's start."""
     t = graph.tasks
     kind = t["kind"].to_numpy()
     base = (t["rank"].to_numpy() == rank) & (t["phase"].to_numpy() == phase) & (steps >= 0)
@@ -358,7 +356,7 @@ def compute_tasks(graph: TaskGraph, rank: int, phase: int, steps: np.ndarray) ->
     else:
         base &= np.isin(kind, (T_CPU, T_RUNTIME)) & (t["resource"].to_numpy() == main_thread(graph, rank))
     idx = np.flatnonzero(base)
-    return idx[np.lexsort((idx, t["obs_start"].to_numpy()[idx]))]
+    return idx[np.argsort(P.topological_positions(graph)[idx], kind="stable")]
 
 
 def split_by_time(dur: np.ndarray, groups: int) -> np.ndarray:

@@ -245,7 +245,9 @@ def shift_launch_delays(graph: TaskGraph, kernels_idx: np.ndarray, delta_ns) -> 
 
 
 def is_cpu_trace(graph: TaskGraph) -> bool:
-    return not gpu_mask(graph, collectives=True).any()
+    """Whether the run had no GPU: decided by the trace, not by tasks earlier optimizations added
+    (a ddp over a CPU run inserts collectives, which are not GPU work)."""
+    return not graph.trace.has_gpu
 
 
 def cpu_op_segments(graph: TaskGraph, info: OpInfo, ops: tuple | re.Pattern) -> np.ndarray:

@@ -136,7 +136,10 @@ def insert_tasks(graph: TaskGraph, *, rank, resource, kind, name, dur, phase="ot
     for ordering on a resource; names are strings, kinds and phases names or codes.
     """
     dur = np.atleast_1d(np.asarray(np.round(np.asarray(dur, float)), np.int64))
-    m = len(dur) if dur.size > 1 else max(len(np.atleast_1d(anchor)) if anchor is not None else 1, 1)
+    if anchor is not None:
+        m = len(np.atleast_1d(anchor))
+    else:
+        m = len(dur) if dur.size != 1 else max(len(np.atleast_1d(name)), 1)
     cols = lambda v: np.broadcast_to(np.asarray(v), (m,)).copy()
     names = np.atleast_1d(np.asarray(name, dtype=object))
     name_codes = np.asarray([graph.name_code(str(nm)) for nm in names], np.int64)
@@ -216,8 +219,11 @@ def insert_before(graph: TaskGraph, anchors, *, dur, name, kind, phase=None, lay
     return new
 
 
-def _topological(graph: TaskGraph) -> np.ndarray:
-    """Position of every task in one topological order of the graph (Kahn)."""
+def topological_positions(graph: TaskGraph) -> np.ndarray:
+    """Position of every task in one topological order of the graph (Kahn).
+
+    On one thread or stream this is the resource's program order, also for inserted tasks, whose
+    observed times only repeat their anchor's."""
     n = len(graph.tasks)
     src, dst = graph.edges["src"].to_numpy(), graph.edges["dst"].to_numpy()
     order = np.argsort(src, kind="stable")
@@ -251,7 +257,7 @@ def remove(graph: TaskGraph, selection) -> np.ndarray:
         return np.arange(len(graph.tasks))
     gone = np.zeros(len(graph.tasks), bool)
     gone[idx] = True
-    idx = idx[np.argsort(_topological(graph)[idx], kind="stable")]
+    idx = idx[np.argsort(topological_positions(graph)[idx], kind="stable")]
     e = graph.edges
     cols = ["src", "dst", "kind", "from_start", "to_end", "delay"]
     touching = gone[e["src"].to_numpy()] | gone[e["dst"].to_numpy()]
