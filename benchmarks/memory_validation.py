@@ -83,6 +83,22 @@ def saved_by_module(model, step) -> dict:
     return table
 
 
+def conv_shapes(model, step) -> list:
+    """Input, weight and output shapes of every convolution call over one call of `step` (the
+    `convolutions` table of the memory document: the amp model sizes CPU im2col buffers from it)."""
+    table = []
+
+    def hook(m, inputs, out):
+        table.append({"module": names[m], "input": list(inputs[0].shape), "weight": list(m.weight.shape),
+                      "output": list(out.shape)})
+    names = {m: n for n, m in model.named_modules()}
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    step()
+    for h in hooks:
+        h.remove()
+    return table
+
+
 def record(build, batch, checkpointing=False, amp=False, steps=1) -> dict:
     """Profile `steps` training steps (after one warm-up) and return a daydream.memory/1 document."""
     torch.manual_seed(0)
@@ -99,6 +115,7 @@ def record(build, batch, checkpointing=False, amp=False, steps=1) -> dict:
         opt.zero_grad(set_to_none=True)
 
     layers = saved_by_module(model, step)
+    convolutions = conv_shapes(model, step)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
@@ -115,7 +132,9 @@ def record(build, batch, checkpointing=False, amp=False, steps=1) -> dict:
         finally:
             os.unlink(tmp)
     return {"schema": "daydream.memory/1", "timeline": rows, "categories": list(TORCH_CATEGORIES),
-            "device": "cpu", "layers": layers}
+            "device": "cpu", "layers": layers, "convolutions": convolutions,
+            # Whether this CPU's oneDNN has bf16 kernels (else bf16 convolutions fall back to im2col).
+            "cpu_bf16_onednn": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}
 
 
 def _write(doc, directory: Path, name: str) -> Path:

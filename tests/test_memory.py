@@ -14,7 +14,7 @@ import pytest
 from daydream.errors import DaydreamError
 from daydream.memory import CATEGORIES, memory
 from daydream.memory.predict import predict
-from daydream.memory.timeline import COL, from_raw_rows
+from daydream.memory.timeline import COL, Timeline, from_raw_rows
 from daydream.opts import parse_opt
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
@@ -210,3 +210,46 @@ def test_cli_truncated_file(tmp_path):
     bad.write_bytes(gzip.compress(b'[[1, 2, 3, 0], [4'))
     r = _cli("memory", str(bad))
     assert r.returncode == 2 and r.stderr.count("\n") == 1
+
+
+MIB = 2**20
+
+
+def _synthetic(activation, extra=None):
+    """A timeline with the given activation levels (MiB) and optional {category: levels}."""
+    n = len(activation)
+    b = np.zeros((n, len(CATEGORIES)), np.int64)
+    b[:, COL["activation"]] = np.asarray(activation) * MIB
+    for name, levels in (extra or {}).items():
+        b[:, COL[name]] = np.asarray(levels) * MIB
+    return Timeline(np.arange(n, dtype=np.int64) * 1000, b, "synthetic")
+
+
+def test_checkpointing_recompute_only_in_its_segments_backward():
+    # Four blocks of 8 MiB (two saved tensors each): the forward rises 8 MiB per block, the backward
+    # frees them last to first, with 6 MiB of gradient buffers while a block is backpropagated.
+    act = [8, 16, 24, 32, 32, 24, 16, 8, 0]
+    grads = [0, 0, 0, 0, 6, 6, 6, 6, 0]
+    tl = _synthetic(act, {"autograd_detail": grads})
+    layers = {f"blocks.{i}.{j}": 4 * MIB for i in range(4) for j in range(2)}
+    pred, _ = predict(tl, [parse_opt("activation-checkpointing:fraction=1")], layers)
+    # While block 3 is backpropagated: blocks 0-2 keep their 4 MiB boundary, block 3 is recomputed
+    # in full (8 MiB), plus the gradient buffers: 3*4 + 8 + 6 = 26 MiB. The old model added the
+    # recompute set to every instant (32/2 + 8 + 6 = 30 MiB).
+    assert pred.peak_bytes == 26 * MIB
+    assert pred.bytes[0, COL["activation"]] == 8 * MIB  # first block runs in full
+
+
+def test_amp_bf16_cpu_conv_fallback_replaces_onednn_scratch_with_im2col():
+    act = [0, 8, 16, 16, 8, 0]
+    scratch = [0, 4, 0, 4, 4, 0]  # oneDNN scratch while a convolution runs, none between them
+    tl = _synthetic(act, {"unknown": scratch})
+    conv = {"input": [32, 32, 32, 32], "weight": [32, 32, 3, 3], "output": [32, 32, 32, 32]}
+    rec = {"device": "cpu", "convolutions": [conv], "cpu_bf16_onednn": False}
+    pred, notes = predict(tl, [parse_opt("amp:dtype=bf16")], None, rec)
+    im2col = 32 * 32 * 9 * 32 * 32 * 2  # N * C_in*kh*kw * H_out*W_out bf16 elements = 18 MiB
+    assert im2col == 18 * MIB
+    assert pred.bytes[:, COL["unknown"]].max() == 0
+    assert pred.peak_bytes == 8 * MIB + im2col
+    kept, _ = predict(tl, [parse_opt("amp:dtype=bf16")], None, {**rec, "cpu_bf16_onednn": True})
+    assert kept.peak_bytes == (8 + 4) * MIB  # oneDNN has bf16: activations halve, scratch kept

@@ -176,9 +176,11 @@ def _sniff(path: Path) -> str:
     return "trace"
 
 
-def _memory_doc(doc, source: str) -> tuple[Timeline, dict, str | None]:
+def _memory_doc(doc, source: str) -> tuple[Timeline, dict, str | None, dict]:
+    """-> (timeline, layer table, device, recording facts for the models: device, convolutions,
+    cpu_bf16_onednn)."""
     if isinstance(doc, list):
-        return from_raw_rows(doc, source), {}, None
+        return from_raw_rows(doc, source), {}, None, {}
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise DaydreamError(f"{source}: not a {SCHEMA} memory file nor export_memory_timeline_raw rows")
     cats = doc.get("categories")
@@ -188,7 +190,17 @@ def _memory_doc(doc, source: str) -> tuple[Timeline, dict, str | None]:
     layers = doc.get("layers") or {}
     if not isinstance(layers, dict):
         raise DaydreamError(f"{source}: 'layers' must map module names to bytes")
-    return from_raw_rows(rows, source), {str(k): float(v) for k, v in layers.items()}, doc.get("device")
+    convs = doc.get("convolutions") or []
+    def shape(x, n):
+        return isinstance(x, list) and len(x) >= n and all(isinstance(d, int) and d >= 0 for d in x)
+    if not isinstance(convs, list) or not all(isinstance(c, dict) and shape(c.get("input"), 1) and shape(
+            c.get("weight"), 3) and shape(c.get("output"), 3) for c in convs):
+        raise DaydreamError(f"{source}: 'convolutions' must be a list of {{input, weight, output}} shapes")
+    recording = {"device": doc.get("device"), "convolutions": convs}
+    if "cpu_bf16_onednn" in doc:
+        recording["cpu_bf16_onednn"] = bool(doc["cpu_bf16_onednn"])
+    return (from_raw_rows(rows, source), {str(k): float(v) for k, v in layers.items()}, doc.get("device"),
+            recording)
 
 
 def _torch_names():
@@ -214,7 +226,7 @@ def _canon(name) -> str:
 
 
 def _load(source, step_annotation=None):
-    """-> (Timeline, layers, device, capacity, rank, rank peaks)."""
+    """-> (Timeline, layers, device, capacity, rank, rank peaks, recording facts)."""
     from daydream import trace as trace_mod
     if isinstance(source, trace_mod.Trace):
         tr = source
@@ -223,18 +235,18 @@ def _load(source, step_annotation=None):
         if not p.exists():
             raise DaydreamError(f"{p}: no such file or directory")
         if p.is_dir() and (p / "memory.json.gz").exists():
-            tl, layers, device = _memory_doc(_read_json(p / "memory.json.gz"), str(p / "memory.json.gz"))
+            tl, layers, device, rec = _memory_doc(_read_json(p / "memory.json.gz"), str(p / "memory.json.gz"))
             props, name = [], device
             if (p / "trace.json.gz").exists():
                 tr = trace_mod.load(p, step_annotation)
                 # The GPU's name (for its capacity) rather than memory.json.gz's "cuda:0".
                 props, name = tr.device_properties, tr.device if tr.device != "cpu" else (device or "cpu")
             name = str(name or "unknown device")
-            return tl, layers, name, _capacity(name, props), None, {}
+            return tl, layers, name, _capacity(name, props), None, {}, rec
         if p.is_file() and _sniff(p) != "trace":
-            tl, layers, device = _memory_doc(_read_json(p), str(p))
+            tl, layers, device, rec = _memory_doc(_read_json(p), str(p))
             name = str(device or "unknown device")
-            return tl, layers, name, _capacity(name, []), None, {}
+            return tl, layers, name, _capacity(name, []), None, {}, rec
         tr = trace_mod.load(p, step_annotation)
     timelines = from_trace_all_ranks(tr)
     if not timelines:
@@ -243,14 +255,14 @@ def _load(source, step_annotation=None):
     rank = max(peaks, key=peaks.get)
     multi = len(tr.ranks) > 1
     return (timelines[rank], {}, tr.device, _capacity(tr.device, tr.device_properties),
-            rank if multi else None, peaks if multi else {})
+            rank if multi else None, peaks if multi else {}, {"device": tr.device})
 
 
 def memory(source, opts=(), step_annotation: str | None = None) -> MemoryReport:
     """Measured memory breakdown of `source` (path or `daydream.trace.Trace`), predicted under
     `opts` (OptChoice or `--opt` strings) applied in order."""
     choices = [o if isinstance(o, OptChoice) else parse_opt(o) for o in opts]
-    tl, layers, device, capacity, rank, peaks = _load(source, step_annotation)
+    tl, layers, device, capacity, rank, peaks, recording = _load(source, step_annotation)
     report = MemoryReport(trace=str(getattr(source, "path", source)), device=device, capacity_bytes=capacity,
                           measured=tl, optimizations=choices, layers=layers, rank=rank, rank_peaks=peaks)
     for o in choices:
@@ -258,7 +270,7 @@ def memory(source, opts=(), step_annotation: str | None = None) -> MemoryReport:
             report.device = str(o.params["target"])
             report.capacity_bytes = _capacity(report.device, [])
     if choices:
-        report.predicted, report.model_notes = predict(tl, choices, layers)
+        report.predicted, report.model_notes = predict(tl, choices, layers, recording)
     return report
 
 

@@ -35,6 +35,7 @@ class State:
     layers: dict               # module -> activation bytes
     activation_tensors: int    # activation tensors created per step
     act_elem_bytes: float = 4.0
+    recording: dict = field(default_factory=dict)  # device, convolutions, cpu_bf16_onednn (memory doc)
     notes: list = field(default_factory=list)
 
     def col(self, name):
@@ -48,7 +49,7 @@ class State:
         self.bytes[mask, COL[name]] += amount
 
 
-def initial_state(tl: Timeline, layers: dict | None) -> State:
+def initial_state(tl: Timeline, layers: dict | None, recording: dict | None = None) -> State:
     spans = []
     for s, e in tl.optimizer:
         idx = np.flatnonzero((tl.times >= s) & (tl.times <= e))
@@ -59,7 +60,8 @@ def initial_state(tl: Timeline, layers: dict | None) -> State:
     active = (tl.bytes[:, COL["activation"]] > 0) & ~tl.optimizer_mask()
     per_step = int(tl.activation_tensors) // max(len(tl.optimizer), 1)
     return State(tl.bytes.astype(np.float64), active, spans,
-                 np.asarray(tl.param_tensors, np.float64), dict(layers or {}), per_step)
+                 np.asarray(tl.param_tensors, np.float64), dict(layers or {}), per_step,
+                 recording=dict(recording or {}))
 
 
 def _params_total(st: State) -> float:
@@ -86,6 +88,43 @@ def amp(st: State, dtype: str) -> None:
     if copies == 0:
         st.notes.append("amp: the recording has no parameter bytes (no memory profile categories); "
                         "weight copies not counted")
+    if dtype == "bf16":
+        _cpu_conv_fallback(st)
+
+
+def im2col_bytes(conv: dict, elem_bytes: float = 2.0) -> float:
+    """Bytes of ATen's slow_conv2d column buffer for one convolution call: `finput` of shape
+    (N, C_in/groups * kh * kw, H_out * W_out) (aten/src/ATen/native/ConvolutionMM2d.cpp,
+    slow_conv2d_forward; the backward allocates one buffer of the same shape for the input
+    gradient's columns)."""
+    n = conv["input"][0]
+    _, cin_per_group, *kernel = conv["weight"]
+    return float(n * cin_per_group * np.prod(kernel) * np.prod(conv["output"][2:]) * elem_bytes)
+
+
+def _cpu_conv_fallback(st: State) -> None:
+    """bf16 convolutions on a CPU whose oneDNN has no bf16 kernels: ATen's `use_mkldnn` check
+    (aten/src/ATen/native/Convolution.cpp, `mkldnn_bf16_device_check`: AVX512-BW/VL/DQ or newer)
+    fails, so `_convolution` falls back to `thnn_conv2d` / `_slow_conv2d_forward`, which unfolds the
+    whole batch into a column buffer (im2col_bytes). The fp32 recording ran oneDNN, whose scratch
+    the profiler cannot tie to a tensor (category unknown, above its level outside convolutions);
+    that scratch is gone and the largest column buffer takes its place while activations are live
+    (a convolution runs at every stage of a conv net's forward and backward). Needs the recording's
+    `convolutions` table and `cpu_bf16_onednn` flag (memory.json.gz); GPUs use cuDNN, unchanged."""
+    rec = st.recording
+    convs = rec.get("convolutions") or []
+    if str(rec.get("device", "")).split(":")[0] != "cpu" or not convs:
+        return
+    if rec.get("cpu_bf16_onednn", True):
+        st.notes.append("amp:bf16: the recording CPU's oneDNN has bf16 kernels; convolution workspaces kept")
+        return
+    workspace = max(im2col_bytes(c) for c in convs)
+    unknown = st.col("unknown")
+    floor = float(unknown[st.active].min()) if st.active.any() else 0.0
+    st.bytes[st.active, COL["unknown"]] = np.minimum(unknown[st.active], floor)
+    st.add("temporary", workspace, st.active)
+    st.notes.append(f"amp:bf16: CPU without oneDNN bf16: convolutions fall back to slow_conv2d, oneDNN scratch "
+                    f"(unknown above {floor / 2**20:.1f} MiB) replaced by a {workspace / 2**20:.1f} MiB im2col buffer")
 
 
 def _units(st: State) -> tuple[float, str]:
@@ -136,43 +175,54 @@ def _top_level(layers: dict) -> dict:
 
 
 def activation_checkpointing(st: State, fraction: float, segments: int = 0) -> None:
-    """Checkpoint the first `fraction` of the activation bytes, layer by layer (Chen et al. 2016):
-    a checkpointed layer keeps only its boundary (its input), estimated as its activations divided
-    by the number of modules inside it that saved tensors (one saved tensor of the layer's width
-    each); during the backward one layer is recomputed at a time, so the largest checkpointed
-    layer's activations come back as a working set. Without a layer table the activations are cut
-    into `segments` (0: sqrt(T)) equal segments of T/segments saved tensors each (T = activation
-    tensors created); with a layer table the layers are the segments."""
-    total = float(st.col("activation").max()) if len(st.bytes) else 0.0
+    """Checkpoint the first `fraction` of the activation bytes, segment by segment (Chen et al.
+    2016). A checkpointed segment keeps only its boundary (its input), estimated as its activations
+    divided by the number of modules inside it that saved tensors (one saved tensor of the
+    segment's width each); the rest is dropped at the end of its forward and recomputed at the
+    start of its backward, where it lives exactly as long as in the recording.
+
+    So at any instant of the forward or backward only the segment being run holds its full
+    activations: the live activations become A'(t) = A(t) - sum of the dropped bytes of the
+    segments before the current one, where the current segment is the one whose cumulative span
+    contains the recorded level A(t) (in the forward A(t) rises through the segments in order, in
+    the backward it falls back through them). The other categories at that instant (gradient
+    buffers, workspaces) are those the recording had at the same point of the step. Segments: the
+    blocks of the layer table (`_top_level`), else `segments` (0: sqrt(T)) equal segments of
+    T/segments saved tensors each (T = activation tensors created per step)."""
+    act = st.col("activation")
+    total = float(act.max()) if len(st.bytes) else 0.0
     if total <= 0 or fraction <= 0:
         st.notes.append("activation-checkpointing: no activations (or fraction 0); unchanged")
         return
     groups = _top_level(st.layers)
     if len(groups) > 1:
-        layer_bytes = np.array([sum(v) for v in groups.values()], np.float64)
-        layer_tensors = np.array([len(v) for v in groups.values()], np.float64)
+        seg_bytes = np.array([sum(v) for v in groups.values()], np.float64)
+        seg_tensors = np.array([len(v) for v in groups.values()], np.float64)
         # The table may not cover every activation byte: scale it to the measured total.
-        layer_bytes *= total / layer_bytes.sum()
+        seg_bytes *= total / seg_bytes.sum()
         how = f"{len(groups)} layers from the layer table"
     else:
         t = max(st.activation_tensors, 1)
         segs = int(segments) if segments > 0 else max(int(round(np.sqrt(t))), 1)
-        layer_bytes = np.full(segs, total / segs)
-        layer_tensors = np.full(segs, t / segs)
+        seg_bytes = np.full(segs, total / segs)
+        seg_tensors = np.full(segs, t / segs)
         how = f"{segs} equal segments of {t} activation tensors"
-    cum = np.cumsum(layer_bytes) / total
-    ckpt = cum <= fraction + 1e-9
+    cum = np.cumsum(seg_bytes)
+    ckpt = cum / total <= fraction + 1e-9
     if not ckpt.any():
         ckpt[0] = True
-    kept = (layer_bytes[ckpt] / np.maximum(layer_tensors[ckpt], 1)).sum()
-    dropped = layer_bytes[ckpt].sum()
-    recompute = layer_bytes[ckpt].max()
-    ratio = (total - dropped + kept) / total
-    st.scale(("activation",), ratio)
-    st.add("activation", recompute, st.active)
+    dropped = np.where(ckpt, seg_bytes - seg_bytes / np.maximum(seg_tensors, 1), 0.0)
+    dropped_before = np.r_[0.0, np.cumsum(dropped)[:-1]]
+    current = np.minimum(np.searchsorted(cum, act, side="left"), len(cum) - 1)
+    reduction = np.where(st.active, dropped_before[current], 0.0)
+    before_peak = float(act[st.active].max()) if st.active.any() else total
+    st.bytes[:, COL["activation"]] = np.maximum(act - reduction, 0.0)
+    after_peak = float(st.col("activation")[st.active].max()) if st.active.any() else total
+    ratio = (total - dropped.sum()) / total
     st.layers = {k: v * ratio for k, v in st.layers.items()}
     st.notes.append(f"activation-checkpointing:fraction={fraction}: {int(ckpt.sum())} of {how} checkpointed, "
-                    f"activations x{ratio:.3f} (boundaries kept) + {recompute / 2**20:.1f} MiB recompute working set")
+                    f"{dropped.sum() / 2**20:.1f} MiB dropped outside the segment being run (recomputed in "
+                    f"its backward); peak activations {before_peak / 2**20:.1f} -> {after_peak / 2**20:.1f} MiB")
 
 
 def quantize(st: State, dtype: str) -> None:
@@ -248,9 +298,11 @@ MODELS = {
 }
 
 
-def predict(tl: Timeline, opts: list[OptChoice], layers: dict | None = None) -> tuple[Timeline, list[str]]:
-    """The timeline after applying `opts` in order, and one note per model applied."""
-    st = initial_state(tl, layers)
+def predict(tl: Timeline, opts: list[OptChoice], layers: dict | None = None,
+            recording: dict | None = None) -> tuple[Timeline, list[str]]:
+    """The timeline after applying `opts` in order, and one note per model applied. `recording`:
+    what the memory document says about the run (device, convolutions, cpu_bf16_onednn)."""
+    st = initial_state(tl, layers, recording)
     for opt in opts:
         params = {k.replace("-", "_"): v for k, v in opt.params.items()}
         MODELS[opt.name](st, **params)
