@@ -1,0 +1,49 @@
+"""Optimizations compose in any order: every ordered pair works or says why (DaydreamError)."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from conftest import REPO, shared
+from daydream.errors import DaydreamError
+from daydream.opts.params import SPECS
+from daydream.trace import load
+from daydream.whatif import whatif
+
+OPTS = [n for n in SPECS if n != "gpu"] + ["gpu:target=H100"]
+
+
+@pytest.fixture(scope="module")
+def gpu_trace():
+    return load(shared("hta/minitoy_train_mi250.json.gz"))
+
+
+@pytest.fixture(scope="module")
+def cpu_run():
+    path = REPO / "traces" / "pairs" / "cpu" / "transformer" / "base"
+    if not path.exists():
+        pytest.skip("CPU pair corpus not present")
+    return load(path)
+
+
+def _check(trace, opts):
+    try:
+        result = whatif(trace, opts)
+    except DaydreamError:
+        return
+    assert result.predicted_ms > 0
+    assert result.replay_ms == pytest.approx(trace.measured_ms)
+
+
+@pytest.mark.parametrize("pair", list(itertools.permutations(OPTS, 2)), ids=lambda p: "+".join(p))
+def test_every_ordered_pair_on_a_gpu_training_trace(gpu_trace, pair):
+    _check(gpu_trace, list(pair))
+
+
+@pytest.mark.parametrize("opts", [[o] for o in OPTS] + [
+    ["amp", "fsdp:world_size=8"], ["ddp", "activation-checkpointing"], ["activation-checkpointing", "fsdp"],
+    ["fused-optimizer", "ddp"], ["batch-size", "dataloader"], ["amp", "ddp", "activation-checkpointing",
+                                                              "fused-optimizer"]], ids=lambda o: "+".join(o))
+def test_compositions_on_a_cpu_run(cpu_run, opts):
+    _check(cpu_run, opts)
