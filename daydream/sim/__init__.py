@@ -108,21 +108,37 @@ def simulate(graph: TaskGraph) -> Timeline:
     pred = [-1] * (2 * n)
     time = [0] * (2 * n)
     ready = [i for i in range(0, 2 * n, 2) if indeg[i] == 0]
+    append = ready.append
+    done = 0
     for node in ready:  # `ready` grows while we walk it
-        v = best[node]
-        if node & 1:
-            own = time[node - 1] + dur[node >> 1]
-            if own >= v:
-                v = own
-                pred[node] = -1
-        elif v == NO_RELEASE:
-            v = 0
-        time[node] = v
         if not node & 1:
-            nxt = node + 1
-            indeg[nxt] -= 1
-            if indeg[nxt] == 0:
-                ready.append(nxt)
+            # A start: it happens at its latest start edge (or release); its end follows at once
+            # unless end edges still hold it.
+            v = best[node]
+            if v == NO_RELEASE:
+                v = 0
+            time[node] = v
+            done += 1
+            for k in range(ptr[node], ptr[node + 1]):
+                d = dst_s[k]
+                w = v + delay_s[k]
+                if w > best[d]:
+                    best[d] = w
+                    pred[d] = node
+                indeg[d] -= 1
+                if indeg[d] == 0:
+                    append(d)
+            node += 1
+            indeg[node] -= 1
+            if indeg[node]:
+                continue
+        v = best[node]
+        own = time[node - 1] + dur[node >> 1]
+        if own >= v:
+            v = own
+            pred[node] = -1
+        time[node] = v
+        done += 1
         for k in range(ptr[node], ptr[node + 1]):
             d = dst_s[k]
             w = v + delay_s[k]
@@ -131,9 +147,9 @@ def simulate(graph: TaskGraph) -> Timeline:
                 pred[d] = node
             indeg[d] -= 1
             if indeg[d] == 0:
-                ready.append(d)
-    if len(ready) != 2 * n:
-        raise DaydreamError(f"the task graph has a cycle through {n - len(ready) // 2} tasks; "
+                append(d)
+    if done != 2 * n:
+        raise DaydreamError(f"the task graph has a cycle through {n - done // 2} tasks; "
                             "a transform added an edge against the flow of time")
     time = np.asarray(time, np.int64)
     pred = np.asarray(pred, np.int64)
