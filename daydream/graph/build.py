@@ -50,6 +50,7 @@ DEFAULT_KERNEL_GAP_NS = 1_000
 # shortest cudaStreamSynchronize seen in the shared traces.
 SYNC_MIN_NS = 2_000
 _SYNC_NAME = ("Synchronize",)
+_BLOCK = 1 << 16  # tasks gathered as Python tuples before they are packed into an int64 block
 
 
 @dataclass
@@ -133,6 +134,10 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
             last_task[top_row] = base + len(segs) - 1
 
         for r in rows.tolist():
+            if len(segs) >= _BLOCK:
+                blocks.append(np.array(segs, dtype=np.int64).reshape(-1, 9))
+                base += len(segs)
+                segs.clear()
             s = int(ts[r])
             e = int(end[r])
             if s < rt_until:
@@ -311,7 +316,7 @@ def build_graph(trace: Trace) -> TaskGraph:
 
     ekind = np.concatenate(ekind)
     edges = pd.DataFrame({"src": np.concatenate(src).astype(np.int64), "dst": np.concatenate(dst).astype(np.int64),
-                          "kind": ekind, "from_start": ekind == E_LAUNCH, "to_end": np.concatenate(to_end)})
+                          "kind": ekind, "from_start": ekind == E_LAUNCH, "to_end": np.concatenate(to_end)}, copy=False)
     edges = edges[edges["src"] != edges["dst"]].drop_duplicates(["src", "dst", "to_end"]).reset_index(drop=True)
 
     # ---- layers: the innermost nn.Module of forward work; backward work by sequence number ---
@@ -332,7 +337,7 @@ def build_graph(trace: Trace) -> TaskGraph:
         "obs_start": obs_start, "obs_end": obs_end, "dur": obs_end - obs_start,
         "phase": phase, "in_window": in_window, "corr": corr,
         "launch": np.concatenate([np.full(n_cpu, -1, np.int64), gpu_launch]),
-    })
+    }, copy=False)  # the columns are fresh arrays: no need to copy them
     # Waiting segments keep only their own share; the rest is recomputed from the hand-off.
     tasks.loc[waits, "dur"] = wait_dur
     graph = TaskGraph(tasks, edges, resources, trace, trace.steps, list(names) + ["<idle>"])

@@ -9,6 +9,7 @@ order) is deterministic and linear in tasks + edges.
 from __future__ import annotations
 
 import functools
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,6 +84,13 @@ class Timeline:
         return np.asarray(path[::-1], np.int64)
 
 
+def _int64s(values: np.ndarray) -> array:
+    """A compact Python array of int64 (8 bytes an entry, unlike a list of int objects)."""
+    out = array("q")
+    out.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+    return out
+
+
 def simulate(graph: TaskGraph) -> Timeline:
     """Replay `graph`; see the module docstring.
 
@@ -95,18 +103,21 @@ def simulate(graph: TaskGraph) -> Timeline:
     src_node = 2 * e["src"].to_numpy() + np.where(e["from_start"].to_numpy(), 0, 1)
     dst_node = 2 * e["dst"].to_numpy() + e["to_end"].to_numpy().astype(np.int64)
     order = np.argsort(src_node, kind="stable")
-    ptr = np.searchsorted(src_node[order], np.arange(2 * n + 1)).tolist()
+    # Hot, read-and-write state lives in lists; state read once per task (offsets, durations) or
+    # only written (decisions) in compact int64 arrays: on a million-event trace the lists' int
+    # objects would otherwise dominate peak memory.
+    ptr = _int64s(np.searchsorted(src_node[order], np.arange(2 * n + 1)))
     dst_s = dst_node[order].tolist()
     delay_s = e["delay"].to_numpy()[order].astype(np.int64).tolist()
     indeg = np.bincount(dst_node, minlength=2 * n)
     indeg[1::2] += 1  # every end waits for its own start
     indeg = indeg.tolist()
-    dur = t["dur"].to_numpy().astype(np.int64).tolist()
+    dur = _int64s(t["dur"].to_numpy())
     best = np.full(2 * n, NO_RELEASE, np.int64)
     best[0::2] = t["release"].to_numpy()
-    best = best.tolist()
-    pred = [-1] * (2 * n)
-    time = [0] * (2 * n)
+    best = _int64s(best)
+    pred = _int64s(np.full(2 * n, -1, np.int64))
+    time = _int64s(np.zeros(2 * n, np.int64))
     ready = [i for i in range(0, 2 * n, 2) if indeg[i] == 0]
     append = ready.append
     done = 0
@@ -151,8 +162,8 @@ def simulate(graph: TaskGraph) -> Timeline:
     if done != 2 * n:
         raise DaydreamError(f"the task graph has a cycle through {n - done // 2} tasks; "
                             "a transform added an edge against the flow of time")
-    time = np.asarray(time, np.int64)
-    pred = np.asarray(pred, np.int64)
+    time = np.frombuffer(time, np.int64).copy()
+    pred = np.frombuffer(pred, np.int64).copy()
     # Which task decided each start and end (a from_start predecessor counts as that task).
     start_pred = np.where(pred[0::2] >= 0, pred[0::2] >> 1, -1)
     end_pred = np.where(pred[1::2] >= 0, pred[1::2] >> 1, -1)

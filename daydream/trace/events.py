@@ -245,7 +245,7 @@ class EventTable:
         cols = {k: np.concatenate(v).astype(ints.get(k, np.int64)) if v else np.zeros(0, ints.get(k, np.int64))
                 for k, v in self._cols.items()}
         order = np.lexsort((-cols["dur"], cols["ts"], cols["rank"]))
-        events = pd.DataFrame({k: v[order] for k, v in cols.items()})
+        events = pd.DataFrame({k: v[order] for k, v in cols.items()}, copy=False)  # fresh arrays
         events["args_idx"] = order.astype(np.int64)
         memory = pd.DataFrame({k: np.asarray(v, dtype=np.int64) for k, v in self._mem.items()})
         flows = pd.DataFrame({k: np.asarray(v, dtype=bool if k == "start" else np.int64)
