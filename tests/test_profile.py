@@ -76,6 +76,9 @@ def test_profile_model_writes_a_run_directory(resnet_run):
     last_us = (max(r[0] for r in memory["timeline"]) - memory["base_time_ns"]) / 1000
     assert steps[0]["ts"] <= last_us <= steps[-1]["ts"] + steps[-1]["dur"] + 1
     assert memory["layers"] and all(isinstance(v, int) and v > 0 for v in memory["layers"].values())
+    # ResNet-50's convolutions, for the memory model's CPU im2col term, and whether oneDNN has bf16.
+    assert memory["convolutions"] and {"input", "weight", "output"} <= set(memory["convolutions"][0])
+    assert isinstance(memory["cpu_bf16_onednn"], bool)
 
 
 def test_profile_records_no_environment(resnet_run):

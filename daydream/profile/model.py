@@ -32,11 +32,12 @@ def _timed_step(workload) -> float:
     return 1e3 * (time.perf_counter() - t0)
 
 
-def saved_activation_bytes(workload) -> dict[str, int]:
+def saved_activation_bytes(workload, convolutions: list | None = None) -> dict[str, int]:
     """Bytes of tensors autograd saves for backward during one training step, by the innermost module
     running when each was saved. Parameters are left out and a storage counts once, so views of one
     buffer are not double counted. Under activation checkpointing only what the checkpoints keep is
-    seen, which is the point."""
+    seen, which is the point. When `convolutions` is a list, every convolution call's input, weight
+    and output shapes are appended to it (the memory model sizes CPU im2col buffers from them)."""
     import torch
     model = workload.model
     names = {m: n or "<root>" for n, m in model.named_modules()}
@@ -57,6 +58,10 @@ def saved_activation_bytes(workload) -> dict[str, int]:
 
     def leave(mod, args, out):
         stack.pop()
+        if convolutions is not None and isinstance(mod, torch.nn.modules.conv._ConvNd) and args \
+                and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor):
+            convolutions.append({"module": names[mod], "input": list(args[0].shape),
+                                 "weight": list(mod.weight.shape), "output": list(out.shape)})
 
     handles = []
     for m in model.modules():
@@ -70,6 +75,15 @@ def saved_activation_bytes(workload) -> dict[str, int]:
         for h in handles:
             h.remove()
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def _memory_facts(dev, convolutions: list) -> dict:
+    """What the memory what-ifs need to know about this recording besides the timeline."""
+    import torch
+    facts = {"convolutions": convolutions}
+    if dev.type == "cpu":  # without oneDNN bf16 kernels, bf16 convs take ATen's im2col path
+        facts["cpu_bf16_onednn"] = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return facts
 
 
 def _profiled_run(workload, activities, steps, with_stack, advance):
@@ -154,8 +168,9 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         if dev.type == "cuda":
             peak = torch.cuda.max_memory_allocated(dev)
         module_bytes = None
+        convolutions: list = []
         if layers:
-            module_bytes = saved_activation_bytes(workload)
+            module_bytes = saved_activation_bytes(workload, convolutions)
             advance("saved activations by module")
         prof, profiled = _profiled_run(workload, activities, steps, with_stack, advance)
         memory_prof = prof
@@ -198,7 +213,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         with rundir.staged(out) as staging:
             info["profiled_steps"] = rundir.export_trace(prof, staging)
             error = rundir.export_memory(memory_prof, staging, str(dev), module_bytes,
-                                         aligned=with_stack)
+                                         aligned=with_stack, recording=_memory_facts(dev, convolutions))
             info["files"] = {"trace": "trace.json.gz", "memory": None if error else "memory.json.gz"}
             if error:
                 info["memory_error"] = error

@@ -128,7 +128,8 @@ def export_trace(prof, staging: Path) -> int:
                and str(e.get("name", "")).startswith("ProfilerStep#"))
 
 
-def export_memory(prof, staging: Path, device: str, layers: dict | None, aligned: bool = True) -> str | None:
+def export_memory(prof, staging: Path, device: str, layers: dict | None, aligned: bool = True,
+                  recording: dict | None = None) -> str | None:
     """Write memory.json.gz from torch's memory profiler (the rows of
     `export_memory_timeline(....raw.json.gz)`); returns an error message instead when torch cannot
     build the timeline. `aligned` is False when the timeline comes from a separate profiled step
@@ -163,6 +164,7 @@ def export_memory(prof, staging: Path, device: str, layers: dict | None, aligned
         "categories": categories,
         "timeline": rows,
         "layers": layers or {},
+        **(recording or {}),  # convolutions, cpu_bf16_onednn: facts the memory what-ifs use
     })
     return None
 
