@@ -122,11 +122,14 @@ def simulate(graph: TaskGraph) -> Timeline:
     append = ready.append
     done = 0
     for node in ready:  # `ready` grows while we walk it
-        if not node & 1:
-            # A start: it happens at its latest start edge (or release); its end follows at once
-            # unless end edges still hold it.
+        while True:
             v = best[node]
-            if v == NO_RELEASE:
+            if node & 1:  # an end: after its own start by the duration, or held by end edges
+                own = time[node - 1] + dur[node >> 1]
+                if own >= v:
+                    v = own
+                    pred[node] = -1
+            elif v == NO_RELEASE:  # a start with no start edge and no release: time zero
                 v = 0
             time[node] = v
             done += 1
@@ -139,26 +142,12 @@ def simulate(graph: TaskGraph) -> Timeline:
                 indeg[d] -= 1
                 if indeg[d] == 0:
                     append(d)
-            node += 1
+            if node & 1:
+                break
+            node += 1  # take the task's end at once unless end edges still hold it
             indeg[node] -= 1
             if indeg[node]:
-                continue
-        v = best[node]
-        own = time[node - 1] + dur[node >> 1]
-        if own >= v:
-            v = own
-            pred[node] = -1
-        time[node] = v
-        done += 1
-        for k in range(ptr[node], ptr[node + 1]):
-            d = dst_s[k]
-            w = v + delay_s[k]
-            if w > best[d]:
-                best[d] = w
-                pred[d] = node
-            indeg[d] -= 1
-            if indeg[d] == 0:
-                append(d)
+                break
     if done != 2 * n:
         raise DaydreamError(f"the task graph has a cycle through {n - done // 2} tasks; "
                             "a transform added an edge against the flow of time")
