@@ -226,3 +226,14 @@ def test_committed_pair_corpus_is_complete_and_names_valid_whatifs():
     assert settings == {"amp", "fused-optimizer", "dataloader", "activation-checkpointing", "batch-size"}
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     assert size < 12e6
+
+
+def test_fresh_cpu_run_replays_within_two_percent(resnet_run):
+    """The core's replay on a trace recorded here and now (issue: fresh CPU traces replay within 2%)."""
+    from daydream.sim import simulate
+    from daydream.trace import load
+    out, _ = resnet_run
+    trace = load(out)
+    assert trace.steps == 2
+    replay = simulate(trace.graph()).per_step_ms
+    assert abs(replay - trace.measured_ms) / trace.measured_ms <= 0.02
