@@ -71,7 +71,7 @@ def busy_pct(timeline: Timeline, gpu: bool = True) -> float:
     t = timeline.graph.tasks
     w0, w1 = timeline.window()
     rank = t["rank"].to_numpy()
-    r = int(rank[timeline.critical_path()[-1]]) if len(timeline.critical_path()) else int(rank[0])
+    r = timeline.slowest_rank
     kind = t["kind"].to_numpy()
     s = np.clip(timeline.start, w0, w1)
     e = np.clip(timeline.end, w0, w1)
@@ -79,17 +79,23 @@ def busy_pct(timeline: Timeline, gpu: bool = True) -> float:
         sel = (rank == r) & np.isin(kind, GPU_TASK_TYPES)
         busy = _union_length(s[sel], e[sel])
     else:
-        sel = (rank == r) & (kind != T_IDLE) & (kind < len(TASK_KINDS)) & ~np.isin(kind, GPU_TASK_TYPES)
+        sel = (rank == r) & (kind != T_IDLE) & ~np.isin(kind, GPU_TASK_TYPES)
         res = t["resource"].to_numpy()
         per = pd.Series(e[sel] - s[sel]).groupby(res[sel]).sum()
         busy = int(per.max()) if len(per) else 0
     return round(100.0 * busy / max(w1 - w0, 1), 3)
 
 
-def top_kernels(timeline: Timeline, n: int = 10) -> list[dict]:
-    """The GPU work of the window that took the most time."""
+def _window_gpu_work(timeline: Timeline) -> np.ndarray:
+    """Mask of the slowest rank's GPU tasks in the analysis window (the rank the step time is of)."""
     t = timeline.graph.tasks
-    sel = t["in_window"].to_numpy() & np.isin(t["kind"].to_numpy(), GPU_TASK_TYPES)
+    return (t["in_window"].to_numpy() & np.isin(t["kind"].to_numpy(), GPU_TASK_TYPES)
+            & (t["rank"].to_numpy() == timeline.slowest_rank))
+
+
+def top_kernels(timeline: Timeline, n: int = 10) -> list[dict]:
+    """The GPU work of the (slowest rank's) window that took the most time."""
+    sel = _window_gpu_work(timeline)
     if not sel.any():
         return []
     names = timeline.graph.task_names()[sel]
@@ -110,7 +116,7 @@ def flops_utilization_pct(timeline: Timeline, device) -> float | None:
     graph = timeline.graph
     t = graph.tasks
     trace = graph.trace
-    sel = t["in_window"].to_numpy() & np.isin(t["kind"].to_numpy(), GPU_TASK_TYPES) & (t["op"].to_numpy() >= 0)
+    sel = _window_gpu_work(timeline) & (t["op"].to_numpy() >= 0)
     ops = np.unique(t["op"].to_numpy()[sel])
     if len(ops) == 0:
         return None

@@ -172,3 +172,17 @@ def test_truncated_bytes_never_crash(cut):
             from_raw([open_bytes(blob)], "cut")
         except DaydreamError:
             pass
+
+
+def test_output_under_a_file_is_refused_before_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = run_cli("whatif", shared("hta/cuda_event_sync_a100.json.gz"), "--export-trace", blocker / "x.json")
+    assert_one_line_error(proc, "is not a directory")
+
+
+def test_trace_with_no_timed_work(tmp_path):
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps({"traceEvents": [{"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#1",
+                                              "pid": 1, "tid": 1, "ts": 5, "dur": 0}]}))
+    assert_one_line_error(run_cli("analyze", p), "no timed work")

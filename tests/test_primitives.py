@@ -109,3 +109,14 @@ def test_add_edges_orders_and_rejects_cycles(graph):
     add_edges(graph, item, a)        # item after the sync, which waits on c, which follows a: a cycle
     with pytest.raises(DaydreamError, match="cycle"):
         simulate(graph)
+
+
+def test_reschedule_keeps_a_new_first_task_at_its_observed_time(graph):
+    """A task that loses its only start edge starts when it was observed to, not at time zero."""
+    thread = int(graph.tasks.loc[select(graph, name="aten::mm"), "resource"].iloc[0])
+    on = np.flatnonzero(graph.tasks["resource"].to_numpy() == thread)
+    order = on.copy()
+    order[[0, 1]] = order[[1, 0]]
+    reschedule(graph, thread, order)
+    t = simulate(graph)
+    assert t.start[on[1]] == graph.tasks["obs_start"].iat[on[1]]

@@ -89,3 +89,19 @@ def test_cross_thread_handoff_moves_backward_thread(tmp_path, kineto):
     # forward ends at 50; backward wakes 5 us later (observed hand-off) and runs 100 us; the main
     # thread returns 5 us after that and runs 20 us: 50 + 5 + 100 + 5 + 20 = 180 us.
     assert simulate(g).per_step_ms == pytest.approx(0.180, abs=1e-6)
+
+
+def test_device_sync_waits_on_every_gpu_of_the_rank(tmp_path, kineto):
+    """One thread driving two GPUs whose streams share an id: the sync waits on both."""
+    kineto.step(1, 0, 100)
+    kineto.launch(0, 5, kernel_ts=10, kernel_dur=50)            # GPU 0, stream 7: 10..60
+    kineto.launch(6, 5, kernel_ts=15, kernel_dur=80)            # GPU 1, stream 7: 15..95
+    kineto.events[-1]["args"]["device"] = 1
+    kineto.events[-1]["pid"] = 1
+    kineto.runtime("cudaDeviceSynchronize", 12, 84)             # 12..96
+    kineto.op("aten::item", 96, 4)
+    g = load(kineto.write(tmp_path / "t.json")).graph()
+    assert (g.edges["kind"] == 2).sum() == 2
+    scale(g, np.flatnonzero(select(g, kind="kernel"))[:1], 3.0)   # GPU 0's kernel: 10..160
+    # The sync returns 1 us after the slower GPU (observed wake-up), then 4 us of item.
+    assert simulate(g).per_step_ms == pytest.approx(0.165, abs=0.002)

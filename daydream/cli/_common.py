@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -36,8 +37,13 @@ def output_path(path: str | None, suffixes: tuple[str, ...] = ()) -> Path | None
     if path is None:
         return None
     p = Path(path)
-    if not p.parent.exists() if str(p.parent) else False:
-        raise DaydreamError(f"{p}: directory {p.parent} does not exist")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.exists():
+        raise DaydreamError(f"{p}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise DaydreamError(f"{p}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK):
+        raise DaydreamError(f"{p}: directory {parent} is not writable")
     if p.is_dir():
         raise DaydreamError(f"{p}: is a directory; give a file name")
     if suffixes and not p.name.endswith(suffixes):

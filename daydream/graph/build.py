@@ -216,6 +216,8 @@ def build_graph(trace: Trace) -> TaskGraph:
 
     n_threads = len(threads)
     n = n_cpu + len(gpu_rows)
+    if n == 0:
+        raise DaydreamError(f"{trace.path}: no timed work in the trace (every event has zero duration)")
     event = np.concatenate([cpu_event, gpu_rows]).astype(np.int64)
     kind = np.concatenate([cpu_kind, gkind])
     resource = np.concatenate([cpu_res, gpu_stream + n_threads])
@@ -370,10 +372,12 @@ def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu
     for res in np.unique(resource[g_idx]):
         tasks = g_idx[resource[g_idx] == res]
         stream_tasks[int(res)] = (tasks, np.maximum.accumulate(launch_start[tasks]))
-    stream_res = {(int(r), int(s)): n_threads + i for i, (r, s) in
-                  enumerate(zip(resources["rank"][n_threads:], resources["tid"][n_threads:]))}
+    # Streams by (rank, device, stream id): one rank may drive several GPUs with equal stream ids.
+    streams = resources.iloc[n_threads:]
+    stream_res = {(int(r), int(d), int(s)): n_threads + i for i, (r, d, s) in
+                  enumerate(zip(streams["rank"], streams["pid"], streams["tid"]))}
     rank_streams = {}
-    for (r, _), res in stream_res.items():
+    for (r, _, _), res in stream_res.items():
         rank_streams.setdefault(r, []).append(res)
     # Kineto's cuda_sync events say what a sync waited on (current traces only).
     gs = ev[ev["kind"] == GPU_SYNC]
@@ -381,8 +385,8 @@ def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu
     for row in gs.index:
         a = trace.args_of(row)
         sync_info[(int(ev.at[row, "rank"]), int(ev.at[row, "corr"]))] = (
-            trace.names[ev.at[row, "name"]], as_int(a.get("stream")), as_int(a.get("wait_on_stream")),
-            as_int(a.get("wait_on_cuda_event_record_corr_id")))
+            trace.names[ev.at[row, "name"]], int(ev.at[row, "device"]), as_int(a.get("stream")),
+            as_int(a.get("wait_on_stream")), as_int(a.get("wait_on_cuda_event_record_corr_id")))
 
     def last_on(res, cut):
         """The last task on stream `res` launched before `cut`."""
@@ -409,16 +413,16 @@ def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu
         cut = obs_start[t]
         targets = rank_streams.get(r, [])
         if info is not None:
-            sname, stream, wait_stream, rec_corr = info
+            sname, dev, stream, wait_stream, rec_corr = info
             if "Stream Wait" in sname:
                 continue
-            if wait_stream >= 0 and (r, wait_stream) in stream_res:
-                targets = [stream_res[(r, wait_stream)]]
+            if wait_stream >= 0 and (r, dev, wait_stream) in stream_res:
+                targets = [stream_res[(r, dev, wait_stream)]]
                 rec = corr_to_task.get((r, rec_corr))
                 if rec is not None:
                     cut = obs_start[rec]
-            elif stream >= 0 and (r, stream) in stream_res:
-                targets = [stream_res[(r, stream)]]
+            elif stream >= 0 and (r, dev, stream) in stream_res:
+                targets = [stream_res[(r, dev, stream)]]
         # Without cuda_sync details a stream/event sync waited on the streams that finished in time;
         # a target that ended after the call returned was not waited on, whatever the call was.
         for res in targets:
@@ -433,15 +437,16 @@ def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu
         if t in copy_calls and obs_start[t] <= obs_end[g] <= obs_end[t] and kind[g] == T_MEMCPY:
             s_src.append(g); s_dst.append(t)
     # cudaStreamWaitEvent: the next task on the waiting stream follows the recorded one.
-    for (r, c), (sname, stream, wait_stream, rec_corr) in sync_info.items():
-        if "Stream Wait" not in sname or (r, stream) not in stream_res or (r, wait_stream) not in stream_res:
+    for (r, c), (sname, dev, stream, wait_stream, rec_corr) in sync_info.items():
+        if "Stream Wait" not in sname or (r, dev, stream) not in stream_res or \
+                (r, dev, wait_stream) not in stream_res:
             continue
         call = corr_to_task.get((r, c))
         rec = corr_to_task.get((r, rec_corr))
         if call is None or rec is None:
             continue
-        a = last_on(stream_res[(r, wait_stream)], obs_start[rec])
-        b = first_on(stream_res[(r, stream)], obs_start[call])
+        a = last_on(stream_res[(r, dev, wait_stream)], obs_start[rec])
+        b = first_on(stream_res[(r, dev, stream)], obs_start[call])
         if a >= 0 and b >= 0:
             w_src.append(a); w_dst.append(b)
     as_arr = lambda v: np.asarray(v, np.int64)

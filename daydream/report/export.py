@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from daydream.errors import DaydreamError
 from daydream.graph import PHASES, TASK_KINDS
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
 from daydream.sim import Timeline
@@ -29,6 +30,7 @@ def chrome_trace(timeline: Timeline, title: str = "daydream prediction") -> dict
     multi = len(graph.trace.ranks) > 1
     r_rank, r_kind = res["rank"].to_numpy(), res["kind"].to_numpy()
     r_pid, r_tid = res["pid"].to_numpy(), res["tid"].to_numpy()
+    r_label = res["label"].to_numpy() if "label" in res else np.full(len(res), None, dtype=object)
 
     def pid_of(r):
         base = f"GPU {r_pid[r]}" if r_kind[r] == "stream" else int(r_pid[r])
@@ -40,6 +42,8 @@ def chrome_trace(timeline: Timeline, title: str = "daydream prediction") -> dict
         label = graph.trace.thread_names.get((int(r_rank[r]), int(r_pid[r]), tid))
         if r_kind[r] == "stream":
             label = f"stream {tid}"
+        if isinstance(r_label[r], str) and r_label[r]:  # resources an optimization added name themselves
+            label = r_label[r]
         events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
                        "args": {"name": label or f"thread {tid}"}})
         if r_kind[r] == "thread":
@@ -67,12 +71,19 @@ def write_json_atomic(obj, path: str | Path) -> None:
     data = orjson.dumps(obj)
     if path.name.endswith(".gz"):
         data = gzip.compress(data, 6)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.",
+                                   suffix=".tmp")
+    except OSError as exc:
+        raise DaydreamError(f"{path}: cannot write there ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise DaydreamError(f"{path}: cannot write there ({exc.strerror})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -53,9 +53,14 @@ class Timeline:
             out[int(r)] = (int(self.start[mine].min()), int(self.end[mine].max()))
         return out
 
+    @property
+    def slowest_rank(self) -> int:
+        """The rank whose window per step is longest (as `Trace.window` picks the measured one)."""
+        return max(self._windows, key=lambda r: self._windows[r][1] - self._windows[r][0])
+
     def window(self) -> tuple[int, int]:
-        """The slowest rank's simulated window (as `Trace.window` picks the slowest measured one)."""
-        return max(self.windows().values(), key=lambda w: w[1] - w[0])
+        """The slowest rank's simulated window."""
+        return self._windows[self.slowest_rank]
 
     @property
     def per_step_ms(self) -> float:
@@ -69,12 +74,11 @@ class Timeline:
     @functools.cached_property
     def _critical_path(self) -> np.ndarray:
         t = self.graph.tasks
-        windows = self.windows()
-        rank = max(windows, key=lambda r: windows[r][1] - windows[r][0])  # the slowest rank's window
+        rank = self.slowest_rank
         sel = t["in_window"].to_numpy() & (t["rank"].to_numpy() == rank)
         cand = np.flatnonzero(sel) if sel.any() else np.flatnonzero(t["rank"].to_numpy() == rank)
         node = int(cand[np.argmax(self.end[cand])])
-        w_start = windows[rank][0]
+        w_start = self._windows[rank][0]
         path = []
         seen = set()
         while node >= 0 and node not in seen and self.end[node] > w_start:

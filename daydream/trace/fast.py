@@ -42,7 +42,7 @@ class Event(msgspec.Struct):
 _TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _EVENTS = msgspec.json.Decoder(list[Event])
 _ANY = msgspec.json.Decoder()
-_CORE = msgspec.json.Decoder(CoreArgs)
+_CORE = msgspec.json.Decoder(CoreArgs | None)  # `"args": null` and absent args both read as None
 
 
 def decode(data: bytes) -> tuple[dict, list[Event]] | None:
@@ -73,6 +73,8 @@ class Unusual(Exception):
 
 
 def _num(values, scale: float) -> np.ndarray:
+    if any(type(v) is bool for v in values):  # the generic path rejects booleans as times
+        raise Unusual
     try:
         arr = np.asarray(values)
     except (ValueError, TypeError, OverflowError):
@@ -136,7 +138,7 @@ def columns(events: list[Event], kind_of_cat: dict, other: int, skipped: set, gp
     args = [e.args for e in x]
     none = CoreArgs()
     try:
-        a = [_CORE.decode(v) if v != b"null" else none for v in args]
+        a = [_CORE.decode(v) or none for v in args]
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise Unusual from None
     corr = _ids([v.correlation for v in a], -1)
@@ -147,10 +149,11 @@ def columns(events: list[Event], kind_of_cat: dict, other: int, skipped: set, gp
     g = np.flatnonzero(gpu)
     device = np.full(len(x), -1, np.int64)
     stream = np.full(len(x), -1, np.int64)
-    device[g] = _ids([a[i].device for i in g.tolist()], -1)
-    stream[g] = _ids([a[i].stream for i in g.tolist()], -1)
-    device = np.where(gpu & (device == -1), pid, device)
-    stream = np.where(gpu & (stream == -1), tid, stream)
+    absent = -(2 ** 61)  # an arg that is missing (not one that says -1) falls back to pid / tid
+    device[g] = _ids([a[i].device for i in g.tolist()], absent)
+    stream[g] = _ids([a[i].stream for i in g.tolist()], absent)
+    device = np.where(gpu & (device == absent), pid, device)
+    stream = np.where(gpu & (stream == absent), tid, stream)
     name = np.asarray([names(e.name) for e in x], np.int32) if x else np.zeros(0, np.int32)
     return {"kind": kind, "name": name, "pid": pid, "tid": tid, "device": device, "stream": stream,
             "ts": ts, "dur": dur, "corr": corr, "ext": ext, "seq": seq, "fwd_tid": fwd, "args": args}

@@ -297,20 +297,25 @@ def remove(graph: TaskGraph, selection) -> np.ndarray:
     edges["dst"] = mapping[edges["dst"].to_numpy()]
     edges["binding"] = edges["binding"].fillna(False).astype(bool)
     edges["nominal"] = edges["nominal"].fillna(0).astype(np.int64)
-    t = graph.tasks.assign(release=release)
-    has_start = np.zeros(len(t), bool)
-    has_start[keep_edges.loc[~keep_edges["to_end"], "dst"].to_numpy()] = True
-    if len(bridged):
-        has_start[bridged.loc[~bridged["to_end"], "dst"].to_numpy(np.int64)] = True
-    lost_start = ~has_start & (t["release"].to_numpy() == NO_RELEASE) & ~gone
-    # A task whose every start edge came through removed tasks starts when it used to.
-    t.loc[lost_start, "release"] = t.loc[lost_start, "obs_start"]
-    t = t[~gone].reset_index(drop=True)
+    t = graph.tasks.assign(release=release)[~gone].reset_index(drop=True)
     launch = t["launch"].to_numpy()
     t["launch"] = np.where(launch >= 0, mapping[np.clip(launch, 0, None)], -1)
     graph.tasks = t
     graph.edges = edges.reset_index(drop=True)
+    _release_orphans(graph)
     return mapping
+
+
+def _release_orphans(graph: TaskGraph) -> None:
+    """A task left with no start edge (its predecessors were removed or reordered away) starts
+    when it was observed to, not at time zero."""
+    has_start = np.zeros(len(graph.tasks), bool)
+    e = graph.edges
+    has_start[e.loc[~e["to_end"].to_numpy(bool), "dst"].to_numpy(np.int64)] = True
+    release = graph.tasks["release"].to_numpy()
+    orphan = ~has_start & (release == NO_RELEASE)
+    if orphan.any():
+        graph.tasks["release"] = np.where(orphan, graph.tasks["obs_start"].to_numpy(), release)
 
 
 def select_edges(graph: TaskGraph, *, kind=None, src=None, dst=None) -> np.ndarray:
@@ -343,10 +348,13 @@ def add_resource(graph: TaskGraph, rank: int, kind: str = "stream", label: str =
     """A new thread or stream (e.g. a communication channel); returns its id."""
     r = graph.resources
     fresh = int(min(r["tid"].min(), 0)) - 1
-    row = pd.DataFrame({"rank": [rank], "kind": [kind], "pid": [int(r["pid"].max()) + 1 if kind == "thread" else
-                                                                 int(r.loc[r["rank"] == rank, "pid"].max()
-                                                                     if (r["rank"] == rank).any() else 0)],
-                        "tid": [fresh], "label": [label]})
+    if kind == "thread":  # a thread of the rank's main process
+        threads = r[(r["rank"] == rank) & (r["kind"] == "thread")]
+        pid = int(threads["pid"].iloc[0]) if len(threads) else 0
+    else:  # a stream of the rank's first GPU
+        gpus = r[(r["rank"] == rank) & (r["kind"] == "stream")]
+        pid = int(gpus["pid"].min()) if len(gpus) else 0
+    row = pd.DataFrame({"rank": [rank], "kind": [kind], "pid": [pid], "tid": [fresh], "label": [label]})
     graph.resources = pd.concat([r, row], ignore_index=True)
     return len(graph.resources) - 1
 
@@ -388,3 +396,4 @@ def _rechain(graph: TaskGraph, ordered: np.ndarray, gap_ns: int) -> None:
     if len(ordered) > 1:
         pairs = list(zip(ordered[:-1].tolist(), ordered[1:].tolist()))
         add_edges(graph, ordered[:-1], ordered[1:], delay=[old.get(p, gap_ns) for p in pairs], kind="program")
+    _release_orphans(graph)
