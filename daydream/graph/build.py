@@ -97,7 +97,7 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
     end = ts + ev["dur"].to_numpy()
     name = ev["name"].to_numpy()
     corr = ev["corr"].to_numpy()
-    order = np.lexsort((cpu_rows, rank[cpu_rows], tid[cpu_rows], pid[cpu_rows], rank[cpu_rows]))
+    order = np.lexsort((cpu_rows, tid[cpu_rows], pid[cpu_rows], rank[cpu_rows]))
     cpu_rows = cpu_rows[order]
     keys = np.stack([rank[cpu_rows], pid[cpu_rows], tid[cpu_rows]], axis=1)
     bounds = np.flatnonzero(np.any(keys[1:] != keys[:-1], axis=1)) + 1
@@ -275,13 +275,10 @@ def build_graph(trace: Trace) -> TaskGraph:
         sel = rank == r
         if w.steps:
             own_start = np.where(has_event, ts_ev[np.clip(event, 0, None)], obs_start)
-            idx = np.searchsorted(w.step_spans[:, 0], own_start, side="right") - 1
-            inside = (idx >= 0) & (own_start <= w.step_spans[np.clip(idx, 0, None), 1])
+            _, inside = w.step_of(own_start)
             cpu_in = sel & inside & (np.arange(n) < n_cpu) & (kind != T_IDLE)
             # An event that started inside a step ends with the last task in its span.
-            ev_in = (rank_ev == r) & (last_task >= 0)
-            ev_idx = np.searchsorted(w.step_spans[:, 0], ts_ev, side="right") - 1
-            ev_in &= (ev_idx >= 0) & (ts_ev <= w.step_spans[np.clip(ev_idx, 0, None), 1])
+            ev_in = (rank_ev == r) & (last_task >= 0) & w.step_of(ts_ev)[1]
             cpu_in[last_task[ev_in]] = True
             in_window |= cpu_in
             gl = gpu_launch >= 0
@@ -355,8 +352,8 @@ def _fill_default_phases(trace, phase, obs_start, rank, kind):
         if not w.steps:
             continue
         sel = rank == r
-        idx = np.searchsorted(w.step_spans[:, 0], obs_start, side="right") - 1
-        inside = sel & (idx >= 0) & (obs_start <= w.step_spans[np.clip(idx, 0, None), 1])
+        idx, inside = w.step_of(obs_start)
+        inside &= sel
         for s in range(len(w.step_spans)):
             in_step = inside & (idx == s)
             bwd = in_step & (phase == BACKWARD) & ~np.isin(kind, GPU_TASK_TYPES)  # GPU work lags the CPU

@@ -35,6 +35,16 @@ class Window:
     def per_step_ms(self) -> float:
         return (self.end - self.start) / max(self.steps, 1) / 1e6
 
+    def step_of(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each time: the index of the step it falls in, and whether it falls in one at all."""
+        return _step_of(self.step_spans, ts)
+
+
+def _step_of(spans: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.searchsorted(spans[:, 0], ts, side="right") - 1
+    inside = (idx >= 0) & (ts <= spans[np.clip(idx, 0, None), 1]) if len(spans) else np.zeros(len(ts), bool)
+    return idx, inside
+
 
 @dataclass
 class Trace:
@@ -104,10 +114,10 @@ class Trace:
     def kinds(self) -> pd.Series:
         return pd.Series(np.asarray(KIND_NAMES)[self.events["kind"].to_numpy()], index=self.events.index)
 
-    def graph(self, **options):
+    def graph(self):
         """The dependency graph of this trace (see `daydream.graph`)."""
         from daydream.graph import build_graph
-        return build_graph(self, **options)
+        return build_graph(self)
 
 
 def _step_pattern(step_annotation: str | None) -> re.Pattern:
@@ -141,8 +151,8 @@ def compute_windows(trace: Trace) -> dict:
             _, first = np.unique(spans[:, 0], return_index=True)
             spans = spans[first]
             start = int(spans[0, 0])
-            idx = np.searchsorted(spans[:, 0], ts, side="right") - 1
-            inside = (idx >= 0) & (ts <= spans[np.clip(idx, 0, None), 1]) & in_rank
+            _, inside = _step_of(spans, ts)
+            inside &= in_rank
             cpu_inside = inside & is_cpu
             stop = int(end[cpu_inside].max())
             launched = np.isin(corr, corr[cpu_inside & (kind == RUNTIME) & (corr >= 0)])
@@ -185,6 +195,8 @@ def from_raw(raws: list[RawTrace], path: str, step_annotation: str | None = None
         meta[raw.rank] = scrub(raw.meta)
     events, memory, flows = table.finish()
     events, warnings = _drop_untimed(events)
+    if table.skipped:
+        warnings.append(f"{table.skipped} events lacked a usable time or name and were skipped")
     if events.empty:
         raise DaydreamError(f"{path}: no complete events ('ph': 'X') with a timestamp; nothing to analyze")
     trace = Trace(path=path, events=events, memory_events=memory, flows=flows,
