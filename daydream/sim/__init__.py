@@ -55,7 +55,8 @@ class Timeline:
 
     @property
     def slowest_rank(self) -> int:
-        """The rank whose window per step is longest (as `Trace.window` picks the measured one)."""
+        """The rank whose window is longest (ranks of one job record the same number of steps, so
+        this is the rank `Trace.window` picks by time per step)."""
         return max(self._windows, key=lambda r: self._windows[r][1] - self._windows[r][0])
 
     def window(self) -> tuple[int, int]:

@@ -68,7 +68,8 @@ def _rank_hint(name: str, fallback: int) -> int:
 
 
 def _assign_ranks(traces: list[RawTrace]) -> list[RawTrace]:
-    """Ranks from distributedInfo, else from the file name, else file order; unique either way."""
+    """Ranks from distributedInfo, else from the file name, else file order. If any two files claim
+    the same rank, every file gets its position in file order instead (ranks must be unique)."""
     ranks = [t.rank for t in traces]
     if len(set(ranks)) != len(ranks):
         for i, t in enumerate(traces):

@@ -165,7 +165,8 @@ def insert_tasks(graph: TaskGraph, *, rank, resource, kind, name, dur, phase="ot
 
 
 def _program_out(graph: TaskGraph, tasks: np.ndarray) -> np.ndarray:
-    """Row labels of the program-order edges leaving `tasks`."""
+    """Positions (edges keep a fresh RangeIndex, so labels are positions) of the program-order
+    edges leaving `tasks`."""
     e = graph.edges
     return e.index[(e["kind"] == E_PROGRAM).to_numpy() & np.isin(e["src"].to_numpy(), tasks)].to_numpy()
 
