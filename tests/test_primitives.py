@@ -120,3 +120,12 @@ def test_reschedule_keeps_a_new_first_task_at_its_observed_time(graph):
     reschedule(graph, thread, order)
     t = simulate(graph)
     assert t.start[on[1]] == graph.tasks["obs_start"].iat[on[1]]
+
+
+def test_added_stream_sits_on_the_ranks_gpu_and_keeps_its_label(graph):
+    from daydream.report.export import chrome_trace
+    s = add_resource(graph, rank=0, kind="stream", label="nccl (ddp)")
+    assert graph.resources["pid"].iat[s] == 0          # the trace's GPU 0, not the process id
+    move_to_resource(graph, select(graph, name="elementwise_b"), s)
+    names = [e["args"]["name"] for e in chrome_trace(simulate(graph))["traceEvents"] if e["name"] == "thread_name"]
+    assert "nccl (ddp)" in names

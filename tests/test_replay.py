@@ -105,3 +105,14 @@ def test_device_sync_waits_on_every_gpu_of_the_rank(tmp_path, kineto):
     scale(g, np.flatnonzero(select(g, kind="kernel"))[:1], 3.0)   # GPU 0's kernel: 10..160
     # The sync returns 1 us after the slower GPU (observed wake-up), then 4 us of item.
     assert simulate(g).per_step_ms == pytest.approx(0.165, abs=0.002)
+
+
+def test_flop_utilization_counts_the_slowest_rank_only():
+    """Every rank of a multi-rank trace runs the same work: utilization must not grow with ranks."""
+    from conftest import shared
+    from daydream.analysis import flops_utilization_pct
+    from daydream.hardware import from_device_properties
+    trace = load(shared("param/dlrm_ddp_8rank_v100.tar.gz"))
+    timeline = simulate(trace.graph())
+    util = flops_utilization_pct(timeline, from_device_properties(trace.device_properties))
+    assert util is not None and util < 0.1     # 8 ranks summed over one window gave 0.158 %

@@ -167,3 +167,15 @@ def test_fast_and_generic_paths_agree():
     assert list(generic.name_of(generic.events["name"])) == list(typed.name_of(typed.events["name"]))
     row = int(np.flatnonzero(typed.events["kind"].to_numpy() == 0)[5])
     assert typed.args_of(row) == generic.args_of(row)
+
+
+def test_events_without_args_stay_on_the_fast_path():
+    from daydream.trace import events as E
+    from daydream.trace import fast
+    evs = fast._EVENTS.decode(b'[{"ph":"X","cat":"cpu_op","name":"a","pid":1,"tid":1,"ts":1,"dur":2},'
+                              b'{"ph":"X","cat":"cpu_op","name":"b","pid":1,"tid":1,"ts":1,"dur":2,"args":null},'
+                              b'{"ph":"X","cat":"cpu_op","name":"c","pid":1,"tid":1,"ts":1,"dur":2,"args":{"correlation":5}}]')
+    table = E.EventTable()
+    cols = fast.columns(evs, E._KIND_OF_CAT, E.OTHER, E._SKIPPED_CATS, (E.KERNEL, E.GPU_SYNC), table.names,
+                        lambda v: E._int_id(v, table._odd))
+    assert cols["corr"].tolist() == [-1, -1, 5]
