@@ -78,10 +78,13 @@ class TaskGraph:
     def task_names(self) -> np.ndarray:
         return np.asarray(self.names, dtype=object)[self.tasks["name"].to_numpy()]
 
+    def layer_table(self) -> list[str]:
+        """Module name per layer code; the code -1 (layer unknown) indexes the trailing ''."""
+        return [n.removeprefix("nn.Module: ") for n in self.names] + [""]
+
     def layer_names(self) -> np.ndarray:
         """Module name per task ('' where the trace does not say)."""
-        names = np.asarray([n.removeprefix("nn.Module: ") for n in self.names] + [""], dtype=object)
-        return names[self.tasks["layer"].to_numpy()]
+        return np.asarray(self.layer_table(), dtype=object)[self.tasks["layer"].to_numpy()]
 
     def __repr__(self) -> str:
         return f"TaskGraph({len(self.tasks)} tasks, {len(self.edges)} edges, {len(self.resources)} resources)"

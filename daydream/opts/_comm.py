@@ -31,7 +31,7 @@ import pandas as pd
 from daydream import hardware, kernels
 from daydream.graph.build import (E_LAUNCH, GPU_TASK_TYPES, T_CPU,
                                   T_KERNEL, T_MEMSET, T_RUNTIME, T_SYNC, TaskGraph)
-from daydream.graph.phases import FORWARD, OPTIMIZER
+from daydream.graph.phases import BACKWARD, FORWARD, OPTIMIZER
 from daydream.trace.events import CPU_OP
 from daydream.opts._cost import is_cpu_trace
 from daydream.transform import primitives as P
@@ -343,10 +343,26 @@ def first_in_step(graph: TaskGraph, mask: np.ndarray, steps: np.ndarray) -> pd.S
     return s[~s.index.duplicated(keep="first")]
 
 
-def compute_tasks(graph: TaskGraph, rank: int, phase: int, steps: np.ndarray) -> np.ndarray:
+def forward_backward_steps(graph: TaskGraph, steps: np.ndarray):
+    """Per rank and step that has both: (rank, step, forward compute tasks, backward compute tasks),
+    each in program order (see compute_tasks)."""
+    positions = P.topological_positions(graph)
+    for rank in np.unique(graph.tasks["rank"].to_numpy()):
+        fwd_all = compute_tasks(graph, int(rank), FORWARD, steps, positions)
+        bwd_all = compute_tasks(graph, int(rank), BACKWARD, steps, positions)
+        for step in np.unique(steps[fwd_all]):
+            fwd = fwd_all[steps[fwd_all] == step]
+            bwd = bwd_all[steps[bwd_all] == step]
+            if len(fwd) and len(bwd):
+                yield int(rank), int(step), fwd, bwd
+
+
+def compute_tasks(graph: TaskGraph, rank: int, phase: int, steps: np.ndarray,
+                  positions: np.ndarray | None = None) -> np.ndarray:
     """The phase's compute work of `rank`, in program order: GPU kernels/memsets on the compute
     stream (GPU traces) or non-idle CPU tasks of the main thread (CPU traces). Program order, not
-    observed start: tasks inserted by an earlier optimization share their anchor's start."""
+    observed start: tasks inserted by an earlier optimization share their anchor's start.
+    `positions`: the graph's topological positions, when the caller already has them."""
     t = graph.tasks
     kind = t["kind"].to_numpy()
     base = (t["rank"].to_numpy() == rank) & (t["phase"].to_numpy() == phase) & (steps >= 0)
@@ -356,7 +372,9 @@ def compute_tasks(graph: TaskGraph, rank: int, phase: int, steps: np.ndarray) ->
     else:
         base &= np.isin(kind, (T_CPU, T_RUNTIME)) & (t["resource"].to_numpy() == main_thread(graph, rank))
     idx = np.flatnonzero(base)
-    return idx[np.argsort(P.topological_positions(graph)[idx], kind="stable")]
+    if positions is None:
+        positions = P.topological_positions(graph)
+    return idx[np.argsort(positions[idx], kind="stable")]
 
 
 def split_by_time(dur: np.ndarray, groups: int) -> np.ndarray:

@@ -63,42 +63,36 @@ def apply(graph, params: dict, ctx) -> None:
     kind = t["kind"].to_numpy()
     cpu_anchor, cpu_ns, gpu_anchor, gpu_ns = [], [], [], []
     recomputed, total = 0.0, 0.0
-    for rank in np.unique(t["rank"].to_numpy()):
-        fwd_all = C.compute_tasks(graph, int(rank), FORWARD, steps)
-        bwd_all = C.compute_tasks(graph, int(rank), BACKWARD, steps)
-        main = C.main_thread(graph, int(rank))
-        host = (t["resource"].to_numpy() == main) & np.isin(kind, (T_CPU, T_RUNTIME)) & \
-            (t["phase"].to_numpy() == FORWARD)
-        for step in np.unique(steps[fwd_all]):
-            fwd = fwd_all[steps[fwd_all] == step]
-            bwd = bwd_all[steps[bwd_all] == step]
-            if len(fwd) == 0 or len(bwd) == 0:
+    host = {}  # rank -> forward CPU work of its main thread (the launches of recomputed kernels)
+    for rank, step, fwd, bwd in C.forward_backward_steps(graph, steps):
+        if rank not in host:
+            host[rank] = ((t["resource"].to_numpy() == C.main_thread(graph, rank))
+                          & np.isin(kind, (T_CPU, T_RUNTIME)) & (t["phase"].to_numpy() == FORWARD))
+        seg = C.units(dur[fwd], layer[fwd], int(params["segments"]))
+        k = int(seg.max()) + 1
+        seg_time = np.bincount(seg, weights=dur[fwd], minlength=k)
+        m = chosen_segments(seg_time, fraction)
+        total += seg_time.sum()
+        recomputed += seg_time[:m].sum()
+        bseg = C.mirror_groups(dur[fwd], seg, dur[bwd], k)
+        if not cpu:
+            first_launch = np.asarray([start[launch[fwd[seg == s][0]]] if launch[fwd[seg == s][0]] >= 0
+                                       else start[fwd[seg == s][0]] for s in range(k)] + [np.inf])
+            in_step = host[rank] & (steps == step)
+        for s in range(m):
+            back = bwd[bseg == s]
+            if len(back) == 0:
                 continue
-            seg = C.units(dur[fwd], layer[fwd], int(params["segments"]))
-            k = int(seg.max()) + 1
-            seg_time = np.bincount(seg, weights=dur[fwd], minlength=k)
-            m = chosen_segments(seg_time, fraction)
-            total += seg_time.sum()
-            recomputed += seg_time[:m].sum()
-            bseg = C.mirror_groups(dur[fwd], seg, dur[bwd], k)
-            if not cpu:
-                first_launch = np.asarray([start[launch[fwd[seg == s][0]]] if launch[fwd[seg == s][0]] >= 0
-                                           else start[fwd[seg == s][0]] for s in range(k)] + [np.inf])
-                in_step = host & (steps == step)
-            for s in range(m):
-                back = bwd[bseg == s]
-                if len(back) == 0:
-                    continue
-                if cpu:
-                    cpu_anchor.append(int(back[0]))
-                    cpu_ns.append(RECOMPUTE_CPU_FACTOR * float(seg_time[s]))
-                    continue
-                lo, hi = first_launch[s], first_launch[s + 1]
-                host_ns = float(dur[in_step & (start >= lo) & (start < hi)].sum())
-                gpu_anchor.append(int(back[0]))
-                gpu_ns.append(float(seg_time[s]))
-                cpu_anchor.append(int(launch[back[0]]) if launch[back[0]] >= 0 else -1)
-                cpu_ns.append(RECOMPUTE_CPU_FACTOR * host_ns)
+            if cpu:
+                cpu_anchor.append(int(back[0]))
+                cpu_ns.append(RECOMPUTE_CPU_FACTOR * float(seg_time[s]))
+                continue
+            lo, hi = first_launch[s], first_launch[s + 1]
+            host_ns = float(dur[in_step & (start >= lo) & (start < hi)].sum())
+            gpu_anchor.append(int(back[0]))
+            gpu_ns.append(float(seg_time[s]))
+            cpu_anchor.append(int(launch[back[0]]) if launch[back[0]] >= 0 else -1)
+            cpu_ns.append(RECOMPUTE_CPU_FACTOR * host_ns)
     if not cpu_anchor:
         ctx.notes.append("activation-checkpointing: no step with both forward and backward compute; nothing changed")
         return

@@ -27,7 +27,6 @@ import numpy as np
 
 from daydream.errors import DaydreamError
 from daydream.graph.build import T_CPU, T_KERNEL, T_MEMSET
-from daydream.graph.phases import BACKWARD, FORWARD
 from daydream.opts import _comm as C
 from daydream.opts.fused_optimizer import per_tensor_work
 from daydream.transform import primitives as P
@@ -63,45 +62,37 @@ def apply(graph, params: dict, ctx) -> None:
         return int(C.program_pred(graph, [src])[0])
 
     n_units = []
-    for rank in np.unique(t["rank"].to_numpy()):
-        fwd_all = C.compute_tasks(graph, int(rank), FORWARD, steps)
-        bwd_all = C.compute_tasks(graph, int(rank), BACKWARD, steps)
-        for step in np.unique(steps[fwd_all]):
-            fwd = fwd_all[steps[fwd_all] == step]
-            bwd = bwd_all[steps[bwd_all] == step]
-            if len(fwd) == 0 or len(bwd) == 0:
-                continue
-            unit = C.units(dur[fwd], layer[fwd], int(params["units"]))
-            k = int(unit.max()) + 1
-            n_units.append(k)
-            per_unit = param_bytes / k
-            first_fwd = fwd[np.r_[True, unit[1:] != unit[:-1]]]
-            bunit = C.mirror_groups(dur[fwd], unit, dur[bwd], k)
-            # forward all-gathers
-            for u in range(k):
-                src = first_fwd[u - 1] if prefetch and u > 0 else first_fwd[u]
-                launchers.append(issue(int(src), int(first_fwd[u])))
-                producers.append(-1)
-                consumers.append(int(first_fwd[u]))
-                nbytes.append(per_unit)
-                kinds.append("all_gather")
-            # backward: all-gather before, reduce-scatter after each unit (units in reverse order)
-            order = [u for u in range(k - 1, -1, -1) if (bunit == u).any()]
-            for i, u in enumerate(order):
-                mine = bwd[bunit == u]
-                prev = bwd[bunit == order[i - 1]] if prefetch and i > 0 else mine
-                launchers.append(issue(int(prev[0]), int(mine[0])))
-                producers.append(-1)
-                consumers.append(int(mine[0]))
-                nbytes.append(per_unit)
-                kinds.append("all_gather")
-                launchers.append(issue(int(mine[-1]), -1))
-                producers.append(int(mine[-1]))
-                consumers.append(-1)
-                nbytes.append(per_unit)
-                kinds.append("reduce_scatter")
-            consumers[-1] = C.first_optimizer_task(graph, int(rank), int(step), int(t["obs_end"].to_numpy()[bwd[-1]]),
-                                                   steps)
+    for rank, step, fwd, bwd in C.forward_backward_steps(graph, steps):
+        unit = C.units(dur[fwd], layer[fwd], int(params["units"]))
+        k = int(unit.max()) + 1
+        n_units.append(k)
+        per_unit = param_bytes / k
+        first_fwd = fwd[np.r_[True, unit[1:] != unit[:-1]]]
+        bunit = C.mirror_groups(dur[fwd], unit, dur[bwd], k)
+        # forward all-gathers
+        for u in range(k):
+            src = first_fwd[u - 1] if prefetch and u > 0 else first_fwd[u]
+            launchers.append(issue(int(src), int(first_fwd[u])))
+            producers.append(-1)
+            consumers.append(int(first_fwd[u]))
+            nbytes.append(per_unit)
+            kinds.append("all_gather")
+        # backward: all-gather before, reduce-scatter after each unit (units in reverse order)
+        order = [u for u in range(k - 1, -1, -1) if (bunit == u).any()]
+        for i, u in enumerate(order):
+            mine = bwd[bunit == u]
+            prev = bwd[bunit == order[i - 1]] if prefetch and i > 0 else mine
+            launchers.append(issue(int(prev[0]), int(mine[0])))
+            producers.append(-1)
+            consumers.append(int(mine[0]))
+            nbytes.append(per_unit)
+            kinds.append("all_gather")
+            launchers.append(issue(int(mine[-1]), -1))
+            producers.append(int(mine[-1]))
+            consumers.append(-1)
+            nbytes.append(per_unit)
+            kinds.append("reduce_scatter")
+        consumers[-1] = C.first_optimizer_task(graph, rank, step, int(t["obs_end"].to_numpy()[bwd[-1]]), steps)
     if not launchers:
         raise DaydreamError(f"{graph.trace.path}: no step with both forward and backward compute; fsdp needs a "
                             "recorded training step")

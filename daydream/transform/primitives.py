@@ -60,7 +60,7 @@ def select(graph: TaskGraph, *, kind=None, name: str | None = None, phase=None, 
         mask &= hit[t["name"].to_numpy()]
     if layer is not None:
         rx = re.compile(layer)
-        names = [n.removeprefix("nn.Module: ") for n in graph.names] + [""]
+        names = graph.layer_table()
         hit = np.fromiter((bool(rx.search(n)) for n in names), bool, len(names))
         mask &= hit[t["layer"].to_numpy()]
     if kernel_class is not None:
