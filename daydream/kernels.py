@@ -274,7 +274,7 @@ def _conv_flops(x: list, w: list, out_spatial: list, transposed: bool) -> float:
 
 
 def _conv_cost(name, tensors, concrete) -> tuple[float, float]:
-    (x, xb), (w, wb) = tensors[0], tensors[1]
+    (x, xb), (w, _) = tensors[0], tensors[1]
     stride_i, pad_i, dil_i, trans_i, groups_i = _CONV_ARGS[name]
     nsp = len(x) - 2
     # Traces without Concrete Inputs do not say stride/padding: stride 1, 'same' padding and

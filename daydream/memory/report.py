@@ -3,8 +3,6 @@ bars at the peak, measured beside predicted."""
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ from plotly.subplots import make_subplots
 
 from daydream.errors import DaydreamError
 from daydream.memory.timeline import CATEGORIES, Timeline
+from daydream.report.files import write_atomic
 
 COLORS = {"parameter": "darkgreen", "gradient": "mediumblue", "optimizer_state": "goldenrod",
           "activation": "red", "temporary": "mediumpurple", "input": "black",
@@ -78,12 +77,6 @@ def write_html(report, out: str | Path) -> None:
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>daydream memory</title></head><body>{head}{body}</body></html>"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
     except OSError as exc:
         raise DaydreamError(f"{out}: cannot write the report ({exc.strerror})") from None
+    write_atomic(out, page.encode("utf-8"), "the report")

@@ -6,16 +6,14 @@ the predicted timeline opens in Perfetto or chrome://tracing beside the measured
 from __future__ import annotations
 
 import gzip
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import orjson
 
-from daydream.errors import DaydreamError
 from daydream.graph import PHASES, TASK_KINDS
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
+from daydream.report.files import write_atomic
 from daydream.sim import Timeline
 
 
@@ -66,27 +64,11 @@ def chrome_trace(timeline: Timeline, title: str = "daydream prediction") -> dict
 
 
 def write_json_atomic(obj, path: str | Path) -> None:
-    """Write JSON (gzipped for .gz names) via a temporary file and a rename: never half-written."""
-    path = Path(path)
+    """Write JSON (gzipped for .gz names) atomically: never half-written."""
     data = orjson.dumps(obj)
-    if path.name.endswith(".gz"):
+    if Path(path).name.endswith(".gz"):
         data = gzip.compress(data, 6)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.",
-                                   suffix=".tmp")
-    except OSError as exc:
-        raise DaydreamError(f"{path}: cannot write there ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise DaydreamError(f"{path}: cannot write there ({exc.strerror})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
 
 
 def export_trace(timeline: Timeline, path: str | Path, title: str = "daydream prediction") -> None:

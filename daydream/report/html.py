@@ -14,8 +14,6 @@ shaded by how busy it was. The full-resolution prediction is `whatif --export-tr
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from daydream.analysis import critical_path_breakdown, phase_breakdown
 from daydream.errors import DaydreamError
 from daydream.graph import PHASES, TASK_KINDS
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
+from daydream.report.files import write_atomic
 from daydream.report.frames import critical_tasks, kernel_table, layer_table, memo, resource_labels
 from daydream.sim import Timeline
 
@@ -251,25 +250,8 @@ def _page(title: str, sections: list[str]) -> str:
 
 
 def write_page(page: str, path: str | Path) -> None:
-    """Write `page` to `path` via a temporary file and a rename: never half-written."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise DaydreamError(f"{path}: cannot write the report ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise DaydreamError(f"{path}: cannot write the report ({exc.strerror})") from None
-        raise
+    """Write `page` to `path` atomically: never half-written."""
+    write_atomic(path, page.encode("utf-8"), "the report")
 
 
 def _sections(measured: Timeline, scenarios: list[Scenario]) -> list[str]:
