@@ -141,16 +141,21 @@ def test_top_level_api():
     assert daydream.analyze(trace)["steps"] == trace.steps
 
 
+def _scan(raw_events):
+    from daydream.trace import events as E
+    from daydream.trace import fast
+    table = E.EventTable()
+    return fast.scan(raw_events, table.names, lambda v: E._int_id(v, table._odd), table._kind_of,
+                     lambda v: E._as_int(v, None))
+
+
 @pytest.mark.parametrize("path", [p for p in shared_traces() if p.name.endswith(".json.gz")], ids=lambda p: p.name)
 def test_real_traces_take_the_fast_path(path):
-    """The typed decoder accepts every real trace (the generic path is for odd input only)."""
-    from daydream.trace import events as E
+    """The compiled scanner accepts every real trace (the generic path is for odd input only)."""
     from daydream.trace import fast
     decoded = fast.decode(gzip.decompress(path.read_bytes()))
     assert decoded is not None
-    table = E.EventTable()
-    cols = fast.columns(decoded[1], E._KIND_OF_CAT, E.OTHER, E._SKIPPED_CATS, (E.KERNEL, E.GPU_SYNC), table.names,
-                        lambda v: E._int_id(v, table._odd))
+    cols, _ = _scan(decoded[1])
     assert len(cols["ts"]) > 0
 
 
@@ -170,12 +175,11 @@ def test_fast_and_generic_paths_agree():
 
 
 def test_events_without_args_stay_on_the_fast_path():
-    from daydream.trace import events as E
+    import msgspec
     from daydream.trace import fast
-    evs = fast._EVENTS.decode(b'[{"ph":"X","cat":"cpu_op","name":"a","pid":1,"tid":1,"ts":1,"dur":2},'
-                              b'{"ph":"X","cat":"cpu_op","name":"b","pid":1,"tid":1,"ts":1,"dur":2,"args":null},'
-                              b'{"ph":"X","cat":"cpu_op","name":"c","pid":1,"tid":1,"ts":1,"dur":2,"args":{"correlation":5}}]')
-    table = E.EventTable()
-    cols = fast.columns(evs, E._KIND_OF_CAT, E.OTHER, E._SKIPPED_CATS, (E.KERNEL, E.GPU_SYNC), table.names,
-                        lambda v: E._int_id(v, table._odd))
+    evs = fast.RawEvents(msgspec.Raw(
+        b'[{"ph":"X","cat":"cpu_op","name":"a","pid":1,"tid":1,"ts":1,"dur":2},'
+        b'{"ph":"X","cat":"cpu_op","name":"b","pid":1,"tid":1,"ts":1,"dur":2,"args":null},'
+        b'{"ph":"X","cat":"cpu_op","name":"c","pid":1,"tid":1,"ts":1,"dur":2,"args":{"correlation":5}}]'))
+    cols, _ = _scan(evs)
     assert cols["corr"].tolist() == [-1, -1, 5]

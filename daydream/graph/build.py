@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from daydream import _core
 from daydream.errors import DaydreamError
 from daydream.graph.phases import (BACKWARD, COMM_KERNEL, COMMUNICATION, FORWARD, OTHER, PHASES,
                                    UNSET, phase_of_names)
@@ -50,7 +51,6 @@ DEFAULT_KERNEL_GAP_NS = 1_000
 # shortest cudaStreamSynchronize seen in the shared traces.
 SYNC_MIN_NS = 2_000
 _SYNC_NAME = ("Synchronize",)
-_BLOCK = 1 << 16  # tasks gathered as Python tuples before they are packed into an int64 block
 
 
 @dataclass
@@ -91,97 +91,43 @@ class TaskGraph:
 
 
 def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
-    """Cut every CPU thread into tasks (see module docstring). Returns column lists."""
+    """Cut every CPU thread into tasks (see module docstring) with one sweep per thread.
+
+    The sweep (daydream/_core.c:segment) walks a thread's events by (start, -end) with a stack of
+    open events: the time up to each event start becomes a `cpu` task of the innermost open event
+    (or `idle` when none is open), a runtime call becomes its own task and hides the calls nested in
+    it, and closing an event emits its remaining own time. Each task carries (start, end, kind,
+    event, phase, layer, seq, op, thread); phase, layer, sequence number and aten op are inherited
+    from the enclosing event unless the event itself says.
+    Returns the task columns, the threads' (rank, pid, tid), the runtime calls nested in another
+    call ((rank, corr) -> the enclosing call's task) and, per event, the task its time ends in.
+    """
     kind = ev["kind"].to_numpy()
     cpu_rows = np.flatnonzero(np.isin(kind, (CPU_OP, ANNOTATION, PYTHON, RUNTIME)))
     rank = ev["rank"].to_numpy()
     pid, tid = ev["pid"].to_numpy(), ev["tid"].to_numpy()
     ts = ev["ts"].to_numpy()
     end = ts + ev["dur"].to_numpy()
-    name = ev["name"].to_numpy()
-    corr = ev["corr"].to_numpy()
-    order = np.lexsort((cpu_rows, tid[cpu_rows], pid[cpu_rows], rank[cpu_rows]))
+    # Threads in (rank, pid, tid) order; inside a thread by start, longest first, then row.
+    order = np.lexsort((cpu_rows, -end[cpu_rows], ts[cpu_rows], tid[cpu_rows], pid[cpu_rows], rank[cpu_rows]))
     cpu_rows = cpu_rows[order]
     keys = np.stack([rank[cpu_rows], pid[cpu_rows], tid[cpu_rows]], axis=1)
-    bounds = np.flatnonzero(np.any(keys[1:] != keys[:-1], axis=1)) + 1
-    seq = ev["seq"].to_numpy()
-    is_module = np.fromiter((n.startswith("nn.Module: ") for n in names), bool, len(names))
-    # One row per task: (start, end, kind, event, phase, layer, seq, op, thread), gathered per
-    # thread as tuples and packed into an int64 block when the thread is done (keeps memory flat).
-    blocks: list[np.ndarray] = []
-    base = 0  # tasks in earlier blocks
-    nested_corr = {}  # (rank, corr) of runtime calls nested in another -> enclosing call's task index
-    last_task = np.full(len(ev), -1, np.int64)  # per event: the task its time ends in
-    threads = []
-    for t_i, rows in enumerate(np.split(cpu_rows, bounds)):
-        if rows.size == 0:
-            continue
-        rows = rows[np.lexsort((-end[rows], ts[rows]))]
-        threads.append(tuple(int(v) for v in keys[bounds[t_i - 1] if t_i else 0]))
-        thread = len(threads) - 1
-        segs: list[tuple] = []
-        # Open events, innermost last: (end, row, phase, layer, seq, op).
-        stack: list[tuple] = []
-        cursor = int(ts[rows[0]])
-        rt_until = -1
-        rt_task = -1
-        r_rank = int(rank[rows[0]])
-
-        def close_innermost():
-            """Pop the innermost open event; its remaining own time becomes a cpu task."""
-            nonlocal cursor
-            top_end, top_row, *attrs = stack.pop()
-            if top_end > cursor:
-                segs.append((cursor, top_end, T_CPU, top_row, *attrs, thread))
-                cursor = top_end
-            last_task[top_row] = base + len(segs) - 1
-
-        for r in rows.tolist():
-            if len(segs) >= _BLOCK:
-                blocks.append(np.array(segs, dtype=np.int64).reshape(-1, 9))
-                base += len(segs)
-                segs.clear()
-            s = int(ts[r])
-            e = int(end[r])
-            if s < rt_until:
-                if kind[r] == RUNTIME and corr[r] >= 0:
-                    nested_corr[(r_rank, int(corr[r]))] = rt_task
-                continue
-            while stack and stack[-1][0] <= s:
-                close_innermost()
-            if s > cursor:
-                if stack:
-                    segs.append((cursor, s, T_CPU, *stack[-1][1:], thread))
-                else:
-                    segs.append((cursor, s, T_IDLE, -1, UNSET, -1, -1, -1, thread))
-                cursor = s
-            parent = stack[-1] if stack else (None, -1, UNSET, -1, -1, -1)
-            if stack and e > parent[0]:
-                e = parent[0]
-            ph = int(name_phase[name[r]])
-            if ph == UNSET:
-                ph = parent[2]
-            layer = int(name[r]) if is_module[name[r]] else parent[3]
-            sq = int(seq[r]) if seq[r] >= 0 else parent[4]
-            op = r if kind[r] == CPU_OP else parent[5]
-            if kind[r] == RUNTIME:
-                s2 = max(s, cursor)
-                e2 = max(e, s2)
-                rt_task = base + len(segs)
-                last_task[r] = rt_task
-                segs.append((s2, e2, T_RUNTIME, r, ph, layer, sq, op, thread))
-                cursor = e2
-                rt_until = int(end[r])
-            else:
-                stack.append((e, r, ph, layer, sq, op))
-        while stack:
-            close_innermost()
-        if segs:
-            blocks.append(np.array(segs, dtype=np.int64).reshape(-1, 9))
-            base += len(segs)
-    table = np.concatenate(blocks) if blocks else np.zeros((0, 9), np.int64)
+    firsts = np.concatenate([[0], np.flatnonzero(np.any(keys[1:] != keys[:-1], axis=1)) + 1]) \
+        if len(cpu_rows) else np.zeros(0, np.int64)
+    threads = [tuple(int(v) for v in keys[i]) for i in firsts]
+    bounds = np.concatenate([firsts, [len(cpu_rows)]]).astype(np.int64)
+    is_module = np.fromiter((n.startswith("nn.Module: ") for n in names), np.int8, len(names))
+    last_task = np.full(len(ev), -1, np.int64)
+    seg_bytes, nested_bytes = _core.segment(
+        cpu_rows.astype(np.int64), bounds, ev["rank"].to_numpy().astype(np.int32, copy=False), ts, end,
+        kind.astype(np.int8, copy=False), ev["name"].to_numpy().astype(np.int32, copy=False),
+        ev["corr"].to_numpy(), ev["seq"].to_numpy(), name_phase.astype(np.int8, copy=False), is_module,
+        last_task, (CPU_OP, RUNTIME, T_CPU, T_IDLE, T_RUNTIME, UNSET))
+    table = np.frombuffer(seg_bytes, np.int64).reshape(-1, 9)
     cols = ("start", "end", "kind", "event", "phase", "layer", "seq", "op", "thread")
-    out = {c: table[:, i] for i, c in enumerate(cols)}
+    out = {c: table[:, i].copy() for i, c in enumerate(cols)}
+    nested = np.frombuffer(nested_bytes, np.int64).reshape(-1, 3).tolist()
+    nested_corr = {(r, c): task for r, c, task in nested}
     return out, threads, nested_corr, last_task
 
 

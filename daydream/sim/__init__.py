@@ -9,12 +9,12 @@ order) is deterministic and linear in tasks + edges.
 from __future__ import annotations
 
 import functools
-from array import array
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from daydream import _core
 from daydream.errors import DaydreamError
 from daydream.graph import TaskGraph
 from daydream.graph.build import NO_RELEASE
@@ -89,75 +89,36 @@ class Timeline:
         return np.asarray(path[::-1], np.int64)
 
 
-def _int64s(values: np.ndarray) -> array:
-    """A compact Python array of int64 (8 bytes an entry, unlike a list of int objects)."""
-    out = array("q")
-    out.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
-    return out
-
-
 def simulate(graph: TaskGraph) -> Timeline:
     """Replay `graph`; see the module docstring.
 
-    Each task is two events, its start (2i) and its end (2i+1): start edges lead to a start, end
+    Each task is two nodes, its start (2i) and its end (2i+1): start edges lead to a start, end
     edges (GPU -> synchronizing call) to an end, `from_start` edges (launch -> kernel) leave from a
-    start. The end of a task follows its start by its duration.
+    start. The end of a task follows its start by its duration. The walk itself is Kahn's algorithm
+    in daydream/_core.c:replay; a task's end is taken right after its start unless end edges still
+    hold it.
     """
     t, e = graph.tasks, graph.edges
     n = len(t)
     src_node = 2 * e["src"].to_numpy() + np.where(e["from_start"].to_numpy(), 0, 1)
     dst_node = 2 * e["dst"].to_numpy() + e["to_end"].to_numpy().astype(np.int64)
     order = np.argsort(src_node, kind="stable")
-    # Hot, read-and-write state lives in lists; state read once per task (offsets, durations) or
-    # only written (decisions) in compact int64 arrays: on a million-event trace the lists' int
-    # objects would otherwise dominate peak memory.
-    ptr = _int64s(np.searchsorted(src_node[order], np.arange(2 * n + 1)))
-    dst_s = dst_node[order].tolist()
-    delay_s = e["delay"].to_numpy()[order].astype(np.int64).tolist()
-    indeg = np.bincount(dst_node, minlength=2 * n)
+    ptr = np.searchsorted(src_node[order], np.arange(2 * n + 1)).astype(np.int64)
+    indeg = np.bincount(dst_node, minlength=2 * n).astype(np.int64)
     indeg[1::2] += 1  # every end waits for its own start
-    indeg = indeg.tolist()
-    dur = _int64s(t["dur"].to_numpy())
     best = np.full(2 * n, NO_RELEASE, np.int64)
     best[0::2] = t["release"].to_numpy()
-    best = _int64s(best)
-    pred = _int64s(np.full(2 * n, -1, np.int64))
-    time = _int64s(np.zeros(2 * n, np.int64))
-    ready = [i for i in range(0, 2 * n, 2) if indeg[i] == 0]
-    append = ready.append
-    done = 0
-    for node in ready:  # `ready` grows while we walk it
-        while True:
-            v = best[node]
-            if node & 1:  # an end: after its own start by the duration, or held by end edges
-                own = time[node - 1] + dur[node >> 1]
-                if own >= v:
-                    v = own
-                    pred[node] = -1
-            elif v == NO_RELEASE:  # a start with no start edge and no release: time zero
-                v = 0
-            time[node] = v
-            done += 1
-            for k in range(ptr[node], ptr[node + 1]):
-                d = dst_s[k]
-                w = v + delay_s[k]
-                if w > best[d]:
-                    best[d] = w
-                    pred[d] = node
-                indeg[d] -= 1
-                if indeg[d] == 0:
-                    append(d)
-            if node & 1:
-                break
-            node += 1  # take the task's end at once unless end edges still hold it
-            indeg[node] -= 1
-            if indeg[node]:
-                break
+    pred = np.full(2 * n, -1, np.int64)
+    time = np.zeros(2 * n, np.int64)
+    try:
+        done = _core.replay(ptr, np.ascontiguousarray(dst_node[order], np.int64),
+                            np.ascontiguousarray(e["delay"].to_numpy()[order], np.int64), indeg,
+                            np.ascontiguousarray(t["dur"].to_numpy(), np.int64), best, pred, time, NO_RELEASE)
+    except OverflowError:
+        raise DaydreamError("a simulated time overflows 64-bit nanoseconds; a duration or delay is absurd") from None
     if done != 2 * n:
         raise DaydreamError(f"the task graph has a cycle through {n - done // 2} tasks; "
                             "a transform added an edge against the flow of time")
-    time = np.frombuffer(time, np.int64).copy()
-    pred = np.frombuffer(pred, np.int64).copy()
     # Which task decided each start and end (a from_start predecessor counts as that task).
     start_pred = np.where(pred[0::2] >= 0, pred[0::2] >> 1, -1)
     end_pred = np.where(pred[1::2] >= 0, pred[1::2] >> 1, -1)

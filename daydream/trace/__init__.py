@@ -54,7 +54,7 @@ class Trace:
     memory_events: pd.DataFrame
     flows: pd.DataFrame
     names: list
-    args: list
+    args: fast.ArgsStore
     meta: dict  # rank -> scrubbed top-level metadata
     thread_names: dict
     process_names: dict
@@ -107,9 +107,8 @@ class Trace:
     def args_of(self, row: int) -> dict:
         """The `args` dict of events row `row` (shapes, dtypes, grid...), under Kineto's key names.
 
-        Traces decoded on the fast path keep only the keys daydream reads (see trace/fast.py)."""
-        a = self.args[int(self.events["args_idx"].iat[row])]
-        return a if isinstance(a, dict) else fast.args_dict(a)
+        On the fast path the args stay undecoded bytes until asked for (see trace/fast.py)."""
+        return self.args[int(self.events["args_idx"].iat[row])]
 
     def kinds(self) -> pd.Series:
         return pd.Series(np.asarray(KIND_NAMES)[self.events["kind"].to_numpy()], index=self.events.index)

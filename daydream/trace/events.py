@@ -13,6 +13,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from daydream.trace.fast import ArgsStore
+
 # Event kinds. CPU-side kinds come first, GPU-side kinds from KERNEL on.
 CPU_OP, ANNOTATION, PYTHON, RUNTIME, KERNEL, MEMCPY, MEMSET, GPU_ANNOTATION, GPU_SYNC, OTHER = range(10)
 KIND_NAMES = ("cpu_op", "annotation", "python", "runtime", "kernel", "memcpy", "memset",
@@ -34,15 +36,6 @@ _KIND_OF_CAT = {
 _SKIPPED_CATS = {"trace", "cpu_instant_event", "overhead"}
 _SECRET = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL|PASSWD|AUTH", re.I)
 _NUM_IN = re.compile(r"-?\d+")
-
-
-def msgspec_to_dict(event) -> dict:
-    """A typed fast-path event as the plain dict the generic path reads."""
-    from daydream.trace import fast
-    d = {k: getattr(event, k) for k in ("ph", "cat", "name", "pid", "tid", "ts", "dur", "id")
-         if getattr(event, k) is not None}
-    d["args"] = fast.args_dict(event.args)
-    return d
 
 
 def scrub(meta):
@@ -135,7 +128,7 @@ class EventTable:
         self.names = _Interner()
         self._odd = _Interner()
         self._cols = {c: [] for c in self.COLUMNS}  # per column: one array per added chunk
-        self.args: list = []
+        self.args = ArgsStore()
         self._mem = {c: [] for c in ("rank", "ts", "bytes", "total_allocated", "total_reserved",
                                       "device_type", "device_id", "addr")}
         self._flows = {c: [] for c in ("rank", "id", "start", "pid", "tid", "ts")}
@@ -144,40 +137,52 @@ class EventTable:
         self.skipped = 0
 
     # -- building -----------------------------------------------------------------------------
-    def add_rank(self, rank: int, events: list) -> None:
-        """Add one rank's events: typed records on the fast path, plain dicts otherwise."""
+    def add_rank(self, rank: int, events) -> None:
+        """Add one rank's events: raw `traceEvents` bytes on the fast path, plain dicts otherwise."""
         from daydream.trace import fast
-        if events and isinstance(events[0], fast.Event):
-            try:
-                cols = fast.columns(events, _KIND_OF_CAT, OTHER, _SKIPPED_CATS, (KERNEL, GPU_SYNC), self.names,
-                                    lambda v: _int_id(v, self._odd))
-            except fast.Unusual:
-                events = [msgspec_to_dict(e) for e in events]
+        if isinstance(events, fast.RawEvents):
+            scanned = fast.scan(events, self.names, lambda v: _int_id(v, self._odd), self._kind_of,
+                                lambda v: _as_int(v, None))
+            if scanned is None:
+                events = events.dicts()
             else:
+                cols, others = scanned
                 n = len(cols["ts"])
+                gpu = (cols["kind"] >= KERNEL) & (cols["kind"] <= GPU_SYNC)  # GPU-side rows: device and stream
+                for col, fallback in (("device", cols["pid"]), ("stream", cols["tid"])):
+                    cols[col] = np.where(gpu, np.where(cols[col] == fast._ABSENT, fallback, cols[col]), -1)
                 for k in self.COLUMNS:
                     self._cols[k].append(np.full(n, rank, np.int32) if k == "rank" else cols[k])
-                self.args.extend(cols["args"])
+                self.args.add_spans(events.raw, cols["args_start"], cols["args_end"])
                 # Of the rest, only memory counters, metadata and fwdbwd flows are read (launch
                 # flows repeat the correlation ids the events already carry).
-                self._add_rank_dicts(rank, [msgspec_to_dict(e) for e in events if e.ph in ("i", "I", "M") or
-                                            (e.ph in ("s", "f") and e.cat == "fwdbwd")])
+                self._add_rank_dicts(rank, others, complete=False)
                 return
         self._add_rank_dicts(rank, events)
 
-    def _add_rank_dicts(self, rank: int, events: list) -> None:
-        """The generic path: one pass over plain event dicts, tolerant of every oddity."""
+    @staticmethod
+    def _kind_of(cat) -> int:
+        """Event kind of a category (None: no category); -1 for categories that are skipped."""
+        if cat is None:
+            return OTHER
+        low = cat.lower()
+        return -1 if low in _SKIPPED_CATS else _KIND_OF_CAT.get(low, OTHER)
+
+    def _add_rank_dicts(self, rank: int, events: list, complete: bool = True) -> None:
+        """The generic path: one pass over plain event dicts, tolerant of every oddity.
+
+        complete=False: the complete ('X') events are already in the table (fast path)."""
         c = {k: [] for k in self.COLUMNS}
         rank_c, kind_c, name_c, pid_c, tid_c, dev_c, stream_c, ts_c, dur_c, corr_c, ext_c, seq_c, fwd_c = (
             c[k] for k in self.COLUMNS)
-        args_c = self.args
+        args_c = []
         names, odd = self.names, self._odd
         for e in events:
             if not isinstance(e, dict):
                 self.skipped += 1
                 continue
             ph = e.get("ph")
-            if ph == "X":
+            if ph == "X" and complete:
                 cat = e.get("cat")
                 kind = _KIND_OF_CAT.get(cat.lower(), OTHER) if isinstance(cat, str) else OTHER
                 if kind == OTHER and isinstance(cat, str) and cat.lower() in _SKIPPED_CATS:
@@ -236,8 +241,10 @@ class EventTable:
                 elif e.get("name") == "process_name":
                     self.process_names[(rank, pid)] = str(a.get("name", ""))
         ints = {"rank": np.int32, "kind": np.int8, "name": np.int32}
-        for k in self.COLUMNS:
-            self._cols[k].append(np.asarray(c[k], dtype=ints.get(k, np.int64)))
+        if args_c:
+            for k in self.COLUMNS:
+                self._cols[k].append(np.asarray(c[k], dtype=ints.get(k, np.int64)))
+            self.args.add_dicts(args_c)
 
     def finish(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """The events, memory and flow tables, events sorted by (rank, ts, -dur)."""

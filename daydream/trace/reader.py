@@ -23,21 +23,21 @@ _TRACE_SUFFIXES = (".json", ".json.gz", ".pt.trace.json", ".pt.trace.json.gz")
 
 @dataclass
 class RawTrace:
-    """One rank's parsed trace: its metadata and its events (typed records or plain dicts)."""
+    """One rank's parsed trace: its metadata and its events (raw `traceEvents` bytes, or plain dicts)."""
     source: str
     rank: int
     meta: dict
     events: list
 
 
-def _decode(data: bytes, name: str) -> tuple[dict, list]:
+def _decode(data: bytes, name: str) -> tuple[dict, fast.RawEvents | list]:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (EOFError, OSError, zlib.error) as exc:
             raise DaydreamError(f"{name}: truncated or corrupt gzip ({exc}); re-copy or re-record the trace") from None
     typed = fast.decode(data)
-    if typed is not None and typed[1]:
+    if typed is not None:
         return typed
     try:
         doc = orjson.loads(data)

@@ -1,0 +1,931 @@
+/* daydream._core: the three loops that touch every event or task one at a time.
+ *
+ * Everything else in daydream is columnar numpy; these loops carry state from one element to the
+ * next (an open-event stack, a ready queue) and cannot be vectorised, so in Python they were most
+ * of the run time of `daydream whatif` (0.5 s segmenting and 0.45 s replaying ns_resolution_a100's
+ * 45k events on this project's CI machine). Each function here is a line-for-line port of the
+ * Python it replaced; the Python side (graph/build.py, sim/__init__.py, trace/fast.py) prepares
+ * and checks the numpy arrays and documents the model. Arrays arrive through the buffer protocol:
+ * C-contiguous, of the item size named at each argument; anything else is a TypeError.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+/* A borrowed view of one numpy array: pointer, length, and the Py_buffer to release. */
+typedef struct {
+    Py_buffer view;
+    Py_ssize_t n;
+    int held;
+} Arr;
+
+static int arr_get(PyObject *obj, Arr *a, Py_ssize_t itemsize, int writable, const char *what)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    a->held = 0;
+    if (PyObject_GetBuffer(obj, &a->view, flags) < 0)
+        return -1;
+    a->held = 1;
+    if (a->view.itemsize != itemsize) {
+        PyErr_Format(PyExc_TypeError, "%s: expected items of %zd bytes, got %zd", what, itemsize,
+                     a->view.itemsize);
+        return -1;
+    }
+    a->n = a->view.len / itemsize;
+    return 0;
+}
+
+static void arr_release(Arr *arrs, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (arrs[i].held) {
+            PyBuffer_Release(&arrs[i].view);
+            arrs[i].held = 0;
+        }
+}
+
+#define I64(a) ((int64_t *)(a).view.buf)
+#define I32(a) ((int32_t *)(a).view.buf)
+#define I8(a) ((int8_t *)(a).view.buf)
+
+/* A growable array of int64 rows, handed to Python as bytes (numpy reads it with frombuffer). */
+typedef struct {
+    int64_t *data;
+    Py_ssize_t len, cap;  /* in int64 items */
+} Vec;
+
+static int vec_push(Vec *v, const int64_t *row, Py_ssize_t width)
+{
+    if (v->len + width > v->cap) {
+        Py_ssize_t cap = v->cap ? v->cap * 2 : 4096;
+        while (cap < v->len + width)
+            cap *= 2;
+        int64_t *data = realloc(v->data, (size_t)cap * sizeof(int64_t));
+        if (!data)
+            return -1;
+        v->data = data;
+        v->cap = cap;
+    }
+    memcpy(v->data + v->len, row, (size_t)width * sizeof(int64_t));
+    v->len += width;
+    return 0;
+}
+
+static PyObject *vec_bytes(Vec *v)
+{
+    PyObject *out = PyBytes_FromStringAndSize((const char *)v->data, v->len * (Py_ssize_t)sizeof(int64_t));
+    free(v->data);
+    v->data = NULL;
+    v->len = v->cap = 0;
+    return out;
+}
+
+/* ---- segment: cut CPU threads into tasks (graph/build.py:_segment_threads) -------------------- */
+
+enum { SEG_WIDTH = 9 };  /* start, end, kind, event, phase, layer, seq, op, thread */
+
+typedef struct {         /* an open event: its (clipped) end, row and the attributes it hands down */
+    int64_t end, row, phase, layer, seq, op;
+} Open;
+
+static const char segment_doc[] =
+    "segment(rows, bounds, rank, ts, end, kind, name, corr, seq, name_phase, is_module, last_task,\n"
+    "        codes) -> (segments: bytes, nested: bytes)\n\n"
+    "rows: int64 CPU event rows, grouped by thread (bounds: int64 offsets, one more than threads) and\n"
+    "sorted by (ts, -end, row) inside a thread. rank int32, ts/end/corr/seq int64, kind int8,\n"
+    "name int32 per event; name_phase int8 and is_module int8 per name. last_task (int64, written)\n"
+    "gets, per event, the task its time ends in. codes = (CPU_OP, RUNTIME, T_CPU, T_IDLE, T_RUNTIME,\n"
+    "UNSET). Returns the task rows (9 int64 each: start, end, kind, event, phase, layer, seq, op,\n"
+    "thread) and the runtime calls nested in another call (3 int64 each: rank, corr, task).";
+
+static PyObject *segment(PyObject *self, PyObject *args)
+{
+    PyObject *o[12];
+    long long k_cpu_op, k_runtime, t_cpu, t_idle, t_runtime, unset;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOO(LLLLLL)", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
+                          &o[7], &o[8], &o[9], &o[10], &o[11], &k_cpu_op, &k_runtime, &t_cpu, &t_idle,
+                          &t_runtime, &unset))
+        return NULL;
+    enum { ROWS, BOUNDS, RANK, TS, END, KIND, NAME, CORR, SEQ, NAME_PHASE, IS_MODULE, LAST_TASK, N_ARR };
+    static const Py_ssize_t size[N_ARR] = {8, 8, 4, 8, 8, 1, 4, 8, 8, 1, 1, 8};
+    static const char *what[N_ARR] = {"rows", "bounds", "rank", "ts", "end", "kind", "name", "corr", "seq",
+                                      "name_phase", "is_module", "last_task"};
+    Arr a[N_ARR];
+    memset(a, 0, sizeof a);
+    for (int i = 0; i < N_ARR; i++)
+        if (arr_get(o[i], &a[i], size[i], i == LAST_TASK, what[i]) < 0) {
+            arr_release(a, N_ARR);
+            return NULL;
+        }
+    Py_ssize_t n_events = a[TS].n, n_names = a[NAME_PHASE].n;
+    int ok = a[END].n == n_events && a[KIND].n == n_events && a[NAME].n == n_events && a[CORR].n == n_events &&
+             a[SEQ].n == n_events && a[RANK].n == n_events && a[LAST_TASK].n == n_events &&
+             a[IS_MODULE].n == n_names && a[BOUNDS].n >= 1;
+    const int64_t *rows = I64(a[ROWS]), *bounds = I64(a[BOUNDS]);
+    for (Py_ssize_t i = 0; ok && i < a[ROWS].n; i++)
+        ok = rows[i] >= 0 && rows[i] < n_events && I32(a[NAME])[rows[i]] >= 0 && I32(a[NAME])[rows[i]] < n_names;
+    for (Py_ssize_t i = 0; ok && i < a[BOUNDS].n; i++)
+        ok = bounds[i] >= 0 && bounds[i] <= a[ROWS].n && (i == 0 || bounds[i] >= bounds[i - 1]);
+    if (!ok) {
+        arr_release(a, N_ARR);
+        PyErr_SetString(PyExc_ValueError, "segment: array lengths or row indices do not match");
+        return NULL;
+    }
+    const int32_t *rank = I32(a[RANK]), *name = I32(a[NAME]);
+    const int64_t *ts = I64(a[TS]), *end = I64(a[END]), *corr = I64(a[CORR]), *seq = I64(a[SEQ]);
+    const int8_t *kind = I8(a[KIND]), *name_phase = I8(a[NAME_PHASE]), *is_module = I8(a[IS_MODULE]);
+    int64_t *last_task = I64(a[LAST_TASK]);
+
+    Vec segs = {0}, nested = {0};
+    Open *stack = NULL;
+    Py_ssize_t depth = 0, stack_cap = 0;
+    int failed = 0;
+    int64_t thread = 0;
+#define SEG(...) do { int64_t row_[SEG_WIDTH] = {__VA_ARGS__}; \
+                      if (vec_push(&segs, row_, SEG_WIDTH) < 0) { failed = 1; goto done; } } while (0)
+#define N_SEGS (segs.len / SEG_WIDTH)
+    for (Py_ssize_t t = 0; t + 1 < a[BOUNDS].n; t++) {
+        Py_ssize_t lo = bounds[t], hi = bounds[t + 1];
+        if (lo == hi)
+            continue;
+        int64_t cursor = ts[rows[lo]], rt_until = -1, rt_task = -1, r_rank = rank[rows[lo]];
+        depth = 0;
+        for (Py_ssize_t i = lo; i < hi; i++) {
+            int64_t r = rows[i], s = ts[r], e = end[r];
+            if (s < rt_until) {  /* inside a runtime call: it is one task; remember nested launches */
+                if (kind[r] == k_runtime && corr[r] >= 0) {
+                    int64_t row_[3] = {r_rank, corr[r], rt_task};
+                    if (vec_push(&nested, row_, 3) < 0) { failed = 1; goto done; }
+                }
+                continue;
+            }
+            while (depth && stack[depth - 1].end <= s) {  /* close events that ended before s */
+                Open top = stack[--depth];
+                if (top.end > cursor) {
+                    SEG(cursor, top.end, t_cpu, top.row, top.phase, top.layer, top.seq, top.op, thread);
+                    cursor = top.end;
+                }
+                last_task[top.row] = N_SEGS - 1;
+            }
+            if (s > cursor) {  /* the time up to s: the innermost open event's own work, or idle */
+                if (depth) {
+                    Open *p = &stack[depth - 1];
+                    SEG(cursor, s, t_cpu, p->row, p->phase, p->layer, p->seq, p->op, thread);
+                } else {
+                    SEG(cursor, s, t_idle, -1, unset, -1, -1, -1, thread);
+                }
+                cursor = s;
+            }
+            Open parent = depth ? stack[depth - 1] : (Open){0, -1, unset, -1, -1, -1};
+            if (depth && e > parent.end)
+                e = parent.end;
+            int64_t ph = name_phase[name[r]];
+            if (ph == unset)
+                ph = parent.phase;
+            int64_t layer = is_module[name[r]] ? name[r] : parent.layer;
+            int64_t sq = seq[r] >= 0 ? seq[r] : parent.seq;
+            int64_t op = kind[r] == k_cpu_op ? r : parent.op;
+            if (kind[r] == k_runtime) {
+                int64_t s2 = s > cursor ? s : cursor;
+                int64_t e2 = e > s2 ? e : s2;
+                rt_task = N_SEGS;
+                last_task[r] = rt_task;
+                SEG(s2, e2, t_runtime, r, ph, layer, sq, op, thread);
+                cursor = e2;
+                rt_until = end[r];
+            } else {
+                if (depth == stack_cap) {
+                    Py_ssize_t cap = stack_cap ? stack_cap * 2 : 64;
+                    Open *grown = realloc(stack, (size_t)cap * sizeof(Open));
+                    if (!grown) { failed = 1; goto done; }
+                    stack = grown;
+                    stack_cap = cap;
+                }
+                stack[depth++] = (Open){e, r, ph, layer, sq, op};
+            }
+        }
+        while (depth) {
+            Open top = stack[--depth];
+            if (top.end > cursor) {
+                SEG(cursor, top.end, t_cpu, top.row, top.phase, top.layer, top.seq, top.op, thread);
+                cursor = top.end;
+            }
+            last_task[top.row] = N_SEGS - 1;
+        }
+        thread++;
+    }
+#undef SEG
+#undef N_SEGS
+done:
+    free(stack);
+    arr_release(a, N_ARR);
+    if (failed) {
+        free(segs.data);
+        free(nested.data);
+        return PyErr_NoMemory();
+    }
+    PyObject *s_bytes = vec_bytes(&segs), *n_bytes = vec_bytes(&nested);
+    if (!s_bytes || !n_bytes) {
+        Py_XDECREF(s_bytes);
+        Py_XDECREF(n_bytes);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", s_bytes, n_bytes);
+}
+
+/* ---- replay: longest path over the half-node DAG (sim/__init__.py:simulate) ------------------- */
+
+static const char replay_doc[] =
+    "replay(ptr, dst, delay, indeg, dur, best, pred, time, no_release) -> nodes done\n\n"
+    "Node 2i is task i's start, 2i+1 its end. ptr (int64, 2n+1): offsets of each node's out-edges in\n"
+    "dst/delay (int64, sorted by source node). indeg (int64, 2n; consumed): in-edges per node, each\n"
+    "end counting its own start. dur (int64, n). best (int64, 2n; consumed): the release time of each\n"
+    "start (no_release: none) and no_release for ends. pred and time (int64, 2n; written): the node\n"
+    "that decided each node (-1: none) and its time. Returns how many nodes were reached (2n unless\n"
+    "the graph has a cycle).";
+
+static PyObject *replay(PyObject *self, PyObject *args)
+{
+    PyObject *o[8];
+    long long no_release;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOL", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7],
+                          &no_release))
+        return NULL;
+    enum { PTR, DST, DELAY, INDEG, DUR, BEST, PRED, TIME, N_ARR };
+    static const char *what[N_ARR] = {"ptr", "dst", "delay", "indeg", "dur", "best", "pred", "time"};
+    Arr a[N_ARR];
+    memset(a, 0, sizeof a);
+    for (int i = 0; i < N_ARR; i++)
+        if (arr_get(o[i], &a[i], 8, i == INDEG || i == BEST || i == PRED || i == TIME, what[i]) < 0) {
+            arr_release(a, N_ARR);
+            return NULL;
+        }
+    Py_ssize_t n = a[DUR].n, m = a[DST].n, nodes = 2 * n;
+    int ok = a[PTR].n == nodes + 1 && a[DELAY].n == m && a[INDEG].n == nodes && a[BEST].n == nodes &&
+             a[PRED].n == nodes && a[TIME].n == nodes;
+    const int64_t *ptr = I64(a[PTR]), *dst = I64(a[DST]), *delay = I64(a[DELAY]), *dur = I64(a[DUR]);
+    for (Py_ssize_t i = 0; ok && i < nodes; i++)
+        ok = ptr[i] >= 0 && ptr[i] <= ptr[i + 1] && ptr[i + 1] <= m;
+    for (Py_ssize_t k = 0; ok && k < m; k++)
+        ok = dst[k] >= 0 && dst[k] < nodes;
+    int64_t *queue = ok ? malloc((size_t)(nodes ? nodes : 1) * sizeof(int64_t)) : NULL;
+    if (!ok || !queue) {
+        arr_release(a, N_ARR);
+        if (!ok)
+            PyErr_SetString(PyExc_ValueError, "replay: array lengths or edge targets do not match");
+        return ok ? PyErr_NoMemory() : NULL;
+    }
+    int64_t *indeg = I64(a[INDEG]), *best = I64(a[BEST]), *pred = I64(a[PRED]), *time = I64(a[TIME]);
+    Py_ssize_t head = 0, tail = 0, done = 0;
+    int overflow = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < nodes; i += 2)
+        if (indeg[i] == 0)
+            queue[tail++] = i;
+    while (head < tail && !overflow) {  /* the queue grows while we walk it */
+        int64_t node = queue[head++];
+        for (;;) {
+            int64_t v = best[node];
+            if (node & 1) {  /* an end: its start plus the duration, or later if end edges hold it */
+                int64_t own;
+                if (__builtin_add_overflow(time[node - 1], dur[node >> 1], &own)) { overflow = 1; break; }
+                if (own >= v) {
+                    v = own;
+                    pred[node] = -1;
+                }
+            } else if (v == no_release) {  /* a start with no start edge and no release: time zero */
+                v = 0;
+            }
+            time[node] = v;
+            done++;
+            for (int64_t k = ptr[node]; k < ptr[node + 1]; k++) {
+                int64_t d = dst[k], w;
+                if (__builtin_add_overflow(v, delay[k], &w)) { overflow = 1; break; }
+                if (w > best[d]) {
+                    best[d] = w;
+                    pred[d] = node;
+                }
+                if (--indeg[d] == 0)
+                    queue[tail++] = d;
+            }
+            if (overflow || (node & 1))
+                break;
+            node += 1;  /* take the task's end at once unless end edges still hold it */
+            if (--indeg[node])
+                break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    free(queue);
+    arr_release(a, N_ARR);
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "replay: a simulated time does not fit in 64 bits");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(done);
+}
+
+
+/* ---- scan: a Kineto `traceEvents` array straight into columns (trace/fast.py) ---------------- */
+/* A JSON reader that keeps nothing but what the events table needs: for each complete event ('X')
+ * its kind, name, ids, times and the core args (correlation, external id, device, stream, sequence
+ * number, forward thread), plus the byte span of its `args` object so that the rest (shapes, grid)
+ * is decoded on demand. Spans of the few other events daydream reads (instant, metadata, fwdbwd
+ * flows) come back for Python to decode. Anything unexpected makes the whole scan return None and
+ * the caller takes the generic path, so this reader never has to be lenient. */
+
+typedef struct {
+    const char *p, *end, *base;
+    int depth;
+} Cur;
+
+enum { SCAN_OK = 0, SCAN_ODD = 1, SCAN_ERR = 2 };  /* ERR: a Python exception is set */
+enum { V_ABSENT, V_NULL, V_BOOL, V_INT, V_FLOAT, V_STRING, V_OTHER };
+
+typedef struct {            /* one scalar JSON value as read */
+    int type;
+    int64_t i;              /* V_INT, V_BOOL */
+    double d;               /* V_INT (as double), V_FLOAT */
+    const char *s;          /* V_STRING: the characters between the quotes */
+    Py_ssize_t len;
+    int escaped;            /* the string holds backslash escapes */
+} Val;
+
+static inline void skip_ws(Cur *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
+        c->p++;
+}
+
+static int read_string(Cur *c, Val *v)  /* at the opening quote */
+{
+    const char *p = c->p + 1;
+    v->escaped = 0;
+    while (p < c->end && *p != '"') {
+        if (*p == '\\') {
+            v->escaped = 1;
+            p++;
+        }
+        p++;
+    }
+    if (p >= c->end)
+        return SCAN_ODD;
+    v->type = V_STRING;
+    v->s = c->p + 1;
+    v->len = p - (c->p + 1);
+    c->p = p + 1;
+    return SCAN_OK;
+}
+
+static int read_number(Cur *c, Val *v)
+{
+    const char *p = c->p, *start = p;
+    int is_int = 1, digits = 0;
+    if (p < c->end && *p == '-')
+        p++;
+    while (p < c->end && *p >= '0' && *p <= '9') {
+        p++;
+        digits++;
+    }
+    if (!digits)
+        return SCAN_ODD;
+    if (p < c->end && *p == '.') {
+        is_int = 0;
+        p++;
+        while (p < c->end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < c->end && (*p == 'e' || *p == 'E')) {
+        is_int = 0;
+        p++;
+        if (p < c->end && (*p == '+' || *p == '-'))
+            p++;
+        while (p < c->end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    c->p = p;
+    if (is_int && digits <= 18) {
+        int64_t x = 0;
+        for (const char *q = start + (*start == '-'); q < p; q++)
+            x = x * 10 + (*q - '0');
+        v->type = V_INT;
+        v->i = *start == '-' ? -x : x;
+        v->d = (double)v->i;
+        return SCAN_OK;
+    }
+    char buf[128];  /* strtod needs a terminated copy */
+    if (p - start >= (Py_ssize_t)sizeof buf)
+        return SCAN_ODD;
+    memcpy(buf, start, (size_t)(p - start));
+    buf[p - start] = 0;
+    v->d = strtod(buf, NULL);
+    if (is_int) {  /* a big integer: Python keeps it exact, daydream's range checks reject it */
+        v->type = V_INT;
+        v->i = INT64_MAX;
+    } else {
+        v->type = V_FLOAT;
+    }
+    return SCAN_OK;
+}
+
+static int skip_value(Cur *c);
+
+static int skip_container(Cur *c, char close)
+{
+    if (++c->depth > 512)
+        return SCAN_ODD;
+    c->p++;
+    skip_ws(c);
+    if (c->p < c->end && *c->p == close) {
+        c->p++;
+        c->depth--;
+        return SCAN_OK;
+    }
+    for (;;) {
+        if (close == '}') {
+            Val key;
+            skip_ws(c);
+            if (c->p >= c->end || *c->p != '"' || read_string(c, &key))
+                return SCAN_ODD;
+            skip_ws(c);
+            if (c->p >= c->end || *c->p != ':')
+                return SCAN_ODD;
+            c->p++;
+        }
+        int rc = skip_value(c);
+        if (rc)
+            return rc;
+        skip_ws(c);
+        if (c->p >= c->end)
+            return SCAN_ODD;
+        if (*c->p == ',') {
+            c->p++;
+            continue;
+        }
+        if (*c->p != close)
+            return SCAN_ODD;
+        c->p++;
+        c->depth--;
+        return SCAN_OK;
+    }
+}
+
+static int literal(Cur *c, const char *word, Py_ssize_t n)
+{
+    if (c->end - c->p < n || memcmp(c->p, word, (size_t)n))
+        return SCAN_ODD;
+    c->p += n;
+    return SCAN_OK;
+}
+
+/* Read a scalar into v, or skip a container (v->type = V_OTHER). */
+static int read_value(Cur *c, Val *v)
+{
+    skip_ws(c);
+    if (c->p >= c->end)
+        return SCAN_ODD;
+    switch (*c->p) {
+    case '"': return read_string(c, v);
+    case '{': v->type = V_OTHER; return skip_container(c, '}');
+    case '[': v->type = V_OTHER; return skip_container(c, ']');
+    case 't': v->type = V_BOOL; v->i = 1; return literal(c, "true", 4);
+    case 'f': v->type = V_BOOL; v->i = 0; return literal(c, "false", 5);
+    case 'n': v->type = V_NULL; return literal(c, "null", 4);
+    default: return read_number(c, v);
+    }
+}
+
+static int skip_value(Cur *c)
+{
+    Val v;
+    return read_value(c, &v);
+}
+
+static inline int key_is(const Val *k, const char *word)
+{
+    Py_ssize_t n = (Py_ssize_t)strlen(word);
+    return !k->escaped && k->len == n && !memcmp(k->s, word, (size_t)n);
+}
+
+#define INT62 ((int64_t)1 << 62)
+
+/* Microseconds to integer nanoseconds exactly as numpy's round(float64(x) * 1000) does. */
+static int to_ns(const Val *v, int64_t *out)
+{
+    if (v->type != V_INT && v->type != V_FLOAT)
+        return SCAN_ODD;
+    double ns = rint(v->d * 1000.0);
+    if (!(ns > -(double)INT62 && ns < (double)INT62))
+        return SCAN_ODD;
+    *out = (int64_t)ns;
+    return SCAN_OK;
+}
+
+typedef struct {
+    PyObject *names_dict, *names_list;   /* the name interner (events.py:_Interner) */
+    PyObject *ids_dict, *to_id;          /* non-integer pid/tid -> id, through to_id(value) */
+    PyObject *kinds_dict, *kind_of;      /* category -> kind (-1: skip), through kind_of(cat) */
+    PyObject *ints_dict, *int_of;        /* odd integer-arg strings -> int or None, through int_of */
+    PyObject *decode_str;                /* decode_str(b'"..."') -> str, for escaped strings */
+} Scan;
+
+static PyObject *make_str(Scan *sc, const Val *v)
+{
+    if (!v->escaped)
+        return PyUnicode_DecodeUTF8(v->s, v->len, NULL);
+    PyObject *raw = PyBytes_FromStringAndSize(v->s - 1, v->len + 2);
+    if (!raw)
+        return NULL;
+    PyObject *out = PyObject_CallOneArg(sc->decode_str, raw);
+    Py_DECREF(raw);
+    return out;
+}
+
+/* Look `key` up in cache, else compute fn(key), cache and return it, as a C integer. */
+static int cached_call(PyObject *cache, PyObject *fn, PyObject *key, int64_t *out)
+{
+    PyObject *hit = PyDict_GetItemWithError(cache, key);
+    if (!hit) {
+        if (PyErr_Occurred())
+            return SCAN_ERR;
+        hit = PyObject_CallOneArg(fn, key);
+        if (!hit || PyDict_SetItem(cache, key, hit) < 0) {
+            Py_XDECREF(hit);
+            return SCAN_ERR;
+        }
+        Py_DECREF(hit);
+    }
+    *out = PyLong_AsLongLong(hit);
+    return (*out == -1 && PyErr_Occurred()) ? SCAN_ERR : SCAN_OK;
+}
+
+static int thread_id(Scan *sc, const Val *v, int64_t *out)  /* events.py:_int_id */
+{
+    if (v->type == V_INT && v->i > -INT62 && v->i < INT62) {
+        *out = v->i;
+        return SCAN_OK;
+    }
+    if (v->type == V_FLOAT && v->d > -(double)INT62 && v->d < (double)INT62) {
+        *out = (int64_t)v->d;
+        return SCAN_OK;
+    }
+    if (v->type != V_STRING)
+        return SCAN_ODD;
+    PyObject *key = make_str(sc, v);
+    if (!key)
+        return PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) ? (PyErr_Clear(), SCAN_ODD) : SCAN_ERR;
+    int rc = cached_call(sc->ids_dict, sc->to_id, key, out);
+    Py_DECREF(key);
+    return rc;
+}
+
+/* An integer arg as events.py:_as_int reads it: ints, floats (truncated) and integer strings
+ * inside +-2^62, anything else the default. Strings other than plain digits go to int_of (Python's
+ * int() judges them; None: not an integer), once per distinct string. */
+static int as_int(Scan *sc, const Val *v, int64_t dflt, int64_t *out)
+{
+    switch (v->type) {
+    case V_INT:
+        *out = (v->i > -INT62 && v->i < INT62) ? v->i : dflt;
+        return SCAN_OK;
+    case V_FLOAT:
+        *out = (v->d > -(double)INT62 && v->d < (double)INT62) ? (int64_t)v->d : dflt;
+        return SCAN_OK;
+    case V_STRING:
+        break;
+    default:
+        *out = dflt;
+        return SCAN_OK;
+    }
+    const char *p = v->s, *e = v->s + v->len;
+    int neg = p < e && *p == '-', plain = !v->escaped && e - p - neg >= 1 && e - p - neg <= 18;
+    int64_t x = 0;
+    for (p += neg; plain && p < e; p++) {
+        plain = *p >= '0' && *p <= '9';
+        x = x * 10 + (*p - '0');
+    }
+    if (plain) {
+        *out = neg ? -x : x;
+        return SCAN_OK;
+    }
+    PyObject *key = make_str(sc, v);
+    if (!key)
+        return PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) ? (PyErr_Clear(), SCAN_ODD) : SCAN_ERR;
+    PyObject *hit = PyDict_GetItemWithError(sc->ints_dict, key);
+    if (!hit) {
+        if (PyErr_Occurred() || !(hit = PyObject_CallOneArg(sc->int_of, key)) ||
+                PyDict_SetItem(sc->ints_dict, key, hit) < 0) {
+            Py_XDECREF(hit);
+            Py_DECREF(key);
+            return SCAN_ERR;
+        }
+        Py_DECREF(hit);  /* the dict holds it */
+    }
+    Py_DECREF(key);
+    if (hit == Py_None) {
+        *out = dflt;
+        return SCAN_OK;
+    }
+    *out = PyLong_AsLongLong(hit);
+    return (*out == -1 && PyErr_Occurred()) ? SCAN_ERR : SCAN_OK;
+}
+
+enum { COL_KIND, COL_NAME, COL_PID, COL_TID, COL_DEVICE, COL_STREAM, COL_TS, COL_DUR, COL_CORR, COL_EXT,
+       COL_SEQ, COL_FWD, COL_ARGS_START, COL_ARGS_END, N_COLS };
+
+/* The core args of one event; `absent` marks a device/stream the event does not give. */
+static int read_args(Scan *sc, Cur *c, int64_t *row, int64_t absent, int *odd)
+{
+    Val ext1 = {V_ABSENT}, ext2 = {V_ABSENT};
+    Val v;
+    row[COL_CORR] = row[COL_EXT] = row[COL_SEQ] = row[COL_FWD] = -1;
+    row[COL_DEVICE] = row[COL_STREAM] = absent;
+    row[COL_ARGS_START] = c->p - c->base;
+    c->p++;
+    c->depth++;
+    skip_ws(c);
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        c->depth--;
+        row[COL_ARGS_END] = c->p - c->base;
+        return SCAN_OK;
+    }
+    for (;;) {
+        Val key;
+        int rc;
+        skip_ws(c);
+        if (c->p >= c->end || *c->p != '"' || read_string(c, &key))
+            return SCAN_ODD;
+        skip_ws(c);
+        if (c->p >= c->end || *c->p != ':')
+            return SCAN_ODD;
+        c->p++;
+        if ((rc = read_value(c, &v)))
+            return rc;
+        if (key_is(&key, "correlation")) rc = as_int(sc, &v, -1, &row[COL_CORR]);
+        else if (key_is(&key, "External id")) ext1 = v;
+        else if (key_is(&key, "external id")) ext2 = v;
+        else if (key_is(&key, "device")) rc = as_int(sc, &v, absent, &row[COL_DEVICE]);
+        else if (key_is(&key, "stream")) rc = as_int(sc, &v, absent, &row[COL_STREAM]);
+        else if (key_is(&key, "Sequence number")) rc = as_int(sc, &v, -1, &row[COL_SEQ]);
+        else if (key_is(&key, "Fwd thread id")) rc = as_int(sc, &v, -1, &row[COL_FWD]);
+        if (rc == SCAN_ERR)
+            return rc;
+        if (rc == SCAN_ODD)  /* odd only for a complete event; other events keep parsing */
+            *odd = 1;
+        skip_ws(c);
+        if (c->p >= c->end)
+            return SCAN_ODD;
+        if (*c->p == ',') {
+            c->p++;
+            continue;
+        }
+        if (*c->p != '}')
+            return SCAN_ODD;
+        c->p++;
+        c->depth--;
+        row[COL_ARGS_END] = c->p - c->base;
+        break;
+    }
+    /* "External id" wins when given (not null), as in the generic path. */
+    const Val *ext = (ext1.type != V_ABSENT && ext1.type != V_NULL) ? &ext1 : &ext2;
+    int rc = as_int(sc, ext, -1, &row[COL_EXT]);
+    if (rc == SCAN_ODD)
+        *odd = 1;
+    return rc == SCAN_ERR ? rc : SCAN_OK;
+}
+
+/* One element of traceEvents. */
+static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, int64_t absent)
+{
+    int64_t row[N_COLS];
+    Val v, ph = {V_ABSENT}, cat = {V_ABSENT}, name = {V_ABSENT}, pid = {V_ABSENT}, tid = {V_ABSENT},
+        ts = {V_ABSENT}, dur = {V_ABSENT};
+    int has_args = 0, rc;
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != '{')
+        return SCAN_ODD;
+    const char *obj_start = c->p;
+    row[COL_CORR] = row[COL_EXT] = row[COL_SEQ] = row[COL_FWD] = -1;
+    row[COL_DEVICE] = row[COL_STREAM] = absent;
+    row[COL_ARGS_START] = row[COL_ARGS_END] = -1;
+    c->p++;
+    skip_ws(c);
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        return SCAN_OK;  /* {}: not an event daydream reads */
+    }
+    for (;;) {
+        Val key;
+        skip_ws(c);
+        if (c->p >= c->end || *c->p != '"' || read_string(c, &key))
+            return SCAN_ODD;
+        skip_ws(c);
+        if (c->p >= c->end || *c->p != ':')
+            return SCAN_ODD;
+        c->p++;
+        skip_ws(c);
+        if (key_is(&key, "args")) {
+            if (c->p < c->end && *c->p == '{') {
+                int odd = 0;
+                if ((rc = read_args(sc, c, row, absent, &odd)))
+                    return rc;
+                has_args = odd ? -1 : 1;
+            } else {
+                if ((rc = read_value(c, &v)))
+                    return rc;
+                if (v.type != V_NULL)
+                    has_args = -1;  /* args that are not an object: the generic path's call */
+                else
+                    has_args = 0, row[COL_ARGS_START] = row[COL_ARGS_END] = -1;
+            }
+        } else {
+            if ((rc = read_value(c, &v)))
+                return rc;
+            if (key_is(&key, "ph")) ph = v;
+            else if (key_is(&key, "cat")) cat = v;
+            else if (key_is(&key, "name")) name = v;
+            else if (key_is(&key, "pid")) pid = v;
+            else if (key_is(&key, "tid")) tid = v;
+            else if (key_is(&key, "ts")) ts = v;
+            else if (key_is(&key, "dur")) dur = v;
+        }
+        skip_ws(c);
+        if (c->p >= c->end)
+            return SCAN_ODD;
+        if (*c->p == ',') {
+            c->p++;
+            continue;
+        }
+        if (*c->p != '}')
+            return SCAN_ODD;
+        c->p++;
+        break;
+    }
+    if (ph.type != V_STRING || ph.escaped || ph.len != 1)
+        return SCAN_OK;  /* not an event daydream reads */
+    char p0 = ph.s[0];
+    if (p0 != 'X') {
+        int flow = (p0 == 's' || p0 == 'f') && cat.type == V_STRING && key_is(&cat, "fwdbwd");
+        if (p0 == 'i' || p0 == 'I' || p0 == 'M' || flow) {
+            int64_t span[2] = {obj_start - c->base, c->p - c->base};
+            if (vec_push(others, span, 2) < 0) {
+                PyErr_NoMemory();
+                return SCAN_ERR;
+            }
+        }
+        return SCAN_OK;
+    }
+    if (has_args < 0 || name.type != V_STRING)
+        return SCAN_ODD;
+    /* kind from the category (kind_of decides, once per distinct category) */
+    int64_t kind;
+    if (cat.type == V_STRING) {
+        PyObject *key = make_str(sc, &cat);
+        if (!key)
+            return PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) ? (PyErr_Clear(), SCAN_ODD) : SCAN_ERR;
+        rc = cached_call(sc->kinds_dict, sc->kind_of, key, &kind);
+        Py_DECREF(key);
+        if (rc)
+            return rc;
+    } else if (cat.type == V_ABSENT || cat.type == V_NULL) {
+        rc = cached_call(sc->kinds_dict, sc->kind_of, Py_None, &kind);
+        if (rc)
+            return rc;
+    } else {
+        return SCAN_ODD;
+    }
+    if (kind < 0)
+        return SCAN_OK;  /* a skipped category */
+    row[COL_KIND] = kind;
+    if ((rc = to_ns(&ts, &row[COL_TS])))
+        return rc;
+    if (dur.type == V_ABSENT || dur.type == V_NULL)
+        row[COL_DUR] = 0;
+    else if ((rc = to_ns(&dur, &row[COL_DUR])))
+        return rc;
+    if (row[COL_DUR] < 0)
+        row[COL_DUR] = 0;
+    if ((rc = thread_id(sc, &pid, &row[COL_PID])) || (rc = thread_id(sc, &tid, &row[COL_TID])))
+        return rc;
+    PyObject *s = make_str(sc, &name);
+    if (!s)
+        return PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) ? (PyErr_Clear(), SCAN_ODD) : SCAN_ERR;
+    PyObject *code = PyDict_GetItemWithError(sc->names_dict, s);
+    if (code) {
+        row[COL_NAME] = PyLong_AsLongLong(code);
+    } else if (PyErr_Occurred()) {
+        Py_DECREF(s);
+        return SCAN_ERR;
+    } else {
+        row[COL_NAME] = PyList_GET_SIZE(sc->names_list);
+        PyObject *num = PyLong_FromLongLong(row[COL_NAME]);
+        if (!num || PyDict_SetItem(sc->names_dict, s, num) < 0 || PyList_Append(sc->names_list, s) < 0) {
+            Py_XDECREF(num);
+            Py_DECREF(s);
+            return SCAN_ERR;
+        }
+        Py_DECREF(num);
+    }
+    Py_DECREF(s);
+    if (vec_push(cols, row, N_COLS) < 0) {
+        PyErr_NoMemory();
+        return SCAN_ERR;
+    }
+    return SCAN_OK;
+}
+
+static const char scan_doc[] =
+    "scan(events, names_dict, names_list, ids_dict, to_id, kinds_dict, kind_of, ints_dict, int_of,\n"
+    "     decode_str, absent)\n"
+    "    -> (columns: bytes, others: bytes) or None\n\n"
+    "events: the bytes of a traceEvents JSON array. Columns: 14 int64 per complete event (kind, name,\n"
+    "pid, tid, device, stream, ts, dur, corr, ext, seq, fwd_tid, args_start, args_end); times in ns,\n"
+    "device/stream `absent` where args do not give them, args_start/end the byte span of the args\n"
+    "object (-1: none). Names are interned into names_dict/names_list; non-integer pid/tid go through\n"
+    "to_id, categories through kind_of (-1: skip) and integer args written as odd strings through\n"
+    "int_of (None: not an integer), each cached in the dict beside it; escaped strings through\n"
+    "decode_str. Others: (start, end) byte spans of instant, metadata and fwdbwd flow events.\n"
+    "None when the array holds anything the generic path must judge.";
+
+static PyObject *scan(PyObject *self, PyObject *args)
+{
+    PyObject *buf_obj;
+    Scan sc;
+    long long absent;
+    if (!PyArg_ParseTuple(args, "OO!O!O!OO!OO!OOL", &buf_obj, &PyDict_Type, &sc.names_dict, &PyList_Type,
+                          &sc.names_list, &PyDict_Type, &sc.ids_dict, &sc.to_id, &PyDict_Type, &sc.kinds_dict,
+                          &sc.kind_of, &PyDict_Type, &sc.ints_dict, &sc.int_of, &sc.decode_str, &absent))
+        return NULL;
+    Arr buf;
+    if (arr_get(buf_obj, &buf, 1, 0, "events") < 0) {
+        arr_release(&buf, 1);
+        return NULL;
+    }
+    Cur c = {buf.view.buf, (const char *)buf.view.buf + buf.n, buf.view.buf, 0};
+    Vec cols = {0}, others = {0};
+    int rc = SCAN_OK;
+    skip_ws(&c);
+    if (c.p >= c.end || *c.p != '[') {
+        rc = SCAN_ODD;
+    } else {
+        c.p++;
+        skip_ws(&c);
+        if (c.p < c.end && *c.p == ']') {
+            c.p++;
+        } else {
+            for (;;) {
+                if ((rc = scan_event(&sc, &c, &cols, &others, absent)))
+                    break;
+                skip_ws(&c);
+                if (c.p < c.end && *c.p == ',') {
+                    c.p++;
+                    continue;
+                }
+                if (c.p < c.end && *c.p == ']')
+                    c.p++;
+                else
+                    rc = SCAN_ODD;
+                break;
+            }
+        }
+        skip_ws(&c);
+        if (rc == SCAN_OK && c.p != c.end)
+            rc = SCAN_ODD;
+    }
+    arr_release(&buf, 1);
+    if (rc != SCAN_OK) {
+        free(cols.data);
+        free(others.data);
+        if (rc == SCAN_ERR)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *a = vec_bytes(&cols), *b = vec_bytes(&others);
+    if (!a || !b) {
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", a, b);
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS, scan_doc},
+    {"segment", segment, METH_VARARGS, segment_doc},
+    {"replay", replay, METH_VARARGS, replay_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "daydream._core",
+    "Compiled inner loops of daydream (trace scan, thread segmentation, replay); see _core.c.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    return PyModule_Create(&module);
+}
