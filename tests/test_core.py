@@ -1,0 +1,131 @@
+"""The compiled core (daydream/_core.c): same answers as the generic path, and no crash on any input."""
+from __future__ import annotations
+
+import json
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daydream import _core
+from daydream.trace import fast, from_raw
+from daydream.trace import events as E
+from daydream.trace.reader import RawTrace, open_bytes
+
+# Valid JSON that real traces do contain somewhere: string thread ids, digit-string and hex-string
+# args, float ids, escaped names, missing durations, null args, a skipped category, metadata,
+# memory counters and fwdbwd flows, keys in any order, whitespace everywhere.
+ODD_BUT_VALID = [
+    {"ph": "M", "name": "thread_name", "pid": 7, "tid": 7, "args": {"name": "main"}},
+    {"ph": "X", "cat": "cpu_op", "name": "aten::mm \"quoted\" \u00e9", "pid": 7, "tid": 7, "ts": 10.5, "dur": 20,
+     "args": {"External id": 3, "Sequence number": "12", "Fwd thread id": 1.0}},
+    {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 7, "tid": 7, "ts": 12, "dur": 2.25,
+     "args": {"correlation": 99, "stream": "0x0", "external id": 4}},
+    {"dur": 3, "ts": 15.125, "tid": "stream 7", "pid": 0, "name": "k\\n", "cat": "Kernel",
+     "args": {"correlation": 99, "device": 0, "stream": "7"}, "ph": "X"},
+    {"ph": "X", "cat": "Kernel", "name": "k2", "pid": 0, "tid": 7, "ts": 19, "args": None},
+    {"ph": "X", "cat": "Trace", "name": "PyTorch Profiler (0)", "pid": "Spans", "tid": "PyTorch Profiler", "ts": 1,
+     "dur": 100},
+    {"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#1", "pid": 7, "tid": 7, "ts": 10, "dur": 30},
+    {"ph": "i", "name": "[memory]", "pid": 7, "tid": 7, "ts": 11, "s": "t",
+     "args": {"Bytes": 512, "Total Allocated": 512, "Total Reserved": 2048, "Device Type": 1, "Device Id": 0,
+              "Addr": 123}},
+    {"ph": "s", "cat": "fwdbwd", "name": "fwdbwd", "id": 5, "pid": 7, "tid": 7, "ts": 10.5},
+    {"ph": "f", "cat": "ac2g", "name": "ac2g", "id": 99, "pid": 7, "tid": 7, "ts": 12, "bp": "e"},
+    {"ph": "X", "cat": "python_function", "name": "<built-in>", "pid": 7, "tid": 7.0, "ts": 10, "dur": 30,
+     "args": {"Python id": 1, "nested": {"device": "not me"}, "list": [1, {"stream": 2}]}},
+]
+
+
+def _both_paths(events: list):
+    doc = {"schemaVersion": 1, "traceEvents": events}
+    data = json.dumps(doc, indent=1).encode()
+    fast_raw = open_bytes(data, "fast")
+    assert isinstance(fast_raw.events, fast.RawEvents)
+    generic = from_raw([RawTrace("g", 0, {}, json.loads(data)["traceEvents"])], "g")
+    return from_raw([fast_raw], "fast"), generic
+
+
+def test_scanner_accepts_odd_but_valid_events():
+    table = E.EventTable()
+    decoded = fast.decode(json.dumps({"traceEvents": ODD_BUT_VALID}).encode())
+    assert fast.scan(decoded[1], table.names, lambda v: E._int_id(v, table._odd), table._kind_of,
+                     lambda v: E._as_int(v, None)) is not None
+
+
+def test_scanner_and_generic_path_agree():
+    typed, generic = _both_paths(ODD_BUT_VALID)
+    cols = ["rank", "kind", "pid", "tid", "device", "stream", "ts", "dur", "corr", "ext", "seq", "fwd_tid"]
+    assert typed.events[cols].to_numpy().tolist() == generic.events[cols].to_numpy().tolist()
+    assert list(typed.name_of(typed.events["name"])) == list(generic.name_of(generic.events["name"]))
+    for row in range(len(typed.events)):
+        assert typed.args_of(row) == generic.args_of(row)
+    assert typed.memory_events.to_numpy().tolist() == generic.memory_events.to_numpy().tolist()
+    assert typed.flows.to_numpy().tolist() == generic.flows.to_numpy().tolist()
+    assert typed.thread_names == generic.thread_names
+    # the hex-string stream of the runtime call is not an integer; the kernel's "7" is
+    kernel = typed.events[typed.name_of(typed.events["name"]) == "k\\n"]
+    assert kernel["stream"].tolist() == [7]
+
+
+@pytest.mark.parametrize("bad", [
+    {"ph": "X", "cat": "cpu_op", "name": 5, "pid": 1, "tid": 1, "ts": 1, "dur": 1},        # name not a string
+    {"ph": "X", "cat": "cpu_op", "name": "a", "pid": 1, "tid": 1, "ts": "1", "dur": 1},    # ts a string
+    {"ph": "X", "cat": "cpu_op", "name": "a", "pid": 1, "tid": 1, "ts": True, "dur": 1},   # ts a boolean
+    {"ph": "X", "cat": "cpu_op", "name": "a", "pid": None, "tid": 1, "ts": 1, "dur": 1},   # pid null
+    {"ph": "X", "cat": "cpu_op", "name": "a", "pid": 1, "tid": 1, "ts": 1e300, "dur": 1},  # ts out of range
+    {"ph": "X", "cat": "cpu_op", "name": "a", "pid": 1, "tid": 1, "ts": 1, "args": [1]},   # args a list
+    {"ph": "X", "cat": ["cpu_op"], "name": "a", "pid": 1, "tid": 1, "ts": 1, "dur": 1},    # cat a list
+])
+def test_odd_events_take_the_generic_path(bad):
+    """What the scanner does not accept as ordinary goes to the generic path, which decides."""
+    table = E.EventTable()
+    events = fast.RawEvents(msgspec.Raw(json.dumps([ODD_BUT_VALID[1], bad]).encode()))
+    assert fast.scan(events, table.names, lambda v: E._int_id(v, table._odd), table._kind_of,
+                     lambda v: E._as_int(v, None)) is None
+
+
+_scan_args = lambda: ({}, [], {}, lambda v: 0, {}, lambda c: 0, {}, lambda v: None, lambda b: "", -1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_scanner_survives_any_bytes(data):
+    """Garbage in: None (odd) or columns, never a crash; the scanner must not trust its input."""
+    out = _core.scan(data, *_scan_args())
+    assert out is None or (isinstance(out, tuple) and len(out[0]) % (14 * 8) == 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, len(json.dumps(ODD_BUT_VALID)) - 1), st.sampled_from(list(b'{}[]",:0-.e\\ ntf')))
+def test_scanner_survives_one_byte_changed(pos, byte):
+    data = bytearray(json.dumps(ODD_BUT_VALID).encode())
+    data[pos] = byte
+    out = _core.scan(bytes(data), *_scan_args())
+    assert out is None or isinstance(out, tuple)
+
+
+def test_replay_and_segment_check_their_arrays():
+    z = lambda n: np.zeros(n, np.int64)
+    with pytest.raises(ValueError):  # an edge into a node that does not exist
+        _core.replay(np.array([0, 1, 1], np.int64), np.array([5], np.int64), z(1), z(2), z(1), z(2), z(2), z(2), -1)
+    with pytest.raises(TypeError):  # int32 where int64 is expected
+        _core.replay(np.zeros(3, np.int32), z(0), z(0), z(2), z(1), z(2), z(2), z(2), -1)
+    with pytest.raises(ValueError):  # a row index beyond the events
+        _core.segment(np.array([3], np.int64), np.array([0, 1], np.int64), np.zeros(1, np.int32), z(1), z(1),
+                      np.zeros(1, np.int8), np.zeros(1, np.int32), z(1), z(1), np.zeros(1, np.int8),
+                      np.zeros(1, np.int8), z(1), (0, 3, 0, 1, 2, -1))
+
+
+def test_replay_reports_overflow_as_an_error():
+    from daydream.errors import DaydreamError
+    from daydream.trace import load
+    from daydream.sim import simulate
+    from conftest import shared
+    g = load(shared("hta/cuda_event_sync_a100.json.gz")).graph()
+    g.tasks.loc[0, "dur"] = np.iinfo(np.int64).max // 2
+    g.edges["delay"] = np.iinfo(np.int64).max // 2
+    with pytest.raises(DaydreamError, match="overflows"):
+        simulate(g)
