@@ -3,11 +3,13 @@
 The per-phase breakdown walks the critical path into the end of the window and gives every
 nanosecond of the window to the phase of the task that was holding the step back at that moment,
 so the phases of a step always add up to its step time (measured or predicted).
+
+pandas is imported by the functions that group with it: `daydream whatif` needs only the phase
+breakdown and never pays for the import.
 """
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from daydream.graph import PHASES, TASK_KINDS
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
@@ -27,7 +29,7 @@ def _path_increments(timeline: Timeline) -> tuple[np.ndarray, np.ndarray]:
 def phase_breakdown(timeline: Timeline) -> dict[str, float]:
     """Milliseconds per step of each phase on the critical path (sums to the step time)."""
     path, inc = _path_increments(timeline)
-    phase = timeline.graph.tasks["phase"].to_numpy()[path]
+    phase = timeline.graph.column("phase")[path]
     steps = max(timeline.graph.steps, 1)
     per = np.bincount(phase, weights=inc, minlength=len(PHASES)) / steps / 1e6
     return {p: round(float(v), 6) for p, v in zip(PHASES, per)}
@@ -37,7 +39,7 @@ def task_categories(timeline: Timeline) -> np.ndarray:
     """Critical-path category per task: CPU work, runtime calls, syncs, idle, or GPU kernel class."""
     from daydream.transform.primitives import kernel_classes
     graph = timeline.graph
-    kind = graph.tasks["kind"].to_numpy()
+    kind = graph.column("kind")
     cat = np.asarray(TASK_KINDS, dtype=object)[kind]
     gpu = np.isin(kind, GPU_TASK_TYPES)
     if gpu.any():
@@ -47,6 +49,7 @@ def task_categories(timeline: Timeline) -> np.ndarray:
 
 def critical_path_breakdown(timeline: Timeline) -> dict[str, float]:
     """Milliseconds per step by category along the critical path."""
+    import pandas as pd
     path, inc = _path_increments(timeline)
     cat = task_categories(timeline)[path]
     steps = max(timeline.graph.steps, 1)
@@ -68,6 +71,7 @@ def _union_length(starts: np.ndarray, ends: np.ndarray) -> int:
 
 def busy_pct(timeline: Timeline, gpu: bool = True) -> float:
     """Share of the window in which the slowest rank's GPU (or its busiest CPU thread) was busy."""
+    import pandas as pd
     t = timeline.graph.tasks
     w0, w1 = timeline.window()
     rank = t["rank"].to_numpy()
@@ -95,6 +99,7 @@ def _window_gpu_work(timeline: Timeline) -> np.ndarray:
 
 def top_kernels(timeline: Timeline, n: int = 10) -> list[dict]:
     """The GPU work of the (slowest rank's) window that took the most time."""
+    import pandas as pd
     sel = _window_gpu_work(timeline)
     if not sel.any():
         return []

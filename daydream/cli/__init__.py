@@ -1,9 +1,14 @@
 """`daydream` command line: a thin shell over the Python API.
 
-Each command lives in its own module and registers itself on `main`. Bad input raises
-`DaydreamError`, which becomes one line on stderr and exit status 2.
+Each command lives in its own module, named after it, and registers itself on `main`. A module is
+imported when its command runs (or when --help lists them all), so `daydream whatif` never pays for
+what `analyze` or `profile` import. Bad input raises `DaydreamError`, which becomes one line on
+stderr and exit status 2.
 """
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 import click
 
@@ -11,20 +16,16 @@ from daydream.errors import OneLineErrors
 
 
 class _Group(OneLineErrors, click.Group):
-    pass
+    def list_commands(self, ctx) -> list[str]:
+        return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+    def get_command(self, ctx, name: str):
+        if name not in self.commands and name in self.list_commands(ctx):
+            importlib.import_module(f"{__name__}.{name}")
+        return super().get_command(ctx, name)
 
 
 @click.group(cls=_Group)
 @click.version_option(package_name="daydream")
 def main():
     """Trace-driven profiler and what-if simulator for deep-learning training."""
-
-
-def _register():
-    import importlib
-    import pkgutil
-    for mod in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{mod.name}")
-
-
-_register()

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import click
 import orjson
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from daydream.errors import DaydreamError
 
-console = Console(stderr=True)
+
+def stdout_console():
+    """A rich console on stdout for the human-readable output (rich is imported only then)."""
+    from rich.console import Console
+    return Console()
 
 
 @contextlib.contextmanager
@@ -22,8 +24,10 @@ def progress(enabled: bool, total: int, label: str):
     if not enabled or not sys.stderr.isatty():
         yield lambda *_: None
         return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+                  console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda what="": bar.update(task, advance=1, description=f"{label}: {what}")
 

@@ -6,7 +6,7 @@ from rich.table import Table
 
 from daydream.analysis import analyze as analyze_trace
 from daydream.cli import main
-from daydream.cli._common import (console, emit_json, json_option, output_path, progress, step_option,
+from daydream.cli._common import (stdout_console, emit_json, json_option, output_path, progress, step_option,
                                   trace_argument)
 from daydream.sim import simulate
 from daydream.trace import load
@@ -35,7 +35,7 @@ def analyze(trace, as_json, step_annotation, report):
     if as_json:
         emit_json(result)
         return
-    out = console.__class__()
+    out = stdout_console()
     out.print(f"[bold]{result['trace']}[/]  {result['device']}  steps={result['steps']}  ranks={result['ranks']}")
     out.print(f"step time [bold]{result['measured_ms']:.3f} ms[/]   GPU busy {result['gpu_busy_pct']:.1f}%"
               f"   CPU busy {result['cpu_busy_pct']:.1f}%"

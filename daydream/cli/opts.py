@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from daydream.cli import main
-from daydream.cli._common import console, emit_json, json_option
+from daydream.cli._common import stdout_console, emit_json, json_option
 from daydream.opts.params import SPECS
 
 
@@ -18,7 +18,7 @@ def list_opts(as_json):
                                 "low": p.low, "high": p.high, "choices": list(p.choices)}
                                for k, p in s.params.items()]} for s in SPECS.values()])
         return
-    out = console.__class__()
+    out = stdout_console()
     table = Table(title="optimizations (--opt NAME[:key=value,...])", show_lines=True)
     table.add_column("name", style="bold"); table.add_column("what it models"); table.add_column("parameters")
     for s in SPECS.values():

@@ -5,7 +5,7 @@ import click
 from rich.table import Table
 
 from daydream.cli import main
-from daydream.cli._common import console, emit_json, json_option, progress, step_option
+from daydream.cli._common import stdout_console, emit_json, json_option, progress, step_option
 from daydream.opts.params import parse_opt
 from daydream.trace import load
 from daydream.validate import validate as run_validate
@@ -30,7 +30,7 @@ def validate(base, optimized, opts, as_json, step_annotation):
     if as_json:
         emit_json(data)
         return
-    out = console.__class__()
+    out = stdout_console()
     table = Table(title=f"validate {' '.join(opts) or '(replay)'}")
     for col in ("", "ms/step", "speedup"):
         table.add_column(col, justify="right" if col else "left")

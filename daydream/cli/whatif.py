@@ -2,17 +2,13 @@
 from __future__ import annotations
 
 import click
-from rich.markup import escape
-from rich import box
-from rich.table import Table
 
 from daydream.cli import main
-from daydream.cli._common import (console, emit_json, json_option, output_path, progress, step_option,
+from daydream.cli._common import (stdout_console, emit_json, json_option, output_path, progress, step_option,
                                   trace_argument)
 from daydream.errors import DaydreamError
 from daydream.graph import PHASES
 from daydream.opts.params import parse_opt
-from daydream.report.export import export_trace
 from daydream.scenarios import Scenario, compare, load_scenarios, parse_scenario, scenario_json, unique_names
 from daydream.trace import load
 
@@ -59,6 +55,7 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
         tick("loaded")
         results = compare(tr, scenarios, progress=tick)
         if export_path:
+            from daydream.report.export import export_trace
             export_trace(results[0].predicted, export_path,
                          title=f"daydream: {trace} {' '.join(opts) or scenarios[0].name}")
         if report_path:
@@ -70,7 +67,10 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
     if as_json:
         emit_json(data)
         return
-    out = console.__class__()
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+    out = stdout_console()
     out.print(f"[bold]{data['trace']}[/]  {data['device']}  steps={data['steps']}")
     if len(scenarios) == 1:
         out.print(f"measured {data['measured_ms']:.3f} ms   replay {data['replay_ms']:.3f} ms "

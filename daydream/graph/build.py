@@ -23,12 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from daydream import _core
 from daydream.errors import DaydreamError
 from daydream.graph.phases import (BACKWARD, COMM_KERNEL, COMMUNICATION, FORWARD, OTHER, PHASES,
                                    UNSET, phase_of_names)
+from daydream.table import Frame, column, n_rows, set_column, stored
 from daydream.trace import Trace
 from daydream.trace.events import _as_int as as_int
 from daydream.trace.events import (ANNOTATION, CPU_OP, GPU_SYNC, GPU_TASK_KINDS, MEMCPY, PYTHON,
@@ -55,17 +55,31 @@ _SYNC_NAME = ("Synchronize",)
 
 @dataclass
 class TaskGraph:
-    """Tasks, edges and resources as DataFrames; see the module docstring for their meaning."""
-    tasks: pd.DataFrame
-    edges: pd.DataFrame
-    resources: pd.DataFrame
-    trace: Trace
-    steps: int
-    names: list  # task and layer names are codes into this list
+    """Tasks, edges and resources; see the module docstring for their meaning.
+
+    Each table reads as a pandas DataFrame; until then it is numpy columns (daydream/table.py), so
+    building and replaying a graph never needs pandas. `column(name)` reads one task column either way.
+    """
+    tasks: Frame = Frame()
+    edges: Frame = Frame()
+    resources: Frame = Frame()
+    trace: Trace = None
+    steps: int = 0
+    names: list = None  # task and layer names are codes into this list
 
     def copy(self) -> "TaskGraph":
-        return TaskGraph(self.tasks.copy(), self.edges.copy(), self.resources.copy(), self.trace, self.steps,
-                         list(self.names))
+        def dup(name):
+            t = stored(self, name)
+            return {k: v.copy() for k, v in t.items()} if isinstance(t, dict) else t.copy()
+        return TaskGraph(dup("tasks"), dup("edges"), dup("resources"), self.trace, self.steps, list(self.names))
+
+    def column(self, key: str) -> np.ndarray:
+        """One column of the tasks table as a numpy array."""
+        return column(self, "tasks", key)
+
+    @property
+    def n_tasks(self) -> int:
+        return n_rows(self, "tasks")
 
     def name_code(self, name: str) -> int:
         """Code of `name`, added to the graph's name list if new (inserted tasks)."""
@@ -76,7 +90,7 @@ class TaskGraph:
             return len(self.names) - 1
 
     def task_names(self) -> np.ndarray:
-        return np.asarray(self.names, dtype=object)[self.tasks["name"].to_numpy()]
+        return np.asarray(self.names, dtype=object)[self.column("name")]
 
     def layer_table(self) -> list[str]:
         """Module name per layer code; the code -1 (layer unknown) indexes the trailing ''."""
@@ -84,13 +98,14 @@ class TaskGraph:
 
     def layer_names(self) -> np.ndarray:
         """Module name per task ('' where the trace does not say)."""
-        return np.asarray(self.layer_table(), dtype=object)[self.tasks["layer"].to_numpy()]
+        return np.asarray(self.layer_table(), dtype=object)[self.column("layer")]
 
     def __repr__(self) -> str:
-        return f"TaskGraph({len(self.tasks)} tasks, {len(self.edges)} edges, {len(self.resources)} resources)"
+        return (f"TaskGraph({self.n_tasks} tasks, {n_rows(self, 'edges')} edges, "
+                f"{n_rows(self, 'resources')} resources)")
 
 
-def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
+def _segment_threads(trace: Trace, names: list, name_phase: np.ndarray):
     """Cut every CPU thread into tasks (see module docstring) with one sweep per thread.
 
     The sweep (daydream/_core.c:segment) walks a thread's events by (start, -end) with a stack of
@@ -102,12 +117,13 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
     Returns the task columns, the threads' (rank, pid, tid), the runtime calls nested in another
     call ((rank, corr) -> the enclosing call's task) and, per event, the task its time ends in.
     """
-    kind = ev["kind"].to_numpy()
+    ev = trace.column
+    kind = ev("kind")
     cpu_rows = np.flatnonzero(np.isin(kind, (CPU_OP, ANNOTATION, PYTHON, RUNTIME)))
-    rank = ev["rank"].to_numpy()
-    pid, tid = ev["pid"].to_numpy(), ev["tid"].to_numpy()
-    ts = ev["ts"].to_numpy()
-    end = ts + ev["dur"].to_numpy()
+    rank = ev("rank")
+    pid, tid = ev("pid"), ev("tid")
+    ts = ev("ts")
+    end = ts + ev("dur")
     # Threads in (rank, pid, tid) order; inside a thread by start, longest first, then row.
     order = np.lexsort((cpu_rows, -end[cpu_rows], ts[cpu_rows], tid[cpu_rows], pid[cpu_rows], rank[cpu_rows]))
     cpu_rows = cpu_rows[order]
@@ -117,11 +133,11 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
     threads = [tuple(int(v) for v in keys[i]) for i in firsts]
     bounds = np.concatenate([firsts, [len(cpu_rows)]]).astype(np.int64)
     is_module = np.fromiter((n.startswith("nn.Module: ") for n in names), np.int8, len(names))
-    last_task = np.full(len(ev), -1, np.int64)
+    last_task = np.full(len(ts), -1, np.int64)
     seg_bytes, nested_bytes = _core.segment(
-        cpu_rows.astype(np.int64), bounds, ev["rank"].to_numpy().astype(np.int32, copy=False), ts, end,
-        kind.astype(np.int8, copy=False), ev["name"].to_numpy().astype(np.int32, copy=False),
-        ev["corr"].to_numpy(), ev["seq"].to_numpy(), name_phase.astype(np.int8, copy=False), is_module,
+        cpu_rows.astype(np.int64), bounds, rank.astype(np.int32, copy=False), ts, end,
+        kind.astype(np.int8, copy=False), ev("name").astype(np.int32, copy=False),
+        ev("corr"), ev("seq"), name_phase.astype(np.int8, copy=False), is_module,
         last_task, (CPU_OP, RUNTIME, T_CPU, T_IDLE, T_RUNTIME, UNSET))
     table = np.frombuffer(seg_bytes, np.int64).reshape(-1, 9)
     cols = ("start", "end", "kind", "event", "phase", "layer", "seq", "op", "thread")
@@ -132,18 +148,18 @@ def _segment_threads(ev: pd.DataFrame, names: list, name_phase: np.ndarray):
 
 
 def build_graph(trace: Trace) -> TaskGraph:
-    ev = trace.events
+    ev = trace.column
     names = trace.names
     name_phase = phase_of_names(names)
-    seg, threads, nested_corr, last_task = _segment_threads(ev, names, name_phase)
+    seg, threads, nested_corr, last_task = _segment_threads(trace, names, name_phase)
     n_cpu = len(seg["start"])
 
-    kind_ev = ev["kind"].to_numpy()
-    rank_ev = ev["rank"].to_numpy()
-    ts_ev = ev["ts"].to_numpy()
-    end_ev = ts_ev + ev["dur"].to_numpy()
-    name_ev = ev["name"].to_numpy()
-    corr_ev = ev["corr"].to_numpy()
+    kind_ev = ev("kind")
+    rank_ev = ev("rank")
+    ts_ev = ev("ts")
+    end_ev = ts_ev + ev("dur")
+    name_ev = ev("name")
+    corr_ev = ev("corr")
 
     # ---- tasks ---------------------------------------------------------------------------
     cpu_event = np.asarray(seg["event"], np.int64)
@@ -152,7 +168,7 @@ def build_graph(trace: Trace) -> TaskGraph:
     is_sync_name = np.fromiter((any(s in n for s in _SYNC_NAME) for n in names), bool, len(names))
 
     gpu_rows = np.flatnonzero(np.isin(kind_ev, GPU_TASK_KINDS))
-    dev_ev, stream_ev = ev["device"].to_numpy(), ev["stream"].to_numpy()
+    dev_ev, stream_ev = ev("device"), ev("stream")
     gkeys = np.stack([rank_ev[gpu_rows], dev_ev[gpu_rows], stream_ev[gpu_rows]], axis=1)
     g_order = np.lexsort((ts_ev[gpu_rows], gkeys[:, 2], gkeys[:, 1], gkeys[:, 0]))
     gpu_rows, gkeys = gpu_rows[g_order], gkeys[g_order]
@@ -180,12 +196,12 @@ def build_graph(trace: Trace) -> TaskGraph:
     corr[kind == T_CPU] = -1
     phase = np.concatenate([np.asarray(seg["phase"], np.int8), np.full(len(gpu_rows), UNSET, np.int8)])
 
-    resources = pd.DataFrame({
-        "rank": [t[0] for t in threads] + streams[:, 0].tolist(),
-        "kind": ["thread"] * n_threads + ["stream"] * len(streams),
-        "pid": [t[1] for t in threads] + streams[:, 1].tolist(),   # device for streams
-        "tid": [t[2] for t in threads] + streams[:, 2].tolist(),   # stream id for streams
-    })
+    resources = {
+        "rank": np.asarray([t[0] for t in threads] + streams[:, 0].tolist(), np.int64),
+        "kind": np.asarray(["thread"] * n_threads + ["stream"] * len(streams), dtype=object),
+        "pid": np.asarray([t[1] for t in threads] + streams[:, 1].tolist(), np.int64),  # device for streams
+        "tid": np.asarray([t[2] for t in threads] + streams[:, 2].tolist(), np.int64),  # stream id for streams
+    }
 
     # ---- launch edges ------------------------------------------------------------------------
     rt_idx = np.flatnonzero(kind == T_RUNTIME)
@@ -263,34 +279,46 @@ def build_graph(trace: Trace) -> TaskGraph:
     ekind.append(np.full(len(h_src), E_HANDOFF, np.int8)); to_end.append(np.ones(len(h_src), bool))
 
     ekind = np.concatenate(ekind)
-    edges = pd.DataFrame({"src": np.concatenate(src).astype(np.int64), "dst": np.concatenate(dst).astype(np.int64),
-                          "kind": ekind, "from_start": ekind == E_LAUNCH, "to_end": np.concatenate(to_end)}, copy=False)
-    edges = edges[edges["src"] != edges["dst"]].drop_duplicates(["src", "dst", "to_end"]).reset_index(drop=True)
+    src, dst, to_end = np.concatenate(src).astype(np.int64), np.concatenate(dst).astype(np.int64), np.concatenate(to_end)
+    # No self-loops; of duplicate (src, dst, to_end) edges the first stays.
+    key = (src * n + dst) * 2 + to_end
+    _, first = np.unique(np.where(src != dst, key, -1), return_index=True)
+    keep = np.sort(first[(src != dst)[first]])
+    edges = {"src": src[keep], "dst": dst[keep], "kind": ekind[keep], "from_start": ekind[keep] == E_LAUNCH,
+             "to_end": to_end[keep]}
 
     # ---- layers: the innermost nn.Module of forward work; backward work by sequence number ---
     layer = np.concatenate([np.asarray(seg["layer"], np.int64), np.full(len(gpu_rows), -1, np.int64)])
     seg_seq = np.concatenate([np.asarray(seg["seq"], np.int64), np.full(len(gpu_rows), -1, np.int64)])
     fwd = (layer >= 0) & (seg_seq >= 0) & (phase != BACKWARD)
-    seq_layer = pd.Series(layer[fwd], index=seg_seq[fwd])
-    seq_layer = seq_layer[~seq_layer.index.duplicated()]
+    seqs, first = np.unique(seg_seq[fwd], return_index=True)  # each sequence number's first forward layer
     need = (layer < 0) & (seg_seq >= 0) & (phase == BACKWARD)
-    layer[need] = seq_layer.reindex(seg_seq[need]).fillna(-1).to_numpy(np.int64)
+    layer[need] = _lookup(seqs, layer[fwd][first], seg_seq[need], -1)
     layer[g_idx[has_launch]] = layer[gpu_launch[has_launch]]
     # The innermost aten op around each task (its recorded shapes price the task's work).
     op = np.concatenate([np.asarray(seg["op"], np.int64), np.full(len(gpu_rows), -1, np.int64)])
     op[g_idx[has_launch]] = op[gpu_launch[has_launch]]
 
-    tasks = pd.DataFrame({
+    dur = obs_end - obs_start
+    # Waiting segments keep only their own share; the rest is recomputed from the hand-off.
+    dur[waits] = wait_dur
+    tasks = {
         "rank": rank, "resource": resource, "kind": kind, "name": name, "event": event, "layer": layer, "op": op,
-        "obs_start": obs_start, "obs_end": obs_end, "dur": obs_end - obs_start,
+        "obs_start": obs_start, "obs_end": obs_end, "dur": dur,
         "phase": phase, "in_window": in_window, "corr": corr,
         "launch": np.concatenate([np.full(n_cpu, -1, np.int64), gpu_launch]),
-    }, copy=False)  # the columns are fresh arrays: no need to copy them
-    # Waiting segments keep only their own share; the rest is recomputed from the hand-off.
-    tasks.loc[waits, "dur"] = wait_dur
+    }
     graph = TaskGraph(tasks, edges, resources, trace, trace.steps, list(names) + ["<idle>"])
     assign_delays(graph, nominal=_nominal_delays(graph))
     return graph
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, queries: np.ndarray, default: int) -> np.ndarray:
+    """values[i] where keys[i] == query (keys sorted and unique), else default."""
+    if len(keys) == 0:
+        return np.full(len(queries), default, np.int64)
+    pos = np.minimum(np.searchsorted(keys, queries), len(keys) - 1)
+    return np.where(keys[pos] == queries, values[pos], default)
 
 
 def _fill_default_phases(trace, phase, obs_start, rank, kind):
@@ -313,25 +341,23 @@ def _fill_default_phases(trace, phase, obs_start, rank, kind):
 def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu_launch, g_idx,
                 n_threads, resources, launch_start, is_sync_name, corr_to_task):
     """GPU -> CPU end edges of synchronizing calls, and event-record -> stream-wait edges."""
-    ev = trace.events
+    ev = trace.column
     stream_tasks = {}  # resource -> (task indices in stream order, running max of their launch times)
     for res in np.unique(resource[g_idx]):
         tasks = g_idx[resource[g_idx] == res]
         stream_tasks[int(res)] = (tasks, np.maximum.accumulate(launch_start[tasks]))
     # Streams by (rank, device, stream id): one rank may drive several GPUs with equal stream ids.
-    streams = resources.iloc[n_threads:]
     stream_res = {(int(r), int(d), int(s)): n_threads + i for i, (r, d, s) in
-                  enumerate(zip(streams["rank"], streams["pid"], streams["tid"]))}
+                  enumerate(zip(*(resources[k][n_threads:].tolist() for k in ("rank", "pid", "tid"))))}
     rank_streams = {}
     for (r, _, _), res in stream_res.items():
         rank_streams.setdefault(r, []).append(res)
     # Kineto's cuda_sync events say what a sync waited on (current traces only).
-    gs = ev[ev["kind"] == GPU_SYNC]
     sync_info = {}
-    for row in gs.index:
+    for row in np.flatnonzero(ev("kind") == GPU_SYNC).tolist():
         a = trace.args_of(row)
-        sync_info[(int(ev.at[row, "rank"]), int(ev.at[row, "corr"]))] = (
-            trace.names[ev.at[row, "name"]], int(ev.at[row, "device"]), as_int(a.get("stream")),
+        sync_info[(int(ev("rank")[row]), int(ev("corr")[row]))] = (
+            trace.names[ev("name")[row]], int(ev("device")[row]), as_int(a.get("stream")),
             as_int(a.get("wait_on_stream")), as_int(a.get("wait_on_cuda_event_record_corr_id")))
 
     def last_on(res, cut):
@@ -464,18 +490,18 @@ def _handoff_edges(kind, resource, rank, obs_start, obs_end, n_cpu):
 
 def _nominal_delays(graph: TaskGraph) -> np.ndarray:
     """Per edge, the delay to use when the edge did not bind in the trace (see module docstring)."""
-    t, e = graph.tasks, graph.edges
-    kind = t["kind"].to_numpy()
-    src, dst = e["src"].to_numpy(), e["dst"].to_numpy()
-    ek = e["kind"].to_numpy()
-    obs_start, obs_end = t["obs_start"].to_numpy(), t["obs_end"].to_numpy()
+    t, e = graph.column, lambda k: column(graph, "edges", k)
+    kind = t("kind")
+    src, dst = e("src"), e("dst")
+    ek = e("kind")
+    obs_start, obs_end = t("obs_start"), t("obs_end")
     gpu_dst = np.isin(kind[dst], GPU_TASK_TYPES)
-    nominal = np.zeros(len(e), np.int64)
+    nominal = np.zeros(len(src), np.int64)
     # Launch latency: launch start -> kernel start where the stream was idle long before.
     lat = obs_start[dst] - obs_start[src]  # launch edges leave from the call's start
     prog_gpu = (ek == E_PROGRAM) & gpu_dst
     gap = obs_start[dst] - obs_end[src]
-    stream_gap = np.full(len(t), np.iinfo(np.int64).max, np.int64)
+    stream_gap = np.full(graph.n_tasks, np.iinfo(np.int64).max, np.int64)
     stream_gap[dst[prog_gpu]] = gap[prog_gpu]
     launch_bound = (ek == E_LAUNCH) & (stream_gap[dst] > 10_000) & (lat >= 0)
     lat0 = int(np.median(lat[launch_bound])) if launch_bound.sum() >= 5 else DEFAULT_LAUNCH_LATENCY_NS
@@ -492,12 +518,12 @@ def assign_delays(graph: TaskGraph, nominal: np.ndarray) -> None:
     Start edges bind a task's start, end edges (GPU -> sync call, thread -> waiting thread) its
     end. A synchronizing call held by the GPU keeps only SYNC_MIN_NS of its own duration.
     """
-    t, e = graph.tasks, graph.edges
-    src, dst = e["src"].to_numpy(), e["dst"].to_numpy()
-    to_end = e["to_end"].to_numpy()
-    obs_start, obs_end = t["obs_start"].to_numpy(), t["obs_end"].to_numpy()
-    dur = t["dur"].to_numpy().copy()
-    origin = np.where(e["from_start"].to_numpy(), obs_start[src], obs_end[src])
+    t, e = graph.column, lambda k: column(graph, "edges", k)
+    src, dst = e("src"), e("dst")
+    to_end = e("to_end")
+    obs_start, obs_end = t("obs_start"), t("obs_end")
+    dur = t("dur").copy()
+    origin = np.where(e("from_start"), obs_start[src], obs_end[src])
     target = np.where(to_end, obs_end[dst], obs_start[dst])
     observed = target - origin
     key = origin + nominal
@@ -506,20 +532,20 @@ def assign_delays(graph: TaskGraph, nominal: np.ndarray) -> None:
     order = np.lexsort((key, group))
     last = np.ones(len(order), bool)
     last[:-1] = group[order][1:] != group[order][:-1]
-    binding = np.zeros(len(e), bool)
+    binding = np.zeros(len(src), bool)
     binding[order[last]] = True
-    e["delay"] = np.where(binding, observed, np.minimum(observed, nominal))
-    e["binding"] = binding
-    e["nominal"] = nominal
+    set_column(graph, "edges", "delay", np.where(binding, observed, np.minimum(observed, nominal)))
+    set_column(graph, "edges", "binding", binding)
+    set_column(graph, "edges", "nominal", nominal)
     # Sync calls: if the GPU edge arrives after the call could have returned, the call waited.
     end_b = binding & to_end
     waited = dst[end_b][key[end_b] >= obs_start[dst[end_b]] + SYNC_MIN_NS]
-    waited = waited[t["kind"].to_numpy()[waited] == T_SYNC]
+    waited = waited[t("kind")[waited] == T_SYNC]
     dur[waited] = np.minimum(dur[waited], SYNC_MIN_NS)
-    t["dur"] = dur
-    has_start_pred = np.zeros(len(t), bool)
+    set_column(graph, "tasks", "dur", dur)
+    has_start_pred = np.zeros(graph.n_tasks, bool)
     has_start_pred[dst[~to_end]] = True
-    t["release"] = np.where(has_start_pred, NO_RELEASE, obs_start)
+    set_column(graph, "tasks", "release", np.where(has_start_pred, NO_RELEASE, obs_start))
 
 
 __all__ = ["TaskGraph", "build_graph", "assign_delays", "TASK_KINDS", "EDGE_KINDS", "PHASES"]

@@ -12,12 +12,12 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from daydream import _core
 from daydream.errors import DaydreamError
 from daydream.graph import TaskGraph
 from daydream.graph.build import NO_RELEASE
+from daydream.table import column
 
 
 @dataclass
@@ -29,7 +29,8 @@ class Timeline:
     start_pred: np.ndarray
     end_pred: np.ndarray
 
-    def frame(self) -> pd.DataFrame:
+    def frame(self):
+        """The tasks table (pandas) with the simulated start and end of each task."""
         t = self.graph.tasks
         return t.assign(sim_start=self.start, sim_end=self.end)
 
@@ -42,9 +43,8 @@ class Timeline:
         return dict(self._windows)
 
     def _compute_windows(self) -> dict[int, tuple[int, int]]:
-        t = self.graph.tasks
-        sel = t["in_window"].to_numpy()
-        rank = t["rank"].to_numpy()
+        sel = self.graph.column("in_window")
+        rank = self.graph.column("rank")
         out = {}
         for r in np.unique(rank):
             mine = sel & (rank == r)
@@ -74,10 +74,10 @@ class Timeline:
 
     @functools.cached_property
     def _critical_path(self) -> np.ndarray:
-        t = self.graph.tasks
         rank = self.slowest_rank
-        sel = t["in_window"].to_numpy() & (t["rank"].to_numpy() == rank)
-        cand = np.flatnonzero(sel) if sel.any() else np.flatnonzero(t["rank"].to_numpy() == rank)
+        ranks = self.graph.column("rank")
+        sel = self.graph.column("in_window") & (ranks == rank)
+        cand = np.flatnonzero(sel) if sel.any() else np.flatnonzero(ranks == rank)
         node = int(cand[np.argmax(self.end[cand])])
         w_start = self._windows[rank][0]
         path = []
@@ -98,22 +98,22 @@ def simulate(graph: TaskGraph) -> Timeline:
     in daydream/_core.c:replay; a task's end is taken right after its start unless end edges still
     hold it.
     """
-    t, e = graph.tasks, graph.edges
-    n = len(t)
-    src_node = 2 * e["src"].to_numpy() + np.where(e["from_start"].to_numpy(), 0, 1)
-    dst_node = 2 * e["dst"].to_numpy() + e["to_end"].to_numpy().astype(np.int64)
+    t, e = graph.column, lambda k: column(graph, "edges", k)
+    n = graph.n_tasks
+    src_node = 2 * e("src") + np.where(e("from_start"), 0, 1)
+    dst_node = 2 * e("dst") + e("to_end").astype(np.int64)
     order = np.argsort(src_node, kind="stable")
     ptr = np.searchsorted(src_node[order], np.arange(2 * n + 1)).astype(np.int64)
     indeg = np.bincount(dst_node, minlength=2 * n).astype(np.int64)
     indeg[1::2] += 1  # every end waits for its own start
     best = np.full(2 * n, NO_RELEASE, np.int64)
-    best[0::2] = t["release"].to_numpy()
+    best[0::2] = t("release")
     pred = np.full(2 * n, -1, np.int64)
     time = np.zeros(2 * n, np.int64)
     try:
         done = _core.replay(ptr, np.ascontiguousarray(dst_node[order], np.int64),
-                            np.ascontiguousarray(e["delay"].to_numpy()[order], np.int64), indeg,
-                            np.ascontiguousarray(t["dur"].to_numpy(), np.int64), best, pred, time, NO_RELEASE)
+                            np.ascontiguousarray(e("delay")[order], np.int64), indeg,
+                            np.ascontiguousarray(t("dur"), np.int64), best, pred, time, NO_RELEASE)
     except OverflowError:
         raise DaydreamError("a simulated time overflows 64-bit nanoseconds; a duration or delay is absurd") from None
     if done != 2 * n:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from daydream.errors import DaydreamError
 from daydream.trace.events import (ANNOTATION, CPU_OP, GPU_ANNOTATION, GPU_SYNC, GPU_TASK_KINDS, KERNEL,
@@ -19,6 +18,7 @@ from daydream.trace.events import (ANNOTATION, CPU_OP, GPU_ANNOTATION, GPU_SYNC,
                                    parse_device_properties, scrub)
 from daydream.trace import fast
 from daydream.trace.reader import RawTrace, read_path
+from daydream.table import Frame, column, n_rows, take
 
 CPU_KINDS = (CPU_OP, ANNOTATION, PYTHON, RUNTIME)
 
@@ -48,11 +48,14 @@ def _step_of(spans: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 @dataclass
 class Trace:
-    """A loaded trace: events of every rank as columns, plus what the metadata says."""
+    """A loaded trace: events of every rank as columns, plus what the metadata says.
+
+    `events`, `memory_events` and `flows` are pandas DataFrames when read; inside daydream they stay
+    numpy columns (`column(trace, "events", "ts")`, see daydream/table.py)."""
     path: str
-    events: pd.DataFrame
-    memory_events: pd.DataFrame
-    flows: pd.DataFrame
+    events: Frame = Frame()
+    memory_events: Frame = Frame()
+    flows: Frame = Frame()
     names: list
     args: fast.ArgsStore
     meta: dict  # rank -> scrubbed top-level metadata
@@ -74,14 +77,14 @@ class Trace:
 
     @property
     def has_gpu(self) -> bool:
-        return bool(np.isin(self.events["kind"].to_numpy(), GPU_TASK_KINDS).any())
+        return bool(np.isin(self.column("kind"), GPU_TASK_KINDS).any())
 
     @property
     def device(self) -> str:
         """Name of the GPU the trace was recorded on, or 'cpu'."""
         if not self.has_gpu:
             return "cpu"
-        used = set(self.events.loc[self.events["kind"] == KERNEL, "device"].unique().tolist())
+        used = set(np.unique(self.column("device")[self.column("kind") == KERNEL]).tolist())
         props = self.device_properties
         for p in props:
             if p.get("id") in used and p.get("name"):
@@ -101,6 +104,10 @@ class Trace:
     def measured_ms(self) -> float:
         return self.window.per_step_ms
 
+    def column(self, key: str) -> np.ndarray:
+        """One column of the events table as a numpy array."""
+        return column(self, "events", key)
+
     def name_of(self, codes) -> np.ndarray:
         return np.asarray(self.names, dtype=object)[np.asarray(codes)]
 
@@ -108,10 +115,12 @@ class Trace:
         """The `args` dict of events row `row` (shapes, dtypes, grid...), under Kineto's key names.
 
         On the fast path the args stay undecoded bytes until asked for (see trace/fast.py)."""
-        return self.args[int(self.events["args_idx"].iat[row])]
+        return self.args[int(self.column("args_idx")[row])]
 
-    def kinds(self) -> pd.Series:
-        return pd.Series(np.asarray(KIND_NAMES)[self.events["kind"].to_numpy()], index=self.events.index)
+    def kinds(self):
+        """Kind name per event, as a pandas Series over the events table's index."""
+        import pandas as pd
+        return pd.Series(np.asarray(KIND_NAMES)[self.column("kind")], index=self.events.index)
 
     def graph(self):
         """The dependency graph of this trace (see `daydream.graph`)."""
@@ -127,23 +136,23 @@ def _step_pattern(step_annotation: str | None) -> re.Pattern:
 
 def compute_windows(trace: Trace) -> dict:
     """Per rank: the CONTRACT.md analysis window."""
-    ev = trace.events
+    ev = trace.column
     names = np.asarray(trace.names, dtype=object)
     pattern = _step_pattern(trace.step_annotation)
     is_step_name = np.fromiter((bool(pattern.match(n)) for n in names), bool, len(names))
-    kind = ev["kind"].to_numpy()
-    rank = ev["rank"].to_numpy()
-    ts = ev["ts"].to_numpy()
-    end = ts + ev["dur"].to_numpy()
+    kind = ev("kind")
+    rank = ev("rank")
+    ts = ev("ts")
+    end = ts + ev("dur")
     is_cpu = np.isin(kind, CPU_KINDS)
     is_gpu = np.isin(kind, GPU_TASK_KINDS)
-    corr = ev["corr"].to_numpy()
+    corr = ev("corr")
     windows = {}
     for r in trace.ranks:
         in_rank = rank == r
         if not in_rank.any():
             continue
-        steps = np.flatnonzero(in_rank & is_cpu & is_step_name[ev["name"].to_numpy()])
+        steps = np.flatnonzero(in_rank & is_cpu & is_step_name[ev("name")])
         if steps.size:
             spans = np.unique(np.stack([ts[steps], end[steps]], axis=1), axis=0)
             # A step is named once per thread at most; keep one span per step start.
@@ -167,20 +176,20 @@ def compute_windows(trace: Trace) -> dict:
     return windows
 
 
-def _drop_untimed(events: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def _drop_untimed(events: dict) -> tuple[dict, list[str]]:
     """Leave out CUDA records the profiler failed to time.
 
     Some CUPTI setups write every runtime call and GPU activity with ts = 0 and dur = 0 while CPU
     ops carry real (epoch-based) times; placing them at time zero would stretch every thread over
     decades. Such records are dropped, and the trace says so.
     """
-    kind = events["kind"].to_numpy()
+    kind = events["kind"]
     cuda = np.isin(kind, (RUNTIME, KERNEL, MEMCPY, MEMSET, GPU_ANNOTATION, GPU_SYNC))
-    zero = cuda & (events["ts"].to_numpy() == 0) & (events["dur"].to_numpy() == 0)
-    timed = events["ts"].to_numpy()[~zero]
+    zero = cuda & (events["ts"] == 0) & (events["dur"] == 0)
+    timed = events["ts"][~zero]
     if not zero.any() or not len(timed) or timed.min() < 10**15:  # only when the rest is epoch-based (ns)
         return events, []
-    kept = events[~zero].reset_index(drop=True)
+    kept = take(events, ~zero)
     return kept, [f"{int(zero.sum())} CUDA runtime/GPU records have zero timestamps (the profiler failed to "
                   "time CUDA activity) and were left out; GPU work is missing from this trace"]
 
@@ -196,7 +205,7 @@ def from_raw(raws: list[RawTrace], path: str, step_annotation: str | None = None
     events, warnings = _drop_untimed(events)
     if table.skipped:
         warnings.append(f"{table.skipped} events lacked a usable time or name and were skipped")
-    if events.empty:
+    if not len(events["ts"]):
         raise DaydreamError(f"{path}: no complete events ('ph': 'X') with a timestamp; nothing to analyze")
     trace = Trace(path=path, events=events, memory_events=memory, flows=flows,
                   names=table.names.values, args=table.args, meta=meta,

@@ -11,7 +11,6 @@ import ast
 import re
 
 import numpy as np
-import pandas as pd
 
 from daydream.trace.fast import ArgsStore
 
@@ -246,15 +245,15 @@ class EventTable:
                 self._cols[k].append(np.asarray(c[k], dtype=ints.get(k, np.int64)))
             self.args.add_dicts(args_c)
 
-    def finish(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        """The events, memory and flow tables, events sorted by (rank, ts, -dur)."""
+    def finish(self) -> tuple[dict, dict, dict]:
+        """The events, memory and flow tables as numpy columns, events sorted by (rank, ts, -dur)."""
         ints = {"rank": np.int32, "kind": np.int8, "name": np.int32}
         cols = {k: np.concatenate(v).astype(ints.get(k, np.int64)) if v else np.zeros(0, ints.get(k, np.int64))
                 for k, v in self._cols.items()}
         order = np.lexsort((-cols["dur"], cols["ts"], cols["rank"]))
-        events = pd.DataFrame({k: v[order] for k, v in cols.items()}, copy=False)  # fresh arrays
+        events = {k: v[order] for k, v in cols.items()}
         events["args_idx"] = order.astype(np.int64)
-        memory = pd.DataFrame({k: np.asarray(v, dtype=np.int64) for k, v in self._mem.items()})
-        flows = pd.DataFrame({k: np.asarray(v, dtype=bool if k == "start" else np.int64)
-                              for k, v in self._flows.items()})
-        return events, memory.sort_values(["rank", "ts"], kind="stable").reset_index(drop=True), flows
+        memory = {k: np.asarray(v, dtype=np.int64) for k, v in self._mem.items()}
+        by_time = np.lexsort((memory["ts"], memory["rank"]))
+        flows = {k: np.asarray(v, dtype=bool if k == "start" else np.int64) for k, v in self._flows.items()}
+        return events, {k: v[by_time] for k, v in memory.items()}, flows
