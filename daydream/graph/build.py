@@ -115,7 +115,7 @@ def _segment_threads(trace: Trace, names: list, name_phase: np.ndarray):
     event, phase, layer, seq, op, thread); phase, layer, sequence number and aten op are inherited
     from the enclosing event unless the event itself says.
     Returns the task columns, the threads' (rank, pid, tid), the runtime calls nested in another
-    call ((rank, corr) -> the enclosing call's task) and, per event, the task its time ends in.
+    call (rows of rank, corr, the enclosing call's task) and, per event, the task its time ends in.
     """
     ev = trace.column
     kind = ev("kind")
@@ -142,16 +142,14 @@ def _segment_threads(trace: Trace, names: list, name_phase: np.ndarray):
     table = np.frombuffer(seg_bytes, np.int64).reshape(-1, 9)
     cols = ("start", "end", "kind", "event", "phase", "layer", "seq", "op", "thread")
     out = {c: table[:, i].copy() for i, c in enumerate(cols)}
-    nested = np.frombuffer(nested_bytes, np.int64).reshape(-1, 3).tolist()
-    nested_corr = {(r, c): task for r, c, task in nested}
-    return out, threads, nested_corr, last_task
+    return out, threads, np.frombuffer(nested_bytes, np.int64).reshape(-1, 3), last_task
 
 
 def build_graph(trace: Trace) -> TaskGraph:
     ev = trace.column
     names = trace.names
     name_phase = phase_of_names(names)
-    seg, threads, nested_corr, last_task = _segment_threads(trace, names, name_phase)
+    seg, threads, nested, last_task = _segment_threads(trace, names, name_phase)
     n_cpu = len(seg["start"])
 
     kind_ev = ev("kind")
@@ -172,9 +170,9 @@ def build_graph(trace: Trace) -> TaskGraph:
     gkeys = np.stack([rank_ev[gpu_rows], dev_ev[gpu_rows], stream_ev[gpu_rows]], axis=1)
     g_order = np.lexsort((ts_ev[gpu_rows], gkeys[:, 2], gkeys[:, 1], gkeys[:, 0]))
     gpu_rows, gkeys = gpu_rows[g_order], gkeys[g_order]
-    streams, gpu_stream = (np.unique(gkeys, axis=0, return_inverse=True) if len(gkeys)
-                           else (np.zeros((0, 3), np.int64), np.zeros(0, np.int64)))
-    gpu_stream = gpu_stream.reshape(-1)
+    new_stream = np.ones(len(gkeys), bool)  # gkeys are sorted: a stream starts where they change
+    new_stream[1:] = np.any(gkeys[1:] != gkeys[:-1], axis=1)
+    streams, gpu_stream = gkeys[new_stream], np.cumsum(new_stream) - 1
     comm = np.fromiter((bool(COMM_KERNEL.search(n)) for n in names), bool, len(names))
     gkind = np.select([kind_ev[gpu_rows] == MEMCPY, kind_ev[gpu_rows] == MEMSET, comm[name_ev[gpu_rows]]],
                       [T_MEMCPY, T_MEMSET, T_COLLECTIVE], T_KERNEL).astype(np.int8)
@@ -205,11 +203,11 @@ def build_graph(trace: Trace) -> TaskGraph:
 
     # ---- launch edges ------------------------------------------------------------------------
     rt_idx = np.flatnonzero(kind == T_RUNTIME)
-    corr_to_task = {(int(r), int(c)): int(t) for r, c, t in zip(rank[rt_idx], corr[rt_idx], rt_idx) if c >= 0}
-    corr_to_task.update(nested_corr)
+    own = rt_idx[corr[rt_idx] >= 0]
+    corr_to_task = _CorrIndex(np.concatenate([rank[own], nested[:, 0]]), np.concatenate([corr[own], nested[:, 1]]),
+                              np.concatenate([own, nested[:, 2]]))
     g_idx = np.arange(n_cpu, n)
-    launch = np.fromiter((corr_to_task.get((int(r), int(c)), -1) for r, c in zip(rank[g_idx], corr[g_idx])),
-                         np.int64, len(g_idx))
+    launch = corr_to_task.lookup(rank[g_idx], corr[g_idx])
     missing = launch < 0
     if missing.any():
         if missing.mean() > 0.5:
@@ -313,6 +311,30 @@ def build_graph(trace: Trace) -> TaskGraph:
     return graph
 
 
+class _CorrIndex:
+    """(rank, correlation id) -> the task of the runtime call with that id (the last one listed wins)."""
+
+    def __init__(self, rank: np.ndarray, corr: np.ndarray, task: np.ndarray):
+        order = np.lexsort((np.arange(len(corr)), corr, rank))
+        rank, corr, task = rank[order], corr[order], task[order]
+        last = np.ones(len(order), bool)
+        last[:-1] = (rank[1:] != rank[:-1]) | (corr[1:] != corr[:-1])
+        self.rank, self.corr, self.task = rank[last], corr[last], task[last]
+
+    def lookup(self, rank: np.ndarray, corr: np.ndarray) -> np.ndarray:
+        """Task per (rank, corr) pair, -1 where no runtime call has that id."""
+        out = np.full(len(corr), -1, np.int64)
+        for r in np.unique(rank).tolist():
+            lo, hi = np.searchsorted(self.rank, [r, r + 1])
+            sel = np.flatnonzero(rank == r)
+            out[sel] = _lookup(self.corr[lo:hi], self.task[lo:hi], corr[sel], -1)
+        return out
+
+    def get(self, rank: int, corr: int) -> int | None:
+        task = int(self.lookup(np.array([rank]), np.array([corr]))[0])
+        return task if task >= 0 else None
+
+
 def _lookup(keys: np.ndarray, values: np.ndarray, queries: np.ndarray, default: int) -> np.ndarray:
     """values[i] where keys[i] == query (keys sorted and unique), else default."""
     if len(keys) == 0:
@@ -390,7 +412,7 @@ def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu
                 continue
             if wait_stream >= 0 and (r, dev, wait_stream) in stream_res:
                 targets = [stream_res[(r, dev, wait_stream)]]
-                rec = corr_to_task.get((r, rec_corr))
+                rec = corr_to_task.get(r, rec_corr)
                 if rec is not None:
                     cut = obs_start[rec]
             elif stream >= 0 and (r, dev, stream) in stream_res:
@@ -413,8 +435,8 @@ def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu
         if "Stream Wait" not in sname or (r, dev, stream) not in stream_res or \
                 (r, dev, wait_stream) not in stream_res:
             continue
-        call = corr_to_task.get((r, c))
-        rec = corr_to_task.get((r, rec_corr))
+        call = corr_to_task.get(r, c)
+        rec = corr_to_task.get(r, rec_corr)
         if call is None or rec is None:
             continue
         a = last_on(stream_res[(r, dev, wait_stream)], obs_start[rec])

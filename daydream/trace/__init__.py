@@ -154,10 +154,11 @@ def compute_windows(trace: Trace) -> dict:
             continue
         steps = np.flatnonzero(in_rank & is_cpu & is_step_name[ev("name")])
         if steps.size:
-            spans = np.unique(np.stack([ts[steps], end[steps]], axis=1), axis=0)
-            # A step is named once per thread at most; keep one span per step start.
-            _, first = np.unique(spans[:, 0], return_index=True)
-            spans = spans[first]
+            # A step is named once per thread at most; keep one span per step start (the shortest).
+            by_start = steps[np.lexsort((end[steps], ts[steps]))]
+            first = np.ones(len(by_start), bool)
+            first[1:] = ts[by_start[1:]] != ts[by_start[:-1]]
+            spans = np.stack([ts[by_start[first]], end[by_start[first]]], axis=1)
             start = int(spans[0, 0])
             _, inside = _step_of(spans, ts)
             inside &= in_rank
