@@ -51,9 +51,10 @@ static void arr_release(Arr *arrs, int count)
 #define I32(a) ((int32_t *)(a).view.buf)
 #define I8(a) ((int8_t *)(a).view.buf)
 
-/* A growable array of int64 rows, handed to Python as bytes (numpy reads it with frombuffer). */
+/* A growable array of int64 rows, handed to Python as a bytearray (numpy reads it in place with
+ * frombuffer, writable, no copy). */
 typedef struct {
-    int64_t *data;
+    PyObject *buf;        /* a bytearray, or NULL before the first row */
     Py_ssize_t len, cap;  /* in int64 items */
 } Vec;
 
@@ -63,24 +64,37 @@ static int vec_push(Vec *v, const int64_t *row, Py_ssize_t width)
         Py_ssize_t cap = v->cap ? v->cap * 2 : 4096;
         while (cap < v->len + width)
             cap *= 2;
-        int64_t *data = realloc(v->data, (size_t)cap * sizeof(int64_t));
-        if (!data)
+        if (!v->buf) {
+            v->buf = PyByteArray_FromStringAndSize(NULL, cap * (Py_ssize_t)sizeof(int64_t));
+            if (!v->buf)
+                return -1;
+        } else if (PyByteArray_Resize(v->buf, cap * (Py_ssize_t)sizeof(int64_t)) < 0) {
             return -1;
-        v->data = data;
+        }
         v->cap = cap;
     }
-    memcpy(v->data + v->len, row, (size_t)width * sizeof(int64_t));
+    memcpy((int64_t *)PyByteArray_AS_STRING(v->buf) + v->len, row, (size_t)width * sizeof(int64_t));
     v->len += width;
     return 0;
 }
 
-static PyObject *vec_bytes(Vec *v)
+/* The rows as a bytearray of exactly their size (a new reference); the Vec is empty after. */
+static PyObject *vec_take(Vec *v)
 {
-    PyObject *out = PyBytes_FromStringAndSize((const char *)v->data, v->len * (Py_ssize_t)sizeof(int64_t));
-    free(v->data);
-    v->data = NULL;
+    PyObject *out = v->buf ? v->buf : PyByteArray_FromStringAndSize(NULL, 0);
+    if (v->buf && PyByteArray_Resize(out, v->len * (Py_ssize_t)sizeof(int64_t)) < 0) {
+        Py_DECREF(out);
+        out = NULL;
+    }
+    v->buf = NULL;
     v->len = v->cap = 0;
     return out;
+}
+
+static void vec_free(Vec *v)
+{
+    Py_CLEAR(v->buf);
+    v->len = v->cap = 0;
 }
 
 /* ---- segment: cut CPU threads into tasks (graph/build.py:_segment_threads) -------------------- */
@@ -93,7 +107,7 @@ typedef struct {         /* an open event: its (clipped) end, row and the attrib
 
 static const char segment_doc[] =
     "segment(rows, bounds, rank, ts, end, kind, name, corr, seq, name_phase, is_module, last_task,\n"
-    "        codes) -> (segments: bytes, nested: bytes)\n\n"
+    "        codes) -> (segments: bytearray, nested: bytearray)\n\n"
     "rows: int64 CPU event rows, grouped by thread (bounds: int64 offsets, one more than threads) and\n"
     "sorted by (ts, -end, row) inside a thread. rank int32, ts/end/corr/seq int64, kind int8,\n"
     "name int32 per event; name_phase int8 and is_module int8 per name. last_task (int64, written)\n"
@@ -223,11 +237,11 @@ done:
     free(stack);
     arr_release(a, N_ARR);
     if (failed) {
-        free(segs.data);
-        free(nested.data);
-        return PyErr_NoMemory();
+        vec_free(&segs);
+        vec_free(&nested);
+        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
     }
-    PyObject *s_bytes = vec_bytes(&segs), *n_bytes = vec_bytes(&nested);
+    PyObject *s_bytes = vec_take(&segs), *n_bytes = vec_take(&nested);
     if (!s_bytes || !n_bytes) {
         Py_XDECREF(s_bytes);
         Py_XDECREF(n_bytes);
@@ -362,22 +376,77 @@ static inline void skip_ws(Cur *c)
 
 static int read_string(Cur *c, Val *v)  /* at the opening quote */
 {
-    const char *p = c->p + 1;
-    v->escaped = 0;
-    while (p < c->end && *p != '"') {
-        if (*p == '\\') {
-            v->escaped = 1;
-            p++;
+    const char *start = c->p + 1, *p = start;
+    for (;;) {  /* the closing quote is the first one not escaped by an odd run of backslashes */
+        const char *q = memchr(p, '"', (size_t)(c->end - p));
+        if (!q)
+            return SCAN_ODD;
+        const char *b = q;
+        while (b > start && b[-1] == '\\')
+            b--;
+        if ((q - b) % 2 == 0) {
+            p = q;
+            break;
         }
-        p++;
+        p = q + 1;
     }
-    if (p >= c->end)
-        return SCAN_ODD;
     v->type = V_STRING;
-    v->s = c->p + 1;
-    v->len = p - (c->p + 1);
+    v->s = start;
+    v->len = p - start;
+    v->escaped = memchr(start, '\\', (size_t)(p - start)) != NULL;
     c->p = p + 1;
     return SCAN_OK;
+}
+
+/* Byte strings seen before -> the integer they mapped to (a name's code, a category's kind), so a
+ * name repeated a million times is turned into a Python str once. Keys point into the scanned
+ * buffer, which outlives the table. */
+typedef struct {
+    const char *s;
+    Py_ssize_t len;
+    int64_t value;
+} Slot;
+
+typedef struct {
+    Slot *slots;
+    size_t cap, used;  /* cap: a power of two */
+} Seen;
+
+static uint64_t hash_bytes(const char *s, Py_ssize_t len)
+{
+    uint64_t h = 1469598103934665603ULL;  /* FNV-1a */
+    for (Py_ssize_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static Slot *seen_find(Seen *t, const char *s, Py_ssize_t len)
+{
+    if (!t->cap)
+        return NULL;
+    size_t i = hash_bytes(s, len) & (t->cap - 1);
+    while (t->slots[i].s && !(t->slots[i].len == len && !memcmp(t->slots[i].s, s, (size_t)len)))
+        i = (i + 1) & (t->cap - 1);
+    return &t->slots[i];
+}
+
+static int seen_put(Seen *t, const char *s, Py_ssize_t len, int64_t value)
+{
+    if (2 * (t->used + 1) > t->cap) {  /* keep at most half full */
+        Seen grown = {calloc(t->cap ? 2 * t->cap : 256, sizeof(Slot)), t->cap ? 2 * t->cap : 256, 0};
+        if (!grown.slots)
+            return -1;
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->slots[i].s)
+                *seen_find(&grown, t->slots[i].s, t->slots[i].len) = t->slots[i], grown.used++;
+        free(t->slots);
+        *t = grown;
+    }
+    Slot *slot = seen_find(t, s, len);
+    if (!slot->s)
+        t->used++;
+    *slot = (Slot){s, len, value};
+    return 0;
 }
 
 static int read_number(Cur *c, Val *v)
@@ -530,6 +599,7 @@ typedef struct {
     PyObject *kinds_dict, *kind_of;      /* category -> kind (-1: skip), through kind_of(cat) */
     PyObject *ints_dict, *int_of;        /* odd integer-arg strings -> int or None, through int_of */
     PyObject *decode_str;                /* decode_str(b'"..."') -> str, for escaped strings */
+    Seen names, kinds;                   /* the same, by the raw bytes of unescaped strings */
 } Scan;
 
 static PyObject *make_str(Scan *sc, const Val *v)
@@ -698,12 +768,49 @@ static int read_args(Scan *sc, Cur *c, int64_t *row, int64_t absent, int *odd)
     return rc == SCAN_ERR ? rc : SCAN_OK;
 }
 
+/* The code of an event name in the table's interner (names_dict/names_list), adding it if new. */
+static int intern_name(Scan *sc, const Val *name, int64_t *code)
+{
+    Slot *hit = name->escaped ? NULL : seen_find(&sc->names, name->s, name->len);
+    if (hit && hit->s) {
+        *code = hit->value;
+        return SCAN_OK;
+    }
+    PyObject *s = make_str(sc, name);
+    if (!s)
+        return PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) ? (PyErr_Clear(), SCAN_ODD) : SCAN_ERR;
+    PyObject *known = PyDict_GetItemWithError(sc->names_dict, s);
+    if (known) {
+        *code = PyLong_AsLongLong(known);
+    } else if (PyErr_Occurred()) {
+        Py_DECREF(s);
+        return SCAN_ERR;
+    } else {
+        *code = PyList_GET_SIZE(sc->names_list);
+        PyObject *num = PyLong_FromLongLong(*code);
+        if (!num || PyDict_SetItem(sc->names_dict, s, num) < 0 || PyList_Append(sc->names_list, s) < 0) {
+            Py_XDECREF(num);
+            Py_DECREF(s);
+            return SCAN_ERR;
+        }
+        Py_DECREF(num);
+    }
+    Py_DECREF(s);
+    if (*code == -1 && PyErr_Occurred())
+        return SCAN_ERR;
+    if (!name->escaped && seen_put(&sc->names, name->s, name->len, *code) < 0) {
+        PyErr_NoMemory();
+        return SCAN_ERR;
+    }
+    return SCAN_OK;
+}
+
 /* One element of traceEvents. */
-static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, int64_t absent)
+static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, int64_t absent)
 {
     int64_t row[N_COLS];
     Val v, ph = {V_ABSENT}, cat = {V_ABSENT}, name = {V_ABSENT}, pid = {V_ABSENT}, tid = {V_ABSENT},
-        ts = {V_ABSENT}, dur = {V_ABSENT};
+        ts = {V_ABSENT}, dur = {V_ABSENT}, id = {V_ABSENT};
     int has_args = 0, rc;
     skip_ws(c);
     if (c->p >= c->end || *c->p != '{')
@@ -752,6 +859,7 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, int64_t absent)
             else if (key_is(&key, "tid")) tid = v;
             else if (key_is(&key, "ts")) ts = v;
             else if (key_is(&key, "dur")) dur = v;
+            else if (key_is(&key, "id")) id = v;
         }
         skip_ws(c);
         if (c->p >= c->end)
@@ -769,8 +877,19 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, int64_t absent)
         return SCAN_OK;  /* not an event daydream reads */
     char p0 = ph.s[0];
     if (p0 != 'X') {
-        int flow = (p0 == 's' || p0 == 'f') && cat.type == V_STRING && key_is(&cat, "fwdbwd");
-        if (p0 == 'i' || p0 == 'I' || p0 == 'M' || flow) {
+        if ((p0 == 's' || p0 == 'f') && cat.type == V_STRING && key_is(&cat, "fwdbwd")) {
+            /* a forward -> backward flow: id, start or finish, thread and time */
+            int64_t flow[5] = {-1, p0 == 's', 0, 0, 0};
+            if ((rc = as_int(sc, &id, -1, &flow[0])) || (rc = thread_id(sc, &pid, &flow[2])) ||
+                    (rc = thread_id(sc, &tid, &flow[3])) || (rc = to_ns(&ts, &flow[4])))
+                return rc;
+            if (vec_push(flows, flow, 5) < 0) {
+                PyErr_NoMemory();
+                return SCAN_ERR;
+            }
+            return SCAN_OK;
+        }
+        if (p0 == 'i' || p0 == 'I' || p0 == 'M') {
             int64_t span[2] = {obj_start - c->base, c->p - c->base};
             if (vec_push(others, span, 2) < 0) {
                 PyErr_NoMemory();
@@ -784,13 +903,22 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, int64_t absent)
     /* kind from the category (kind_of decides, once per distinct category) */
     int64_t kind;
     if (cat.type == V_STRING) {
-        PyObject *key = make_str(sc, &cat);
-        if (!key)
-            return PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) ? (PyErr_Clear(), SCAN_ODD) : SCAN_ERR;
-        rc = cached_call(sc->kinds_dict, sc->kind_of, key, &kind);
-        Py_DECREF(key);
-        if (rc)
-            return rc;
+        Slot *hit = cat.escaped ? NULL : seen_find(&sc->kinds, cat.s, cat.len);
+        if (hit && hit->s) {
+            kind = hit->value;
+        } else {
+            PyObject *key = make_str(sc, &cat);
+            if (!key)
+                return PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) ? (PyErr_Clear(), SCAN_ODD) : SCAN_ERR;
+            rc = cached_call(sc->kinds_dict, sc->kind_of, key, &kind);
+            Py_DECREF(key);
+            if (rc)
+                return rc;
+            if (!cat.escaped && seen_put(&sc->kinds, cat.s, cat.len, kind) < 0) {
+                PyErr_NoMemory();
+                return SCAN_ERR;
+            }
+        }
     } else if (cat.type == V_ABSENT || cat.type == V_NULL) {
         rc = cached_call(sc->kinds_dict, sc->kind_of, Py_None, &kind);
         if (rc)
@@ -811,26 +939,8 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, int64_t absent)
         row[COL_DUR] = 0;
     if ((rc = thread_id(sc, &pid, &row[COL_PID])) || (rc = thread_id(sc, &tid, &row[COL_TID])))
         return rc;
-    PyObject *s = make_str(sc, &name);
-    if (!s)
-        return PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) ? (PyErr_Clear(), SCAN_ODD) : SCAN_ERR;
-    PyObject *code = PyDict_GetItemWithError(sc->names_dict, s);
-    if (code) {
-        row[COL_NAME] = PyLong_AsLongLong(code);
-    } else if (PyErr_Occurred()) {
-        Py_DECREF(s);
-        return SCAN_ERR;
-    } else {
-        row[COL_NAME] = PyList_GET_SIZE(sc->names_list);
-        PyObject *num = PyLong_FromLongLong(row[COL_NAME]);
-        if (!num || PyDict_SetItem(sc->names_dict, s, num) < 0 || PyList_Append(sc->names_list, s) < 0) {
-            Py_XDECREF(num);
-            Py_DECREF(s);
-            return SCAN_ERR;
-        }
-        Py_DECREF(num);
-    }
-    Py_DECREF(s);
+    if ((rc = intern_name(sc, &name, &row[COL_NAME])))
+        return rc;
     if (vec_push(cols, row, N_COLS) < 0) {
         PyErr_NoMemory();
         return SCAN_ERR;
@@ -841,14 +951,15 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, int64_t absent)
 static const char scan_doc[] =
     "scan(events, names_dict, names_list, ids_dict, to_id, kinds_dict, kind_of, ints_dict, int_of,\n"
     "     decode_str, absent)\n"
-    "    -> (columns: bytes, others: bytes) or None\n\n"
+    "    -> (columns, others, flows: bytearrays) or None\n\n"
     "events: the bytes of a traceEvents JSON array. Columns: 14 int64 per complete event (kind, name,\n"
     "pid, tid, device, stream, ts, dur, corr, ext, seq, fwd_tid, args_start, args_end); times in ns,\n"
     "device/stream `absent` where args do not give them, args_start/end the byte span of the args\n"
     "object (-1: none). Names are interned into names_dict/names_list; non-integer pid/tid go through\n"
     "to_id, categories through kind_of (-1: skip) and integer args written as odd strings through\n"
     "int_of (None: not an integer), each cached in the dict beside it; escaped strings through\n"
-    "decode_str. Others: (start, end) byte spans of instant, metadata and fwdbwd flow events.\n"
+    "decode_str. Others: (start, end) byte spans of instant and metadata events. Flows: 5 int64 per\n"
+    "fwdbwd flow event (id, 1 for a start, pid, tid, ts in ns).\n"
     "None when the array holds anything the generic path must judge.";
 
 static PyObject *scan(PyObject *self, PyObject *args)
@@ -860,13 +971,15 @@ static PyObject *scan(PyObject *self, PyObject *args)
                           &sc.names_list, &PyDict_Type, &sc.ids_dict, &sc.to_id, &PyDict_Type, &sc.kinds_dict,
                           &sc.kind_of, &PyDict_Type, &sc.ints_dict, &sc.int_of, &sc.decode_str, &absent))
         return NULL;
+    sc.names = (Seen){0};
+    sc.kinds = (Seen){0};
     Arr buf;
     if (arr_get(buf_obj, &buf, 1, 0, "events") < 0) {
         arr_release(&buf, 1);
         return NULL;
     }
     Cur c = {buf.view.buf, (const char *)buf.view.buf + buf.n, buf.view.buf, 0};
-    Vec cols = {0}, others = {0};
+    Vec cols = {0}, others = {0}, flows = {0};
     int rc = SCAN_OK;
     skip_ws(&c);
     if (c.p >= c.end || *c.p != '[') {
@@ -878,7 +991,7 @@ static PyObject *scan(PyObject *self, PyObject *args)
             c.p++;
         } else {
             for (;;) {
-                if ((rc = scan_event(&sc, &c, &cols, &others, absent)))
+                if ((rc = scan_event(&sc, &c, &cols, &others, &flows, absent)))
                     break;
                 skip_ws(&c);
                 if (c.p < c.end && *c.p == ',') {
@@ -897,20 +1010,24 @@ static PyObject *scan(PyObject *self, PyObject *args)
             rc = SCAN_ODD;
     }
     arr_release(&buf, 1);
+    free(sc.names.slots);
+    free(sc.kinds.slots);
     if (rc != SCAN_OK) {
-        free(cols.data);
-        free(others.data);
+        vec_free(&cols);
+        vec_free(&others);
+        vec_free(&flows);
         if (rc == SCAN_ERR)
             return NULL;
         Py_RETURN_NONE;
     }
-    PyObject *a = vec_bytes(&cols), *b = vec_bytes(&others);
-    if (!a || !b) {
+    PyObject *a = vec_take(&cols), *b = vec_take(&others), *f = vec_take(&flows);
+    if (!a || !b || !f) {
         Py_XDECREF(a);
         Py_XDECREF(b);
+        Py_XDECREF(f);
         return NULL;
     }
-    return Py_BuildValue("(NN)", a, b);
+    return Py_BuildValue("(NNN)", a, b, f);
 }
 
 static PyMethodDef methods[] = {

@@ -155,7 +155,7 @@ def test_real_traces_take_the_fast_path(path):
     from daydream.trace import fast
     decoded = fast.decode(gzip.decompress(path.read_bytes()))
     assert decoded is not None
-    cols, _ = _scan(decoded[1])
+    cols = _scan(decoded[1])[0]
     assert len(cols["ts"]) > 0
 
 
@@ -181,5 +181,5 @@ def test_events_without_args_stay_on_the_fast_path():
         b'[{"ph":"X","cat":"cpu_op","name":"a","pid":1,"tid":1,"ts":1,"dur":2},'
         b'{"ph":"X","cat":"cpu_op","name":"b","pid":1,"tid":1,"ts":1,"dur":2,"args":null},'
         b'{"ph":"X","cat":"cpu_op","name":"c","pid":1,"tid":1,"ts":1,"dur":2,"args":{"correlation":5}}]'))
-    cols, _ = _scan(evs)
+    cols = _scan(evs)[0]
     assert cols["corr"].tolist() == [-1, -1, 5]

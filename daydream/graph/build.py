@@ -347,17 +347,18 @@ def _fill_default_phases(trace, phase, obs_start, rank, kind):
     """Unclaimed work inside a step: forward before the step's first backward task, else other."""
     unset = phase == UNSET
     phase[unset] = OTHER
+    cpu_bwd = (phase == BACKWARD) & ~np.isin(kind, GPU_TASK_TYPES)  # GPU work lags the CPU
     for r, w in trace.windows.items():
         if not w.steps:
             continue
-        sel = rank == r
         idx, inside = w.step_of(obs_start)
-        inside &= sel
-        for s in range(len(w.step_spans)):
-            in_step = inside & (idx == s)
-            bwd = in_step & (phase == BACKWARD) & ~np.isin(kind, GPU_TASK_TYPES)  # GPU work lags the CPU
-            first_bwd = obs_start[bwd].min() if bwd.any() else np.iinfo(np.int64).max
-            phase[in_step & unset & (obs_start < first_bwd)] = FORWARD
+        inside &= rank == r
+        first_bwd = np.full(len(w.step_spans), np.iinfo(np.int64).max, np.int64)
+        bwd = inside & cpu_bwd
+        np.minimum.at(first_bwd, idx[bwd], obs_start[bwd])
+        fwd = inside & unset
+        fwd[fwd] = obs_start[fwd] < first_bwd[idx[fwd]]
+        phase[fwd] = FORWARD
 
 
 def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu_launch, g_idx,
@@ -424,7 +425,8 @@ def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu
             if g >= 0 and obs_end[g] <= obs_end[t]:
                 s_src.append(g); s_dst.append(t)
     # Synchronous copies: the call returns after its own memcpy finished.
-    is_copy_call = np.fromiter(("emcpy" in names[c] for c in name[rt]), bool, len(rt))
+    is_copy_name = np.fromiter(("emcpy" in n for n in names), bool, len(names))
+    is_copy_call = is_copy_name[name[rt]]
     copy_calls = set(rt[is_copy_call].tolist())
     gl = gpu_launch >= 0
     for g, t in zip(g_idx[gl].tolist(), gpu_launch[gl].tolist()):

@@ -145,16 +145,19 @@ class EventTable:
             if scanned is None:
                 events = events.dicts()
             else:
-                cols, others = scanned
+                cols, others, flows = scanned
                 n = len(cols["ts"])
                 gpu = (cols["kind"] >= KERNEL) & (cols["kind"] <= GPU_SYNC)  # GPU-side rows: device and stream
                 for col, fallback in (("device", cols["pid"]), ("stream", cols["tid"])):
                     cols[col] = np.where(gpu, np.where(cols[col] == fast._ABSENT, fallback, cols[col]), -1)
                 for k in self.COLUMNS:
                     self._cols[k].append(np.full(n, rank, np.int32) if k == "rank" else cols[k])
-                self.args.add_spans(events.raw, cols["args_start"], cols["args_end"])
-                # Of the rest, only memory counters, metadata and fwdbwd flows are read (launch
-                # flows repeat the correlation ids the events already carry).
+                self.args.add_spans(events.raw, cols["args_start"].copy(), cols["args_end"].copy())
+                for col, values in zip(("rank", "id", "start", "pid", "tid", "ts"),
+                                       (np.full(len(flows), rank), *flows.T)):
+                    self._flows[col].extend(values.tolist())
+                # Of the rest, only memory counters and metadata are read (launch flows repeat the
+                # correlation ids the events already carry).
                 self._add_rank_dicts(rank, others, complete=False)
                 return
         self._add_rank_dicts(rank, events)
@@ -248,8 +251,8 @@ class EventTable:
     def finish(self) -> tuple[dict, dict, dict]:
         """The events, memory and flow tables as numpy columns, events sorted by (rank, ts, -dur)."""
         ints = {"rank": np.int32, "kind": np.int8, "name": np.int32}
-        cols = {k: np.concatenate(v).astype(ints.get(k, np.int64)) if v else np.zeros(0, ints.get(k, np.int64))
-                for k, v in self._cols.items()}
+        cols = {k: np.concatenate(v).astype(ints.get(k, np.int64), copy=False) if v
+                else np.zeros(0, ints.get(k, np.int64)) for k, v in self._cols.items()}
         order = np.lexsort((-cols["dur"], cols["ts"], cols["rank"]))
         events = {k: v[order] for k, v in cols.items()}
         events["args_idx"] = order.astype(np.int64)

@@ -2,7 +2,7 @@
 
 msgspec splits the document into its metadata and the raw bytes of the `traceEvents` array; the
 compiled scanner (daydream/_core.c:scan) then reads that array once and writes, per complete event,
-the columns of the events table plus the byte span of its `args` object. Only the handful of args
+the columns of the events table plus the byte span of its `args` object, and the fwdbwd flows. Only the handful of args
 every event is read for (correlation, ids, device, stream, sequence number) are read up front; the
 rest (shapes, call stacks, grid...) is decoded when a consumer asks for one event's args
 (`Trace.args_of`). No Python object is built per event, which is what makes a million-event trace
@@ -53,8 +53,9 @@ def decode(data: bytes) -> tuple[dict, RawEvents] | None:
     return (meta, events) if events.is_nonempty_list() else None
 
 
-def scan(events: RawEvents, names, to_id, kind_of, int_of) -> tuple[dict, list] | None:
-    """Columns of the complete events plus the other events daydream reads (as dicts), or None.
+def scan(events: RawEvents, names, to_id, kind_of, int_of) -> tuple[dict, list, np.ndarray] | None:
+    """Columns of the complete events, the instant and metadata events (as dicts) and the fwdbwd
+    flows (rows of id, start, pid, tid, ts), or None.
 
     `names` is the table's name interner; `to_id` maps a non-integer pid/tid to an id, `kind_of` a
     category to an event kind (-1: skip the event) and `int_of` an integer arg written as a string
@@ -65,11 +66,11 @@ def scan(events: RawEvents, names, to_id, kind_of, int_of) -> tuple[dict, list] 
     if out is None:
         return None
     table = np.frombuffer(out[0], np.int64).reshape(-1, len(SCANNED))
-    cols = {c: table[:, i].copy() for i, c in enumerate(SCANNED)}
+    cols = {c: table[:, i] for i, c in enumerate(SCANNED)}  # views: EventTable.finish gathers them
     spans = np.frombuffer(out[1], np.int64).reshape(-1, 2).tolist()
     view = memoryview(events.raw)
     others = [_ANY.decode(view[s:e]) for s, e in spans]
-    return cols, others
+    return cols, others, np.frombuffer(out[2], np.int64).reshape(-1, 5)
 
 
 class ArgsStore:
