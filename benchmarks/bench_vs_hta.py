@@ -5,7 +5,9 @@ For each trace it runs, as separate processes and in alternating order:
   HTA:      `hta_critical_path.py TRACE` in benchmarks/.venv-hta (TraceAnalysis load plus
             critical_path_analysis of one ProfilerStep),
 and reports the median over --repeat runs after --warmup untimed runs (which fill the page cache,
-so neither tool is charged for the first read of the file from disk). Ratios are HTA / daydream:
+so neither tool is charged for the first read of the file from disk). A third process, the floor,
+only starts Python and imports what daydream cannot start without (numpy, click, msgspec): HTA's
+time over the floor's is the largest ratio any tool built on those could reach on this machine. Ratios are HTA / daydream:
 above 1 means daydream is faster or smaller. The project's target is a time ratio of at least 10
 and an RSS ratio above 1. CPU time (user + system) is reported beside wall time because it barely
 moves when other jobs load the machine, while wall time can double.
@@ -37,6 +39,7 @@ DEFAULT_TRACES = [SHARED_TRACES / "hta" / "ns_resolution_a100.json.gz",
                   SHARED_TRACES / "hta" / "nccl_2rank_a100_rank0.json.gz"]
 DEFAULT_OUT = HERE / "results" / "bench_vs_hta.json"
 TARGET_TIME_RATIO = 10.0
+FLOOR = "import numpy, click, msgspec; print('{}')"  # start-up and imports daydream cannot do without
 TARGET_RSS_RATIO = 1.0
 
 
@@ -111,10 +114,11 @@ def _bench_trace(trace: Path, args: argparse.Namespace, progress: Progress, task
         "daydream": daydream_command() + ["whatif", str(trace), "--json"],
         "hta": [str(hta_python()), str(HERE / "hta_critical_path.py"), str(trace),
                 "--annotation", args.annotation, "--instance", str(args.instance)],
+        "floor": [sys.executable, "-c", FLOOR],
     }
-    runs: dict[str, list[Measurement]] = {"daydream": [], "hta": []}
+    runs: dict[str, list[Measurement]] = {tool: [] for tool in commands}
     for i in range(args.warmup + args.repeat):
-        order = ["daydream", "hta"] if i % 2 == 0 else ["hta", "daydream"]
+        order = list(commands)[i % 3:] + list(commands)[:i % 3]  # each tool goes first in turn
         for tool in order:
             progress.update(task, description=f"{trace.name}: {tool}")
             m = run_measured(commands[tool], timeout_s=args.timeout)
@@ -123,6 +127,7 @@ def _bench_trace(trace: Path, args: argparse.Namespace, progress: Progress, task
             progress.advance(task)
     daydream = _summarise(commands["daydream"], runs["daydream"])
     hta = _summarise(commands["hta"], runs["hta"])
+    floor = _summarise(commands["floor"], runs["floor"])
     time_ratio = _ratio(hta, daydream, "wall_s")
     cpu_ratio = _ratio(hta, daydream, "cpu_s")
     rss_ratio = _ratio(hta, daydream, "peak_rss_mb")
@@ -131,6 +136,8 @@ def _bench_trace(trace: Path, args: argparse.Namespace, progress: Progress, task
         "path": str(trace),
         "daydream": daydream,
         "hta": hta,
+        "floor": floor,
+        "floor_time_ratio": _ratio(hta, floor, "wall_s"),
         "time_ratio": time_ratio,
         "cpu_ratio": cpu_ratio,
         "rss_ratio": rss_ratio,
@@ -150,7 +157,7 @@ def _print(results: list[dict], console: Console) -> None:
                       ("status", "left")]:
         table.add_column(col, justify=just, no_wrap=True)
     for r in results:
-        for tool in ("daydream", "hta"):
+        for tool in ("daydream", "hta", "floor"):
             s = r[tool]
             spread = (f"{s['wall_s']['min']:.2f}–{s['wall_s']['max']:.2f}"
                       if s["wall_s"]["runs"] else "—")
@@ -164,14 +171,17 @@ def _print(results: list[dict], console: Console) -> None:
                    else "[red]no ratio[/]")
         table.add_row("", "ratio HTA/dd", _fmt(r["time_ratio"], ".1f") + "×", "",
                       _fmt(r["cpu_ratio"], ".1f") + "×",
-                      _fmt(r["rss_ratio"], ".2f") + "×", verdict, end_section=True)
+                      _fmt(r["rss_ratio"], ".2f") + "×", verdict)
+        table.add_row("", "HTA/floor", _fmt(r["floor_time_ratio"], ".1f") + "×", "", "", "",
+                      "ceiling", end_section=True)
     console.print(table)
     for r in results:
         for tool in ("daydream", "hta"):
             if not r[tool]["ok"]:
                 console.print(f"[red]{tool} failed on {r['trace']}:[/] {r[tool]['error']}")
     console.print(f"target: time ratio ≥ {TARGET_TIME_RATIO:g}× and RSS ratio > "
-                  f"{TARGET_RSS_RATIO:g}×")
+                  f"{TARGET_RSS_RATIO:g}×; floor: python -c \"{FLOOR}\", so HTA/floor is the "
+                  "ceiling for any tool that starts Python and imports numpy")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     results = []
-    total = len(args.traces) * (args.warmup + args.repeat) * 2
+    total = len(args.traces) * (args.warmup + args.repeat) * 3
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("benchmark", total=total)
         for trace in args.traces:
