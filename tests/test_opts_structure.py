@@ -310,3 +310,16 @@ def test_structural_opts_reject_bad_parameters():
                 "activation-checkpointing:fraction=2"):
         with pytest.raises(DaydreamError):
             parse_opt(bad)
+
+
+def test_main_thread_is_not_a_sleeping_helper_thread():
+    """A CPU profile recorded on a loaded machine: a helper thread spent 0.7 s in one Python
+    `sleep` inside the step (read as forward work, more than the real forward pass); the main
+    thread is still the one with the ops, so fsdp finds its forward and backward."""
+    from pathlib import Path
+    trace = load(Path(__file__).parent / "data" / "cpu_resnet50_sleeping_thread.json.gz")
+    graph = trace.graph()
+    main = C.main_thread(graph, 0)
+    assert graph.resources["tid"].iat[main] == graph.resources["pid"].iat[main]  # the process's own thread
+    result = whatif(trace, ["fsdp:world_size=8"])
+    assert 0 < result.predicted_ms

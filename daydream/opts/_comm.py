@@ -148,15 +148,18 @@ def task_steps(graph: TaskGraph) -> np.ndarray:
 
 
 def main_thread(graph: TaskGraph, rank: int) -> int:
-    """The resource that runs the forward pass (most forward CPU time) of `rank`."""
+    """The resource that runs the forward pass of `rank`: the most forward CPU tasks, then the most
+    CPU time. Counting tasks, not time: a helper thread blocked in one long call (a Python `sleep`
+    inside the step reads as forward work) must not outweigh the thousands of ops of the real one."""
     t = graph.tasks
     sel = ((t["rank"].to_numpy() == rank) & np.isin(t["kind"].to_numpy(), (T_CPU, T_RUNTIME))
            & t["in_window"].to_numpy())
     res = t["resource"].to_numpy()[sel]
-    w = t["dur"].to_numpy()[sel] * (1 + 9 * (t["phase"].to_numpy()[sel] == FORWARD))
     if len(res) == 0:
         raise ValueError("no CPU work")
-    return int(pd.Series(w).groupby(res).sum().idxmax())
+    forward = t["phase"].to_numpy()[sel] == FORWARD
+    by_res = pd.DataFrame({"res": res, "fwd": forward, "dur": t["dur"].to_numpy()[sel]}).groupby("res").sum()
+    return int(by_res.sort_values(["fwd", "dur"], ascending=False).index[0])
 
 
 def compute_stream(graph: TaskGraph, rank: int) -> int:
