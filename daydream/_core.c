@@ -29,9 +29,12 @@ static int arr_get(PyObject *obj, Arr *a, Py_ssize_t itemsize, int writable, con
     if (PyObject_GetBuffer(obj, &a->view, flags) < 0)
         return -1;
     a->held = 1;
-    if (a->view.itemsize != itemsize) {
-        PyErr_Format(PyExc_TypeError, "%s: expected items of %zd bytes, got %zd", what, itemsize,
-                     a->view.itemsize);
+    const char *fmt = a->view.format ? a->view.format : "B";
+    while (*fmt && strchr("@=<>!", *fmt))
+        fmt++;
+    if (a->view.itemsize != itemsize || !*fmt || !strchr("bBhHiIlLqQnN?c", *fmt)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected integers of %zd bytes, got format '%s' of %zd bytes", what,
+                     itemsize, a->view.format ? a->view.format : "B", a->view.itemsize);
         return -1;
     }
     a->n = a->view.len / itemsize;
@@ -374,6 +377,32 @@ static inline void skip_ws(Cur *c)
         c->p++;
 }
 
+/* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF), as JSON requires. */
+static int valid_utf8(const unsigned char *s, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n;) {
+        unsigned char b = s[i];
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        int len = (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
+        if (!len || i + len > n)
+            return 0;
+        uint32_t cp = b & (0x7F >> len);
+        for (int k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+                cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
 static int read_string(Cur *c, Val *v)  /* at the opening quote */
 {
     const char *start = c->p + 1, *p = start;
@@ -394,6 +423,11 @@ static int read_string(Cur *c, Val *v)  /* at the opening quote */
     v->s = start;
     v->len = p - start;
     v->escaped = memchr(start, '\\', (size_t)(p - start)) != NULL;
+    unsigned char high = 0;
+    for (const char *q = start; q < p; q++)
+        high |= (unsigned char)*q;
+    if ((high & 0x80) && !valid_utf8((const unsigned char *)start, p - start))
+        return SCAN_ODD;  /* not JSON: the generic path says so */
     c->p = p + 1;
     return SCAN_OK;
 }
@@ -476,21 +510,27 @@ static int read_number(Cur *c, Val *v)
             p++;
     }
     c->p = p;
-    if (is_int && digits <= 18) {
-        int64_t x = 0;
+    if (is_int && digits <= 19) {  /* exact while it fits in 64 bits */
+        uint64_t x = 0;
         for (const char *q = start + (*start == '-'); q < p; q++)
-            x = x * 10 + (*q - '0');
-        v->type = V_INT;
-        v->i = *start == '-' ? -x : x;
-        v->d = (double)v->i;
-        return SCAN_OK;
+            x = x * 10 + (uint64_t)(*q - '0');
+        if (x <= (uint64_t)INT64_MAX) {
+            v->type = V_INT;
+            v->i = *start == '-' ? -(int64_t)x : (int64_t)x;
+            v->d = (double)v->i;
+            return SCAN_OK;
+        }
     }
-    char buf[128];  /* strtod needs a terminated copy */
+    char buf[128];  /* a terminated copy for the locale-independent parser */
     if (p - start >= (Py_ssize_t)sizeof buf)
         return SCAN_ODD;
     memcpy(buf, start, (size_t)(p - start));
     buf[p - start] = 0;
-    v->d = strtod(buf, NULL);
+    v->d = PyOS_string_to_double(buf, NULL, NULL);  /* +-inf on overflow; never the C locale */
+    if (v->d == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return SCAN_ODD;
+    }
     if (is_int) {  /* a big integer: Python keeps it exact, daydream's range checks reject it */
         v->type = V_INT;
         v->i = INT64_MAX;
@@ -727,7 +767,7 @@ static int read_args(Scan *sc, Cur *c, int64_t *row, int64_t absent, int *odd)
         Val key;
         int rc;
         skip_ws(c);
-        if (c->p >= c->end || *c->p != '"' || read_string(c, &key))
+        if (c->p >= c->end || *c->p != '"' || read_string(c, &key) || key.escaped)
             return SCAN_ODD;
         skip_ws(c);
         if (c->p >= c->end || *c->p != ':')
@@ -760,8 +800,8 @@ static int read_args(Scan *sc, Cur *c, int64_t *row, int64_t absent, int *odd)
         row[COL_ARGS_END] = c->p - c->base;
         break;
     }
-    /* "External id" wins when given (not null), as in the generic path. */
-    const Val *ext = (ext1.type != V_ABSENT && ext1.type != V_NULL) ? &ext1 : &ext2;
+
+    const Val *ext = ext1.type != V_ABSENT ? &ext1 : &ext2;  /* a given "External id", even null, wins */
     int rc = as_int(sc, ext, -1, &row[COL_EXT]);
     if (rc == SCAN_ODD)
         *odd = 1;
@@ -828,7 +868,7 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, int6
     for (;;) {
         Val key;
         skip_ws(c);
-        if (c->p >= c->end || *c->p != '"' || read_string(c, &key))
+        if (c->p >= c->end || *c->p != '"' || read_string(c, &key) || key.escaped)
             return SCAN_ODD;
         skip_ws(c);
         if (c->p >= c->end || *c->p != ':')
@@ -846,8 +886,12 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, int6
                     return rc;
                 if (v.type != V_NULL)
                     has_args = -1;  /* args that are not an object: the generic path's call */
-                else
-                    has_args = 0, row[COL_ARGS_START] = row[COL_ARGS_END] = -1;
+                else {  /* a later "args": null replaces an earlier object */
+                    has_args = 0;
+                    row[COL_ARGS_START] = row[COL_ARGS_END] = -1;
+                    row[COL_CORR] = row[COL_EXT] = row[COL_SEQ] = row[COL_FWD] = -1;
+                    row[COL_DEVICE] = row[COL_STREAM] = absent;
+                }
             }
         } else {
             if ((rc = read_value(c, &v)))
@@ -873,10 +917,14 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, int6
         c->p++;
         break;
     }
-    if (ph.type != V_STRING || ph.escaped || ph.len != 1)
+    if (ph.type == V_STRING && ph.escaped)
+        return SCAN_ODD;
+    if (ph.type != V_STRING || ph.len != 1)
         return SCAN_OK;  /* not an event daydream reads */
     char p0 = ph.s[0];
     if (p0 != 'X') {
+        if ((p0 == 's' || p0 == 'f') && cat.type == V_STRING && cat.escaped)
+            return SCAN_ODD;
         if ((p0 == 's' || p0 == 'f') && cat.type == V_STRING && key_is(&cat, "fwdbwd")) {
             /* a forward -> backward flow: id, start or finish, thread and time */
             int64_t flow[5] = {-1, p0 == 's', 0, 0, 0};
@@ -888,6 +936,14 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, int6
                 return SCAN_ERR;
             }
             return SCAN_OK;
+        }
+        if (p0 == 'M') {  /* thread ids as the generic path meets them, so odd ones get the same codes */
+            int64_t unused;
+            if (pid.type != V_INT && (rc = thread_id(sc, &pid, &unused)))
+                return rc;
+            if (tid.type != V_INT && name.type == V_STRING && key_is(&name, "thread_name") &&
+                    (rc = thread_id(sc, &tid, &unused)))
+                return rc;
         }
         if (p0 == 'i' || p0 == 'I' || p0 == 'M') {
             int64_t span[2] = {obj_start - c->base, c->p - c->base};
@@ -931,7 +987,7 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, int6
     row[COL_KIND] = kind;
     if ((rc = to_ns(&ts, &row[COL_TS])))
         return rc;
-    if (dur.type == V_ABSENT || dur.type == V_NULL)
+    if (dur.type == V_ABSENT)
         row[COL_DUR] = 0;
     else if ((rc = to_ns(&dur, &row[COL_DUR])))
         return rc;

@@ -129,3 +129,54 @@ def test_replay_reports_overflow_as_an_error():
     g.edges["delay"] = np.iinfo(np.int64).max // 2
     with pytest.raises(DaydreamError, match="overflows"):
         simulate(g)
+
+
+_B = b'"name":"a","cat":"kernel","pid":1,"tid":2,"ts":1.5,"dur":3'
+
+
+@pytest.mark.parametrize("events", [
+    b'[{"p\\u0068":"X",' + _B + b'}]',                                              # escaped key
+    b'[{"ph":"X",' + _B + b',"\\u0061rgs":{"correlation":7}}]',
+    b'[{"ph":"X",' + _B + b',"args":{"c\\u006frrelation":7}}]',                      # escaped arg key
+    b'[{"ph":"\\u0058",' + _B + b'}]',                                              # escaped ph
+    b'[{"ph":"s","cat":"fwd\\u0062wd","id":3,"pid":1,"tid":2,"ts":1}]',              # escaped flow category
+    b'[{"ph":"X",' + _B + b',"args":{"correlation":7,"device":3},"args":null}]',    # a later null args
+    b'[{"ph":"X",' + _B + b',"args":{"External id":null,"external id":5}}]',        # a given null wins
+    b'[{"ph":"X","name":"a","cat":"kernel","pid":1,"tid":2,"ts":1.5,"dur":null}]',  # null duration: skipped
+    b'[{"ph":"X",' + _B + b',"args":{"correlation":1000000000000000000}}]',         # 19 digits, exact
+    b'[{"ph":"s","cat":"fwdbwd","id":1000000000000000001,"pid":1,"tid":2,"ts":1}]',
+    b'[{"ph":"X",' + _B + b',"args":{"device":-2305843009213693952}}]',             # an id far out
+    b'[{"ph":"M","name":"thread_name","pid":1,"tid":"foo","args":{"name":"T"}},'    # odd thread ids in order
+    b'{"ph":"X","name":"a","cat":"cpu_op","pid":1,"tid":"bar","ts":1,"dur":1}]',
+], ids=lambda b: b[:48].decode("ascii", "replace"))
+def test_scanner_agrees_with_the_generic_path_on_corner_cases(events):
+    """Cases a review found the two paths disagreeing on (escapes, nulls, 19-digit ids...)."""
+    raw = msgspec.json.decode(b'{"traceEvents":' + events + b'}', type=dict[str, msgspec.Raw])["traceEvents"]
+    fast_table, generic_table = E.EventTable(), E.EventTable()
+    fast_table.add_rank(0, fast.RawEvents(raw))
+    generic_table.add_rank(0, msgspec.json.decode(raw))
+    (fe, fm, ff), (ge, gm, gf) = fast_table.finish(), generic_table.finish()
+    for a, b in ((fe, ge), (fm, gm), (ff, gf)):
+        assert {k: v.tolist() for k, v in a.items() if k != "args_idx"} == \
+               {k: v.tolist() for k, v in b.items() if k != "args_idx"}
+    assert fast_table.names.values == generic_table.names.values
+    assert fast_table.thread_names == generic_table.thread_names
+    assert fast_table.skipped == generic_table.skipped
+    assert [fast_table.args[i] for i in range(len(fast_table.args))] == \
+           [generic_table.args[i] for i in range(len(generic_table.args))]
+
+
+def test_bytes_that_are_not_utf8_are_a_clear_error(tmp_path):
+    from daydream.errors import DaydreamError
+    from daydream.trace import load
+    for where in (b',"zz":"\xff"', b',"args":{"x":"\xff"}'):
+        p = tmp_path / "t.json"
+        p.write_bytes(b'{"traceEvents":[{"ph":"X",' + _B + where + b'}]}')
+        with pytest.raises(DaydreamError, match="UTF-8|not valid JSON"):
+            load(p)
+
+
+def test_core_rejects_float_arrays():
+    z = lambda n: np.zeros(n, np.int64)
+    with pytest.raises(TypeError):
+        _core.replay(np.zeros(3), z(0), z(0), z(2), z(1), z(2), z(2), z(2), -1)

@@ -16,11 +16,12 @@ import msgspec
 import numpy as np
 
 from daydream import _core
+from daydream.errors import DaydreamError
 
 _TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ANY = msgspec.json.Decoder()
 _STR = msgspec.json.Decoder(str)
-_ABSENT = -(2 ** 61)  # a device/stream arg that is missing (not one that says -1): falls back to pid/tid
+_ABSENT = -(2 ** 63)  # a device/stream arg that is missing (no real id is this far out): falls back to pid/tid
 SCANNED = ("kind", "name", "pid", "tid", "device", "stream", "ts", "dur", "corr", "ext", "seq", "fwd_tid",
            "args_start", "args_end")
 
@@ -37,7 +38,10 @@ class RawEvents:
 
     def dicts(self) -> list:
         """Every event as a plain object (the generic path); [] if the array is not a list."""
-        out = _ANY.decode(self.raw)
+        try:
+            out = _ANY.decode(self.raw)
+        except UnicodeDecodeError:
+            raise DaydreamError("traceEvents holds bytes that are not UTF-8; not valid JSON") from None
         return out if isinstance(out, list) else []
 
 
@@ -48,7 +52,7 @@ def decode(data: bytes) -> tuple[dict, RawEvents] | None:
         top = _TOP.decode(data)
         events = RawEvents(top.pop("traceEvents"))
         meta = {k: _ANY.decode(v) for k, v in top.items()}
-    except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError, UnicodeDecodeError):
         return None
     return (meta, events) if events.is_nonempty_list() else None
 
@@ -108,6 +112,6 @@ class ArgsStore:
             return {}
         try:
             out = _ANY.decode(view[starts[j]:ends[j]])
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return {}
         return out if isinstance(out, dict) else {}
