@@ -127,13 +127,14 @@ def flops_utilization_pct(timeline: Timeline, device) -> float | None:
         return None
     total = 0.0
     peak_time = 0.0
+    names = trace.column("name")
     for op in ops.tolist():
         a = trace.args_of(op)
         dims = a.get("Input Dims")
         if dims is None:
             continue
         types = a.get("Input type", [])
-        flops, _ = op_cost(trace.names[trace.events["name"].iat[op]], dims, types, a.get("Concrete Inputs"))
+        flops, _ = op_cost(trace.names[names[op]], dims, types, a.get("Concrete Inputs"))
         if flops > 0:
             total += flops
             peak_time += flops / device.peak(compute_dtype(types))

@@ -53,7 +53,7 @@ def _collective_info(trace, row: int) -> tuple[str | None, float, int | None]:
     """(kind, bytes, group size) of a collective kernel or record_param_comms event."""
     a = trace.args_of(row) if row >= 0 else {}
     kind = C.collective_kind(str(a.get("Collective name", ""))) or C.collective_kind(
-        trace.names[int(trace.events["name"].iat[row])] if row >= 0 else "")
+        trace.names[int(trace.column("name")[row])] if row >= 0 else "")
     n = a.get("In msg nelems")
     out_n = a.get("Out msg nelems")
     if kind == "all_gather" and out_n:

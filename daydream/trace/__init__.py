@@ -6,6 +6,7 @@ start inside the steps and the GPU events launched from inside them.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,12 @@ class Trace:
         """The `args` dict of events row `row` (shapes, dtypes, grid...), under Kineto's key names.
 
         On the fast path the args stay undecoded bytes until asked for (see trace/fast.py)."""
-        return self.args[int(self.column("args_idx")[row])]
+        return self.args[int(self._args_rows[row])]
+
+    @functools.cached_property
+    def _args_rows(self) -> np.ndarray:
+        """Per events row, its index into `args` (asked once per row by cost models: no pandas here)."""
+        return self.column("args_idx")
 
     def kinds(self):
         """Kind name per event, as a pandas Series over the events table's index."""
