@@ -542,44 +542,63 @@ static int read_number(Cur *c, Val *v)
 
 static int skip_value(Cur *c);
 
-static int skip_container(Cur *c, char close)
+/* Opening a container at its bracket: 1 if a member follows, 0 if it closes at once (consumed). */
+static int open_container(Cur *c, char close)
 {
-    if (++c->depth > 512)
-        return SCAN_ODD;
     c->p++;
     skip_ws(c);
     if (c->p < c->end && *c->p == close) {
         c->p++;
-        c->depth--;
-        return SCAN_OK;
+        return 0;
     }
-    for (;;) {
-        if (close == '}') {
-            Val key;
-            skip_ws(c);
-            if (c->p >= c->end || *c->p != '"' || read_string(c, &key))
-                return SCAN_ODD;
-            skip_ws(c);
-            if (c->p >= c->end || *c->p != ':')
-                return SCAN_ODD;
-            c->p++;
-        }
-        int rc = skip_value(c);
-        if (rc)
-            return rc;
-        skip_ws(c);
-        if (c->p >= c->end)
-            return SCAN_ODD;
-        if (*c->p == ',') {
-            c->p++;
-            continue;
-        }
-        if (*c->p != close)
-            return SCAN_ODD;
+    return 1;
+}
+
+/* Inside an object: the next key and the colon after it. */
+static int read_key(Cur *c, Val *key)
+{
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != '"' || read_string(c, key))
+        return SCAN_ODD;
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != ':')
+        return SCAN_ODD;
+    c->p++;
+    return SCAN_OK;
+}
+
+/* After a member: 1 if another follows (comma consumed), 0 at the closing bracket (consumed), -1
+ * for anything else. */
+static int next_member(Cur *c, char close)
+{
+    skip_ws(c);
+    if (c->p < c->end && *c->p == ',') {
         c->p++;
-        c->depth--;
-        return SCAN_OK;
+        return 1;
     }
+    if (c->p < c->end && *c->p == close) {
+        c->p++;
+        return 0;
+    }
+    return -1;
+}
+
+static int skip_container(Cur *c, char close)
+{
+    if (++c->depth > 512)
+        return SCAN_ODD;
+    for (int more = open_container(c, close); more > 0; ) {
+        Val key;
+        int rc;
+        if (close == '}' && read_key(c, &key))
+            return SCAN_ODD;
+        if ((rc = skip_value(c)))
+            return rc;
+        if ((more = next_member(c, close)) < 0)
+            return SCAN_ODD;
+    }
+    c->depth--;
+    return SCAN_OK;
 }
 
 static int literal(Cur *c, const char *word, Py_ssize_t n)
@@ -754,25 +773,11 @@ static int read_args(Scan *sc, Cur *c, int64_t *row, int64_t absent, int *odd)
     row[COL_CORR] = row[COL_EXT] = row[COL_SEQ] = row[COL_FWD] = -1;
     row[COL_DEVICE] = row[COL_STREAM] = absent;
     row[COL_ARGS_START] = c->p - c->base;
-    c->p++;
-    c->depth++;
-    skip_ws(c);
-    if (c->p < c->end && *c->p == '}') {
-        c->p++;
-        c->depth--;
-        row[COL_ARGS_END] = c->p - c->base;
-        return SCAN_OK;
-    }
-    for (;;) {
+    for (int more = open_container(c, '}'); more > 0; ) {
         Val key;
         int rc;
-        skip_ws(c);
-        if (c->p >= c->end || *c->p != '"' || read_string(c, &key) || key.escaped)
+        if (read_key(c, &key) || key.escaped)
             return SCAN_ODD;
-        skip_ws(c);
-        if (c->p >= c->end || *c->p != ':')
-            return SCAN_ODD;
-        c->p++;
         if ((rc = read_value(c, &v)))
             return rc;
         if (key_is(&key, "correlation")) rc = as_int(sc, &v, -1, &row[COL_CORR]);
@@ -786,21 +791,10 @@ static int read_args(Scan *sc, Cur *c, int64_t *row, int64_t absent, int *odd)
             return rc;
         if (rc == SCAN_ODD)  /* odd only for a complete event; other events keep parsing */
             *odd = 1;
-        skip_ws(c);
-        if (c->p >= c->end)
+        if ((more = next_member(c, '}')) < 0)
             return SCAN_ODD;
-        if (*c->p == ',') {
-            c->p++;
-            continue;
-        }
-        if (*c->p != '}')
-            return SCAN_ODD;
-        c->p++;
-        c->depth--;
-        row[COL_ARGS_END] = c->p - c->base;
-        break;
     }
-
+    row[COL_ARGS_END] = c->p - c->base;
     const Val *ext = ext1.type != V_ABSENT ? &ext1 : &ext2;  /* a given "External id", even null, wins */
     int rc = as_int(sc, ext, -1, &row[COL_EXT]);
     if (rc == SCAN_ODD)
@@ -859,44 +853,30 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, int6
     row[COL_CORR] = row[COL_EXT] = row[COL_SEQ] = row[COL_FWD] = -1;
     row[COL_DEVICE] = row[COL_STREAM] = absent;
     row[COL_ARGS_START] = row[COL_ARGS_END] = -1;
-    c->p++;
-    skip_ws(c);
-    if (c->p < c->end && *c->p == '}') {
-        c->p++;
-        return SCAN_OK;  /* {}: not an event daydream reads */
-    }
-    for (;;) {
+    for (int more = open_container(c, '}'); more > 0; ) {
         Val key;
-        skip_ws(c);
-        if (c->p >= c->end || *c->p != '"' || read_string(c, &key) || key.escaped)
+        if (read_key(c, &key) || key.escaped)
             return SCAN_ODD;
         skip_ws(c);
-        if (c->p >= c->end || *c->p != ':')
-            return SCAN_ODD;
-        c->p++;
-        skip_ws(c);
-        if (key_is(&key, "args")) {
-            if (c->p < c->end && *c->p == '{') {
-                int odd = 0;
-                if ((rc = read_args(sc, c, row, absent, &odd)))
-                    return rc;
-                has_args = odd ? -1 : 1;
-            } else {
-                if ((rc = read_value(c, &v)))
-                    return rc;
-                if (v.type != V_NULL)
+        if (key_is(&key, "args") && c->p < c->end && *c->p == '{') {
+            int odd = 0;
+            if ((rc = read_args(sc, c, row, absent, &odd)))
+                return rc;
+            has_args = odd ? -1 : 1;
+        } else {
+            if ((rc = read_value(c, &v)))
+                return rc;
+            if (key_is(&key, "args")) {
+                if (v.type != V_NULL) {
                     has_args = -1;  /* args that are not an object: the generic path's call */
-                else {  /* a later "args": null replaces an earlier object */
+                } else {  /* a later "args": null replaces an earlier object */
                     has_args = 0;
                     row[COL_ARGS_START] = row[COL_ARGS_END] = -1;
                     row[COL_CORR] = row[COL_EXT] = row[COL_SEQ] = row[COL_FWD] = -1;
                     row[COL_DEVICE] = row[COL_STREAM] = absent;
                 }
             }
-        } else {
-            if ((rc = read_value(c, &v)))
-                return rc;
-            if (key_is(&key, "ph")) ph = v;
+            else if (key_is(&key, "ph")) ph = v;
             else if (key_is(&key, "cat")) cat = v;
             else if (key_is(&key, "name")) name = v;
             else if (key_is(&key, "pid")) pid = v;
@@ -905,17 +885,8 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, int6
             else if (key_is(&key, "dur")) dur = v;
             else if (key_is(&key, "id")) id = v;
         }
-        skip_ws(c);
-        if (c->p >= c->end)
+        if ((more = next_member(c, '}')) < 0)
             return SCAN_ODD;
-        if (*c->p == ',') {
-            c->p++;
-            continue;
-        }
-        if (*c->p != '}')
-            return SCAN_ODD;
-        c->p++;
-        break;
     }
     if (ph.type == V_STRING && ph.escaped)
         return SCAN_ODD;
@@ -1041,25 +1012,10 @@ static PyObject *scan(PyObject *self, PyObject *args)
     if (c.p >= c.end || *c.p != '[') {
         rc = SCAN_ODD;
     } else {
-        c.p++;
-        skip_ws(&c);
-        if (c.p < c.end && *c.p == ']') {
-            c.p++;
-        } else {
-            for (;;) {
-                if ((rc = scan_event(&sc, &c, &cols, &others, &flows, absent)))
-                    break;
-                skip_ws(&c);
-                if (c.p < c.end && *c.p == ',') {
-                    c.p++;
-                    continue;
-                }
-                if (c.p < c.end && *c.p == ']')
-                    c.p++;
-                else
-                    rc = SCAN_ODD;
-                break;
-            }
+        for (int more = open_container(&c, ']'); more > 0 && rc == SCAN_OK; ) {
+            if ((rc = scan_event(&sc, &c, &cols, &others, &flows, absent)) == SCAN_OK &&
+                    (more = next_member(&c, ']')) < 0)
+                rc = SCAN_ODD;
         }
         skip_ws(&c);
         if (rc == SCAN_OK && c.p != c.end)
