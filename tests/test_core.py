@@ -180,3 +180,24 @@ def test_core_rejects_float_arrays():
     z = lambda n: np.zeros(n, np.int64)
     with pytest.raises(TypeError):
         _core.replay(np.zeros(3), z(0), z(0), z(2), z(1), z(2), z(2), z(2), -1)
+
+
+def test_scanner_times_equal_pythons_on_random_decimals():
+    """The scanner's number paths (exact integers, the fast decimal path, strtod) give the same
+    nanoseconds as float() -> x1000 -> round, the generic path's arithmetic."""
+    rng = np.random.default_rng(7)
+    vals = []
+    for _ in range(5000):
+        whole = int(rng.integers(0, 16))
+        frac = int(rng.integers(0, 20 - whole))
+        text = str(int(rng.integers(1, 10**whole))) if whole else "0"
+        if frac:
+            text += "." + str(int(rng.integers(0, 10**min(frac, 18)))).rjust(frac, "0")
+        vals.append(text + ("e0" if rng.random() < 0.05 else ""))
+    body = b",".join(b'{"ph":"X","cat":"cpu_op","name":"a","pid":1,"tid":1,"ts":%s,"dur":1}' % v.encode()
+                     for v in vals)
+    table = E.EventTable()
+    cols = fast.scan(fast.RawEvents(msgspec.Raw(b"[" + body + b"]")), table.names,
+                     lambda v: E._int_id(v, table._odd), table._kind_of, lambda v: E._as_int(v, None))
+    want = np.round(np.array([float(v) for v in vals]) * 1000.0).astype(np.int64)
+    assert cols[0]["ts"].tolist() == want.tolist()
