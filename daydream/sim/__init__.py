@@ -80,12 +80,16 @@ class Timeline:
         cand = np.flatnonzero(sel) if sel.any() else np.flatnonzero(ranks == rank)
         node = int(cand[np.argmax(self.end[cand])])
         w_start = self._windows[rank][0]
+        # Each task's decider: what held its end, else what held its start. Walked as Python lists
+        # (a numpy scalar read costs ten times a list read).
+        back = np.where(self.end_pred >= 0, self.end_pred, self.start_pred).tolist()
+        late = (self.end > w_start).tolist()
         path = []
         seen = set()
-        while node >= 0 and node not in seen and self.end[node] > w_start:
+        while node >= 0 and node not in seen and late[node]:
             seen.add(node)
             path.append(node)
-            node = int(self.end_pred[node]) if self.end_pred[node] >= 0 else int(self.start_pred[node])
+            node = back[node]
         return np.asarray(path[::-1], np.int64)
 
 
