@@ -63,9 +63,9 @@ class TaskGraph:
     tasks: Frame = Frame()
     edges: Frame = Frame()
     resources: Frame = Frame()
-    trace: Trace = None
-    steps: int = 0
-    names: list = None  # task and layer names are codes into this list
+    trace: Trace
+    steps: int
+    names: list  # task and layer names are codes into this list
 
     def copy(self) -> "TaskGraph":
         def dup(name):
