@@ -1,9 +1,11 @@
 """The events table: every trace event as one row of numpy columns.
 
-One pass over the parsed JSON turns Kineto's per-event dicts into columns (rank, kind, thread or
-stream, start and duration in integer nanoseconds, name code, correlation, external id, sequence
-number). Everything downstream works on these columns; only the rare consumer of per-op details
-(shapes, dtypes) looks back at an event's `args` dict through `args_of(row)`.
+One pass over each rank's events fills the columns (rank, kind, thread or stream, start and
+duration in integer nanoseconds, name code, correlation, external id, sequence number): the
+compiled scanner of `fast.py` on the raw bytes, or, for input it does not take as ordinary, the
+generic pass below over plain dicts, which accepts the same traces and decides the odd cases.
+Everything downstream works on these columns; only the rare consumer of per-op details (shapes,
+dtypes) looks back at an event's `args` dict through `args_of(row)`.
 """
 from __future__ import annotations
 
