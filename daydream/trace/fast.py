@@ -2,15 +2,17 @@
 
 msgspec splits the document into its metadata and the raw bytes of the `traceEvents` array; the
 compiled scanner (daydream/_core.c:scan) then reads that array once and writes, per complete event,
-the columns of the events table plus the byte span of its `args` object, and the fwdbwd flows. Only the handful of args
-every event is read for (correlation, ids, device, stream, sequence number) are read up front; the
-rest (shapes, call stacks, grid...) is decoded when a consumer asks for one event's args
-(`Trace.args_of`). No Python object is built per event, which is what makes a million-event trace
+the columns of the events table plus the byte span of its `args` object, and the fwdbwd flows.
+Only the handful of args every event is read for (correlation, ids, device, stream, sequence
+number) are read up front; the rest (shapes, call stacks, grid...) is decoded when a consumer asks
+for one event's args (`Trace.args_of`). No Python object is built per event, which is what makes a million-event trace
 load in seconds. Anything the scanner does not accept as ordinary (a string where a number belongs,
 a name that is not a string...) sends the rank through the generic, per-event path in `events.py`,
 so the two paths accept the same inputs.
 """
 from __future__ import annotations
+
+import bisect
 
 import msgspec
 import numpy as np
@@ -33,6 +35,7 @@ class RawEvents:
         self.raw = raw
 
     def is_nonempty_list(self) -> bool:
+        """Whether the array opens with '[' and holds something (the generic path reports the rest)."""
         head = bytes(memoryview(self.raw)[:256]).lstrip(b" \t\r\n")
         return head[:1] == b"[" and head[1:].lstrip(b" \t\r\n")[:1] not in (b"]", b"")
 
@@ -100,7 +103,6 @@ class ArgsStore:
         self._n += len(starts)
 
     def __getitem__(self, i: int) -> dict:
-        import bisect
         k = bisect.bisect_right(self._firsts, i) - 1
         if k < 0 or i >= self._n:
             raise IndexError(i)
