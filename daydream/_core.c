@@ -820,7 +820,12 @@ enum { COL_KIND, COL_NAME, COL_PID, COL_TID, COL_DEVICE, COL_STREAM, COL_TS, COL
        COL_SEQ, COL_FWD, COL_ARGS_START, COL_ARGS_END, N_COLS };
 
 /* The core args of one event; `absent` marks a device/stream the event does not give. */
-static int read_args(Scan *sc, Cur *c, int64_t *row, int64_t absent, int *odd)
+/* The args a `[memory]` instant event is read for, in the memory table's column order. */
+static const char *const MEMORY_KEYS[] = {"Bytes", "Total Allocated", "Total Reserved", "Device Type",
+                                          "Device Id", "Addr"};
+enum { N_MEMORY_KEYS = 6 };
+
+static int read_args(Scan *sc, Cur *c, int64_t *row, Val *memory, int64_t absent, int *odd)
 {
     Val ext1 = {V_ABSENT}, ext2 = {V_ABSENT};
     Val v;
@@ -841,6 +846,10 @@ static int read_args(Scan *sc, Cur *c, int64_t *row, int64_t absent, int *odd)
         else if (key_is(&key, "stream")) rc = as_int(sc, &v, absent, &row[COL_STREAM]);
         else if (key_is(&key, "Sequence number")) rc = as_int(sc, &v, -1, &row[COL_SEQ]);
         else if (key_is(&key, "Fwd thread id")) rc = as_int(sc, &v, -1, &row[COL_FWD]);
+        else
+            for (int k = 0; k < N_MEMORY_KEYS; k++)
+                if (key_is(&key, MEMORY_KEYS[k]))
+                    memory[k] = v;
         if (rc == SCAN_ERR)
             return rc;
         if (rc == SCAN_ODD)  /* odd only for a complete event; other events keep parsing */
@@ -894,9 +903,13 @@ static int intern_name(Scan *sc, const Val *name, int64_t *code)
 }
 
 /* One element of traceEvents. */
-static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, int64_t absent)
+static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, Vec *memory_rows,
+                      int64_t absent)
 {
     int64_t row[N_COLS];
+    Val memory[N_MEMORY_KEYS];
+    for (int k = 0; k < N_MEMORY_KEYS; k++)
+        memory[k].type = V_ABSENT;
     Val v, ph = {V_ABSENT}, cat = {V_ABSENT}, name = {V_ABSENT}, pid = {V_ABSENT}, tid = {V_ABSENT},
         ts = {V_ABSENT}, dur = {V_ABSENT}, id = {V_ABSENT};
     int has_args = 0, rc;
@@ -914,7 +927,7 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, int6
         skip_ws(c);
         if (key_is(&key, "args") && c->p < c->end && *c->p == '{') {
             int odd = 0;
-            if ((rc = read_args(sc, c, row, absent, &odd)))
+            if ((rc = read_args(sc, c, row, memory, absent, &odd)))
                 return rc;
             has_args = odd ? -1 : 1;
         } else {
@@ -928,6 +941,8 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, int6
                     row[COL_ARGS_START] = row[COL_ARGS_END] = -1;
                     row[COL_CORR] = row[COL_EXT] = row[COL_SEQ] = row[COL_FWD] = -1;
                     row[COL_DEVICE] = row[COL_STREAM] = absent;
+                    for (int k = 0; k < N_MEMORY_KEYS; k++)
+                        memory[k].type = V_ABSENT;
                 }
             }
             else if (key_is(&key, "ph")) ph = v;
@@ -970,7 +985,21 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, int6
                     (rc = thread_id(sc, &tid, &unused)))
                 return rc;
         }
-        if (p0 == 'i' || p0 == 'I' || p0 == 'M') {
+        if ((p0 == 'i' || p0 == 'I') && name.type == V_STRING && name.escaped)
+            return SCAN_ODD;
+        if ((p0 == 'i' || p0 == 'I') && name.type == V_STRING && key_is(&name, "[memory]")) {
+            /* an allocator counter: time, then the args in MEMORY_KEYS order (Bytes defaults to 0) */
+            int64_t mem_row[1 + N_MEMORY_KEYS];
+            if (has_args < 0 || (rc = to_ns(&ts, &mem_row[0])))
+                return SCAN_ODD;
+            for (int k = 0; k < N_MEMORY_KEYS; k++)
+                if ((rc = as_int(sc, &memory[k], k == 0 ? 0 : -1, &mem_row[1 + k])))
+                    return rc;
+            if (vec_push(memory_rows, mem_row, 1 + N_MEMORY_KEYS) < 0)
+                return SCAN_ERR;
+            return SCAN_OK;
+        }
+        if (p0 == 'M') {
             int64_t span[2] = {obj_start - c->base, c->p - c->base};
             if (vec_push(others, span, 2) < 0) {
                 PyErr_NoMemory();
@@ -1032,15 +1061,16 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, int6
 static const char scan_doc[] =
     "scan(events, names_dict, names_list, ids_dict, to_id, kinds_dict, kind_of, ints_dict, int_of,\n"
     "     decode_str, absent)\n"
-    "    -> (columns, others, flows: bytearrays) or None\n\n"
+    "    -> (columns, others, flows, memory: bytearrays) or None\n\n"
     "events: the bytes of a traceEvents JSON array. Columns: 14 int64 per complete event (kind, name,\n"
     "pid, tid, device, stream, ts, dur, corr, ext, seq, fwd_tid, args_start, args_end); times in ns,\n"
     "device/stream `absent` where args do not give them, args_start/end the byte span of the args\n"
     "object (-1: none). Names are interned into names_dict/names_list; non-integer pid/tid go through\n"
     "to_id, categories through kind_of (-1: skip) and integer args written as odd strings through\n"
     "int_of (None: not an integer), each cached in the dict beside it; escaped strings through\n"
-    "decode_str. Others: (start, end) byte spans of instant and metadata events. Flows: 5 int64 per\n"
-    "fwdbwd flow event (id, 1 for a start, pid, tid, ts in ns).\n"
+    "decode_str. Others: (start, end) byte spans of metadata events. Flows: 5 int64 per fwdbwd flow\n"
+    "event (id, 1 for a start, pid, tid, ts in ns). Memory: 7 int64 per [memory] instant event (ts\n"
+    "in ns, Bytes, Total Allocated, Total Reserved, Device Type, Device Id, Addr).\n"
     "None when the array holds anything the generic path must judge.";
 
 static PyObject *scan(PyObject *self, PyObject *args)
@@ -1061,14 +1091,14 @@ static PyObject *scan(PyObject *self, PyObject *args)
     }
     Cur c = {buf.view.buf, (const char *)buf.view.buf + buf.n, buf.view.buf, 0,
              any_high_byte(buf.view.buf, buf.n)};
-    Vec cols = {0}, others = {0}, flows = {0};
+    Vec cols = {0}, others = {0}, flows = {0}, memory_rows = {0};
     int rc = SCAN_OK;
     skip_ws(&c);
     if (c.p >= c.end || *c.p != '[') {
         rc = SCAN_ODD;
     } else {
         for (int more = open_container(&c, ']'); more > 0 && rc == SCAN_OK; ) {
-            if ((rc = scan_event(&sc, &c, &cols, &others, &flows, absent)) == SCAN_OK &&
+            if ((rc = scan_event(&sc, &c, &cols, &others, &flows, &memory_rows, absent)) == SCAN_OK &&
                     (more = next_member(&c, ']')) < 0)
                 rc = SCAN_ODD;
         }
@@ -1083,18 +1113,20 @@ static PyObject *scan(PyObject *self, PyObject *args)
         vec_free(&cols);
         vec_free(&others);
         vec_free(&flows);
+        vec_free(&memory_rows);
         if (rc == SCAN_ERR)
             return NULL;
         Py_RETURN_NONE;
     }
-    PyObject *a = vec_take(&cols), *b = vec_take(&others), *f = vec_take(&flows);
-    if (!a || !b || !f) {
+    PyObject *a = vec_take(&cols), *b = vec_take(&others), *f = vec_take(&flows), *m = vec_take(&memory_rows);
+    if (!a || !b || !f || !m) {
         Py_XDECREF(a);
         Py_XDECREF(b);
         Py_XDECREF(f);
+        Py_XDECREF(m);
         return NULL;
     }
-    return Py_BuildValue("(NNN)", a, b, f);
+    return Py_BuildValue("(NNNN)", a, b, f, m);
 }
 
 static PyMethodDef methods[] = {

@@ -148,6 +148,12 @@ _B = b'"name":"a","cat":"kernel","pid":1,"tid":2,"ts":1.5,"dur":3'
     b'[{"ph":"X",' + _B + b',"args":{"device":-2305843009213693952}}]',             # an id far out
     b'[{"ph":"M","name":"thread_name","pid":1,"tid":"foo","args":{"name":"T"}},'    # odd thread ids in order
     b'{"ph":"X","name":"a","cat":"cpu_op","pid":1,"tid":"bar","ts":1,"dur":1}]',
+    b'[{"ph":"i","name":"[memory]","pid":1,"tid":1,"ts":2.5,"args":{"Bytes":"512","Addr":1.5,"Device Id":null}},'
+    b'{"ph":"i","name":"[memory]","pid":1,"tid":1,"ts":3,"args":null},'                   # memory counters
+    b'{"ph":"I","name":"[memory]","pid":1,"tid":1,"ts":4,"args":{"Total Allocated":7}},'
+    b'{"ph":"i","name":"other instant","pid":1,"tid":1,"ts":5}]',
+    b'[{"ph":"i","name":"[memor\\u0079]","pid":1,"tid":1,"ts":2,"args":{"Bytes":1}}]',  # escaped name
+    b'[{"ph":"i","name":"[memory]","pid":1,"tid":1,"ts":"2","args":{"Bytes":1}}]',     # a string time
 ], ids=lambda b: b[:48].decode("ascii", "replace"))
 def test_scanner_agrees_with_the_generic_path_on_corner_cases(events):
     """Cases a review found the two paths disagreeing on (escapes, nulls, 19-digit ids...)."""

@@ -147,7 +147,7 @@ class EventTable:
             if scanned is None:
                 events = events.dicts()
             else:
-                cols, others, flows = scanned
+                cols, others, flows, memory = scanned
                 n = len(cols["ts"])
                 gpu = (cols["kind"] >= KERNEL) & (cols["kind"] <= GPU_SYNC)  # GPU-side rows: device and stream
                 for col, fallback in (("device", cols["pid"]), ("stream", cols["tid"])):
@@ -158,8 +158,10 @@ class EventTable:
                 for col, values in zip(("rank", "id", "start", "pid", "tid", "ts"),
                                        (np.full(len(flows), rank), *flows.T)):
                     self._flows[col].extend(values.tolist())
-                # Of the rest, only memory counters and metadata are read (launch flows repeat the
-                # correlation ids the events already carry).
+                for col, values in zip(self._mem, (np.full(len(memory), rank), *memory.T)):
+                    self._mem[col].extend(values.tolist())
+                # Of the rest, only metadata is read (launch flows repeat the correlation ids the
+                # events already carry).
                 self._add_rank_dicts(rank, others, complete=False)
                 return
         self._add_rank_dicts(rank, events)

@@ -60,9 +60,10 @@ def decode(data: bytes) -> tuple[dict, RawEvents] | None:
     return (meta, events) if events.is_nonempty_list() else None
 
 
-def scan(events: RawEvents, names, to_id, kind_of, int_of) -> tuple[dict, list, np.ndarray] | None:
-    """Columns of the complete events, the instant and metadata events (as dicts) and the fwdbwd
-    flows (rows of id, start, pid, tid, ts), or None.
+def scan(events: RawEvents, names, to_id, kind_of, int_of) -> tuple[dict, list, np.ndarray, np.ndarray] | None:
+    """Columns of the complete events, the metadata events (as dicts), the fwdbwd flows (rows of
+    id, start, pid, tid, ts) and the `[memory]` counters (rows of ts, Bytes, Total Allocated, Total
+    Reserved, Device Type, Device Id, Addr), or None.
 
     `names` is the table's name interner; `to_id` maps a non-integer pid/tid to an id, `kind_of` a
     category to an event kind (-1: skip the event) and `int_of` an integer arg written as a string
@@ -77,7 +78,8 @@ def scan(events: RawEvents, names, to_id, kind_of, int_of) -> tuple[dict, list, 
     spans = np.frombuffer(out[1], np.int64).reshape(-1, 2).tolist()
     view = memoryview(events.raw)
     others = [_ANY.decode(view[s:e]) for s, e in spans]
-    return cols, others, np.frombuffer(out[2], np.int64).reshape(-1, 5)
+    return (cols, others, np.frombuffer(out[2], np.int64).reshape(-1, 5),
+            np.frombuffer(out[3], np.int64).reshape(-1, 7))
 
 
 class ArgsStore:
