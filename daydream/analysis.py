@@ -117,27 +117,25 @@ def flops_utilization_pct(timeline: Timeline, device) -> float | None:
     FLOPs come from the recorded input shapes of the aten op that launched each kernel
     (daydream.kernels.op_cost); the peak is the device's dense peak for the op's dtype.
     """
-    from daydream.kernels import compute_dtype, op_cost
+    from daydream.kernels import compute_dtype, op_costs
     graph = timeline.graph
     t = graph.tasks
     trace = graph.trace
     sel = _window_gpu_work(timeline) & (t["op"].to_numpy() >= 0)
     ops = np.unique(t["op"].to_numpy()[sel])
-    if len(ops) == 0:
+    args = [trace.args_of(op) for op in ops.tolist()]
+    shaped = [i for i, a in enumerate(args) if a.get("Input Dims") is not None]
+    if not shaped:
         return None
-    total = 0.0
-    peak_time = 0.0
-    names = trace.column("name")
-    for op in ops.tolist():
-        a = trace.args_of(op)
-        dims = a.get("Input Dims")
-        if dims is None:
-            continue
-        types = a.get("Input type", [])
-        flops, _ = op_cost(trace.names[names[op]], dims, types, a.get("Concrete Inputs"))
-        if flops > 0:
-            total += flops
-            peak_time += flops / device.peak(compute_dtype(types))
+    names = trace.name_of(trace.column("name")[ops[shaped]])
+    types = [args[i].get("Input type", []) for i in shaped]
+    flops, _ = op_costs(names, [args[i]["Input Dims"] for i in shaped], types,
+                        [args[i].get("Concrete Inputs") for i in shaped])  # once per distinct op shape
+    peaks = {}
+    peak = np.array([peaks.setdefault(d, device.peak(d)) for d in map(compute_dtype, types)])
+    counted = flops > 0
+    total = float(flops[counted].sum())
+    peak_time = float((flops[counted] / peak[counted]).sum())
     if total == 0:
         return None
     w0, w1 = timeline.window()
