@@ -55,7 +55,7 @@ static void arr_release(Arr *arrs, int count)
 #define I8(a) ((int8_t *)(a).view.buf)
 
 /* A growable array of int64 rows, handed to Python as a bytearray (numpy reads it in place with
- * frombuffer, writable, no copy). */
+ * frombuffer, writable, no copy). vec_push sets MemoryError when it fails. */
 typedef struct {
     PyObject *buf;        /* a bytearray, or NULL before the first row */
     Py_ssize_t len, cap;  /* in int64 items */
@@ -727,22 +727,43 @@ static PyObject *make_str(Scan *sc, const Val *v)
     return out;
 }
 
-/* Look `key` up in cache, else compute fn(key), cache and return it, as a C integer. */
-static int cached_call(PyObject *cache, PyObject *fn, PyObject *key, int64_t *out)
+/* After make_str failed: bytes that are not UTF-8 are odd (the generic path reports them), any
+ * other failure is an error. */
+static int str_failed(void)
+{
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+        return SCAN_ERR;
+    PyErr_Clear();
+    return SCAN_ODD;
+}
+
+/* cache[key], computed as fn(key) on the first ask (a borrowed reference; NULL on error). */
+static PyObject *cached(PyObject *cache, PyObject *fn, PyObject *key)
 {
     PyObject *hit = PyDict_GetItemWithError(cache, key);
-    if (!hit) {
-        if (PyErr_Occurred())
-            return SCAN_ERR;
-        hit = PyObject_CallOneArg(fn, key);
-        if (!hit || PyDict_SetItem(cache, key, hit) < 0) {
-            Py_XDECREF(hit);
-            return SCAN_ERR;
-        }
-        Py_DECREF(hit);
+    if (hit || PyErr_Occurred())
+        return hit;
+    hit = PyObject_CallOneArg(fn, key);
+    if (!hit || PyDict_SetItem(cache, key, hit) < 0) {
+        Py_XDECREF(hit);
+        return NULL;
     }
-    *out = PyLong_AsLongLong(hit);
+    Py_DECREF(hit);  /* the cache holds it */
+    return hit;
+}
+
+/* A Python int as a C integer. */
+static int int_value(PyObject *num, int64_t *out)
+{
+    *out = PyLong_AsLongLong(num);
     return (*out == -1 && PyErr_Occurred()) ? SCAN_ERR : SCAN_OK;
+}
+
+/* cached(cache, fn, key) as a C integer. */
+static int cached_call(PyObject *cache, PyObject *fn, PyObject *key, int64_t *out)
+{
+    PyObject *hit = cached(cache, fn, key);
+    return hit ? int_value(hit, out) : SCAN_ERR;
 }
 
 static int thread_id(Scan *sc, const Val *v, int64_t *out)  /* events.py:_int_id */
@@ -759,7 +780,7 @@ static int thread_id(Scan *sc, const Val *v, int64_t *out)  /* events.py:_int_id
         return SCAN_ODD;
     PyObject *key = make_str(sc, v);
     if (!key)
-        return PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) ? (PyErr_Clear(), SCAN_ODD) : SCAN_ERR;
+        return str_failed();
     int rc = cached_call(sc->ids_dict, sc->to_id, key, out);
     Py_DECREF(key);
     return rc;
@@ -796,41 +817,43 @@ static int as_int(Scan *sc, const Val *v, int64_t dflt, int64_t *out)
     }
     PyObject *key = make_str(sc, v);
     if (!key)
-        return PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) ? (PyErr_Clear(), SCAN_ODD) : SCAN_ERR;
-    PyObject *hit = PyDict_GetItemWithError(sc->ints_dict, key);
-    if (!hit) {
-        if (PyErr_Occurred() || !(hit = PyObject_CallOneArg(sc->int_of, key)) ||
-                PyDict_SetItem(sc->ints_dict, key, hit) < 0) {
-            Py_XDECREF(hit);
-            Py_DECREF(key);
-            return SCAN_ERR;
-        }
-        Py_DECREF(hit);  /* the dict holds it */
-    }
+        return str_failed();
+    PyObject *hit = cached(sc->ints_dict, sc->int_of, key);
     Py_DECREF(key);
+    if (!hit)
+        return SCAN_ERR;
     if (hit == Py_None) {
         *out = dflt;
         return SCAN_OK;
     }
-    *out = PyLong_AsLongLong(hit);
-    return (*out == -1 && PyErr_Occurred()) ? SCAN_ERR : SCAN_OK;
+    return int_value(hit, out);
 }
 
 enum { COL_KIND, COL_NAME, COL_PID, COL_TID, COL_DEVICE, COL_STREAM, COL_TS, COL_DUR, COL_CORR, COL_EXT,
        COL_SEQ, COL_FWD, COL_ARGS_START, COL_ARGS_END, N_COLS };
 
-/* The core args of one event; `absent` marks a device/stream the event does not give. */
 /* The args a `[memory]` instant event is read for, in the memory table's column order. */
 static const char *const MEMORY_KEYS[] = {"Bytes", "Total Allocated", "Total Reserved", "Device Type",
                                           "Device Id", "Addr"};
 enum { N_MEMORY_KEYS = 6 };
 
+/* The args of an event that gives none (before its args, or after a later "args": null). */
+static void reset_args(int64_t *row, Val *memory, int64_t absent)
+{
+    row[COL_CORR] = row[COL_EXT] = row[COL_SEQ] = row[COL_FWD] = -1;
+    row[COL_DEVICE] = row[COL_STREAM] = absent;
+    row[COL_ARGS_START] = row[COL_ARGS_END] = -1;
+    for (int k = 0; k < N_MEMORY_KEYS; k++)
+        memory[k].type = V_ABSENT;
+}
+
+/* The core args of one event; `absent` marks a device/stream the event does not give. An object
+ * replaces whatever an earlier "args" of the same event said, as a later key does in a dict. */
 static int read_args(Scan *sc, Cur *c, int64_t *row, Val *memory, int64_t absent, int *odd)
 {
     Val ext1 = {V_ABSENT}, ext2 = {V_ABSENT};
     Val v;
-    row[COL_CORR] = row[COL_EXT] = row[COL_SEQ] = row[COL_FWD] = -1;
-    row[COL_DEVICE] = row[COL_STREAM] = absent;
+    reset_args(row, memory, absent);
     row[COL_ARGS_START] = c->p - c->base;
     for (int more = open_container(c, '}'); more > 0; ) {
         Val key;
@@ -875,7 +898,7 @@ static int intern_name(Scan *sc, const Val *name, int64_t *code)
     }
     PyObject *s = make_str(sc, name);
     if (!s)
-        return PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) ? (PyErr_Clear(), SCAN_ODD) : SCAN_ERR;
+        return str_failed();
     PyObject *known = PyDict_GetItemWithError(sc->names_dict, s);
     if (known) {
         *code = PyLong_AsLongLong(known);
@@ -902,14 +925,38 @@ static int intern_name(Scan *sc, const Val *name, int64_t *code)
     return SCAN_OK;
 }
 
+/* The event kind of a category (-1: skip the event): kind_of decides, once per distinct category. */
+static int category_kind(Scan *sc, const Val *cat, int64_t *kind)
+{
+    if (cat->type == V_ABSENT || cat->type == V_NULL)
+        return cached_call(sc->kinds_dict, sc->kind_of, Py_None, kind);
+    if (cat->type != V_STRING)
+        return SCAN_ODD;
+    Slot *hit = cat->escaped ? NULL : seen_find(&sc->kinds, cat->s, cat->len);
+    if (hit && hit->s) {
+        *kind = hit->value;
+        return SCAN_OK;
+    }
+    PyObject *key = make_str(sc, cat);
+    if (!key)
+        return str_failed();
+    int rc = cached_call(sc->kinds_dict, sc->kind_of, key, kind);
+    Py_DECREF(key);
+    if (rc)
+        return rc;
+    if (!cat->escaped && seen_put(&sc->kinds, cat->s, cat->len, *kind) < 0) {
+        PyErr_NoMemory();
+        return SCAN_ERR;
+    }
+    return SCAN_OK;
+}
+
 /* One element of traceEvents. */
 static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, Vec *memory_rows,
                       int64_t absent)
 {
     int64_t row[N_COLS];
     Val memory[N_MEMORY_KEYS];
-    for (int k = 0; k < N_MEMORY_KEYS; k++)
-        memory[k].type = V_ABSENT;
     Val v, ph = {V_ABSENT}, cat = {V_ABSENT}, name = {V_ABSENT}, pid = {V_ABSENT}, tid = {V_ABSENT},
         ts = {V_ABSENT}, dur = {V_ABSENT}, id = {V_ABSENT};
     int has_args = 0, rc;
@@ -917,9 +964,7 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, Vec 
     if (c->p >= c->end || *c->p != '{')
         return SCAN_ODD;
     const char *obj_start = c->p;
-    row[COL_CORR] = row[COL_EXT] = row[COL_SEQ] = row[COL_FWD] = -1;
-    row[COL_DEVICE] = row[COL_STREAM] = absent;
-    row[COL_ARGS_START] = row[COL_ARGS_END] = -1;
+    reset_args(row, memory, absent);
     for (int more = open_container(c, '}'); more > 0; ) {
         Val key;
         if (read_key(c, &key) || key.escaped)
@@ -938,11 +983,7 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, Vec 
                     has_args = -1;  /* args that are not an object: the generic path's call */
                 } else {  /* a later "args": null replaces an earlier object */
                     has_args = 0;
-                    row[COL_ARGS_START] = row[COL_ARGS_END] = -1;
-                    row[COL_CORR] = row[COL_EXT] = row[COL_SEQ] = row[COL_FWD] = -1;
-                    row[COL_DEVICE] = row[COL_STREAM] = absent;
-                    for (int k = 0; k < N_MEMORY_KEYS; k++)
-                        memory[k].type = V_ABSENT;
+                    reset_args(row, memory, absent);
                 }
             }
             else if (key_is(&key, "ph")) ph = v;
@@ -971,10 +1012,8 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, Vec 
             if ((rc = as_int(sc, &id, -1, &flow[0])) || (rc = thread_id(sc, &pid, &flow[2])) ||
                     (rc = thread_id(sc, &tid, &flow[3])) || (rc = to_ns(&ts, &flow[4])))
                 return rc;
-            if (vec_push(flows, flow, 5) < 0) {
-                PyErr_NoMemory();
+            if (vec_push(flows, flow, 5) < 0)
                 return SCAN_ERR;
-            }
             return SCAN_OK;
         }
         if (p0 == 'M') {  /* thread ids as the generic path meets them, so odd ones get the same codes */
@@ -1001,41 +1040,16 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, Vec 
         }
         if (p0 == 'M') {
             int64_t span[2] = {obj_start - c->base, c->p - c->base};
-            if (vec_push(others, span, 2) < 0) {
-                PyErr_NoMemory();
+            if (vec_push(others, span, 2) < 0)
                 return SCAN_ERR;
-            }
         }
         return SCAN_OK;
     }
     if (has_args < 0 || name.type != V_STRING)
         return SCAN_ODD;
-    /* kind from the category (kind_of decides, once per distinct category) */
     int64_t kind;
-    if (cat.type == V_STRING) {
-        Slot *hit = cat.escaped ? NULL : seen_find(&sc->kinds, cat.s, cat.len);
-        if (hit && hit->s) {
-            kind = hit->value;
-        } else {
-            PyObject *key = make_str(sc, &cat);
-            if (!key)
-                return PyErr_ExceptionMatches(PyExc_UnicodeDecodeError) ? (PyErr_Clear(), SCAN_ODD) : SCAN_ERR;
-            rc = cached_call(sc->kinds_dict, sc->kind_of, key, &kind);
-            Py_DECREF(key);
-            if (rc)
-                return rc;
-            if (!cat.escaped && seen_put(&sc->kinds, cat.s, cat.len, kind) < 0) {
-                PyErr_NoMemory();
-                return SCAN_ERR;
-            }
-        }
-    } else if (cat.type == V_ABSENT || cat.type == V_NULL) {
-        rc = cached_call(sc->kinds_dict, sc->kind_of, Py_None, &kind);
-        if (rc)
-            return rc;
-    } else {
-        return SCAN_ODD;
-    }
+    if ((rc = category_kind(sc, &cat, &kind)))
+        return rc;
     if (kind < 0)
         return SCAN_OK;  /* a skipped category */
     row[COL_KIND] = kind;
@@ -1051,10 +1065,8 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, Vec 
         return rc;
     if ((rc = intern_name(sc, &name, &row[COL_NAME])))
         return rc;
-    if (vec_push(cols, row, N_COLS) < 0) {
-        PyErr_NoMemory();
+    if (vec_push(cols, row, N_COLS) < 0)
         return SCAN_ERR;
-    }
     return SCAN_OK;
 }
 

@@ -154,6 +154,7 @@ _B = b'"name":"a","cat":"kernel","pid":1,"tid":2,"ts":1.5,"dur":3'
     b'{"ph":"i","name":"other instant","pid":1,"tid":1,"ts":5}]',
     b'[{"ph":"i","name":"[memor\\u0079]","pid":1,"tid":1,"ts":2,"args":{"Bytes":1}}]',  # escaped name
     b'[{"ph":"i","name":"[memory]","pid":1,"tid":1,"ts":"2","args":{"Bytes":1}}]',     # a string time
+    b'[{"ph":"i","name":"[memory]","pid":1,"tid":1,"ts":2,"args":{"Bytes":5},"args":{"Addr":1}}]',  # 2nd args
 ], ids=lambda b: b[:48].decode("ascii", "replace"))
 def test_scanner_agrees_with_the_generic_path_on_corner_cases(events):
     """Cases a review found the two paths disagreeing on (escapes, nulls, 19-digit ids...)."""
