@@ -131,8 +131,7 @@ def flops_utilization_pct(timeline: Timeline, device) -> float | None:
     types = [args[i].get("Input type", []) for i in shaped]
     flops, _ = op_costs(names, [args[i]["Input Dims"] for i in shaped], types,
                         [args[i].get("Concrete Inputs") for i in shaped])  # once per distinct op shape
-    peaks = {}
-    peak = np.array([peaks.setdefault(d, device.peak(d)) for d in map(compute_dtype, types)])
+    peak = np.array([device.peak(compute_dtype(t)) for t in types])
     counted = flops > 0
     total = float(flops[counted].sum())
     peak_time = float((flops[counted] / peak[counted]).sum())

@@ -19,7 +19,7 @@ from daydream.trace.events import (ANNOTATION, CPU_OP, GPU_ANNOTATION, GPU_SYNC,
                                    parse_device_properties, scrub)
 from daydream.trace import fast
 from daydream.trace.reader import RawTrace, read_path
-from daydream.table import Frame, column, n_rows, take
+from daydream.table import Frame, column, take
 
 CPU_KINDS = (CPU_OP, ANNOTATION, PYTHON, RUNTIME)
 
@@ -52,7 +52,7 @@ class Trace:
     """A loaded trace: events of every rank as columns, plus what the metadata says.
 
     `events`, `memory_events` and `flows` are pandas DataFrames when read; inside daydream they stay
-    numpy columns (`column(trace, "events", "ts")`, see daydream/table.py)."""
+    numpy columns (`trace.column("ts")`, see daydream/table.py)."""
     path: str
     events: Frame = Frame()
     memory_events: Frame = Frame()

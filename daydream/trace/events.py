@@ -119,6 +119,12 @@ def _ns(value) -> int:
     return int(out)
 
 
+def _extend(table: dict, rank: int, rows: np.ndarray) -> None:
+    """Append the scanner's rows to a side table whose columns are rank, then the rows' columns."""
+    for col, values in zip(table, (np.full(len(rows), rank), *rows.T)):
+        table[col].extend(values.tolist())
+
+
 class EventTable:
     """Columnar events of all ranks plus the side tables (memory, flows, thread names)."""
 
@@ -155,11 +161,8 @@ class EventTable:
                 for k in self.COLUMNS:
                     self._cols[k].append(np.full(n, rank, np.int32) if k == "rank" else cols[k])
                 self.args.add_spans(events.raw, cols["args_start"].copy(), cols["args_end"].copy())
-                for col, values in zip(("rank", "id", "start", "pid", "tid", "ts"),
-                                       (np.full(len(flows), rank), *flows.T)):
-                    self._flows[col].extend(values.tolist())
-                for col, values in zip(self._mem, (np.full(len(memory), rank), *memory.T)):
-                    self._mem[col].extend(values.tolist())
+                _extend(self._flows, rank, flows)
+                _extend(self._mem, rank, memory)
                 # Of the rest, only metadata is read (launch flows repeat the correlation ids the
                 # events already carry).
                 self._add_rank_dicts(rank, others, complete=False)
