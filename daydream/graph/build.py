@@ -53,8 +53,8 @@ SYNC_MIN_NS = 2_000
 _SYNC_NAME = ("Synchronize",)
 # GPU and CPU timestamps come from different clocks: a task a synchronize waited for can appear to
 # end a few microseconds after the call returned (7.5 us on the MI300X Qwen trace). A last task
-# ending up to this much after the return was waited for; its predecessor that ended in time is
-# the one the call's end is tied to.
+# ending up to this much after the return was waited for (its edge's observed delay is negative,
+# which keeps the replay exact; its nominal delay is 0).
 SYNC_CLOCK_SKEW_NS = 50_000
 
 
@@ -400,14 +400,6 @@ def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu
         pos = int(np.searchsorted(launched, cut, side="left")) - 1
         return int(tasks[pos]) if pos >= 0 else -1
 
-    def done_on(res, g, when):
-        """The last task on stream `res` up to task g that ended by `when` (-1: none)."""
-        tasks = stream_tasks[res][0]
-        pos = int(np.searchsorted(tasks, g))
-        while pos >= 0 and obs_end[tasks[pos]] > when:
-            pos -= 1
-        return int(tasks[pos]) if pos >= 0 else -1
-
     def first_on(res, cut):
         """The first task on stream `res` launched at or after `cut`."""
         tasks, launched = stream_tasks.get(res, (None, None))
@@ -439,9 +431,7 @@ def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu
         # a target that ended after the call returned was not waited on, whatever the call was.
         for res in targets:
             g = last_on(res, cut)
-            if g >= 0 and obs_end[t] < obs_end[g] <= obs_end[t] + SYNC_CLOCK_SKEW_NS:
-                g = done_on(res, g, obs_end[t])
-            if g >= 0 and obs_end[g] <= obs_end[t]:
+            if g >= 0 and obs_end[g] <= obs_end[t] + SYNC_CLOCK_SKEW_NS:
                 s_src.append(g); s_dst.append(t)
     # Synchronous copies: the call returns after its own memcpy finished.
     is_copy_name = np.fromiter(("emcpy" in n for n in names), bool, len(names))
