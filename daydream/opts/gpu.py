@@ -5,7 +5,8 @@ Every GPU task moves to the target T from the recorded device S (both from daydr
 * compute kernels (GEMM, conv, attention) in dtype dt: with the op's shapes recorded,
   factor = roofline_T(F, B, dt) / roofline_S(F, B, dt) (max of F / peak[dt], B / mem_bw, peaks
   at the achievable matmul rate), so a memory-bound GEMM follows bandwidth and a compute-bound
-  one the dtype's peak; without shapes, factor = peak_S[dt] / peak_T[dt]. Each class then
+  one the dtype's peak; without shapes, the median factor of the same-named kernels that have
+  them, else factor = peak_S[dt] / peak_T[dt]. Each class then
   divides by its fitted efficiency on each device (hardware.CLASS_EFFICIENCY):
   factor *= eff_S[class] / eff_T[class] where both devices have one.
   d' = f * f_T / f_S + (d - f) * factor, f = min(d, f_S), with f_S, f_T the devices' kernel
@@ -55,6 +56,17 @@ def factors(graph, src: hardware.Device, dst: hardware.Device) -> tuple[np.ndarr
         t_src = kernels.roofline(fl, by, src, d)
         t_dst = kernels.roofline(fl, by, dst, d)
         out[shaped] = np.where(t_src > 0, t_dst / np.where(t_src > 0, t_src, 1), out[shaped])
+        # A compute kernel without recorded shapes (queued before the profiler started, or its
+        # op not recorded) takes the median factor of the kernels of the same name that have them.
+        code = graph.tasks["name"].to_numpy()
+        unshaped = np.flatnonzero(comp & ~shaped)
+        if len(unshaped):
+            sh = np.flatnonzero(shaped)
+            names_sh, inv = np.unique(code[sh], return_inverse=True)
+            med = np.array([np.median(out[sh][inv == i]) for i in range(len(names_sh))])
+            pos = np.clip(np.searchsorted(names_sh, code[unshaped]), 0, len(names_sh) - 1)
+            hit = names_sh[pos] == code[unshaped]
+            out[unshaped[hit]] = med[pos[hit]]
     out[comp] *= class_efficiency_ratio(cls, src, dst)[comp]
     memcpy = k == T_MEMCPY
     if memcpy.any():
