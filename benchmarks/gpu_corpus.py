@@ -192,7 +192,7 @@ def quantize_pair(device, dry: bool, steps: int, time_steps: int, warmup: int, o
     """A stack of Linear layers, forward only: bf16 vs fp8 (torch._scaled_mm, per-tensor scales)
     on CUDA; fp32 vs int8 dynamic quantization (torch.ao.quantization.quantize_dynamic) on CPU."""
     import torch
-    width, depth, batch = (64, 2, 8) if dry else (8192, 8, 4096)
+    width, depth, batch = (64, 2, 8) if dry else (8192, 8, 4096) if device.type == "cuda" else (1024, 4, 512)
     torch.manual_seed(0)
     if device.type == "cuda":
         ws = [torch.randn(width, width, device=device, dtype=torch.bfloat16) / width ** 0.5 for _ in range(depth)]
@@ -316,7 +316,7 @@ def main() -> int:
     ap.add_argument("command", choices=("check", "record"))
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--models", default="resnet50,bert,llama")
+    ap.add_argument("--models", default="resnet50,bert,llama", help="suite models ('' for the micro pairs only)")
     ap.add_argument("--settings", default=",".join(SUITE_SETTINGS))
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args()
