@@ -3,7 +3,7 @@
 names in the middle; numbers are never cut."""
 from __future__ import annotations
 
-from rich import box
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -36,7 +36,7 @@ def kernel_label(name: str) -> str:
     return n
 
 
-def fitted_table(console, title: str, headers: list[str], rows: list[list], name_col: int = 0) -> Table:
+def fitted_table(console, title: str, headers: list[str], rows: list[list], name_col: int = 0):
     """A table whose text column `name_col` is abbreviated so the whole table fits `console.width`.
 
     Cells are plain text (never rich markup: names come from the trace); the other columns are
@@ -46,7 +46,7 @@ def fitted_table(console, title: str, headers: list[str], rows: list[list], name
     # no box, no edge padding: columns are separated by two spaces (one padding each side)
     fixed = sum(w for i, w in enumerate(widths) if i != name_col) + 2 * (len(headers) - 1)
     name_w = max(MIN_NAME, min(widths[name_col], console.width - fixed))
-    table = Table(title=title, box=None, title_justify="left", pad_edge=False, header_style="bold")
+    table = Table(box=None, pad_edge=False, header_style="bold")
     for i, h in enumerate(headers):
         if i == name_col:
             table.add_column(h, no_wrap=True, overflow="crop", max_width=name_w)
@@ -54,7 +54,8 @@ def fitted_table(console, title: str, headers: list[str], rows: list[list], name
             table.add_column(h, justify="right", no_wrap=True, min_width=widths[i])
     for r in cells:
         table.add_row(*(Text(abbreviate(c, name_w) if i == name_col else c) for i, c in enumerate(r)))
-    return table
+    # the title above the table, wrapped at the console's width rather than the table's
+    return Group(Text(title, style="italic"), table)
 
 
 def _f(v, digits=3) -> str:
