@@ -38,9 +38,11 @@ from daydream.table import column
 from daydream.trace import Trace
 from daydream.trace.events import CPU_OP, PYTHON, RUNTIME
 
-# HTA's default threshold for "kernel wait" (HolisticTraceAnalysis get_idle_time_breakdown,
-# consecutive_kernel_delay = 30 ns): gaps shorter than this are the GPU's own back-to-back delay.
-CONSECUTIVE_KERNEL_DELAY_NS = 30
+# HTA's threshold for "kernel wait" (HolisticTraceAnalysis get_idle_time_breakdown,
+# consecutive_kernel_delay=30): gaps shorter than this are the back-to-back delay of launching
+# kernels that were already queued. HTA documents the value as 30 ns but compares it with its
+# timestamps, which are microseconds, so what HTA applies (and what we apply) is 30 us.
+CONSECUTIVE_KERNEL_DELAY_NS = 30_000
 # A kernel shorter than this cannot cover the CPU cost of launching the next one (a launch call
 # costs 5-10 us of host time on current CUDA stacks; NVIDIA CUDA Best Practices Guide, "kernel
 # launch overhead"), so a stream of them leaves the GPU waiting on the host.
@@ -183,8 +185,10 @@ def tensor_core(name: str, cls: str) -> bool | None:
 def _op_work(s: _Scope, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per GPU task of the window: FLOPs, bytes and peak FLOP/s from its launching op's shapes.
 
-    An op's work is split over the kernels it launched in proportion to their durations (an op that
-    launches one kernel gives it all). NaN where the op has no recorded shapes or no cost model."""
+    Only an op call that launched exactly one GPU task prices it (an op whose work is split over
+    several kernels - cuDNN's split-K GEMM and its reduction, a BatchNorm's statistics and apply
+    passes - does not say which kernel did which part). NaN where the op has no recorded shapes,
+    no cost model, or several kernels."""
     from daydream.kernels import compute_dtype, op_costs
     trace = s.trace
     idx = np.flatnonzero(s.gpu_win)
@@ -206,9 +210,8 @@ def _op_work(s: _Scope, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     op_f, op_b, op_p = np.full(len(ops), np.nan), np.full(len(ops), np.nan), np.full(len(ops), np.nan)
     op_f[sh], op_b[sh] = f, b
     op_p[sh] = [device.peak(compute_dtype(t)) for t in types]
-    dur = (s.obs_end - s.obs_start)[idx][has].astype(float)
-    op_dur = np.bincount(inv, weights=dur, minlength=len(ops))
-    share = np.divide(dur, op_dur[inv], out=np.zeros_like(dur), where=op_dur[inv] > 0)
+    single = np.bincount(inv, minlength=len(ops))[inv] == 1
+    share = np.where(single, 1.0, np.nan)
     flops[has], bytes_[has], peak[has] = op_f[inv] * share, op_b[inv] * share, op_p[inv]
     return flops, bytes_, peak
 
@@ -280,7 +283,8 @@ def _overlap(a0: np.ndarray, a1: np.ndarray, b0, b1) -> np.ndarray:
     return np.clip(np.minimum(a1, b1) - np.maximum(a0, b0), 0, None)
 
 
-def stream_gaps(s: _Scope, res: int, edges: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stream_gaps(s: _Scope, res: int, edges: bool = True,
+                threshold_ns: int = CONSECUTIVE_KERNEL_DELAY_NS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gaps on stream `res` of the rank: (gap start, gap end, category code into IDLE_CATEGORIES).
 
     With `edges`, the stream's time before its first task (back to the window start) and after its
@@ -304,7 +308,7 @@ def stream_gaps(s: _Scope, res: int, edges: bool = True) -> tuple[np.ndarray, np
     other_stream = np.zeros(len(tasks), bool)
     other_stream[pred_ok] = (np.isin(s.kind[pred[pred_ok]], GPU_TASK_TYPES)
                              & (t("resource")[pred[pred_ok]] != res))
-    cat = np.select([launch_start > prev_end, (g1 - g0) < CONSECUTIVE_KERNEL_DELAY_NS, other_stream],
+    cat = np.select([launch_start > prev_end, (g1 - g0) < threshold_ns, other_stream],
                     [0, 2, 1], 3)
     if edges:
         last = int(end.max())

@@ -77,7 +77,7 @@ def views_sections(a: dict) -> list[str]:
         out += ["<h2 id=idle>GPU idle time</h2><p class=muted>Gaps on each stream by cause, as HTA defines them: "
                 "<b>host-bound</b>, the next kernel was launched after the previous one ended (the GPU waited for "
                 "the CPU); <b>kernel-bound</b>, the next kernel waited on another stream; <b>launch gap</b>, "
-                "back-to-back under 30 ns; <b>other</b>. ms per step.</p>",
+                "queued back-to-back, a gap under 30 µs; <b>other</b>. ms per step.</p>",
                 _table(streams[["busy_ms", "idle_ms", *cats]].rename(columns=labels).reset_index(names="stream")),
                 _figure_html(fig, "idle")]
     la = a.get("launches") or {}
