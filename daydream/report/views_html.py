@@ -38,7 +38,7 @@ def views_sections(a: dict) -> list[str]:
                 "self_ms": "self CPU ms/step", "gpu_ms": "GPU ms/step", "gpu_step_pct": "GPU % of step"}
         df = _frame(ops[:TOP], cols, steps, ("total_ms", "self_ms", "gpu_ms"))
         fig = df.set_index("operator")[["CPU ms/step", "self CPU ms/step", "GPU ms/step"]]
-        out += ["<h2 id=operators>Operators</h2><p class=muted>Per aten operator: inclusive and self CPU time, and "
+        out += ["<h2 id=view-operators>Operators</h2><p class=muted>Per aten operator: inclusive and self CPU time, and "
                 "the GPU time of the kernels it launched itself (the innermost operator around each launch).</p>",
                 _figure_html(grouped_figure("Operators (ms per step)", fig, "ms per step"), "operators"),
                 _table(df)]
@@ -47,7 +47,7 @@ def views_sections(a: dict) -> list[str]:
         df = _frame(mods[:TOP], {"name": "module", "count": "count", "total_ms": "CPU ms/step",
                                  "gpu_ms": "GPU ms/step (fwd+bwd)", "gpu_step_pct": "GPU % of step"},
                     steps, ("total_ms", "gpu_ms"))
-        out += ["<h2 id=modules>Modules</h2>", _table(df)]
+        out += ["<h2 id=view-modules>Modules</h2>", _table(df)]
     ks = a.get("kernels") or []
     if ks:
         rows = []
@@ -59,7 +59,7 @@ def views_sections(a: dict) -> list[str]:
                 "min_ms": "min ms", "max_ms": "max ms", "tensor_core": "tensor cores", "occupancy_pct": "occupancy %",
                 "flops_utilization_pct": "FLOP util %", "bandwidth_utilization_pct": "bandwidth util %"}
         df = _frame(rows, cols, steps, ("total_ms",))
-        out += ["<h2 id=kernels_view>Kernels</h2><p class=muted>Occupancy is Kineto's estimate where recorded; FLOP "
+        out += ["<h2 id=view-kernels_view>Kernels</h2><p class=muted>Occupancy is Kineto's estimate where recorded; FLOP "
                 "and bandwidth utilization where the launching operator's shapes price the kernel (an operator that "
                 "launched one kernel).</p>", _table(df)]
     idle = a.get("idle") or {}
@@ -74,7 +74,7 @@ def views_sections(a: dict) -> list[str]:
         fig = go.Figure([go.Bar(x=per_step.index, y=per_step[c], name=c) for c in per_step.columns])
         fig.update_layout(barmode="stack", template="plotly_white", yaxis_title="ms",
                           title=f"Idle time of GPU {idle['device']} stream {idle['stream']} per step, by cause")
-        out += ["<h2 id=idle>GPU idle time</h2><p class=muted>Gaps on each stream by cause, as HTA defines them: "
+        out += ["<h2 id=view-idle>GPU idle time</h2><p class=muted>Gaps on each stream by cause, as HTA defines them: "
                 "<b>host-bound</b>, the next kernel was launched after the previous one ended (the GPU waited for "
                 "the CPU); <b>kernel-bound</b>, the next kernel waited on another stream; <b>launch gap</b>, "
                 "queued back-to-back, a gap under 30 µs; <b>other</b>. ms per step.</p>",
@@ -88,13 +88,13 @@ def views_sections(a: dict) -> list[str]:
                  (f"kernels under {la['short_kernel_us']:g} us", f"{la['short_kernels']} "
                   f"({la['short_kernel_count_pct']:.1f}% of kernels, {la['short_kernel_time_pct']:.1f}% of time)")]
         items += [(f"launch→start {k} (us)", f"{v:.1f}") for k, v in (la.get("delay_us") or {}).items()]
-        out += ["<h2 id=launches>Launches</h2>", _summary(items)]
+        out += ["<h2 id=view-launches>Launches</h2>", _summary(items)]
     comm = a.get("communication") or {}
     if comm:
         items = [("collectives", str(comm["count"])), ("communication ms/step", f"{comm['comm_ms']:.3f}"),
                  ("overlapped with computation", "–" if comm["overlap_pct"] is None else f"{comm['overlap_pct']:.1f}%"),
                  ("exposed ms/step", f"{comm['exposed_ms']:.3f}"), ("exposed % of step", f"{comm['exposed_step_pct']:.1f}")]
-        out += ["<h2 id=communication>Communication</h2>", _summary(items)]
+        out += ["<h2 id=view-communication>Communication</h2>", _summary(items)]
     return out
 
 
@@ -108,17 +108,17 @@ def diff_page(d: dict) -> str:
             _summary([("base", f"{d['base_ms']:.3f} ms/step"), ("other", f"{d['other_ms']:.3f} ms/step"),
                       ("delta", f"{d['step_delta_ms']:+.3f} ms ({d['step_delta_pct']:+.1f}%)")])]
     phases = pd.DataFrame(d["phases"]).set_index("name")
-    out = head + ["<h2 id=phases>Phases on the critical path</h2>",
+    out = head + ["<h2 id=view-phases>Phases on the critical path</h2>",
                   _figure_html(grouped_figure("Phases (ms per step)", phases[["base_ms", "other_ms"]], "ms per step"),
                                "phases"), _table(phases.reset_index(names="phase"))]
     ops = _frame(d["operators"][:TOP], {"name": "operator", "status": "status", "base_ms": "base ms",
                                         "other_ms": "other ms", "delta_ms": "delta ms"})
-    out += ["<h2 id=operators>Operators by contribution to the step delta</h2><p class=muted>Critical-path ms per "
+    out += ["<h2 id=view-operators>Operators by contribution to the step delta</h2><p class=muted>Critical-path ms per "
             "step charged to each operator; the deltas add up to the step delta.</p>", _table(ops)]
     ks = _frame(d["kernels"][:TOP], {"name": "kernel", "status": "status", "delta_ms": "critical-path delta ms",
                                      "base_gpu_ms": "GPU ms base", "other_gpu_ms": "GPU ms other",
                                      "base_count": "count base", "other_count": "count other"})
-    out += ["<h2 id=kernels>Kernels by contribution to the step delta</h2>", _table(ks)]
+    out += ["<h2 id=view-kernels>Kernels by contribution to the step delta</h2>", _table(ks)]
     return _page(f"daydream diff: {d['base']} vs {d['other']}", out)
 
 
@@ -137,7 +137,7 @@ def suggest_page(s: dict) -> str:
              "speedup": x["speedup"], "peak GiB": (x["memory_peak_bytes"] / 2**30) if x["memory_peak_bytes"]
              is not None else float("nan"), "why": x["why"]} for i, x in enumerate(s["suggestions"])]
     df = pd.DataFrame(rows)
-    out = head + ["<h2 id=suggestions>Suggestions, best first</h2>"]
+    out = head + ["<h2 id=view-suggestions>Suggestions, best first</h2>"]
     if not df.empty:
         fig = go.Figure(go.Bar(y=df["optimizations"].str.slice(0, 60), x=df["predicted ms/step"], orientation="h"))
         fig.add_vline(x=s["replay_ms"], line_dash="dash", annotation_text="replay")
@@ -146,7 +146,7 @@ def suggest_page(s: dict) -> str:
         out += [_figure_html(fig, "suggestions"),
                 "<style>#why td{white-space:normal}</style><div id=why>" + _table(df) + "</div>"]
     if s["skipped"]:
-        out += ["<h2 id=skipped>Skipped</h2><ul>" + "".join(
+        out += ["<h2 id=view-skipped>Skipped</h2><ul>" + "".join(
             f"<li><b>{html.escape(k['name'])}</b>: {html.escape(k['why'])}</li>" for k in s["skipped"]) + "</ul>"]
     return _page(f"daydream suggest: {s['trace']}", out)
 
