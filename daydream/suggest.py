@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from daydream.analysis import critical_path_breakdown, phase_breakdown
 from daydream.errors import DaydreamError
 from daydream.opts.context import Context
@@ -70,12 +72,25 @@ def _opt_text(o: OptChoice) -> str:
     return f"{o.name}:{changed}" if changed else o.name
 
 
+def _has_collectives(trace: Trace) -> bool:
+    """Whether the trace ran collectives (NCCL/RCCL kernels): a job that is already data-parallel."""
+    from daydream.graph.phases import COMM_KERNEL
+    from daydream.trace.events import KERNEL
+    codes = np.unique(trace.column("name")[trace.column("kind") == KERNEL])
+    return any(COMM_KERNEL.search(trace.names[c]) for c in codes.tolist())
+
+
 def candidates(trace: Trace) -> tuple[list[list[OptChoice]], list[dict]]:
     """The single-optimization candidates and the optimizations skipped by design."""
     out, skipped = [], []
+    distributed = len(trace.ranks) > 1 or _has_collectives(trace)
     for name in SPECS:
         if name in SKIPPED_BY_DESIGN:
-            skipped.append({"name": name, "why": SKIPPED_BY_DESIGN[name]})
+            why = SKIPPED_BY_DESIGN[name]
+            if distributed and name in ("ddp", "fsdp"):
+                why = (f"the trace is already distributed; {name} here re-models its communication at the "
+                       f"world size and buckets you give: compare with `daydream whatif --opt {name}:world_size=N`")
+            skipped.append({"name": name, "why": why})
             continue
         out.append([parse_opt(name)])
         out += [[parse_opt(v)] for v in VARIANTS.get(name, [])]
@@ -116,6 +131,13 @@ def _why(base: dict, c: Candidate, replay_ms: float) -> str:
     return text
 
 
+def _touched(before, after) -> bool:
+    """Whether a transform changed any task's duration or added tasks."""
+    if after.n_tasks != before.n_tasks:
+        return True
+    return bool((after.column("dur") != before.column("dur")).any())
+
+
 def _unprefixed(text: str, opts: list[OptChoice]) -> str:
     """An optimization's message without its own `name:` / `--opt name:` prefix (the list names it)."""
     for o in opts:
@@ -154,7 +176,8 @@ def suggest(trace: Trace, top: int | None = None, progress=None) -> dict:
         ctx = Context.of(trace)
         label = " + ".join(_opt_text(o) for o in opts)
         try:
-            tl = simulate(apply_optimizations(graph, opts, ctx))
+            changed_graph = apply_optimizations(graph, opts, ctx)
+            tl = simulate(changed_graph)
         except DaydreamError as exc:
             skipped.append({"name": label, "why": _unprefixed(str(exc), opts)})
             return None
@@ -165,9 +188,15 @@ def suggest(trace: Trace, top: int | None = None, progress=None) -> dict:
         phases = phase_breakdown(tl)
         if abs(tl.per_step_ms - replay_ms) <= NO_CHANGE * replay_ms and (
                 unchanged or all(abs(phases[p] - base_phases[p]) <= NO_CHANGE * replay_ms for p in phases)):
-            skipped.append({"name": label, "why": _unprefixed(unchanged[0], opts) if unchanged else
-                            "found nothing to change in this trace (predicted step and phases = the replay)"
-                            + (f"; {ctx.notes[0]}" if ctx.notes else "")})
+            if unchanged:
+                why = _unprefixed(unchanged[0], opts)
+            elif _touched(graph, changed_graph):
+                why = ("no effect on the step: what it changes is not on the critical path (predicted step and "
+                       "phases = the replay)")
+            else:
+                why = "found nothing to change in this trace (predicted step and phases = the replay)"
+            skipped.append({"name": label, "why": why + "".join(f"; {_unprefixed(n, opts)}" for n in ctx.notes
+                                                              if n not in unchanged)})
             return None
         return Candidate(opts, tl.per_step_ms, phases, critical_path_breakdown(tl), list(ctx.notes))
 
