@@ -98,11 +98,6 @@ def _step_name_mask(trace: Trace) -> np.ndarray:
     return np.fromiter((n.startswith("ProfilerStep#") for n in trace.names), bool, len(trace.names))
 
 
-def _shape_key(args: dict) -> str:
-    dims = args.get("Input Dims")
-    return "" if dims is None else str(dims).replace(" ", "")
-
-
 def operators(trace: Trace, timeline: Timeline, by_shape: bool = False, scope: _Scope | None = None) -> list[dict]:
     """Per aten op (or op and input shapes): count, total and self CPU ms, GPU ms, share of the step."""
     s = scope or _Scope(trace, timeline)
@@ -120,7 +115,8 @@ def operators(trace: Trace, timeline: Timeline, by_shape: bool = False, scope: _
     gpu_ns = np.bincount(gop[has_op], weights=(s.obs_end - s.obs_start)[s.gpu_win][has_op], minlength=n_ev)
     dur = trace.column("dur")[rows]
     if by_shape:
-        shapes = np.asarray([_shape_key(trace.args_of(int(r))) for r in rows], dtype=object)
+        dims = [trace.args_of(int(r)).get("Input Dims") for r in rows]
+        shapes = np.asarray(["" if d is None else str(d).replace(" ", "") for d in dims], dtype=object)
         key = np.char.add(np.char.add(names[rows].astype(str), "|"), shapes.astype(str))
     else:
         key = names[rows]
@@ -140,7 +136,7 @@ def operators(trace: Trace, timeline: Timeline, by_shape: bool = False, scope: _
                  "total_ms": _ms(total[i]), "self_ms": _ms(self_[i]), "gpu_ms": _ms(gpu[i]),
                  "step_pct": round(100 * total[i] / win, 3), "gpu_step_pct": round(100 * gpu[i] / win, 3)}
         if by_shape:
-            entry["input_dims"] = shapes[first[i]]
+            entry["input_dims"] = dims[first[i]]
         out.append(entry)
     return out
 

@@ -58,6 +58,14 @@ def fitted_table(console, title: str, headers: list[str], rows: list[list], name
     return Group(Text(title, style="italic"), table)
 
 
+def shape_text(dims) -> str:
+    """`[[32, 3, 224, 224], [], [64]]` -> `32x3x224x224 64`: the tensors' shapes, scalars left out."""
+    if not isinstance(dims, list):
+        return str(dims)
+    return " ".join("x".join(map(str, d)) if isinstance(d, list) else str(d) for d in dims
+                    if d not in ([], None, ""))
+
+
 def _f(v, digits=3) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
@@ -68,7 +76,7 @@ def print_views(out, result: dict, top: int = 10) -> None:
     ops = result.get("operators") or []
     if ops:
         by_shape = "input_dims" in ops[0]
-        rows = [[o["name"] + (f" {o['input_dims']}" if by_shape and o["input_dims"] else ""), o["count"],
+        rows = [[o["name"] + (f" {shape_text(o['input_dims'])}" if by_shape and o["input_dims"] else ""), o["count"],
                  _f(o["total_ms"] / steps), _f(o["self_ms"] / steps), _f(o["gpu_ms"] / steps),
                  _f(o["gpu_step_pct"], 1)] for o in ops[:top]]
         out.print(fitted_table(out, f"operators{' by input shape' if by_shape else ''} (ms/step; top {len(rows)} "
