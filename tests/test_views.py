@@ -173,6 +173,17 @@ def test_diff_of_the_v100_pair_names_data_loading_first():
     assert {"added", "removed", "faster", "slower", "same"} >= {k["status"] for k in d["kernels"]}
 
 
+def test_diff_pairs_kernels_of_two_gpus_by_position():
+    r = CliRunner().invoke(main, ["diff", str(shared(BERT)),
+                                  str(shared("tracelens/gaunernst_bert-small-uncased_mi300.json.gz")), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    attention = next(k for k in d["kernels"] if k.get("other_name") == "attn_fwd")
+    assert attention["matched"] == "position" and "flash_fwd_kernel" in attention["base_name"]
+    assert attention["base_count"] == attention["other_count"] == 4
+    assert d["step_delta_ms"] == pytest.approx(4.136 - 4.495, abs=2e-3)
+
+
 def test_diff_of_a_whatif_export_against_its_trace(tmp_path):
     trace = str(shared(BERT))
     replay, pred = tmp_path / "replay.json", tmp_path / "pred.json.gz"

@@ -27,13 +27,22 @@ def kernel_label(name: str) -> str:
     """A kernel's name without `void ` and its parameter list (the template arguments stay: they
     tell the variants apart); the full name is in --json and the report."""
     n = " ".join(str(name).split()).removeprefix("void ")
-    if n.endswith(")") and "(" in n:
+    if n.endswith(")") and "(" in n and not n.startswith(("Memcpy", "Memset")):
         depth = 0
         for i in range(len(n) - 1, -1, -1):
             depth += {")": 1, "(": -1}.get(n[i], 0)
             if depth == 0:
                 return n[:i] if i > 0 else n
     return n
+
+
+def _fit(text: str, width: int) -> str:
+    """`text` in `width` characters; a pair `A → B` keeps its arrow (each side shortened alike)."""
+    if len(text) <= width or " → " not in text:
+        return abbreviate(text, width)
+    a, b = text.split(" → ", 1)
+    side = max(1, (width - 3) // 2)
+    return f"{abbreviate(a, side)} → {abbreviate(b, width - 3 - side)}"
 
 
 def fitted_table(console, title: str, headers: list[str], rows: list[list], name_col: int = 0):
@@ -53,7 +62,7 @@ def fitted_table(console, title: str, headers: list[str], rows: list[list], name
         else:
             table.add_column(h, justify="right", no_wrap=True, min_width=widths[i])
     for r in cells:
-        table.add_row(*(Text(abbreviate(c, name_w) if i == name_col else c) for i, c in enumerate(r)))
+        table.add_row(*(Text(_fit(c, name_w) if i == name_col else c) for i, c in enumerate(r)))
     # the title above the table, wrapped at the console's width rather than the table's
     return Group(Text(title, style="italic"), table)
 

@@ -50,7 +50,7 @@ def _path(p):
 
 
 def print_diff(out, d: dict, top: int = 10) -> None:
-    from daydream.cli._views import fitted_table, kernel_label
+    from daydream.cli._views import abbreviate, fitted_table, kernel_label
     out.print(Text(f"base  {d['base']}\n      {d['base_device']}"))
     out.print(Text(f"other {d['other']}\n      {d['other_device']}"))
     out.print(Text(f"step time {d['base_ms']:.3f} → {d['other_ms']:.3f} ms  "
@@ -65,7 +65,10 @@ def print_diff(out, d: dict, top: int = 10) -> None:
             for o in d["operators"][:top]]
     out.print(fitted_table(out, f"operators by contribution to the step delta (critical-path ms/step; top {len(rows)} "
                                 f"of {len(d['operators'])})", ["operator", "status", "base", "other", "delta"], rows))
-    rows = [[kernel_label(k["name"]), k["status"], f"{k['delta_ms']:+.3f}", f"{k['base_gpu_ms']:.3f}",
+    half = max(12, (out.width - 40) // 2)
+    label = lambda k: (f"{abbreviate(kernel_label(k['base_name']), half)} → {abbreviate(kernel_label(k['other_name']), half)}"
+                       if "base_name" in k else kernel_label(k["name"]))
+    rows = [[label(k), k["status"], f"{k['delta_ms']:+.3f}", f"{k['base_gpu_ms']:.3f}",
              f"{k['other_gpu_ms']:.3f}"] for k in d["kernels"][:top]]
     out.print(fitted_table(out, f"kernels by contribution to the step delta (top {len(rows)} of {len(d['kernels'])}; "
                                 "gpu = GPU ms/step)", ["kernel", "status", "delta", "gpu base", "gpu other"], rows))
