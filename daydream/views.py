@@ -56,7 +56,10 @@ IDLE_CATEGORIES = ("host_bound", "kernel_bound", "launch_gap", "other")
 # gmma" kernels, FlashAttention (built on mma instructions); AMD Tensile's MFMA tag (_MI32x32x8).
 _TENSOR_CORE = re.compile(r"[hsi]\d{3,4}gemm|\d{3,5}gemm|884|1688|16816|16832|hmma|imma|wgmma|xmma|gmma"
                           r"|tensorop|nvjet|flash|_MI\d+x\d+x\d+|mfma|\btc_|_tc\b", re.I)
-_MATRIX_CLASSES = ("gemm", "conv", "attention")
+# GEMM/conv kernels whose name says they run on the ordinary (SIMT) cores: fp32/fp64 cuBLAS and
+# cuDNN paths (sgemm, dgemm, gemv, fp32 "scudnn", Winograd), kernels templated on float/double.
+_SIMT = re.compile(r"sgemm|dgemm|gemv|scudnn|winograd|implicit_convolve|<float\b|<double\b", re.I)
+_MATRIX_CLASSES = ("gemm", "conv")
 
 
 def _ms(ns) -> float:
@@ -171,11 +174,12 @@ def modules(trace: Trace, timeline: Timeline, scope: _Scope | None = None) -> li
 
 
 def tensor_core(name: str, cls: str) -> bool | None:
-    """True where the name shows tensor/matrix-core instructions; False for a GEMM/conv without
-    them; None where the question does not apply (the kernel does no matrix multiply)."""
+    """True where the name shows tensor/matrix-core instructions; False for a GEMM/conv whose name
+    shows the ordinary-core path; None where the name does not tell (a Triton or fused attention
+    kernel) or the kernel does no matrix multiply."""
     if _TENSOR_CORE.search(name):
         return True
-    return False if cls in _MATRIX_CLASSES else None
+    return False if cls in _MATRIX_CLASSES and _SIMT.search(name) else None
 
 
 def _op_work(s: _Scope, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
