@@ -1,6 +1,8 @@
 """`daydream diff BASE OTHER`: what changed between two traces of one job."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.text import Text
 
@@ -24,7 +26,7 @@ def diff(base, other, as_json, step_annotation, top, report):
     from daydream.sim import simulate
     from daydream.trace import load
     report_path = output_path(report, (".html",))
-    if report_path is not None and report_path.resolve() in {p.resolve() for p in map(_path, (base, other))}:
+    if report_path is not None and report_path.resolve() in {Path(p).resolve() for p in (base, other)}:
         raise DaydreamError(f"{report_path}: is one of the inputs; choose another report name")
     with progress(not as_json, 3 + bool(report_path), "diff") as tick:
         tb = load(base, step_annotation)
@@ -42,11 +44,6 @@ def diff(base, other, as_json, step_annotation, top, report):
         emit_json(result)
         return
     print_diff(stdout_console(), result, top)
-
-
-def _path(p):
-    from pathlib import Path
-    return Path(p)
 
 
 def print_diff(out, d: dict, top: int = 10) -> None:

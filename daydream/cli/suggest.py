@@ -22,7 +22,6 @@ def suggest(trace, top, as_json, step_annotation, report):
     from daydream.suggest import simulations, suggest as suggest_trace
     from daydream.trace import load
     report_path = output_path(report, (".html",))
-    tr = None
     with progress(not as_json, 1, "suggest: loading") as tick:
         tr = load(trace, step_annotation)
         tick("loaded")
