@@ -152,7 +152,8 @@ def _memory_peaks(trace: Trace, opt_lists: list[list[OptChoice]]) -> tuple[int |
     (None and [] where the trace recorded no memory)."""
     from daydream import memory as mem
     try:
-        report = mem.memory(trace)
+        # a run directory's memory.json.gz (daydream profile) is the fuller record: prefer it
+        report = mem.memory(trace.run_dir if trace.run_dir is not None else trace)
     except DaydreamError:
         return None, [None] * len(opt_lists), [[] for _ in opt_lists]
     peaks, notes = [], []
