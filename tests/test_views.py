@@ -159,6 +159,21 @@ def test_analyze_reads_whole_in_an_80_column_pipe():
     assert "13.459" in out and "0.498" in out
 
 
+@pytest.mark.parametrize("command", ["diff", "suggest"])
+def test_diff_and_suggest_read_whole_in_an_80_column_pipe(command):
+    bert_mi300 = str(shared("tracelens/gaunernst_bert-small-uncased_mi300.json.gz"))
+    args = [str(shared(BERT)), bert_mi300] if command == "diff" else [bert_mi300]
+    env = dict(os.environ, COLUMNS="80", PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", "from daydream.cli import main; main()", command, *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert all(len(line) <= 80 for line in proc.stdout.splitlines()), proc.stdout
+    if command == "diff":
+        assert " → attn_fwd" in proc.stdout  # a pair keeps its arrow when abbreviated
+    else:
+        assert "1  cuda-graphs" in proc.stdout and "skipped:" in proc.stdout
+
+
 def test_diff_of_the_v100_pair_names_data_loading_first():
     r = CliRunner().invoke(main, ["diff", str(shared(V100_0)), str(shared(V100_4)), "--json"])
     assert r.exit_code == 0, r.output
