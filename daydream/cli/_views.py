@@ -110,8 +110,14 @@ def print_views(out, result: dict, top: int = 10) -> None:
     if idle:
         rows = [[f"GPU {s['device']} stream {s['stream']}", _f(s["busy_ms"]), _f(s["idle_ms"]), _f(s["host_bound_ms"]),
                  _f(s["kernel_bound_ms"]), _f(s["launch_gap_ms"]), _f(s["other_ms"])] for s in idle["streams"]]
-        out.print(fitted_table(out, "GPU idle by cause (ms/step)",
+        out.print(fitted_table(out, "GPU idle by cause (ms/step; host: waiting for launches, kernel: waiting on "
+                                    "other streams, gap: back-to-back under 30 us)",
                                ["stream", "busy", "idle", "host", "kernel", "gap", "other"], rows))
+        if len(idle["per_step"]) > 1:
+            rows = [[str(s["step"]), _f(s["host_bound_ms"]), _f(s["kernel_bound_ms"]), _f(s["launch_gap_ms"]),
+                     _f(s["other_ms"])] for s in idle["per_step"][:top]]
+            out.print(fitted_table(out, f"idle of GPU {idle['device']} stream {idle['stream']} per step (ms)",
+                                   ["step", "host", "kernel", "gap", "other"], rows))
     la = result.get("launches") or {}
     if la.get("delay_us"):
         d = la["delay_us"]
