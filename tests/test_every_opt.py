@@ -25,8 +25,8 @@ from daydream.trace import load
 from daydream.whatif import whatif
 
 OPTS = list(SPECS)
-SHARED_TRACES = {str(p.relative_to(SHARED)).split(".")[0]: p for p in sorted(SHARED.glob("*/*"))
-                 if p.name.endswith((".json.gz", ".tar.gz"))}
+SHARED_TRACES = {str(p.relative_to(SHARED)).removesuffix(".json.gz").removesuffix(".tar.gz"): p
+                 for p in sorted(SHARED.glob("*/*")) if p.name.endswith((".json.gz", ".tar.gz"))}
 CPU_RUNS = {f"pairs/cpu/{p.parent.name}": p for p in sorted((REPO / "traces" / "pairs" / "cpu").glob("*/base"))}
 PROFILED = "profiled/tiny_mlp"
 TRACES = [*SHARED_TRACES, *CPU_RUNS, PROFILED]
@@ -98,6 +98,10 @@ def test_the_list_is_what_daydream_opts_prints():
     result = CliRunner().invoke(main, ["opts", "--json"])
     assert result.exit_code == 0
     assert [o["name"] for o in json.loads(result.stdout)] == OPTS
+
+
+def test_every_shared_trace_is_in_the_matrix():
+    assert len(SHARED_TRACES) == len([p for p in SHARED.glob("*/*") if p.name.endswith((".json.gz", ".tar.gz"))])
 
 
 def test_every_table_row_is_used():
