@@ -124,3 +124,20 @@ def test_device_option_on_every_trace_reading_command(tmp_path, no_assumed_devic
 def test_device_from_kernel_names(names, device):
     found, why = hardware.infer_from_kernels(names)
     assert (found.name if found else None) == device, why
+
+
+def test_memory_capacity_from_device_option(tmp_path, kineto, no_assumed_device):
+    kineto.step(1, 0, 100)
+    kineto.op("aten::mm", 0, 10)
+    kineto.launch(1, 4, kernel_ts=6, kernel_dur=30, name="elementwise_kernel")
+    for ts, size in ((2, 1 << 20), (50, -(1 << 20))):
+        kineto.events.append({"ph": "i", "name": "[memory]", "pid": 1, "tid": 1, "ts": ts, "s": "t",
+                              "args": {"Bytes": size, "Total Allocated": max(size, 0), "Total Reserved": 1 << 21,
+                                       "Device Type": 1, "Device Id": 0, "Addr": 4096}})
+    path = tmp_path / "array.json"
+    path.write_text(json.dumps(kineto.events))  # Chrome array form: no deviceProperties
+    run = lambda *args: CliRunner().invoke(main, ["memory", str(path), "--json", *args])
+    plain = run()
+    assert plain.exit_code == 0, plain.output
+    assert json.loads(plain.stdout)["capacity_bytes"] is None
+    assert json.loads(run("--device", "V100-SXM2-32GB").stdout)["capacity_bytes"] == 32 * 2**30
