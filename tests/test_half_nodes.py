@@ -79,3 +79,20 @@ def test_a_real_cycle_is_one_error_for_both(graph):
         topological_positions(graph)
     with pytest.raises(DaydreamError, match="cycle through .* tasks"):
         remove(graph, [CALL])
+
+
+def test_core_order_checks_its_arrays():
+    from daydream import _core
+    z = lambda n: np.zeros(n, np.int64)
+    with pytest.raises(ValueError):  # an edge into a node that does not exist
+        _core.order(np.array([0, 1, 1], np.int64), np.array([5], np.int64), z(2), z(2))
+    with pytest.raises(ValueError):  # an odd node count: nodes come in start/end pairs
+        _core.order(z(4), z(0), z(3), z(3))
+    with pytest.raises(TypeError):  # int32 where int64 is expected
+        _core.order(np.zeros(3, np.int32), z(0), z(2), z(2))
+    with pytest.raises(ValueError):  # a replay order naming a node that does not exist
+        _core.replay(z(3), z(0), z(0), np.array([0, 7], np.int64), z(1), z(2), z(2), z(2), -1)
+    out = z(4)  # two tasks, one edge: end of 1 -> start of 0
+    assert _core.order(np.array([0, 0, 0, 0, 1], np.int64), np.array([0], np.int64),
+                       np.array([1, 1, 0, 1], np.int64), out) == 4
+    assert out.tolist() == [2, 3, 0, 1]
