@@ -107,6 +107,7 @@ def test_device_option_on_every_trace_reading_command(tmp_path, no_assumed_devic
     # The trace's own deviceProperties win; --device is only what a trace does not say.
     said = run("whatif", str(shared("hta/cuda_event_sync_a100.json.gz")), "--device", "H100", "--json")
     assert "--device H100 ignored: the trace says it ran on A100-SXM4-40GB" in json.loads(said.stdout)["notes"]
+    assert hardware.assumed_device() is None  # --device held for that command only
 
 
 @pytest.mark.parametrize("names, device", [

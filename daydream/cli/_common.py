@@ -62,8 +62,10 @@ step_option = click.option("--step-annotation", default=None, metavar="NAME",
 
 
 def _assume_device(ctx, param, value):
+    """--device holds for this command only (the CLI runs in-process under tests and notebooks)."""
     from daydream import hardware
-    hardware.assume_device(value)  # also on None: a CliRunner's earlier --device must not linger
+    hardware.assume_device(value)
+    ctx.call_on_close(lambda: hardware.assume_device(None))
     return value
 
 
