@@ -6,8 +6,8 @@ from rich.table import Table
 
 from daydream.analysis import analyze as analyze_trace
 from daydream.cli import main
-from daydream.cli._common import (stdout_console, emit_json, json_option, output_path, progress, step_option,
-                                  trace_argument)
+from daydream.cli._common import (stdout_console, device_option, emit_json, json_option, output_path, progress,
+                                  step_option, trace_argument)
 from daydream.sim import simulate
 from daydream.trace import load
 
@@ -16,6 +16,7 @@ from daydream.trace import load
 @trace_argument
 @json_option
 @step_option
+@device_option
 @click.option("--report", default=None, metavar="OUT.html",
               help="write an HTML report: timelines, phases, critical path, top kernels and layers")
 @click.option("--by-shape", is_flag=True, help="operators per aten op and input shapes")

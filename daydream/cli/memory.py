@@ -8,6 +8,7 @@ from rich.markup import escape
 import orjson
 
 from daydream.cli import main
+from daydream.cli._common import device_option
 
 
 @main.command("memory")
@@ -17,6 +18,7 @@ from daydream.cli import main
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout")
 @click.option("--report", "report_path", type=click.Path(), help="write a self-contained HTML page")
 @click.option("--step-annotation", default=None, help="annotation that marks a step (default ProfilerStep#N)")
+@device_option
 def memory_cmd(trace, opts, as_json, report_path, step_annotation):
     """Memory breakdown at the peak and over time, measured and predicted."""
     from daydream.memory import memory

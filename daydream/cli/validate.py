@@ -5,7 +5,7 @@ import click
 from rich.table import Table
 
 from daydream.cli import main
-from daydream.cli._common import stdout_console, emit_json, json_option, progress, step_option
+from daydream.cli._common import stdout_console, device_option, emit_json, json_option, progress, step_option
 from daydream.opts.params import parse_opt
 from daydream.trace import load
 from daydream.validate import validate as run_validate
@@ -18,6 +18,7 @@ from daydream.validate import validate as run_validate
               help="optimization that turns BASE into OPTIMIZED (repeatable; applied in order)")
 @json_option
 @step_option
+@device_option
 def validate(base, optimized, opts, as_json, step_annotation):
     """Predict OPTIMIZED's step time from BASE under --opt and compare with what OPTIMIZED measured."""
     choices = [parse_opt(o) for o in opts]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import click
 
 from daydream.cli import main
-from daydream.cli._common import (stdout_console, emit_json, json_option, output_path, progress, step_option,
-                                  trace_argument)
+from daydream.cli._common import (stdout_console, device_option, emit_json, json_option, output_path, progress,
+                                  step_option, trace_argument)
 from daydream.errors import DaydreamError
 from daydream.graph import PHASES
 from daydream.opts.params import parse_opt
@@ -27,6 +27,7 @@ opt_option = click.option("--opt", "opts", multiple=True, metavar="NAME[:key=val
               help="named scenarios from a TOML (or YAML) file: name = [\"opt\", ...]")
 @json_option
 @step_option
+@device_option
 @click.option("--export-trace", "export", default=None, metavar="OUT.json",
               help="write the predicted timeline as a Chrome/Perfetto trace (one scenario only)")
 @click.option("--report", default=None, metavar="OUT.html", help="write an HTML report")

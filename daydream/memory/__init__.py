@@ -143,6 +143,9 @@ def _capacity(device: str, props: list[dict]) -> int | None:
     for p in props:
         if p.get("name") == device and p.get("totalGlobalMem"):
             return int(p["totalGlobalMem"])
+    from daydream import hardware
+    if not props and hardware.assumed_device():  # --device, for a trace that does not say
+        return int(hardware.lookup(hardware.assumed_device()).mem_bytes)
     return None
 
 
