@@ -133,6 +133,13 @@ def batch_bytes(graph, steps: np.ndarray, rank: int) -> float:
     return float(np.median(per_step)) if len(per_step) else 0.0
 
 
+def batches(graph, data: np.ndarray) -> int:
+    """How many batches the main thread took: its DataLoader iterator spans among the data tasks."""
+    idx = np.flatnonzero(data)
+    named = np.array(["DataLoader" in n for n in graph.task_names()[idx]], bool)
+    return len(np.unique(graph.tasks["event"].to_numpy()[idx[named]]))
+
+
 def worker_load_ns(graph, rank: int, main: int, n_steps: int) -> float:
     """Per-batch loading time the worker processes recorded (data-phase CPU work of the rank in
     processes other than the main thread's), 0 where the workers were not profiled (torch's profiler
@@ -202,6 +209,11 @@ def apply(graph, params: dict, ctx) -> None:
         main_data = np.bincount(steps[data], weights=t["dur"].to_numpy()[data], minlength=n_steps)
         has = main_data > 0
         rest = np.maximum((step_end - step_start) - main_data, 0)[has]
+        if batches(graph, data) > int(has.sum()):
+            ctx.notes.append(f"dataloader: rank {rank}: {batches(graph, data)} batches in {int(has.sum())} step(s) "
+                             "(no ProfilerStep marks each batch's step); the loader model needs one batch per "
+                             "step (pass --step-annotation); nothing changed")
+            continue
         if had == 0:
             # the main thread's data phase is the loading itself
             load, handoff, source = float(main_data[has].mean()), HANDOFF_NS, "recorded on the main thread"
