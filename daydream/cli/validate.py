@@ -9,6 +9,7 @@ from daydream.cli._common import stdout_console, emit_json, json_option, progres
 from daydream.opts.params import parse_opt
 from daydream.trace import load
 from daydream.validate import validate as run_validate
+from daydream.report.shorten import print_whole
 
 
 @main.command()
@@ -39,7 +40,7 @@ def validate(base, optimized, opts, as_json, step_annotation):
     table.add_row("optimized measured", f"{data['optimized_measured_ms']:.3f}", f"{data['measured_speedup']:.3f}",
                   "base measured")
     table.add_row("predicted", f"{data['predicted_ms']:.3f}", f"{data['predicted_speedup']:.3f}", "base replay")
-    out.print(table)
+    print_whole(out, table)
     out.print(f"error: [bold]{data['error_pct']:.2f}%[/] of the measured optimized step time")
     for note in data["notes"]:
         out.print(f"[yellow]note:[/] {note}")

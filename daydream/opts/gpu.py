@@ -25,6 +25,7 @@ from daydream import hardware, kernels
 from daydream.errors import DaydreamError
 from daydream.graph.build import T_COLLECTIVE, T_MEMCPY, T_MEMSET
 from daydream.opts import _cost as C
+from daydream.opts.params import GPU_ONLY
 from daydream.transform import primitives as P
 
 
@@ -60,7 +61,7 @@ def apply(graph, params: dict, ctx) -> None:
     if target.vendor == "cpu":
         raise DaydreamError("--opt gpu: target must be a GPU of the hardware table (see `daydream opts`)")
     if C.is_cpu_trace(graph):
-        raise DaydreamError("--opt gpu: the trace has no GPU work to move; record it on a GPU")
+        raise DaydreamError(GPU_ONLY["gpu"])
     src, target = C.achievable(ctx.device), C.achievable(target)
     floor = C.kernel_floor_ns(graph)
     idx, f = factors(graph, src, target)

@@ -95,6 +95,13 @@ SPECS: dict[str, OptSpec] = {s.name: s for s in [
 ]}
 
 
+# Optimizations that need GPU work in the trace, and the refusal every command gives on a CPU trace.
+GPU_ONLY = {
+    "cuda-graphs": "--opt cuda-graphs: the trace has no GPU work; CUDA graphs need a GPU trace",
+    "gpu": "--opt gpu: the trace has no GPU work to move; record it on a GPU",
+}
+
+
 @dataclass(frozen=True)
 class OptChoice:
     """One `--opt` as the user gave it, parameters filled with defaults."""
