@@ -30,6 +30,7 @@ from daydream.graph import PHASES, TASK_KINDS
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
 from daydream.report.files import write_atomic
 from daydream.report.frames import critical_tasks, kernel_table, layer_table, memo, resource_labels
+from daydream.report.shorten import distinct_labels
 from daydream.sim import Timeline
 
 PHASE_COLORS = {"forward": "#4c78a8", "backward": "#f58518", "optimizer": "#54a24b",
@@ -196,7 +197,9 @@ def phase_figure(columns: list[tuple[str, dict]]) -> go.Figure:
 def grouped_figure(title: str, table: pd.DataFrame, xlabel: str, height: int | None = None) -> go.Figure:
     """Horizontal grouped bars: one row per index entry, one bar per column."""
     fig = go.Figure()
-    labels = [str(i)[:60] for i in table.index]
+    # one bar group per distinct entry: labels shortened in the middle but kept distinct (a label
+    # shared by two kernels would merge their bars on the category axis); hover has the full name
+    labels = distinct_labels([str(i) for i in table.index])
     for col in table.columns:
         fig.add_trace(go.Bar(y=labels, x=table[col].round(4), name=col, orientation="h",
                              hovertext=[f"{html.escape(str(i)[:NAME_CHARS])}<br>{col}: {v:.3f} ms"
