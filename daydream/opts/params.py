@@ -60,7 +60,8 @@ SPECS: dict[str, OptSpec] = {s.name: s for s in [
         "cores": Param(0, "CPU cores of the host (0: run.json's cpu_count; unrecorded: no core contention)",
                        int, 0, 65536),
         "load_ms": Param(0.0, "one batch's loading time in ms where the trace's workers were not profiled "
-                              "(0: estimated from the batch's bytes; see docs/model.md)", float, 0, 1e7),
+                              "(0: estimated from the batch's bytes; docs/optimizations/dataloader.md)",
+                       float, 0, 1e7),
     }),
     OptSpec("ddp", "data parallel: ring all-reduce of gradients in buckets, overlapped with backward", {
         "world_size": Param(8, "number of GPUs", int, 1, 65536),
