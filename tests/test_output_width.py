@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from conftest import REPO, shared
 from daydream.opts.params import SPECS
