@@ -118,3 +118,17 @@ def test_the_notes_issue_10_asked_for():
     assert whatif(dlrm, ["ddp:interconnect=pcie"]).speedup < 0.95
     cpu = _load(str(shared("hta/cpu_only_rank34.json.gz")))
     assert any("no matmul ops" in n for n in whatif(cpu, ["quantize"]).notes)
+
+
+def test_the_command_line_says_why_too():
+    # `daydream whatif` predicts through scenarios.compare: the same notes as the API
+    import json
+
+    from click.testing import CliRunner
+
+    from conftest import shared
+    from daydream.cli import main
+    path = str(shared("hta/triton_example.json.gz"))
+    res = CliRunner().invoke(main, ["whatif", path, "--opt", "batch-size", "--json"])
+    data = json.loads(res.stdout)
+    assert abs(data["speedup"] - 1) < UNCHANGED and any(n.startswith("batch-size: ") for n in data["notes"])
