@@ -1,4 +1,12 @@
-"""dataloader:workers=W,prefetch=P -- DataLoader worker processes load batches in the background.
+"""dataloader:workers=W,prefetch=P[,load_ms=L] -- DataLoader worker processes load batches in the background.
+
+Both directions, from the workers the trace already uses (`trace_workers`: run.json, else the
+iterator class in the `enumerate(DataLoader)#...` span). From num_workers=0 the data span is the
+loading, modelled below. From num_workers>0 the data span is only the hand-off of a ready batch
+(never called loading); one batch's loading time L comes from the workers' own recorded work, else
+load_ms, else the batch's host-to-device bytes x LOAD_NS_PER_BYTE (an estimate, noted). workers=0
+then puts L on the main thread in place of the hand-off and takes out what the workers cost the
+main process (`uncontended`); other counts recompute the wait below with that L.
 
 With num_workers=0 the main thread loads every batch itself (the `data` phase: the DataLoader
 iterator's __next__, collate, transforms). With W workers that work runs in W other processes
