@@ -102,6 +102,8 @@ def buckets(grads: pd.DataFrame, bucket_bytes: float) -> np.ndarray:
 def apply(graph, params: dict, ctx) -> None:
     world = int(params["world_size"])
     lnk = C.link(ctx.device, params["interconnect"], world)
+    if world > 1 and (why := C.link_note("ddp", ctx.device, params["interconnect"], world)):
+        ctx.notes.append(why)
     t = graph.tasks
     coll = np.flatnonzero(t["kind"].to_numpy() == T_COLLECTIVE)
     if len(coll):
