@@ -97,7 +97,7 @@ def test_the_list_is_what_daydream_opts_prints():
     from daydream.cli import main
     result = CliRunner().invoke(main, ["opts", "--json"])
     assert result.exit_code == 0
-    assert [o["name"] for o in json.loads(result.stdout)] == OPTS
+    assert [o["name"] for o in json.loads(result.stdout)["optimizations"]] == OPTS
 
 
 def test_every_shared_trace_is_in_the_matrix():

@@ -35,7 +35,7 @@ def analyze(trace, as_json, step_annotation, report, by_shape, top):
         result = analyze_trace(tr, timeline)
         from daydream.opts.context import Context
         from daydream.views import views
-        result.update(views(tr, timeline, Context.of(tr).device, by_shape=by_shape))
+        result.update(views(tr, timeline, Context.of(tr).known_device, by_shape=by_shape))
         tick("analyzed")
         if report_path:
             from daydream.report.html import analyze_report
