@@ -23,7 +23,7 @@ import numpy as np
 
 from daydream import _core
 from daydream.graph import TaskGraph
-from daydream.graph.build import GPU_TASK_TYPES, NO_RELEASE, T_COLLECTIVE, T_IDLE
+from daydream.graph.build import GPU_TASK_TYPES, NO_RELEASE, T_COLLECTIVE, T_CPU, T_RUNTIME
 from daydream.job.collectives import RankCollectives
 from daydream.table import column
 
@@ -53,6 +53,7 @@ class RankSummary:
     coll_scale: np.ndarray     # (K,) an optimization's factor on each collective's transfer time
     coll_dur: np.ndarray       # (K,) the collective's duration in the simulated graph (ns)
     compute_ms: float          # busy time of non-collective GPU work (CPU work on CPU traces) per step
+    cpu_ms: float              # busy time of the busiest CPU thread per step
     phase_ms: dict             # the same per phase
     step_start: int            # recorded window start (ns, the rank's clock)
     overlap_ptr: np.ndarray    # (K+1,) offsets into overlap_start/end, per collective
@@ -189,16 +190,14 @@ def summarize(graph: TaskGraph, coll: RankCollectives, recorded: TaskGraph | Non
     rin = rec.column("in_window")
     gpu = trace.has_gpu
     work = rin & ((np.isin(rkind, GPU_TASK_TYPES) & (rkind != T_COLLECTIVE)) if gpu
-                  else ~np.isin(rkind, GPU_TASK_TYPES) & (rkind != T_IDLE))
+                  else np.isin(rkind, (T_CPU, T_RUNTIME)))
     steps = max(w.steps, 1)
-    if gpu:
-        us, ue = _union(rstart[work], rend[work])
-        compute = int((ue - us).sum())
-    else:  # CPU: the busiest thread's own time
-        res = rec.column("resource")
-        per = np.bincount(res[work], weights=(rend - rstart)[work])
-        compute = int(per.max()) if len(per) else 0
-        us, ue = _union(rstart[work], rend[work])
+    res = rec.column("resource")
+    cpu_work = rin & np.isin(rkind, (T_CPU, T_RUNTIME))  # not idle, not waiting in a sync call
+    per_thread = np.bincount(res[cpu_work], weights=(rend - rstart)[cpu_work])
+    cpu = int(per_thread.max()) if len(per_thread) else 0
+    us, ue = _union(rstart[work], rend[work])
+    compute = int((ue - us).sum()) if gpu else cpu
     from daydream.graph import PHASES
     phase = rec.column("phase")
     phase_ms = {}
@@ -219,7 +218,7 @@ def summarize(graph: TaskGraph, coll: RankCollectives, recorded: TaskGraph | Non
         rank=coll.rank, source=trace.path, device=trace.device, steps=w.steps, measured_ms=w.per_step_ms,
         coll=coll, arrive0=arrive0, path_src=local[pj], path_dst=local[pk], path_len=pl,
         win_start=ws, win_end0=we, win_src=local[wj], win_len=wl, coll_scale=scale, coll_dur=dur,
-        compute_ms=compute / steps / 1e6, phase_ms=phase_ms, step_start=w.start,
+        compute_ms=compute / steps / 1e6, cpu_ms=cpu / steps / 1e6, phase_ms=phase_ms, step_start=w.start,
         overlap_ptr=np.asarray(ptr, np.int64), overlap_start=cat(os_), overlap_end=cat(oe), notes=notes)
 
 

@@ -16,6 +16,7 @@ class Context:
     batch_size: int | None = None
     run: dict = field(default_factory=dict)  # run.json of a `daydream profile` run directory
     notes: list = field(default_factory=list)  # caveats the optimizations report to the user
+    job: object = None  # multi-rank: the whole job's figures (daydream.job.engine.JobInfo), else None
 
     @classmethod
     def of(cls, trace: Trace) -> "Context":
