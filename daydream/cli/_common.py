@@ -59,3 +59,8 @@ trace_argument = click.argument("trace", type=click.Path(path_type=str))
 json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout")
 step_option = click.option("--step-annotation", default=None, metavar="NAME",
                            help="annotation that marks a step (default: ProfilerStep#N)")
+workers_option = click.option("--workers", type=click.IntRange(0, 4096), default=None, metavar="N",
+                              help="multi-rank: spread per-rank work over a local Dask cluster of N processes "
+                                   "(0: in this process)")
+scheduler_option = click.option("--scheduler", default=None, metavar="ADDRESS",
+                                help="multi-rank: use a running Dask cluster (its workers must see the same paths)")

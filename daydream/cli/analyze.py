@@ -6,8 +6,8 @@ from rich.table import Table
 
 from daydream.analysis import analyze as analyze_trace
 from daydream.cli import main
-from daydream.cli._common import (stdout_console, emit_json, json_option, output_path, progress, step_option,
-                                  trace_argument)
+from daydream.cli._common import (stdout_console, emit_json, json_option, output_path, progress, scheduler_option,
+                                  step_option, trace_argument, workers_option)
 from daydream.sim import simulate
 from daydream.trace import load
 
@@ -18,9 +18,14 @@ from daydream.trace import load
 @step_option
 @click.option("--report", default=None, metavar="OUT.html",
               help="write an HTML report: timelines, phases, critical path, top kernels and layers")
-def analyze(trace, as_json, step_annotation, report):
+@workers_option
+@scheduler_option
+def analyze(trace, as_json, step_annotation, report, workers, scheduler):
     """Step time, phases, GPU busy and idle, top kernels, critical path."""
     report_path = output_path(report, (".html",))
+    from daydream.cli import _job
+    if _job.is_job(trace):
+        return _analyze_job(trace, as_json, step_annotation, report_path, workers, scheduler)
     with progress(not as_json, 3 + bool(report_path), "analyze") as tick:
         tr = load(trace, step_annotation)
         tick("loaded")
@@ -35,6 +40,32 @@ def analyze(trace, as_json, step_annotation, report):
     if as_json:
         emit_json(result)
         return
+    _print(result)
+
+
+def _analyze_job(trace, as_json, step_annotation, report_path, workers, scheduler):
+    """`analyze` on a multi-rank TRACE (daydream/cli/_job.py)."""
+    from daydream.cli import _job
+    n = len(_job.rank_sources(trace))
+    with progress(not as_json, n + 2 + bool(report_path), "analyze") as tick:
+        with _job.open_job(trace, step_annotation, workers, scheduler, tick) as job:
+            result, timeline = _job.analyze_json(job, trace)
+        tick("analyzed")
+        if report_path:
+            from daydream.report.html import analyze_report
+            analyze_report(result, timeline, report_path)
+            tick("report")
+    if as_json:
+        emit_json(result)
+        return
+    _print(result)
+    _job.print_job_tables(stdout_console(), result)
+    from rich.markup import escape
+    for w in result["warnings"]:
+        stdout_console().print(f"[yellow]note:[/] {escape(w)}")
+
+
+def _print(result: dict) -> None:
     out = stdout_console()
     out.print(f"[bold]{result['trace']}[/]  {result['device']}  steps={result['steps']}  ranks={result['ranks']}")
     out.print(f"step time [bold]{result['measured_ms']:.3f} ms[/]   GPU busy {result['gpu_busy_pct']:.1f}%"

@@ -43,6 +43,7 @@ class JobInfo:
     compute_ms: dict   # rank -> busy time of its compute per step
     cpu_ms: dict       # rank -> busy time of its busiest CPU thread per step
     step_start: dict   # rank -> window start (ns, aligned clock)
+    measured_ms: dict = field(default_factory=dict)  # rank -> measured step time
     stragglers: list = field(default_factory=list)  # ranks whose late arrival held their peers up
     collectives: dict = field(default_factory=dict)  # rank -> RankCollectives (filled on the worker)
 
@@ -243,6 +244,7 @@ class Job:
         return JobInfo(ranks=self.ranks, compute_ms={s.rank: s.compute_ms for s in self.summaries},
                        cpu_ms={s.rank: s.cpu_ms for s in self.summaries},
                        step_start={s.rank: int(s.step_start + o) for s, o in zip(self.summaries, self.offsets)},
+                       measured_ms={s.rank: s.measured_ms for s in self.summaries},
                        stragglers=[r["rank"] for r in stragglers(self)])
 
     # -- what-ifs ----------------------------------------------------------------------------------

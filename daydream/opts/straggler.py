@@ -5,7 +5,8 @@ Needs the whole job (a multi-rank TRACE): `ctx.job` holds each rank's recorded f
 by default every rank slower than the median: the job's stragglers (ranks whose late arrival at
 collectives held their peers up, daydream.job.figures) and every rank whose compute per step (GPU
 busy time of non-collective work; its busiest CPU thread's work) exceeds the median rank's by more
-than SLOWER_PCT percent. On each fixed rank:
+than SLOWER_PCT percent, or whose step started later than the median rank's by more than SLOWER_PCT
+percent of the median step. On each fixed rank:
   * every GPU task except collectives scales by median_gpu / rank_gpu, every CPU task by
     median_cpu / rank_cpu (when the rank is the slower one; a faster part is left alone);
   * with start=true (default), a rank that began its step later than the median rank begins with
@@ -49,6 +50,8 @@ def chosen(job, text: str) -> list[int]:
     for what in (job.compute_ms, job.cpu_ms):
         med = job.median(what)
         slow |= {r for r in job.ranks if what[r] > med * (1 + SLOWER_PCT / 100)}
+    med_start, step_ns = job.median(job.step_start), job.median(job.measured_ms) * 1e6
+    slow |= {r for r in job.ranks if job.step_start[r] - med_start > SLOWER_PCT / 100 * step_ns}
     return sorted(slow)
 
 
@@ -60,7 +63,7 @@ def apply(graph, params: dict, ctx) -> None:
     kind = graph.column("kind")
     rank = graph.column("rank")
     med_gpu, med_cpu = job.median(job.compute_ms), job.median(job.cpu_ms)
-    med_start = int(np.median(list(job.step_start.values())))
+    med_start = int(job.median(job.step_start))
     for r in sorted(set(np.unique(rank).tolist()) & ranks):
         mine = rank == r
         gpu = mine & np.isin(kind, GPU_TASK_TYPES) & (kind != T_COLLECTIVE)
