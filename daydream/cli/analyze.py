@@ -50,11 +50,11 @@ def _analyze_job(trace, as_json, step_annotation, report_path, workers, schedule
     with progress(not as_json, n + 2 + bool(report_path), "analyze") as tick:
         with _job.open_job(trace, step_annotation, workers, scheduler, tick) as job:
             result, timeline = _job.analyze_json(job, trace)
-        tick("analyzed")
-        if report_path:
-            from daydream.report.html import analyze_report
-            analyze_report(result, timeline, report_path)
-            tick("report")
+            tick("analyzed")
+            if report_path:  # every rank's lanes, at their coupled-replay times
+                from daydream.report.html import analyze_report
+                analyze_report(result, job.merged_timeline(), report_path, bars=job.collective_bars())
+                tick("report")
     if as_json:
         emit_json(result)
         return

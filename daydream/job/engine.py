@@ -272,6 +272,42 @@ class Job:
         return self._exec.call(rank_timeline, self.sources[pos], self.ranks[pos], self.step_annotation,
                                list(opts), job, coupled.arrive[sl] - off, coupled.end[sl] - off)
 
+    def merged_timeline(self) -> Timeline:
+        """Every rank in one timeline at its coupled-replay times (for reports: this loads all ranks'
+        events into this process). Each rank's collectives take their coupled durations, found by
+        (rank, recorded start) in the all-ranks graph; clocks stay each rank's own."""
+        from daydream.graph.build import T_COLLECTIVE
+        from daydream.table import set_column
+        from daydream.trace import load
+        trace = load(self.path, self.step_annotation)
+        graph = trace.graph()
+        kind, rank, start = graph.column("kind"), graph.column("rank"), graph.column("obs_start")
+        coll = np.flatnonzero(kind == T_COLLECTIVE)
+        where = {(int(r), int(s)): int(t) for t, r, s in zip(coll.tolist(), rank[coll].tolist(), start[coll].tolist())}
+        dur = graph.column("dur").copy()
+        for pos, s in enumerate(self.summaries):
+            sl = slice(self.parts.first[pos], self.parts.first[pos + 1])
+            for k, (a, e) in enumerate(zip(self.replay.arrive[sl].tolist(), self.replay.end[sl].tolist())):
+                t = where.get((s.rank, int(s.coll.start[k])), -1)
+                if t >= 0 and a > REACHED:
+                    dur[t] = max(e - a, 0)
+        set_column(graph, "tasks", "dur", dur)
+        return simulate(graph)
+
+    def collective_bars(self) -> list[dict]:
+        """Per rank and in-window collective of the coupled replay: when it arrived, when its last
+        peer arrived and when it ended (ms from the earliest window start, aligned clocks)."""
+        t0 = int(self.replay.win_start.min())
+        out = []
+        for pos, s in enumerate(self.summaries):
+            sl = slice(self.parts.first[pos], self.parts.first[pos + 1])
+            a, e = self.replay.arrive[sl], self.replay.end[sl]
+            last = self.replay.last_arrival[self.parts.glob[sl]]
+            for k in np.flatnonzero(s.coll.in_window & (a > REACHED)).tolist():
+                out.append({"rank": s.rank, "name": s.coll.name[k], "arrive_ms": (int(a[k]) - t0) / 1e6,
+                            "start_ms": (max(int(a[k]), int(last[k])) - t0) / 1e6, "end_ms": (int(e[k]) - t0) / 1e6})
+        return out
+
     def close(self):
         self._exec.close()
 

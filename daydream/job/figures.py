@@ -56,7 +56,8 @@ def per_rank(job, coupled=None, summaries=None) -> list[dict]:
         steps = max(s.steps, 1)
         rows.append({"rank": s.rank, "measured_ms": round(s.measured_ms, 6), "replay_ms": round(float(replay[i]), 6),
                      "compute_ms": round(s.compute_ms, 6), "exposed_comm_ms": round(exposed / steps / 1e6, 6),
-                     "wait_ms": round(float(wait.sum()) / steps / 1e6, 6)})
+                     "wait_ms": round(float(wait.sum()) / steps / 1e6, 6),
+                     "step_ms": [round(float(x), 6) for x in s.step_ms]})
     return rows
 
 

@@ -56,6 +56,7 @@ class RankSummary:
     cpu_ms: float              # busy time of the busiest CPU thread per step
     phase_ms: dict             # the same per phase
     step_start: int            # recorded window start (ns, the rank's clock)
+    step_ms: np.ndarray        # recorded length of each step (its ProfilerStep span; the window if none)
     overlap_ptr: np.ndarray    # (K+1,) offsets into overlap_start/end, per collective
     overlap_start: np.ndarray  # compute intervals inside each collective's recorded span
     overlap_end: np.ndarray
@@ -219,6 +220,7 @@ def summarize(graph: TaskGraph, coll: RankCollectives, recorded: TaskGraph | Non
         coll=coll, arrive0=arrive0, path_src=local[pj], path_dst=local[pk], path_len=pl,
         win_start=ws, win_end0=we, win_src=local[wj], win_len=wl, coll_scale=scale, coll_dur=dur,
         compute_ms=compute / steps / 1e6, cpu_ms=cpu / steps / 1e6, phase_ms=phase_ms, step_start=w.start,
+        step_ms=(np.diff(w.step_spans, axis=1)[:, 0] if w.steps else np.array([w.end - w.start])) / 1e6,
         overlap_ptr=np.asarray(ptr, np.int64), overlap_start=cat(os_), overlap_end=cat(oe), notes=notes)
 
 
