@@ -136,7 +136,7 @@ class _Dask:
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                             dashboard_address=None, silence_logs=logging.ERROR)
                 self.client = Client(self.cluster)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             raise DaydreamError(f"cannot reach the Dask scheduler {scheduler or '(local cluster)'}: {exc}") from None
 
     def map(self, fn, args: list[tuple], tick=None) -> list:
