@@ -202,3 +202,46 @@ def test_dask_local_cluster_gives_identical_results():
         np.testing.assert_array_equal(x.end, y.end)
         np.testing.assert_array_equal(x.win_end, y.win_end)
     assert rows == figures.per_rank(serial)
+
+
+# ---- CPU (gloo) jobs -------------------------------------------------------------------------------
+def _gloo_rank(compute_us: float, end_us: float, tail_us: float = 50.0) -> dict:
+    """A gloo rank: the main thread computes, enqueues an all-reduce and blocks (a gap of its step)
+    until gloo's work thread finishes it at end_us, then runs the optimizer."""
+    b = KinetoBuilder(device_name="")
+    b.op("aten::mm", 1, compute_us)
+    b.op("c10d::allreduce_", 1 + compute_us, 5)
+    b.events.append({"ph": "X", "cat": "user_annotation", "name": "gloo:all_reduce", "pid": 1, "tid": 2,
+                     "ts": 10 + compute_us, "dur": end_us - (10 + compute_us),
+                     "args": {"Input Dims": [[1000]], "Input type": ["float"]}})
+    b.op("aten::add_", end_us + tail_us, 10)
+    b.step(1, 0, end_us + tail_us + 20)
+    doc = b.doc()
+    doc["deviceProperties"] = []
+    return doc
+
+
+def test_gloo_job_waits_in_the_main_thread_and_the_straggler_fix_removes_it(tmp_path):
+    d = tmp_path / "gloo"
+    d.mkdir()
+    transfer = 40.0
+    computes = [100.0, 400.0]
+    end = 10 + max(computes) + transfer
+    for r, c in enumerate(computes):
+        (d / f"rank{r}.json").write_text(json.dumps(_gloo_rank(c, end)))
+    with Job(str(d)) as job:
+        assert job.matching.coupled == 1 and job.matching.name == ["all_reduce"]
+        np.testing.assert_allclose(job.replay.per_step_ms, job.measured_ms, rtol=1e-9)
+        rows = figures.per_rank(job)
+        assert rows[0]["wait_ms"] == pytest.approx(0.3, abs=1e-6)  # rank 0 waited 300 us for rank 1
+        assert rows[0]["compute_ms"] < rows[1]["compute_ms"]       # its blocked gap is not compute
+        cpu = job.info().cpu_ms
+        pred = job.predict([parse_opt("straggler:ranks=1")]).coupled
+        # Rank 1's CPU work at rank 0's rate: x cpu0/cpu1 = 125/425 (each has 25 us besides its GEMM;
+        # the blocked gap is not work), so its 400 us GEMM takes 118 us and it reaches the all-reduce
+        # ~290 us earlier; rank 0, blocked in its main thread until the all-reduce ends, finishes
+        # exactly as much earlier.
+        assert cpu[0] / cpu[1] == pytest.approx(125 / 425, abs=1e-3)
+        shift = float(job.replay.last_arrival[0] - pred.last_arrival[0]) / 1e6
+        assert 0.28 < shift < 0.30
+        assert job.replay.per_step_ms[0] - pred.per_step_ms[0] == pytest.approx(shift, abs=1e-9)

@@ -7,11 +7,10 @@ counts them; `analyze --json` adds `per_rank`, `stragglers` and `collectives`, `
 """
 from __future__ import annotations
 
-from daydream.analysis import analyze as analyze_trace
-from daydream.analysis import phase_breakdown
-from daydream.job import figures
-from daydream.job.engine import Job
 from daydream.job.sources import rank_sources
+
+# The job's engine, figures and analysis are imported when a job is opened: a single-rank
+# `whatif --json` must not pay for them (nor for pandas, which the network model's module imports).
 
 
 def is_job(path: str) -> bool:
@@ -19,12 +18,15 @@ def is_job(path: str) -> bool:
     return len(rank_sources(path)) > 1
 
 
-def open_job(trace: str, step_annotation, workers, scheduler, tick) -> Job:
+def open_job(trace: str, step_annotation, workers, scheduler, tick):
+    from daydream.job.engine import Job
     return Job(trace, step_annotation, workers=workers, scheduler=scheduler, progress=tick)
 
 
-def analyze_json(job: Job, trace: str):
+def analyze_json(job, trace: str):
     """(the `analyze --json` object of the job, the slowest rank's coupled timeline)."""
+    from daydream.analysis import analyze as analyze_trace
+    from daydream.job import figures
     timeline = job.timeline(job.slowest)
     out = analyze_trace(timeline.graph.trace, timeline)
     out["trace"] = trace
@@ -40,8 +42,9 @@ def analyze_json(job: Job, trace: str):
     return out, timeline
 
 
-def whatif_json(job: Job, trace: str, opts, name: str):
+def whatif_json(job, trace: str, opts, name: str):
     """(the `whatif --json` object of one scenario, replay timeline, predicted timeline) of the job."""
+    from daydream.analysis import phase_breakdown
     pred = job.predict(list(opts))
     slow = job.slowest
     base_tl = job.timeline(slow)

@@ -7,6 +7,9 @@ it is comes from, in this order:
   2. the CPU-side `record_param_comms` (same keys) or `nccl:NAME` annotation around its launch
      (2021-2023 traces: the name, and `Input Dims`/`Input type` for the message size);
   3. the kernel name (`ncclKernel_AllReduce_...` -> all_reduce).
+On CPU-only (gloo) traces the collectives are the `gloo:NAME` spans on gloo's work threads
+(`collective_tasks`): their start is when the work thread took the collective up, their end when it
+completed, waiting for peers included, as for a kernel.
 The group is the process group's name where recorded, else `world` (every rank of the job).
 
 Matching (`match`) pairs the n-th collective of a (group, name) on each rank with the n-th on its
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from daydream.graph import TaskGraph
-from daydream.graph.build import T_COLLECTIVE
+from daydream.graph.build import NO_RELEASE, T_COLLECTIVE, T_CPU, T_IDLE
 from daydream.trace.events import ANNOTATION, CPU_OP, RUNTIME
 
 # Bytes per element of the dtype names Kineto writes (`dtype` args and aten `Input type`).
@@ -90,11 +93,91 @@ class RankCollectives:
         return len(self.task)
 
 
+_CPU_COLLECTIVE = re.compile(r"^gloo:")
+
+
+def collective_tasks(graph: TaskGraph) -> np.ndarray:
+    """Task indices of a graph's collectives: its NCCL/RCCL kernels, or on a trace without them the
+    `gloo:NAME` spans of gloo's work threads (one CPU task each; a span cut into several tasks by
+    nested events is left out)."""
+    kind = graph.column("kind")
+    gpu = np.flatnonzero(kind == T_COLLECTIVE)
+    if len(gpu):
+        return gpu
+    event = graph.column("event")
+    names = graph.trace.names
+    is_gloo = np.fromiter((bool(_CPU_COLLECTIVE.search(n)) for n in names), bool, len(names))
+    ev_name = graph.trace.column("name")
+    cand = np.flatnonzero((kind == T_CPU) & (event >= 0))
+    cand = cand[is_gloo[ev_name[event[cand]]]]
+    ev, first, count = np.unique(event[cand], return_index=True, return_counts=True)
+    return np.sort(cand[first[count == 1]])
+
+
+# A thread that waited for a gloo collective resumes within this of the collective's end.
+CPU_WAIT_SLACK_NS = 500_000
+
+
+def wire_cpu_waits(graph: TaskGraph) -> int:
+    """Make the CPU segments that waited for a gloo collective wait for it in the graph too.
+
+    gloo runs a collective on its own work thread; the thread that needs the result blocks inside a
+    plain CPU segment (often a gap of the step annotation) that ends when the collective ends. For
+    each `gloo:` span, the longest CPU segment on another thread of the rank that overlaps it and
+    ends within CPU_WAIT_SLACK_NS of its end gets an end edge from it (delay: the recorded gap) and
+    keeps only its share before the collective began, so its waiting is recomputed like a sync
+    call's. A span the recording left without a predecessor (the first on its thread) starts after
+    the latest task of the rank's other threads that ended before it (the enqueuing op). Returns how
+    many waiting segments were wired; GPU collectives need none (sync calls are)."""
+    coll = collective_tasks(graph)
+    if not len(coll) or (graph.column("kind")[coll] == T_COLLECTIVE).any():
+        return 0
+    kind, res = graph.column("kind"), graph.column("resource")
+    start, end = graph.column("obs_start"), graph.column("obs_end")
+    cpu = np.setdiff1d(np.flatnonzero(kind == T_CPU), coll)
+    src, dst, delay, own = [], [], [], []
+    taken = set()
+    for c in coll.tolist():
+        near = cpu[(res[cpu] != res[c]) & (start[cpu] < end[c]) & (np.abs(end[cpu] - end[c]) <= CPU_WAIT_SLACK_NS)
+                   & (end[cpu] > start[c])]
+        near = [t for t in near.tolist() if t not in taken]
+        if not near:
+            continue
+        t = max(near, key=lambda t: end[t] - start[t])
+        taken.add(t)
+        src.append(c); dst.append(t); delay.append(int(end[t] - end[c]))
+        own.append(int(min(max(start[c] - start[t], 0), end[t] - start[t])))
+    # A span released by the clock (the first on its thread in the recording) was handed over by the
+    # rank's other threads: it starts after the latest of their tasks that ended before it did.
+    release = graph.column("release")
+    others = np.setdiff1d(np.flatnonzero(kind != T_IDLE), coll)
+    others = others[np.argsort(end[others], kind="stable")]
+    h_src, h_dst, h_delay = [], [], []
+    for c in coll[release[coll] != NO_RELEASE].tolist():
+        cand = others[res[others] != res[c]]
+        i = int(np.searchsorted(end[cand], start[c], side="right")) - 1
+        if i >= 0:
+            h_src.append(int(cand[i])); h_dst.append(c); h_delay.append(int(start[c] - end[cand[i]]))
+    # The graph builder may have taken a gloo span for a thread waiting on the rank's other threads;
+    # its end is its peers' business: drop such end edges and give it back its recorded length.
+    edges = graph.edges
+    into = edges["to_end"].to_numpy() & np.isin(edges["dst"].to_numpy(), coll)
+    if into.any():
+        graph.edges = edges[~into].reset_index(drop=True)
+    from daydream.transform import primitives as P
+    P.set_duration(graph, coll, end[coll] - start[coll])
+    if h_src:
+        P.add_edges(graph, h_src, h_dst, delay=np.asarray(h_delay, np.int64), kind="handoff")
+    if src:
+        P.add_edges(graph, src, dst, delay=np.asarray(delay, np.int64), kind="handoff", to_end=True)
+        P.set_duration(graph, np.asarray(dst, np.int64), np.asarray(own, np.int64))
+    return len(src)
+
+
 def collectives_of(graph: TaskGraph) -> RankCollectives:
     """The collectives of a one-rank graph (see the module docstring for where each field comes from)."""
     trace = graph.trace
-    kind = graph.column("kind")
-    tasks = np.flatnonzero(kind == T_COLLECTIVE)
+    tasks = collective_tasks(graph)
     tasks = tasks[np.argsort(graph.column("obs_start")[tasks], kind="stable")]
     rank = int(graph.column("rank")[tasks[0]]) if len(tasks) else int(trace.ranks[0])
     ev = trace.column
@@ -110,7 +193,7 @@ def collectives_of(graph: TaskGraph) -> RankCollectives:
     for t, lt in zip(tasks.tolist(), launch.tolist()):
         kargs = trace.args_of(int(event[t]))
         kname = names[ev_name[event[t]]]
-        cargs, annot = {}, None
+        cargs, annot = {}, (int(event[t]) if _CPU_COLLECTIVE.search(kname) else None)
         if lt >= 0 and event[lt] >= 0 and ev_kind[event[lt]] == RUNTIME:
             le = int(event[lt])
             around = cpu_comm[(ev_ts[cpu_comm] <= ev_ts[le]) & (ev_end[cpu_comm] >= ev_end[le])
@@ -251,4 +334,4 @@ def _single(m: Matching, ranks, p: int, i: int) -> None:
     m.nbytes.append(int(ranks[p].nbytes[i]))
 
 
-__all__ = ["RankCollectives", "Matching", "collectives_of", "match", "canonical", "DTYPE_BYTES"]
+__all__ = ["RankCollectives", "Matching", "collective_tasks", "collectives_of", "match", "canonical", "DTYPE_BYTES"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from daydream.errors import DaydreamError
-from daydream.job.collectives import Matching, RankCollectives, collectives_of, match
+from daydream.job.collectives import Matching, RankCollectives, collective_tasks, collectives_of, match, wire_cpu_waits
 from daydream.job.couple import Coupled, Participants, clock_offsets, recorded_transfer, solve
 from daydream.job.reduce import REACHED, RankSummary, summarize
 from daydream.job.sources import RankSource, load_rank, rank_sources
@@ -73,6 +73,7 @@ def rank_pass(src: RankSource, rank: int, step_annotation, opts, job: JobInfo | 
     """A worker's part for one rank: (recorded summary, predicted summary or None, notes)."""
     trace = load_rank(src, rank, step_annotation)
     graph = trace.graph()
+    wire_cpu_waits(graph)
     coll = collectives_of(graph)
     recorded = summarize(graph, coll)
     if not opts:
@@ -88,11 +89,12 @@ def rank_timeline(src: RankSource, rank: int, step_annotation, opts, job, arrive
     the coupled times."""
     trace = load_rank(src, rank, step_annotation)
     graph = trace.graph()
+    wire_cpu_waits(graph)
     coll = collectives_of(graph)
     if opts:
         graph, _ = _transformed(trace, graph, coll, opts, job)
-    event = graph.column("event")
-    pos = {int(e): i for i, e in enumerate(event.tolist()) if e >= 0}
+    found = collective_tasks(graph)
+    pos = {int(e): int(i) for i, e in zip(found.tolist(), graph.column("event")[found].tolist())}
     dur = graph.column("dur").copy()
     for k, ev in enumerate(coll.event.tolist()):
         t = pos.get(int(ev), -1)
@@ -276,13 +278,12 @@ class Job:
         """Every rank in one timeline at its coupled-replay times (for reports: this loads all ranks'
         events into this process). Each rank's collectives take their coupled durations, found by
         (rank, recorded start) in the all-ranks graph; clocks stay each rank's own."""
-        from daydream.graph.build import T_COLLECTIVE
         from daydream.table import set_column
         from daydream.trace import load
         trace = load(self.path, self.step_annotation)
         graph = trace.graph()
-        kind, rank, start = graph.column("kind"), graph.column("rank"), graph.column("obs_start")
-        coll = np.flatnonzero(kind == T_COLLECTIVE)
+        rank, start = graph.column("rank"), graph.column("obs_start")
+        coll = collective_tasks(graph)
         where = {(int(r), int(s)): int(t) for t, r, s in zip(coll.tolist(), rank[coll].tolist(), start[coll].tolist())}
         dur = graph.column("dur").copy()
         for pos, s in enumerate(self.summaries):

@@ -23,8 +23,9 @@ import numpy as np
 
 from daydream import _core
 from daydream.graph import TaskGraph
+from daydream.graph.phases import COMMUNICATION
 from daydream.graph.build import GPU_TASK_TYPES, NO_RELEASE, T_COLLECTIVE, T_CPU, T_RUNTIME
-from daydream.job.collectives import RankCollectives
+from daydream.job.collectives import RankCollectives, collective_tasks
 from daydream.table import column
 
 # A start no path reaches: far below any real time, yet far enough above NO_RELEASE (which means
@@ -99,7 +100,9 @@ def _max_plus(graph: TaskGraph, coll_tasks: np.ndarray, in_window: np.ndarray):
     dur = np.concatenate([t("dur"), np.zeros(K, np.int64)]).astype(np.int64)
     release = np.concatenate([t("release"), np.full(K, NEG, np.int64)])
     has_release = release != NO_RELEASE
-    window = np.flatnonzero(in_window & (t("kind") != T_COLLECTIVE))
+    not_coll = np.ones(n, bool)
+    not_coll[coll_tasks] = False
+    window = np.flatnonzero(in_window & not_coll)
     window_all = np.flatnonzero(in_window)
     pred = np.empty(nodes, np.int64)
     time = np.empty(nodes, np.int64)
@@ -162,9 +165,8 @@ def summarize(graph: TaskGraph, coll: RankCollectives, recorded: TaskGraph | Non
     is it). A collective's transfer time scales by its duration in `graph` over its recorded one."""
     trace = graph.trace
     event = graph.column("event")
-    kind = graph.column("kind")
-    is_coll = kind == T_COLLECTIVE
-    pos = {int(ev): i for i, ev in zip(np.flatnonzero(is_coll).tolist(), event[is_coll].tolist())}
+    found = collective_tasks(graph)
+    pos = {int(ev): i for i, ev in zip(found.tolist(), event[found].tolist())}
     task = np.asarray([pos.get(int(ev), -1) for ev in coll.event.tolist()], np.int64)
     notes = []
     if (task < 0).any():
@@ -188,14 +190,17 @@ def summarize(graph: TaskGraph, coll: RankCollectives, recorded: TaskGraph | Non
     # Recorded figures for the job analysis.
     w = trace.window
     rkind, rstart, rend = rec.column("kind"), rec.column("obs_start"), rec.column("obs_end")
-    rin = rec.column("in_window")
+    rin = rec.column("in_window").copy()
+    rin[collective_tasks(rec)] = False  # compute is what a rank does besides its collectives,
+    rin &= rec.column("phase") != COMMUNICATION  # and besides issuing and waiting for them
     gpu = trace.has_gpu
     work = rin & ((np.isin(rkind, GPU_TASK_TYPES) & (rkind != T_COLLECTIVE)) if gpu
                   else np.isin(rkind, (T_CPU, T_RUNTIME)))
     steps = max(w.steps, 1)
     res = rec.column("resource")
     cpu_work = rin & np.isin(rkind, (T_CPU, T_RUNTIME))  # not idle, not waiting in a sync call
-    per_thread = np.bincount(res[cpu_work], weights=(rend - rstart)[cpu_work])
+    own = rec.column("dur")  # a segment's own share: waiting recomputed from edges is not work
+    per_thread = np.bincount(res[cpu_work], weights=own[cpu_work])
     cpu = int(per_thread.max()) if len(per_thread) else 0
     us, ue = _union(rstart[work], rend[work])
     compute = int((ue - us).sum()) if gpu else cpu
@@ -205,8 +210,12 @@ def summarize(graph: TaskGraph, coll: RankCollectives, recorded: TaskGraph | Non
     for p, name in enumerate(PHASES):
         sel = work & (phase == p)
         if sel.any():
-            a, b = _union(rstart[sel], rend[sel])
-            phase_ms[name] = round(float((b - a).sum()) / steps / 1e6, 6)
+            if gpu:
+                a, b = _union(rstart[sel], rend[sel])
+                busy = float((b - a).sum())
+            else:
+                busy = float(np.bincount(res[sel], weights=own[sel]).max())
+            phase_ms[name] = round(busy / steps / 1e6, 6)
     # Compute intervals inside each collective's recorded span (exposed communication later).
     ptr, os_, oe = [0], [], []
     for s, e in zip(coll.start.tolist(), coll.end.tolist()):

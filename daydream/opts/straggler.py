@@ -8,7 +8,9 @@ busy time of non-collective work; its busiest CPU thread's work) exceeds the med
 than SLOWER_PCT percent, or whose step started later than the median rank's by more than SLOWER_PCT
 percent of the median step. On each fixed rank:
   * every GPU task except collectives scales by median_gpu / rank_gpu, every CPU task by
-    median_cpu / rank_cpu (when the rank is the slower one; a faster part is left alone);
+    median_cpu / rank_cpu (when the rank is the slower one; a faster part is left alone); the median
+    rank is the median of the ranks not named when ranks are named (with 2 ranks, the other one),
+    else of all ranks;
   * with start=true (default), a rank that began its step later than the median rank begins with
     it: every task's release time moves earlier by the difference (aligned clocks).
 The coupled re-simulation (daydream.job) then decides how much the peers stop waiting.
@@ -62,8 +64,11 @@ def apply(graph, params: dict, ctx) -> None:
     ranks = set(chosen(job, params["ranks"]))
     kind = graph.column("kind")
     rank = graph.column("rank")
-    med_gpu, med_cpu = job.median(job.compute_ms), job.median(job.cpu_ms)
-    med_start = int(job.median(job.step_start))
+    # The median rank: of the ranks left alone where any are (named ranks), else of all.
+    ref = [r for r in job.ranks if r not in ranks] if params["ranks"] and len(ranks) < len(job.ranks) else job.ranks
+    med = lambda what: float(np.median([what[r] for r in ref]))
+    med_gpu, med_cpu = med(job.compute_ms), med(job.cpu_ms)
+    med_start = int(med(job.step_start))
     for r in sorted(set(np.unique(rank).tolist()) & ranks):
         mine = rank == r
         gpu = mine & np.isin(kind, GPU_TASK_TYPES) & (kind != T_COLLECTIVE)
@@ -80,7 +85,8 @@ def apply(graph, params: dict, ctx) -> None:
             moved = mine & (release != NO_RELEASE)
             release[moved] -= late
             set_column(graph, "tasks", "release", release)
-        ctx.notes.append(f"straggler: rank {r} at the median rank's speed (GPU x{min(fg, 1):.3f}, CPU x{min(fc, 1):.3f}"
+        speeds = (f"GPU x{min(fg, 1):.3f}, " if gpu.any() else "") + f"CPU x{min(fc, 1):.3f}"
+        ctx.notes.append(f"straggler: rank {r} at the median rank's speed ({speeds}"
                          + (f", step started {late / 1e6:.3f} ms earlier" if params["start"] and late > 0 else "") + ")")
     if not ranks:
         ctx.notes.append("straggler: no rank is slower than the median by more than "
