@@ -261,3 +261,21 @@ def test_recorded_gloo_pair_replays_and_the_straggler_fix_helps():
         unslowed = base.measured_ms.max()
     # Recorded minutes apart on a shared 2-core machine: within 10% of the unslowed run (9.9%).
     assert abs(pred.max() - unslowed) / unslowed <= 0.10
+
+
+def test_multi_rank_run_directory_is_one_job(tmp_path):
+    """`daydream profile -- torchrun ...` writes OUT/rank<N>/trace.json.gz: one job of N ranks."""
+    import gzip
+    from daydream.job.sources import rank_sources
+    from daydream.trace import load
+    d = _job(tmp_path, [[100, 100], [300, 100]])
+    run = tmp_path / "run"
+    for r in range(2):
+        (run / f"rank{r}").mkdir(parents=True)
+        doc = json.loads((d / f"rank{r}.json").read_text())
+        doc["distributedInfo"] = {"backend": "gloo", "rank": r, "world_size": 2}
+        (run / f"rank{r}" / "trace.json.gz").write_bytes(gzip.compress(json.dumps(doc).encode()))
+    assert len(rank_sources(run)) == 2
+    assert load(run).ranks == [0, 1]
+    with Job(str(run)) as job:
+        assert job.ranks == [0, 1] and job.matching.coupled == 2

@@ -42,6 +42,9 @@ def rank_sources(path: str | Path) -> list[RankSource]:
         if (p / "trace.json.gz").exists():
             return [RankSource(str(p), None, 0)]
         files = sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith(_SUFFIXES))
+        if not files:  # a multi-rank `daydream profile` run: one run directory per rank
+            files = sorted((d / "trace.json.gz" for d in p.iterdir() if (d / "trace.json.gz").is_file()),
+                           key=lambda f: f.parent.name)
         if not files:
             raise DaydreamError(f"{p}: directory holds no trace files (*.json, *.json.gz)")
         return [RankSource(str(f), None, i) for i, f in enumerate(files)]
