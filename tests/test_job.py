@@ -279,3 +279,27 @@ def test_multi_rank_run_directory_is_one_job(tmp_path):
     assert load(run).ranks == [0, 1]
     with Job(str(run)) as job:
         assert job.ranks == [0, 1] and job.matching.coupled == 2
+
+
+def test_world_size_rescales_the_job():
+    with Job(str(shared(DLRM))) as job:
+        same = job.predict([parse_opt("world-size:ranks=8")])
+        np.testing.assert_array_equal(same.coupled.per_step_ms, job.replay.per_step_ms)
+        big = job.predict([parse_opt("world-size:ranks=32")])
+        assert len(big.ranks) == 32 and big.ranks == list(range(32))
+        assert set(big.templates[:8].tolist()) == set(range(8)) and big.templates.max() < 8
+        # Past one node the collectives cross the fabric (6.25 GB/s for V100 systems, not NVLink's 150).
+        assert big.coupled.per_step_ms.max() > job.replay.per_step_ms.max()
+        small = job.predict([parse_opt("world-size:ranks=4")])
+        assert small.ranks == [0, 1, 2, 3]
+        t = job.timeline(int(big.coupled.per_step_ms.argmax()), [parse_opt("world-size:ranks=32")], big)
+        assert t.per_step_ms == pytest.approx(big.coupled.per_step_ms.max(), rel=1e-6)
+
+
+def test_world_size_needs_a_job(tmp_path, kineto):
+    from daydream.errors import DaydreamError
+    from daydream.whatif import whatif
+    kineto.step(1, 0, 100)
+    kineto.launch(1, 2, kernel_ts=5, kernel_dur=50)
+    with pytest.raises(DaydreamError, match="scales a multi-rank job"):
+        whatif(str(kineto.write(tmp_path / "one.json")), ["world-size:ranks=8"])

@@ -48,12 +48,14 @@ def whatif_json(job, trace: str, opts, name: str):
     pred = job.predict(list(opts))
     slow = job.slowest
     base_tl = job.timeline(slow)
-    replay = job.replay.per_step_ms
     predicted = pred.coupled.per_step_ms
+    # A rank world-size added has its traced template's measured and replayed step.
+    replay = job.replay.per_step_ms[pred.templates]
+    measured_of = job.measured_ms[pred.templates]
     p_slow = int(predicted.argmax())
-    pred_tl = job.timeline(p_slow, list(opts), pred.coupled) if opts else base_tl
+    pred_tl = job.timeline(p_slow, list(opts), pred) if opts else base_tl
     measured = float(job.measured_ms[slow])
-    replay_ms, predicted_ms = float(replay.max()), float(predicted.max())
+    replay_ms, predicted_ms = float(job.replay.per_step_ms.max()), float(predicted.max())
     data = {
         "trace": trace,
         "device": job.summaries[slow].device,
@@ -66,10 +68,11 @@ def whatif_json(job, trace: str, opts, name: str):
         "optimizations": [o.as_json() for o in opts],
         "breakdown": {"measured": phase_breakdown(base_tl), "predicted": phase_breakdown(pred_tl)},
         "notes": list(dict.fromkeys(job.notes + pred.notes)),
+        "predicted_ranks": len(pred.ranks),
         "ranks": len(job.ranks),
         "per_rank": [{"rank": r, "measured_ms": round(float(m), 6), "replay_ms": round(float(a), 6),
                       "predicted_ms": round(float(b), 6)}
-                     for r, m, a, b in zip(job.ranks, job.measured_ms, replay, predicted)],
+                     for r, m, a, b in zip(pred.ranks, measured_of, replay, predicted)],
     }
     return data, base_tl, pred_tl
 

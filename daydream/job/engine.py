@@ -173,9 +173,17 @@ def executor(n_ranks: int, workers: int | None, scheduler: str | None):
 
 @dataclass
 class Prediction:
+    """A what-if of the job: its ranks' summaries, the coupled replay of them, and, where
+    `world-size` changed the number of ranks, the matching and the traced rank each copies."""
     summaries: list
     coupled: Coupled
     notes: list
+    parts: Participants | None = None
+    templates: np.ndarray | None = None  # rank position -> the traced rank position it copies
+
+    @property
+    def ranks(self) -> list[int]:
+        return [s.rank for s in self.summaries]
 
 
 class Job:
@@ -252,27 +260,46 @@ class Job:
     # -- what-ifs ----------------------------------------------------------------------------------
     def predict(self, opts: list[OptChoice]) -> Prediction:
         """The job re-simulated coupled after applying `opts` to every rank (in order)."""
+        identity = np.arange(len(self.summaries))
         if not opts:
-            return Prediction(self.summaries, self.replay, [])
-        for o in opts:
-            _opt_module(o.name)
-        job = self.info()
-        args = [(s, r, self.step_annotation, list(opts), job) for s, r in zip(self.sources, self.ranks)]
-        results = self._exec.map(rank_pass, args, self._tick("rank predicted"))
-        predicted = [r[1] for r in results]
-        notes = list(dict.fromkeys(n for r in results for n in r[2] if n not in self.notes))
-        transfer = self.transfer * np.concatenate([s.coll_scale for s in predicted])
-        coupled = solve(predicted, self.matching, self.parts, transfer.astype(np.int64), self.offsets)
-        return Prediction(predicted, coupled, notes)
+            return Prediction(self.summaries, self.replay, [], self.parts, identity)
+        job_level = [o for o in opts if getattr(_opt_module(o.name), "JOB_LEVEL", False)]
+        per_rank = [o for o in opts if o not in job_level]
+        if per_rank:
+            job = self.info()
+            args = [(s, r, self.step_annotation, per_rank, job) for s, r in zip(self.sources, self.ranks)]
+            results = self._exec.map(rank_pass, args, self._tick("rank predicted"))
+            predicted = [r[1] for r in results]
+            notes = list(dict.fromkeys(n for r in results for n in r[2] if n not in self.notes))
+        else:
+            predicted, notes = self.summaries, []
+        transfer = (self.transfer * np.concatenate([s.coll_scale for s in predicted])).astype(np.int64)
+        matching, parts, offsets, templates = self.matching, self.parts, self.offsets, identity
+        for o in job_level:  # world-size (the only job-level optimization)
+            from daydream.job.synthesize import synthesize
+            from daydream.job.figures import device_of
+            predicted, matching, parts, transfer, offsets, picked = synthesize(
+                predicted, matching, parts, transfer, offsets, o.params["ranks"], device_of(self),
+                o.params["seed"])
+            templates = templates[picked]
+            notes.append(f"world-size: {len(self.summaries)} traced ranks -> {len(predicted)} ranks"
+                         + (f" ({len(predicted) - len(self.summaries)} copies of traced ranks drawn at random)"
+                            if len(predicted) > len(self.summaries) else ""))
+        coupled = solve(predicted, matching, parts, transfer, offsets)
+        return Prediction(predicted, coupled, notes, parts, templates)
 
-    def timeline(self, pos: int, opts: list[OptChoice] = (), coupled: Coupled | None = None) -> Timeline:
-        """Rank position `pos`'s full timeline in the coupled replay (or prediction, with `opts`)."""
-        coupled = coupled or self.replay
-        sl = slice(self.parts.first[pos], self.parts.first[pos + 1])
-        off = self.offsets[pos]
-        job = self.info() if opts else None
-        return self._exec.call(rank_timeline, self.sources[pos], self.ranks[pos], self.step_annotation,
-                               list(opts), job, coupled.arrive[sl] - off, coupled.end[sl] - off)
+    def timeline(self, pos: int, opts: list[OptChoice] = (), prediction: Prediction | None = None) -> Timeline:
+        """Rank position `pos`'s full timeline in the coupled replay (or in `prediction`, made with
+        `opts`; a rank `world-size` added is its traced template's graph at its own coupled times)."""
+        coupled, parts, template = self.replay, self.parts, pos
+        if prediction is not None:
+            coupled, parts, template = prediction.coupled, prediction.parts, int(prediction.templates[pos])
+        sl = slice(parts.first[pos], parts.first[pos + 1])
+        off = self.offsets[template]
+        per_rank = [o for o in opts if not getattr(_opt_module(o.name), "JOB_LEVEL", False)]
+        job = self.info() if per_rank else None
+        return self._exec.call(rank_timeline, self.sources[template], self.ranks[template], self.step_annotation,
+                               per_rank, job, coupled.arrive[sl] - off, coupled.end[sl] - off)
 
     def merged_timeline(self) -> Timeline:
         """Every rank in one timeline at its coupled-replay times (for reports: this loads all ranks'

@@ -104,7 +104,7 @@ def collectives(job) -> list[dict]:
     """The contract's `collectives` rows: per (name, group), in-window collectives of the job."""
     parts = job.parts
     m = job.matching
-    device = _device(job)
+    device = device_of(job)
     in_window = np.concatenate([s.coll.in_window for s in job.summaries])
     rows: dict = {}
     for g, members in enumerate(m.members):
@@ -142,7 +142,8 @@ def collectives(job) -> list[dict]:
     return sorted(out, key=lambda r: -r["total_ms"])
 
 
-def _device(job):
+def device_of(job):
+    """The job's device from the hardware table (its first rank's), or None if the table lacks it."""
     name = job.summaries[0].device
     if name == "cpu":
         return hardware.cpu_device()
@@ -152,4 +153,4 @@ def _device(job):
         return None
 
 
-__all__ = ["per_rank", "stragglers", "collectives", "STRAGGLER_PCT"]
+__all__ = ["per_rank", "stragglers", "collectives", "device_of", "STRAGGLER_PCT"]

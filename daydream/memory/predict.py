@@ -295,6 +295,7 @@ MODELS = {
     "gpu": _unchanged("gpu: same bytes on the target device; the capacity check uses the target"),
     "straggler": _unchanged("straggler: the same work at another speed; device memory unchanged"),
     "network": _unchanged("network: collectives over another link move the same bytes; device memory unchanged"),
+    "world-size": _unchanged("world-size: each rank holds what a traced rank held; device memory unchanged"),
     "sparse-attention": _unchanged("sparse-attention: attention scores are not told apart from other "
                                    "activations in the recording; unchanged"),
 }

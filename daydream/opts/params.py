@@ -96,6 +96,10 @@ SPECS: dict[str, OptSpec] = {s.name: s for s in [
         "interconnect": Param("", "link to use instead of the recorded one", str,
                               choices=("", "nvlink", "pcie", "infiniband")),
     }),
+    OptSpec("world-size", "multi-rank: the traced N-rank job scaled to M ranks (ranks drawn from the traced ones, collectives by the ring model)", {
+        "ranks": Param(16, "ranks of the scaled job", int, 1, 1_000_000),
+        "seed": Param(0, "seed of the draw of traced ranks the added ranks copy", int, 0, 2**31 - 1),
+    }),
     OptSpec("batch-size", "scale the batch: per-sample work scales, per-step work does not", {
         "factor": Param(2.0, "new batch size / recorded batch size", float, 0.01, 1024),
     }),
