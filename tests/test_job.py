@@ -9,7 +9,7 @@ import pytest
 from conftest import KinetoBuilder, shared
 from daydream import _core
 from daydream.graph.build import NO_RELEASE
-from daydream.job.collectives import collectives_of, match
+from daydream.job.collectives import collectives_of
 from daydream.job.engine import Job, _transformed
 from daydream.job import figures
 from daydream.job.reduce import REACHED

@@ -14,8 +14,9 @@ The group is the process group's name where recorded, else `world` (every rank o
 
 Matching (`match`) pairs the n-th collective of a (group, name) on each rank with the n-th on its
 peers. Where ranks hold different counts, each rank's list is aligned to the longest by message
-size (a collective missing in the middle does not shift the ones after it); what stays unpaired is
-simulated on its own rank and reported in a note. Point-to-point sends and receives pair in order
+size (a collective missing in the middle does not shift the ones after it); a collective is coupled
+among the ranks that have it, one no peer shares is simulated on its own rank, and a note says so.
+Point-to-point sends and receives pair in order
 within a two-rank group; without a recorded peer they are not coupled (a note says how many).
 """
 from __future__ import annotations
@@ -310,7 +311,7 @@ def match(ranks: list[RankCollectives]) -> Matching:
             missing = [ranks[p].rank for p in range(n_ranks) if p not in idx] if expected == n_ranks else []
             m.notes.append(f"collectives {name} in group {group} disagree across ranks ({have}"
                            + (f"; none on rank(s) {', '.join(map(str, missing))}" if missing else "")
-                           + "); those without a peer on every rank are simulated on their own rank")
+                           + "); each is coupled among the ranks that have it (alone: simulated on its rank)")
         for members in slots:
             sizes = {int(ranks[p].nbytes[i]) for p, i in members} - {-1}
             if len(sizes) > 1 and name not in ("all_to_all", "send_recv"):

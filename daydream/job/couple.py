@@ -69,7 +69,8 @@ def clock_offsets(summaries: list[RankSummary], matching: Matching) -> tuple[np.
             ps = np.array([p for p, _ in members])
             off[ps] = int(np.median(e)) - e
             shift = np.abs(off).max()
-            return off, [f"rank clocks disagree (at {matching.name[g]} #{g}, a rank ended it {(a.max() - e.min()) / 1e6:.3f} ms "
+            gap = (a.max() - e.min()) / 1e6
+            return off, [f"rank clocks disagree (at {matching.name[g]} #{g}, a rank ended it {gap:.3f} ms "
                          f"before its last peer arrived); clocks aligned there by shifting ranks up to "
                          f"{shift / 1e6:.3f} ms so that its kernels end together"]
     return off, []

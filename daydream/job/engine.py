@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from daydream.errors import DaydreamError
-from daydream.job.collectives import Matching, RankCollectives, collective_tasks, collectives_of, match, wire_cpu_waits
+from daydream.job.collectives import (Matching, RankCollectives, collective_tasks, collectives_of, match,
+                                      wire_cpu_waits)
 from daydream.job.couple import Coupled, Participants, clock_offsets, recorded_transfer, solve
-from daydream.job.reduce import REACHED, RankSummary, summarize
+from daydream.job.reduce import REACHED, summarize
 from daydream.job.sources import RankSource, load_rank, rank_sources
 from daydream.opts.context import Context
 from daydream.opts.params import OptChoice

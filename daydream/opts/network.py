@@ -94,4 +94,5 @@ def apply(graph, params: dict, ctx) -> None:
     link_name = params["interconnect"] or "recorded link"
     ctx.notes.append(f"network: {len(coll)} collectives rescaled to {link_name}"
                      + (f" at {params['bandwidth']:g} GB/s per rank per direction" if params["bandwidth"] > 0 else "")
-                     + (f"; {unknown} without a recorded message size scaled by the bandwidth ratio" if unknown else ""))
+                     + (f"; {unknown} without a recorded message size scaled by the bandwidth ratio"
+                        if unknown else ""))

@@ -86,8 +86,8 @@ def apply(graph, params: dict, ctx) -> None:
             release[moved] -= late
             set_column(graph, "tasks", "release", release)
         speeds = (f"GPU x{min(fg, 1):.3f}, " if gpu.any() else "") + f"CPU x{min(fc, 1):.3f}"
-        ctx.notes.append(f"straggler: rank {r} at the median rank's speed ({speeds}"
-                         + (f", step started {late / 1e6:.3f} ms earlier" if params["start"] and late > 0 else "") + ")")
+        earlier = f", step started {late / 1e6:.3f} ms earlier" if params["start"] and late > 0 else ""
+        ctx.notes.append(f"straggler: rank {r} at the median rank's speed ({speeds}{earlier})")
     if not ranks:
         ctx.notes.append("straggler: no rank is slower than the median by more than "
                          f"{SLOWER_PCT:g}%; nothing changes")

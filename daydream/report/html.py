@@ -349,7 +349,8 @@ def job_sections(analysis: dict, bars: list[dict]) -> list[str]:
            _table(ranks)]
     if analysis["straggler_detail"]:
         out.append("<ul class=note>" + "".join(
-            f"<li>straggler rank {s['rank']}: held its peers up {s['held_up_ms']:.3f} ms/step; {html.escape(s['why'])}</li>"
+            f"<li>straggler rank {s['rank']}: held its peers up {s['held_up_ms']:.3f} ms/step; "
+            f"{html.escape(s['why'])}</li>"
             for s in analysis["straggler_detail"]) + "</ul>")
     if analysis["collectives"]:
         out += ["<h2>Collectives</h2><p class=muted>time: transfer after the last participant arrived; "
@@ -358,7 +359,8 @@ def job_sections(analysis: dict, bars: list[dict]) -> list[str]:
     steps = [r["step_ms"] for r in analysis["per_rank"]]
     width = max(len(x) for x in steps)
     z = [x + [None] * (width - len(x)) for x in steps]
-    heat = go.Figure(go.Heatmap(z=z, x=[f"step {i}" for i in range(width)], y=[f"rank {r['rank']}" for r in analysis["per_rank"]],
+    heat = go.Figure(go.Heatmap(z=z, x=[f"step {i}" for i in range(width)],
+                                y=[f"rank {r['rank']}" for r in analysis["per_rank"]],
                                 colorscale="Viridis", colorbar=dict(title="ms")))
     heat.update_layout(template="plotly_white", title="Recorded step time, rank x step",
                        height=max(260, 22 * len(steps) + 120), yaxis=dict(autorange="reversed"))
