@@ -67,3 +67,21 @@ def test_straggler_needs_a_job(tmp_path, kineto):
     kineto.launch(1, 2, kernel_ts=5, kernel_dur=50)
     r = run("whatif", kineto.write(tmp_path / "one.json"), "--opt", "straggler")
     assert r.exit_code == 2 and "needs a multi-rank job" in r.output
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_corrupt_rank_is_one_line_even_from_a_dask_worker(tmp_path, workers):
+    import subprocess
+    import sys
+    from conftest import REPO
+    src = REPO / "traces" / "gloo_ddp_mlp" / "base"
+    if not src.exists():
+        pytest.skip("gloo corpus not present")
+    (tmp_path / "rank0.json.gz").write_bytes((src / "rank0.json.gz").read_bytes())
+    (tmp_path / "rank1.json.gz").write_bytes((src / "rank1.json.gz").read_bytes()[:20000])  # truncated
+    proc = subprocess.run([sys.executable, "-c", "from daydream.cli import main; main()", "analyze", str(tmp_path),
+                           "--workers", workers, "--json"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"daydream: error: {tmp_path / 'rank1.json.gz'}: truncated or corrupt gzip (compressed data ended before "
+        "the end-of-stream marker); re-copy or re-record the trace"]

@@ -129,15 +129,18 @@ class _Dask:
         except ImportError:
             raise DaydreamError("--workers/--scheduler need Dask: pip install 'dask[distributed]'") from None
         import logging
-        for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        # A rank's DaydreamError comes back here as one line; the workers' own logs of it (with the
+        # worker-side traceback) and shutdown chatter would break the one-line error contract.
+        for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny",
+                     "distributed.core", "distributed.comm"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         self.cluster = None
         try:
             if scheduler:
                 self.client = Client(scheduler, timeout="20s")
             else:
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                            dashboard_address=None, silence_logs=logging.ERROR)
+                                            dashboard_address=None, silence_logs=logging.CRITICAL)
                 self.client = Client(self.cluster)
         except (OSError, TimeoutError, ValueError) as exc:
             raise DaydreamError(f"cannot reach the Dask scheduler {scheduler or '(local cluster)'}: {exc}") from None
