@@ -257,10 +257,13 @@ def test_recorded_gloo_pair_replays_and_the_straggler_fix_helps():
         np.testing.assert_allclose(job.replay.per_step_ms, job.measured_ms, rtol=1e-6)
         assert [s["rank"] for s in figures.stragglers(job)] == [1]
         pred = job.predict([parse_opt("straggler:ranks=1")]).coupled.per_step_ms
+        slowed = job.measured_ms.max()
     with Job(str(root / "base")) as base:
         unslowed = base.measured_ms.max()
-    # Recorded minutes apart on a shared 2-core machine: within 10% of the unslowed run (9.9%).
-    assert abs(pred.max() - unslowed) / unslowed <= 0.10
+    # Recorded minutes apart on a shared 2-core machine, whose noise alone moves this job's step by
+    # 20% and more between runs (docs/validation.md): the fix must move the prediction most of the
+    # way from the slowed run to the unslowed one (9.9% off it, against 43.5% measured slowdown).
+    assert abs(pred.max() - unslowed) < 0.3 * (slowed - unslowed)
 
 
 def test_multi_rank_run_directory_is_one_job(tmp_path):
