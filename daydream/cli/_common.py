@@ -73,3 +73,8 @@ device_option = click.option("--device", "device", default=None, metavar="NAME",
                              callback=_assume_device, is_eager=True,
                              help="the GPU the trace ran on, where the trace does not say (no deviceProperties); "
                                   "a name from `daydream opts`, e.g. A100, H100, V100, MI300X")
+workers_option = click.option("--workers", type=click.IntRange(0, 4096), default=None, metavar="N",
+                              help="multi-rank: spread per-rank work over a local Dask cluster of N processes "
+                                   "(0: in this process)")
+scheduler_option = click.option("--scheduler", default=None, metavar="ADDRESS",
+                                help="multi-rank: use a running Dask cluster (its workers must see the same paths)")

@@ -293,6 +293,9 @@ MODELS = {
     "dataloader": _unchanged("dataloader: workers use host memory only; device memory unchanged"),
     "cuda-graphs": _unchanged("cuda-graphs: the graph's private pool holds the same tensors; unchanged"),
     "gpu": _unchanged("gpu: same bytes on the target device; the capacity check uses the target"),
+    "straggler": _unchanged("straggler: the same work at another speed; device memory unchanged"),
+    "network": _unchanged("network: collectives over another link move the same bytes; device memory unchanged"),
+    "world-size": _unchanged("world-size: each rank holds what a traced rank held; device memory unchanged"),
     "sparse-attention": _unchanged("sparse-attention: attention scores are not told apart from other "
                                    "activations in the recording; unchanged"),
 }

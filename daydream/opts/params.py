@@ -90,6 +90,19 @@ SPECS: dict[str, OptSpec] = {s.name: s for s in [
     OptSpec("gpu", "move the run to another device of the hardware table", {
         "target": Param("H100", "device name from `daydream opts` hardware list", str),
     }),
+    OptSpec("straggler", "multi-rank: the slow ranks (named, or all slower than the median) run at the median rank's speed", {
+        "ranks": Param("", "ranks to fix, e.g. 3+5 or 0-3 (empty: every rank slower than the median)", str),
+        "start": Param(True, "also start a late rank's step when the median rank starts it", bool),
+    }),
+    OptSpec("network", "collectives over another network: transfer times rescaled by the ring model, achieved efficiency kept", {
+        "bandwidth": Param(0.0, "per-rank per-direction bandwidth in GB/s (0: the link's own)", float, 0.0, 100000.0),
+        "interconnect": Param("", "link to use instead of the recorded one", str,
+                              choices=("", "nvlink", "pcie", "infiniband")),
+    }),
+    OptSpec("world-size", "multi-rank: the traced N-rank job scaled to M ranks (ranks drawn from the traced ones, collectives by the ring model)", {
+        "ranks": Param(16, "ranks of the scaled job", int, 1, 1_000_000),
+        "seed": Param(0, "seed of the draw of traced ranks the added ranks copy", int, 0, 2**31 - 1),
+    }),
     OptSpec("batch-size", "scale the batch: per-sample work scales, per-step work does not", {
         "factor": Param(2.0, "new batch size / recorded batch size", float, 0.01, 1024),
     }),

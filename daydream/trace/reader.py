@@ -97,6 +97,9 @@ def read_path(path: str | Path) -> list[RawTrace]:
         run_trace = p / "trace.json.gz"
         files = [run_trace] if run_trace.exists() else sorted(
             f for f in p.iterdir() if f.is_file() and f.name.endswith(_TRACE_SUFFIXES))
+        if not files:  # a multi-rank `daydream profile` run: one run directory per rank
+            files = sorted((d / "trace.json.gz" for d in p.iterdir() if (d / "trace.json.gz").is_file()),
+                           key=lambda f: f.parent.name)
         if not files:
             raise DaydreamError(f"{p}: directory holds no trace files (*.json, *.json.gz)")
         out = []
