@@ -142,9 +142,11 @@ def _merged_replay(graphs, tasks_of, transfer, matching, parts):
     bst = np.full(nodes, NO_RELEASE, np.int64)
     bst[0::2] = np.concatenate(best + [np.full(len(matching.members), NO_RELEASE, np.int64)])
     time = np.empty(nodes, np.int64)
-    done = _core.replay(ptr, np.ascontiguousarray(d[order]), np.ascontiguousarray(w[order]), indeg, durs, bst,
-                        np.empty(nodes, np.int64), time, NO_RELEASE)
-    assert done == nodes
+    dst = np.ascontiguousarray(d[order])
+    topo = np.empty(nodes, np.int64)
+    assert _core.order(ptr, dst, indeg, topo) == nodes
+    _core.replay(ptr, dst, np.ascontiguousarray(w[order]), topo, durs, bst, np.empty(nodes, np.int64), time,
+                 NO_RELEASE)
     return time, firsts
 
 

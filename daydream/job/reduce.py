@@ -107,13 +107,16 @@ def _max_plus(graph: TaskGraph, coll_tasks: np.ndarray, in_window: np.ndarray):
     pred = np.empty(nodes, np.int64)
     time = np.empty(nodes, np.int64)
 
+    # One topological order of the half-node graph (as daydream.sim.half_nodes), for every run.
+    topo = np.empty(nodes, np.int64)
+    if _core.order(ptr, dst_sorted, indeg0.copy(), topo) != nodes:
+        from daydream.errors import DaydreamError
+        raise DaydreamError(f"rank {int(t('rank')[0]) if n else '?'}: the task graph has a cycle")
+
     def run(starts: np.ndarray) -> np.ndarray:
         best = np.full(nodes, NO_RELEASE, np.int64)
         best[0::2] = starts
-        done = _core.replay(ptr, dst_sorted, delay_sorted, indeg0.copy(), dur, best, pred, time, NO_RELEASE)
-        if done != nodes:
-            from daydream.errors import DaydreamError
-            raise DaydreamError(f"rank {int(t('rank')[0]) if n else '?'}: the task graph has a cycle")
+        _core.replay(ptr, dst_sorted, delay_sorted, topo, dur, best, pred, time, NO_RELEASE)
         return time
 
     base = run(release).copy()
