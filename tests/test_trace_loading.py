@@ -149,16 +149,6 @@ def _scan(raw_events):
                      lambda v: E._as_int(v, None))
 
 
-@pytest.mark.parametrize("path", [p for p in shared_traces() if p.name.endswith(".json.gz")], ids=lambda p: p.name)
-def test_real_traces_take_the_fast_path(path):
-    """The compiled scanner accepts every real trace (the generic path is for odd input only)."""
-    from daydream.trace import fast
-    decoded = fast.decode(gzip.decompress(path.read_bytes()))
-    assert decoded is not None
-    cols = _scan(decoded[1])[0]
-    assert len(cols["ts"]) > 0
-
-
 def test_fast_and_generic_paths_agree():
     from daydream.trace import from_raw
     from daydream.trace.reader import RawTrace
