@@ -70,14 +70,14 @@ def run(root: Path) -> None:
         total.update(text.encode() + b"\n")
 
     for trace in traces(root):
-        for opt in [None, *SPECS]:
+        for opt in [None, *sorted(SPECS)]:
             emit(line(runner, trace, opt))
     repo = Path(__file__).resolve().parents[1]
     run_dirs = sorted(p.parent for p in repo.glob("traces/pairs*/*/*/base/memory.json.gz"))
     for trace in traces(root) + run_dirs:
         if trace.suffix == ".gz" and not _has_memory_events(trace):
             continue
-        for opt in SPECS:
+        for opt in sorted(SPECS):
             emit(memory_line(runner, trace, opt))
     print(f"total sha256 {total.hexdigest()}")
 
