@@ -54,7 +54,7 @@ def memory_line(runner: CliRunner, trace: Path, opt: str) -> str:
     if res.exit_code == 0:
         data = json.loads(res.stdout)
         value = (f"peak={data['predicted_peak_bytes']!r} {json.dumps(data['predicted'], sort_keys=True)} "
-                 f"notes={data['notes']!r}")
+                 f"notes={data['notes']!r} model={data.get('model')!r}")
     else:
         err = (res.stderr or res.stdout or repr(res.exception)).strip().splitlines()
         value = f"exit {res.exit_code}: {err[-1] if err else repr(res.exception)}"

@@ -10,6 +10,7 @@ reports (`daydream.analysis`, `daydream.report`).
     timeline = daydream.simulate(graph)          # replay: timeline.per_step_ms
     result = daydream.predict(trace, ["amp"])    # what-if: result.predicted_ms
     mem = daydream.memory_report(trace)          # memory breakdown
+    daydream.register(daydream.Optimization(...))  # a user's own optimization (docs/extending.md)
 
 (`predict`, `memory_report` and `check` are `daydream.whatif.whatif`, `daydream.memory.memory` and
 `daydream.validate.validate` under names that do not clash with those modules.)
@@ -23,6 +24,9 @@ _API = {
     "predict": ("daydream.whatif", "whatif"),
     "memory_report": ("daydream.memory", "memory"),
     "check": ("daydream.validate", "validate"),
+    "register": ("daydream.opts.params", "register"),
+    "Optimization": ("daydream.opts.params", "Optimization"),
+    "Param": ("daydream.opts.params", "Param"),
 }
 
 

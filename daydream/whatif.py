@@ -5,24 +5,14 @@ and predicted step times, both timelines and both breakdowns.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 
 from daydream.analysis import phase_breakdown
-from daydream.errors import DaydreamError
 from daydream.graph import TaskGraph
 from daydream.opts.context import Context
-from daydream.opts.params import OptChoice, parse_opt
+from daydream.opts.params import OptChoice, optimization, parse_opt
 from daydream.sim import Timeline, simulate
 from daydream.trace import Trace, load
-
-
-def optimization(name: str):
-    """The module that implements optimization `name` (its `apply(graph, params, ctx)`)."""
-    try:
-        return importlib.import_module(f"daydream.opts.{name.replace('-', '_')}")
-    except ModuleNotFoundError:
-        raise DaydreamError(f"optimization {name!r} has no time model in this build") from None
 
 
 def apply_optimizations(graph: TaskGraph, opts: list[OptChoice], ctx: Context) -> TaskGraph:

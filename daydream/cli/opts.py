@@ -13,7 +13,7 @@ from daydream.opts.params import SPECS
 def list_opts(as_json):
     """List the optimizations, their parameters and defaults."""
     if as_json:
-        emit_json([{"name": s.name, "help": s.help,
+        emit_json([{"name": s.name, "help": s.summary,
                     "params": [{"name": k, "default": p.default, "help": p.help, "type": p.kind.__name__,
                                 "low": p.low, "high": p.high, "choices": list(p.choices)}
                                for k, p in s.params.items()]} for s in SPECS.values()])
@@ -24,5 +24,5 @@ def list_opts(as_json):
     for s in SPECS.values():
         params = "\n".join(f"{k}={p.default}  {p.help}" + (f" ({'|'.join(map(str, p.choices))})" if p.choices else "")
                            for k, p in s.params.items()) or "-"
-        table.add_row(s.name, s.help, params)
+        table.add_row(s.name, s.summary, params)
     out.print(table)
