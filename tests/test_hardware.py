@@ -227,3 +227,17 @@ def test_malformed_fields_never_crash(junk):
         assert isinstance(hw.from_device_properties([junk]), hw.Device)
     except DaydreamError:
         pass
+
+
+def test_every_entry_is_found_by_its_own_name_and_aliases():
+    """A device is one entry: its name, aliases and patterns are all the lookup needs."""
+    for device in hw.DEVICES.values():
+        for name in (device.name, *device.aliases):
+            assert hw.lookup(name) is device, name
+
+
+def test_most_specific_pattern_wins():
+    assert hw.lookup("H100 PCIe").name == "H100-PCIe-80GB"  # not the SXM of the shorter pattern
+    assert hw.lookup("AMD Instinct MI250X / MI250").name == "MI250X-GCD"  # ROCm's name for the card
+    assert hw.from_device_properties([{"name": "NVIDIA H100", "totalGlobalMem": 141 * 2**30}]).name == \
+        "H200-SXM-141GB"
