@@ -12,6 +12,7 @@ import re
 import time
 from pathlib import Path
 
+from daydream.graph import build_graph
 from daydream.sim import simulate
 from daydream.trace import load
 
@@ -24,7 +25,7 @@ def rows(paths):
         t0 = time.perf_counter()
         trace = load(p)
         t1 = time.perf_counter()
-        graph = trace.graph()
+        graph = build_graph(trace)
         t2 = time.perf_counter()
         timeline = simulate(graph)
         t3 = time.perf_counter()

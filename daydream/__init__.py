@@ -6,7 +6,7 @@ reports (`daydream.analysis`, `daydream.report`).
 
     import daydream
     trace = daydream.load("trace.json.gz")       # events table: trace.events
-    graph = trace.graph()                        # TaskGraph
+    graph = daydream.build_graph(trace)               # TaskGraph
     timeline = daydream.simulate(graph)          # replay: timeline.per_step_ms
     result = daydream.predict(trace, ["amp"])    # what-if: result.predicted_ms
     mem = daydream.memory_report(trace)          # memory breakdown
@@ -19,6 +19,7 @@ from daydream.errors import DaydreamError
 
 _API = {
     "load": ("daydream.trace", "load"),
+    "build_graph": ("daydream.graph", "build_graph"),
     "simulate": ("daydream.sim", "simulate"),
     "analyze": ("daydream.analysis", "analyze"),
     "predict": ("daydream.whatif", "whatif"),

@@ -7,7 +7,7 @@ from conftest import shared
 
 
 def test_to_networkx_matches_the_tables():
-    graph = daydream.load(shared("hta/cuda_event_sync_a100.json.gz")).graph()
+    graph = daydream.build_graph(daydream.load(shared("hta/cuda_event_sync_a100.json.gz")))
     g = graph.to_networkx()
     assert g.number_of_nodes() == graph.n_tasks
     assert g.number_of_edges() == len(graph.edges)
@@ -25,7 +25,7 @@ def test_to_networkx_matches_the_tables():
 def test_half_node_graph_is_the_acyclic_one_the_simulator_runs():
     """A synchronous memcpy is a 2-cycle between tasks, never between half-nodes; the longest path
     through the half-node graph (edge delays plus task durations) is the replayed span."""
-    graph = daydream.load(shared("hta/cuda_event_sync_a100.json.gz")).graph()
+    graph = daydream.build_graph(daydream.load(shared("hta/cuda_event_sync_a100.json.gz")))
     g = nx.DiGraph()
     for u, v, d in graph.to_networkx(half_nodes=True).edges(data="delay"):
         g.add_edge(u, v, w=max(d, g.edges[u, v]["w"]) if g.has_edge(u, v) else d)
@@ -34,7 +34,7 @@ def test_half_node_graph_is_the_acyclic_one_the_simulator_runs():
 
 
 def test_to_networkx_graph_algorithms_run():
-    graph = daydream.load(shared("hta/simple_add_a100.json.gz")).graph()
+    graph = daydream.build_graph(daydream.load(shared("hta/simple_add_a100.json.gz")))
     g = graph.to_networkx()
     assert nx.is_directed_acyclic_graph(nx.DiGraph(g))
     assert nx.dag_longest_path_length(nx.DiGraph(g)) > 0

@@ -135,7 +135,7 @@ def test_untimed_cuda_records_are_dropped_with_a_warning():
 def test_top_level_api():
     import daydream
     trace = daydream.load(shared("hta/cuda_event_sync_a100.json.gz"))
-    assert daydream.simulate(trace.graph()).per_step_ms == pytest.approx(trace.measured_ms)
+    assert daydream.simulate(daydream.build_graph(trace)).per_step_ms == pytest.approx(trace.measured_ms)
     assert daydream.predict(trace).replay_ms == pytest.approx(trace.measured_ms)
     assert daydream.predict(trace, []).speedup == pytest.approx(1.0)
     assert daydream.analyze(trace)["steps"] == trace.steps

@@ -8,6 +8,7 @@ from daydream.analysis import analyze as analyze_trace
 from daydream.cli import main
 from daydream.cli._common import (stdout_console, emit_json, json_option, output_path, progress, step_option,
                                   trace_argument)
+from daydream.graph import build_graph
 from daydream.sim import simulate
 from daydream.trace import load
 
@@ -24,7 +25,7 @@ def analyze(trace, as_json, step_annotation, report):
     with progress(not as_json, 3 + bool(report_path), "analyze") as tick:
         tr = load(trace, step_annotation)
         tick("loaded")
-        timeline = simulate(tr.graph())
+        timeline = simulate(build_graph(tr))
         tick("replayed")
         result = analyze_trace(tr, timeline)
         tick("analyzed")

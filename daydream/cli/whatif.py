@@ -50,7 +50,7 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
                             f"(got {len(scenarios)})")
     export_path = output_path(export, (".json", ".json.gz"))
     report_path = output_path(report, (".html",))
-    with progress(not as_json, 2 + len(scenarios) + bool(report_path), "whatif") as tick:
+    with progress(not as_json, 3 + len(scenarios) + bool(report_path), "whatif") as tick:
         tr = load(trace, step_annotation)
         tick("loaded")
         results = compare(tr, scenarios, progress=tick)

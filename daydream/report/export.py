@@ -13,7 +13,7 @@ import orjson
 
 from daydream.graph import PHASES, TASK_KINDS
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
-from daydream.report.files import write_atomic
+from daydream.files import write_atomic
 from daydream.sim import Timeline
 
 

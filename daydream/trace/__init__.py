@@ -128,11 +128,6 @@ class Trace:
         import pandas as pd
         return pd.Series(np.asarray(KIND_NAMES)[self.column("kind")], index=self.events.index)
 
-    def graph(self):
-        """The dependency graph of this trace (see `daydream.graph`)."""
-        from daydream.graph import build_graph
-        return build_graph(self)
-
 
 def _step_pattern(step_annotation: str | None) -> re.Pattern:
     if step_annotation:
