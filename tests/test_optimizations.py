@@ -67,6 +67,7 @@ def test_every_opts_module_has_a_complete_documented_record():
     modules = [m.name for m in pkgutil.iter_modules([str(REPO / "daydream" / "opts")]) if not m.name.startswith("_")]
     records = optimizations()
     assert len(records) == 11
+    index = (REPO / "docs" / "optimizations.md").read_text()
     for name in modules:
         module = importlib.import_module(f"daydream.opts.{name}")
         record = getattr(module, "OPTIMIZATION", None)
@@ -79,6 +80,7 @@ def test_every_opts_module_has_a_complete_documented_record():
         assert callable(record.memory_model()), record.memory
         assert all(isinstance(p, Param) and p.help for p in record.params.values())
         assert record.doc == f"docs/optimizations/{record.name}.md" and (REPO / record.doc).is_file()
+        assert f"(optimizations/{record.name}.md)" in index, f"docs/optimizations.md lacks {record.name}'s row"
         assert SPECS[record.name] is record
 
 

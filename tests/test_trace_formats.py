@@ -3,6 +3,7 @@ Kineto JSON is the fallback, and a new format registered before it is all `load`
 from __future__ import annotations
 
 import csv
+import types
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,16 @@ def test_a_registered_format_is_all_load_needs(step_csv):
 def test_kineto_files_still_load_with_another_format_registered(step_csv):
     trace = load(shared("hta/simple_add_a100.json.gz"))
     assert trace.path.endswith("simple_add_a100.json.gz") and len(trace.column("ts")) > 0
+
+
+def test_a_module_is_a_format(tmp_path, monkeypatch):
+    module = types.ModuleType("my_format")
+    module.name, module.claims, module.read = "my-format", StepCSV.claims, StepCSV.read
+    monkeypatch.setattr(formats, "FORMATS", list(formats.FORMATS))
+    formats.register_format(module)
+    path = tmp_path / "m.csv"
+    path.write_text("step,op_us,kernel_us\n1,5,100\n")
+    assert formats.format_for(path) is module and load(path).steps == 1
 
 
 def test_register_format_refuses_what_is_not_one():
