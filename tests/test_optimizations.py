@@ -122,6 +122,14 @@ def test_entry_point_optimizations_are_found(toy_module, monkeypatch):
     assert SPECS["toy-slow-kernels"] is toy_module.OPTIMIZATION
 
 
+def test_a_broken_entry_point_is_one_line(monkeypatch):
+    monkeypatch.setattr(params, "_REGISTERED", {})
+    ep = EntryPoint("gone", "no_such_module_here:OPTIMIZATION", "daydream.optimizations")
+    monkeypatch.setattr(params, "entry_points", lambda group: [ep])
+    out = CliRunner().invoke(main, ["opts"])
+    assert out.exit_code == 2 and "daydream.optimizations:gone" in out.stderr and "ModuleNotFoundError" in out.stderr
+
+
 def _opts_json():
     out = CliRunner().invoke(main, ["opts", "--json"])
     assert out.exit_code == 0, out.output

@@ -116,7 +116,11 @@ def _entry_points() -> None:
     """Optimizations that installed packages declare under the `daydream.optimizations` group."""
     for ep in entry_points(group="daydream.optimizations"):
         if ep.name not in _REGISTERED:
-            record = ep.load()
+            try:
+                record = ep.load()
+            except Exception as exc:  # the installed package's own bug, reported on one line
+                raise DaydreamError(f"entry point daydream.optimizations:{ep.name} ({ep.value}) failed to "
+                                    f"load: {type(exc).__name__}: {exc}") from None
             if not isinstance(record, Optimization):
                 raise DaydreamError(f"entry point daydream.optimizations:{ep.name} is not an Optimization "
                                     f"(got {type(record).__name__})")
