@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from daydream.errors import DaydreamError
-from daydream.graph.build import (E_INSERTED, E_PROGRAM, EDGE_KINDS, GPU_TASK_TYPES, NO_RELEASE,
-                                  PHASES, TASK_KINDS, TaskGraph)
+from daydream.graph.build import (E_INSERTED, E_PROGRAM, EDGE_KINDS, NO_RELEASE, PHASES, TASK_KINDS,
+                                  TaskGraph)
 from daydream.graph.classes import kernel_classes  # also P.kernel_classes for the optimizations
 
 
