@@ -1,19 +1,6 @@
-"""The one exception type users see: bad input, reported as one line with exit status 2."""
-import sys
-
-import click
+"""The one exception type users see: bad input, reported as one line with exit status 2 (by
+daydream.cli.OneLineErrors on the command line)."""
 
 
 class DaydreamError(Exception):
     """Input that daydream cannot work with; the message says what is wrong and what to do."""
-
-
-class OneLineErrors:
-    """Mixin for click commands and groups: a DaydreamError becomes one line on stderr, exit 2."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except DaydreamError as exc:
-            click.echo(f"daydream: error: {exc}", err=True)
-            sys.exit(2)

@@ -16,6 +16,7 @@ from daydream.job.reduce import REACHED
 from daydream.job.sources import load_rank
 from daydream.opts.params import parse_opt
 from daydream.table import column
+from daydream.graph import build_graph
 
 DLRM = "param/dlrm_ddp_8rank_v100.tar.gz"
 
@@ -173,7 +174,7 @@ def test_reduction_equals_merged_graph_replay():
         graphs, tasks_of = [], []
         for src, r in zip(job.sources, job.ranks):
             tr = load_rank(src, r)
-            g = tr.graph()
+            g = build_graph(tr)
             c = collectives_of(g)
             changed, _ = _transformed(tr, g, c, opts, info)
             where = {int(e): i for i, e in enumerate(changed.column("event").tolist())}

@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 
 import click
 
-from daydream.errors import OneLineErrors
+from daydream.errors import DaydreamError
+
+
+class OneLineErrors:
+    """Mixin for click commands and groups: a DaydreamError becomes one line on stderr, exit 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DaydreamError as exc:
+            click.echo(f"daydream: error: {exc}", err=True)
+            sys.exit(2)
 
 
 class _Group(OneLineErrors, click.Group):

@@ -9,6 +9,7 @@ from daydream.cli import main
 from daydream.cli._common import (stdout_console, device_option, emit_json, json_option, output_path, progress,
                                   scheduler_option, step_option, trace_argument, workers_option)
 from daydream.report.shorten import NAME_WIDTH, distinct_labels
+from daydream.graph import build_graph
 from daydream.sim import simulate
 from daydream.trace import load
 from daydream.report.shorten import print_whole
@@ -35,7 +36,7 @@ def analyze(trace, as_json, step_annotation, report, by_shape, top, workers, sch
     with progress(not as_json, 3 + bool(report_path), "analyze") as tick:
         tr = load(trace, step_annotation)
         tick("loaded")
-        timeline = simulate(tr.graph())
+        timeline = simulate(build_graph(tr))
         tick("replayed")
         result = analyze_trace(tr, timeline)
         from daydream.opts.context import Context

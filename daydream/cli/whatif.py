@@ -61,7 +61,7 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
             return
         _print(data, scenarios)
         return
-    with progress(not as_json, 2 + len(scenarios) + bool(report_path), "whatif") as tick:
+    with progress(not as_json, 3 + len(scenarios) + bool(report_path), "whatif") as tick:
         tr = load(trace, step_annotation)
         tick("loaded")
         results = compare(tr, scenarios, progress=tick)

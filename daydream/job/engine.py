@@ -32,6 +32,7 @@ from daydream.job.sources import RankSource, load_rank, rank_sources
 from daydream.opts.context import Context
 from daydream.opts.params import OptChoice
 from daydream.sim import Timeline, simulate
+from daydream.graph import build_graph
 
 AUTO_CLUSTER_RANKS = 256
 
@@ -73,7 +74,7 @@ def _transformed(trace, graph, coll: RankCollectives, opts, job: JobInfo | None)
 def rank_pass(src: RankSource, rank: int, step_annotation, opts, job: JobInfo | None):
     """A worker's part for one rank: (recorded summary, predicted summary or None, notes)."""
     trace = load_rank(src, rank, step_annotation)
-    graph = trace.graph()
+    graph = build_graph(trace)
     wire_cpu_waits(graph)
     coll = collectives_of(graph)
     recorded = summarize(graph, coll)
@@ -89,7 +90,7 @@ def rank_timeline(src: RankSource, rank: int, step_annotation, opts, job, arrive
     end minus its coupled start (this rank's clock), so that the rank's own replay lands exactly on
     the coupled times."""
     trace = load_rank(src, rank, step_annotation)
-    graph = trace.graph()
+    graph = build_graph(trace)
     wire_cpu_waits(graph)
     coll = collectives_of(graph)
     if opts:
@@ -312,7 +313,7 @@ class Job:
         from daydream.table import set_column
         from daydream.trace import load
         trace = load(self.path, self.step_annotation)
-        graph = trace.graph()
+        graph = build_graph(trace)
         rank, start = graph.column("rank"), graph.column("obs_start")
         coll = collective_tasks(graph)
         where = {(int(r), int(s)): int(t) for t, r, s in zip(coll.tolist(), rank[coll].tolist(), start[coll].tolist())}

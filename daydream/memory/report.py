@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 
 from daydream.errors import DaydreamError
 from daydream.memory.timeline import CATEGORIES, Timeline
-from daydream.report.files import write_atomic
+from daydream.files import write_atomic
 
 COLORS = {"parameter": "darkgreen", "gradient": "mediumblue", "optimizer_state": "goldenrod",
           "activation": "red", "temporary": "mediumpurple", "input": "black",

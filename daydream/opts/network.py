@@ -25,6 +25,7 @@ import numpy as np
 from daydream.errors import DaydreamError
 from daydream.graph.build import T_COLLECTIVE
 from daydream.opts import _comm
+from daydream.opts.params import Optimization, Param, unchanged_memory
 
 _SHAPE = {  # name -> (ring steps, share of B on the wire) for n ranks
     "all_reduce": lambda n: (2 * (n - 1), 2 * (n - 1) / n),
@@ -96,3 +97,17 @@ def apply(graph, params: dict, ctx) -> None:
                      + (f" at {params['bandwidth']:g} GB/s per rank per direction" if params["bandwidth"] > 0 else "")
                      + (f"; {unknown} without a recorded message size scaled by the bandwidth ratio"
                         if unknown else ""))
+
+
+OPTIMIZATION = Optimization(
+    name="network",
+    summary="collectives over another network: transfer times rescaled by the ring model, achieved efficiency kept",
+    params={
+        "bandwidth": Param(0.0, "per-rank per-direction bandwidth in GB/s (0: the link's own)", float, 0.0, 100000.0),
+        "interconnect": Param("", "link to use instead of the recorded one", str,
+                              choices=("", "nvlink", "pcie", "infiniband")),
+    },
+    apply=apply,
+    memory=unchanged_memory("network: collectives over another link move the same bytes; device memory unchanged"),
+    doc="docs/optimizations/network.md",
+)

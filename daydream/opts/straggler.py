@@ -23,6 +23,7 @@ from daydream.errors import DaydreamError
 from daydream.graph.build import GPU_TASK_TYPES, NO_RELEASE, T_COLLECTIVE, T_IDLE
 from daydream.table import set_column
 from daydream.transform import primitives as P
+from daydream.opts.params import Optimization, Param, unchanged_memory
 
 SLOWER_PCT = 1.0
 
@@ -91,3 +92,16 @@ def apply(graph, params: dict, ctx) -> None:
     if not ranks:
         ctx.notes.append("straggler: no rank is slower than the median by more than "
                          f"{SLOWER_PCT:g}%; nothing changes")
+
+
+OPTIMIZATION = Optimization(
+    name="straggler",
+    summary="multi-rank: the slow ranks (named, or all slower than the median) run at the median rank's speed",
+    params={
+        "ranks": Param("", "ranks to fix, e.g. 3+5 or 0-3 (empty: every rank slower than the median)", str),
+        "start": Param(True, "also start a late rank's step when the median rank starts it", bool),
+    },
+    apply=apply,
+    memory=unchanged_memory("straggler: the same work at another speed; device memory unchanged"),
+    doc="docs/optimizations/straggler.md",
+)
