@@ -12,7 +12,7 @@ from daydream.report.shorten import NAME_WIDTH, distinct_labels
 from daydream.graph import build_graph
 from daydream.sim import simulate
 from daydream.trace import load
-from daydream.report.shorten import print_whole
+from daydream.cli._common import print_whole
 
 
 @main.command()

@@ -9,7 +9,7 @@ from daydream.cli._common import stdout_console, device_option, emit_json, json_
 from daydream.opts.params import parse_opt
 from daydream.trace import load
 from daydream.validate import validate as run_validate
-from daydream.report.shorten import print_whole
+from daydream.cli._common import print_whole
 
 
 @main.command()

@@ -116,7 +116,7 @@ def _print(data: dict, scenarios) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from daydream.report.shorten import print_whole
+    from daydream.cli._common import print_whole
     out = stdout_console()
     out.print(f"[bold]{data['trace']}[/]  {data['device']}  steps={data['steps']}")
     if len(scenarios) == 1:
