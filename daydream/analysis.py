@@ -163,6 +163,12 @@ def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict
         "device_model": device.name,
         "warnings": list(trace.warnings),
     }
+    from daydream.profile import overhead
+    cost = overhead.event_cost_of(ctx.run)
+    out["unprofiled_ms"] = None if cost is None else round(
+        simulate(overhead.without_profiler(timeline.graph, cost)).per_step_ms, 6)
+    if ctx.run.get("plain_step_ms"):
+        out["plain_step_ms"] = ctx.run["plain_step_ms"]
     if ctx.batch_size:
         out["throughput_per_s"] = round(ctx.batch_size / (measured / 1000.0), 3)
     if trace.has_gpu:
