@@ -25,8 +25,9 @@ def _print_summary(info: dict, title: str) -> None:
         ("device", f"{info['device']} ({info['device_name']})"),
         ("profiled steps", f"{info['profiled_steps']} whole steps of {info['steps']}"
                            + ("" if info.get("complete", True) else " [yellow](incomplete run)[/]")),
-        ("step without profiler", ms(info["plain_step_ms"]) + f" (median of {len(info['step_ms']['plain'])} "
-                                  "steady-state steps)"),
+        ("step without profiler", f"{ms(info['plain_step_ms'])} (median of {len(info['step_ms']['plain'])} "
+                                  "steady-state steps)" if info["plain_step_ms"] is not None
+         else "- (the run ended before a step could be timed without the profiler)"),
         ("step with profiler", ms(info["profiled_step_ms"]) + f" (mean of {len(info['step_ms']['profiled'])})"),
         ("profiler overhead", "-" if info["profiler_overhead_pct"] is None else
          f"{info['profiler_overhead_pct']:+.1f} % (median vs median)"),

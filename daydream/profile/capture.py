@@ -69,7 +69,13 @@ def _write_index(out: Path, index: dict) -> None:
     os.replace(tmp, out / "index.json")
 
 
-def capture_pairs(models=DEFAULT_MODELS, settings=tuple(SETTINGS), devices=("cpu",), out_dir="traces/pairs",
+def default_pairs_dir() -> Path:
+    """runs/pairs-TIME: a new directory, never the shipped corpus in traces/pairs (which its tests
+    check against its own index.json); pass --out traces/pairs to refresh that on purpose."""
+    return Path("runs") / f"pairs-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def capture_pairs(models=DEFAULT_MODELS, settings=tuple(SETTINGS), devices=("cpu",), out_dir=None,
                   size="small", steps=3, warmup=2, time_steps=8, threads: int | None = 1, with_stack=False,
                   interleave: tuple = ("cpu",), progress=True, log=print) -> dict:
     """Record base and optimized runs into OUT/DEVICE/MODEL/SETTING and write OUT/index.json
@@ -83,8 +89,9 @@ def capture_pairs(models=DEFAULT_MODELS, settings=tuple(SETTINGS), devices=("cpu
     for name in models:
         if name.removeprefix("tbd:") not in tbd_suite.REGISTRY:
             raise DaydreamError(f"unknown TBD model {name!r}; known: {', '.join(tbd_suite.names())}")
-    out = Path(out_dir)
+    out = Path(out_dir) if out_dir else default_pairs_dir()
     out.mkdir(parents=True, exist_ok=True)
+    log(f"writing the pairs to {out}")
     index = {"schema": INDEX_SCHEMA, "size": size, "steps": steps, "warmup": warmup, "time_steps": time_steps,
              "threads": threads,
              "with_stack": with_stack, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -152,7 +159,8 @@ class _Command(OneLineErrors, click.Command):
               help="torch CPU threads (0: torch's default); 1 keeps CPU timings steady on shared machines")
 @click.option("--stack/--no-stack", default=False, show_default=True,
               help="Python stacks in the traces (large); the memory timeline is recorded either way")
-@click.option("--out", default="traces/pairs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="directory to write (default: a new runs/pairs-TIME; the shipped corpus is traces/pairs)")
 @click.option("--json", "as_json", is_flag=True, help="print index.json as one JSON object")
 def capture_command(models, settings, devices, size, steps, warmup, time_steps, threads, stack, out, as_json):
     """Record run pairs that differ in one setting, with index.json naming each pair's what-if."""

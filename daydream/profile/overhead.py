@@ -17,9 +17,9 @@ and `unprofiled_ms` is the simulated step time of the graph so transformed (the 
 predicted graph: `predicted_unprofiled_ms`). GPU time and CUDA runtime calls are left as they are
 (CUPTI's cost is not calibrated here).
 
-Calibration (`measure_event_cost`, about 1-2 s at the end of `daydream profile`, in the profiled
+Calibration (`measure_event_cost`, about 1 s at the end of `daydream profile`, in the profiled
 process, so on its machine, threads and allocator state): a small training step (CALIBRATION_MODEL:
-two blocks of Linear, LayerNorm, GELU and a softmax attention product, cross-entropy, AdamW; the
+a block of Linear, LayerNorm, GELU and a softmax attention product, cross-entropy, AdamW; the
 small-op mix of a real step, with realistic inputs for record_shapes and realistic Python calls for
 the tracer) is stepped in alternating blocks of BLOCK_STEPS steps, REPS rounds, under four settings:
     plain                      no profiler
@@ -46,9 +46,11 @@ METHOD = ("a small training step in alternating blocks without the profiler and 
 KINDS = ("op", "python", "memory")
 
 
-CALIBRATION_MODEL = "2 x (Linear 64, LayerNorm, GELU, softmax attention), batch 8 x 16 tokens, AdamW"
-BLOCK_STEPS = 3
-REPS = 8
+CALIBRATION_MODEL = "Linear 64, LayerNorm, GELU, softmax attention, batch 4 x 16 tokens, AdamW"
+# Few profiled steps in all: torch turns every recorded event into a Python object at stop (~1 s per
+# 10k events on a busy machine), which is most of the calibration's cost.
+BLOCK_STEPS = 2
+REPS = 5
 
 
 def _calibration_step():
@@ -69,9 +71,9 @@ def _calibration_step():
             x = x + self.proj(att @ v)
             return x + self.ff(x)
 
-    model = nn.Sequential(Block(), Block(), nn.Flatten(), nn.Linear(16 * 64, 10))
+    model = nn.Sequential(Block(), nn.Flatten(), nn.Linear(16 * 64, 10))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x, y = torch.randn(8, 16, 64), torch.randint(0, 10, (8,))
+    x, y = torch.randn(4, 16, 64), torch.randint(0, 10, (4,))
 
     def step():
         loss = nn.functional.cross_entropy(model(x), y)
