@@ -22,13 +22,13 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     workload = tbd_suite.get(args.name).build("small", batch_size=args.batch_size, device="cpu")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     for _ in range(args.steps):
         workload.step()
-    elapsed = 1e3 * (time.perf_counter() - t0)
+    elapsed, cpu = 1e3 * (time.perf_counter() - t0), 1e3 * (time.thread_time() - c0)
     workload.close()
     if args.report_time:
-        print(f"loop_ms {elapsed:.3f} steps {args.steps}")
+        print(f"loop_ms {elapsed:.3f} cpu_ms {cpu:.3f} steps {args.steps}")
 
 
 if __name__ == "__main__":

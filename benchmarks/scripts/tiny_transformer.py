@@ -61,13 +61,14 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     step = make_step(args.batch_size, args.seq)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     for i in range(args.steps):
         if args.stop_at is not None and i == args.stop_at:
             break
         step(i, crash=i == args.crash_at)
     if args.report_time:
-        print(f"loop_ms {1e3 * (time.perf_counter() - t0):.3f} steps {args.steps}")
+        print(f"loop_ms {1e3 * (time.perf_counter() - t0):.3f} cpu_ms {1e3 * (time.thread_time() - c0):.3f} "
+              f"steps {args.steps}")
 
 
 if __name__ == "__main__":
