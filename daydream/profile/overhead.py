@@ -29,6 +29,9 @@ the tracer) is stepped in alternating blocks of BLOCK_STEPS steps, REPS rounds, 
 where d is the increase of the median per-step thread CPU time (time.thread_time, which a busy
 machine's other processes do not inflate) over the previous setting and n the events of that kind
 recorded per step (counted in the profiler's own trace). A cost that the noise makes negative is 0.
+The trace's durations are wall clock, so the costs are scaled by the calibration's own plain steps'
+wall / CPU time (>= 1; about 1 on an idle machine, the factor by which other processes stretch this
+one's CPU work on a busy one): `us_per_event_wall`, what the model subtracts.
 """
 from __future__ import annotations
 
@@ -114,6 +117,7 @@ def measure_event_cost(settings: dict, reps: int = REPS, block: int = BLOCK_STEP
     for _ in range(3):
         step()
     times = {k: [] for k in levels}
+    plain_wall = []
     counts = None
     for r in range(reps):
         for name, kw in levels.items():
@@ -122,9 +126,11 @@ def measure_event_cost(settings: dict, reps: int = REPS, block: int = BLOCK_STEP
                 prof.start()
             try:
                 for _ in range(block):
-                    t0 = time.thread_time()
+                    t0, w0 = time.thread_time(), time.perf_counter()
                     step()
                     times[name].append(time.thread_time() - t0)
+                    if kw is None:
+                        plain_wall.append(time.perf_counter() - w0)
             finally:
                 if prof is not None:
                     prof.stop()
@@ -143,8 +149,13 @@ def measure_event_cost(settings: dict, reps: int = REPS, block: int = BLOCK_STEP
         n = per_step[kind]
         if n > 0:
             cost[kind] = max(0.0, (median_us[cur] - median_us[prev]) / n)
+    # The trace's durations are wall clock: on a machine whose other processes take CPU from this one
+    # every CPU task, the profiler's work included, is stretched by wall / CPU time.
+    stretch = max(1.0, statistics.median(plain_wall) / statistics.median(times["plain"]))
     return {
         "us_per_event": {k: round(v, 4) for k, v in cost.items()},
+        "wall_per_cpu": round(stretch, 4),
+        "us_per_event_wall": {k: round(v * stretch, 4) for k, v in cost.items()},
         "step_us": {k: round(v, 2) for k, v in median_us.items()},
         "events_per_step": {k: round(v, 1) for k, v in per_step.items()},
         "settings": {"record_shapes": shapes, "profile_memory": memory, "with_stack": stack, "with_modules": modules},
@@ -156,8 +167,9 @@ def measure_event_cost(settings: dict, reps: int = REPS, block: int = BLOCK_STEP
 # -- removing the cost from a graph ------------------------------------------------------------
 
 def event_cost_of(run: dict | None) -> dict | None:
-    """us per event by kind from a run.json, or None when the run was not calibrated."""
-    cost = ((run or {}).get("profiler_event_cost") or {}).get("us_per_event")
+    """Wall-clock us per event by kind from a run.json, or None when the run was not calibrated."""
+    calibration = (run or {}).get("profiler_event_cost") or {}
+    cost = calibration.get("us_per_event_wall") or calibration.get("us_per_event")
     if not isinstance(cost, dict):
         return None
     return {k: float(cost.get(k) or 0.0) for k in KINDS}
