@@ -33,9 +33,12 @@ def _print_summary(info: dict, title: str) -> None:
          f"{info['profiler_overhead_pct']:+.1f} % (median vs median)"),
         ("memory timeline", info["files"]["memory"] or f"not written ({info.get('memory_error')})"),
     ]
-    cost = (info.get("profiler_event_cost") or {}).get("us_per_event")
-    if cost:
-        rows.insert(-1, ("profiler cost per event", ", ".join(f"{k} {v:.2f} us" for k, v in cost.items())))
+    calibration = info.get("profiler_event_cost") or {}
+    if calibration.get("us_per_event"):
+        text = ", ".join(f"{k} {v:.2f}" for k, v in calibration["us_per_event"].items()) + " us CPU"
+        if calibration.get("wall_per_cpu"):
+            text += f" (x {calibration['wall_per_cpu']:.2f} wall/CPU: load from other processes)"
+        rows.insert(-1, ("profiler cost per event", text))
     if info.get("batch_size"):
         rows.insert(2, ("batch size", str(info["batch_size"])))
     for k, v in rows:
