@@ -173,10 +173,14 @@ def main():
     parser.add_argument("--out", default=str(REPO / "runs" / "profile_overhead"))
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "profile_overhead.json"))
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--from-results", action="store_true", help="only print (and --write-docs) the saved table")
     args = parser.parse_args()
     out = Path(args.out)
     rows = []
-    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.from_results:
+        rows, models = json.loads(Path(args.results).read_text())["rows"], []
+    for model in models:
         try:
             rows.append(measure(model, out))
         except (RuntimeError, subprocess.CalledProcessError) as exc:
@@ -194,10 +198,11 @@ def main():
     if args.write_docs:
         doc = REPO / "docs" / "profiling.md"
         text = doc.read_text()
-        body = (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python benchmarks/profile_overhead.py "
-                f"--write-docs` (CPU, 1 thread, load average {os.getloadavg()[0]:.1f} on 2 cores shared with "
-                "other engineers).\n\n" + table(rows) + "\n")
-        text = re.sub(r"(## Measured\n\n)(.*?)(?=\n## |\Z)", lambda m: m.group(1) + body, text, flags=re.S)
+        loads = [r["load_average"] for r in rows]
+        body = (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python benchmarks/profile_overhead.py` "
+                f"(CPU, 1 thread; 1-minute load average {min(loads):.1f} to {max(loads):.1f} on the 2 cores this "
+                "machine shares among other engineers' jobs, the `load` column).\n\n" + table(rows) + "\n")
+        text = re.sub(r"(## Measured\n\n)(.*?)(?=\n### |\n## |\Z)", lambda m: m.group(1) + body, text, flags=re.S)
         doc.write_text(text)
 
 
