@@ -102,6 +102,18 @@ def _count(trace_events: list) -> dict:
 
 def measure_event_cost(settings: dict, reps: int = REPS, block: int = BLOCK_STEPS) -> dict:
     """The run.json `profiler_event_cost` object: microseconds per recorded event of each kind."""
+    import torch
+    # One intra-op thread: the calibration's small ops would not use more, and the main thread's CPU
+    # time then equals its wall time on an idle machine (so wall / CPU measures only the load).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _measure(settings, reps, block, threads)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(settings: dict, reps: int, block: int, threads: int) -> dict:
     import orjson
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -159,7 +171,7 @@ def measure_event_cost(settings: dict, reps: int = REPS, block: int = BLOCK_STEP
         "step_us": {k: round(v, 2) for k, v in median_us.items()},
         "events_per_step": {k: round(v, 1) for k, v in per_step.items()},
         "settings": {"record_shapes": shapes, "profile_memory": memory, "with_stack": stack, "with_modules": modules},
-        "model": CALIBRATION_MODEL, "block_steps": block, "reps": reps, "threads": torch.get_num_threads(),
+        "model": CALIBRATION_MODEL, "block_steps": block, "reps": reps, "threads": 1, "run_threads": threads,
         "method": METHOD,
     }
 
