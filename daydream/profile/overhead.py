@@ -18,7 +18,7 @@ predicted graph: `predicted_unprofiled_ms`). GPU time and CUDA runtime calls are
 (CUPTI's cost is not calibrated here).
 
 Calibration (`measure_event_cost`, about 1 s at the end of `daydream profile`, in the profiled
-process, so on its machine, threads and allocator state): a small training step (CALIBRATION_MODEL:
+process, so on its machine and allocator state, on one intra-op thread): a small training step (CALIBRATION_MODEL:
 a block of Linear, LayerNorm, GELU and a softmax attention product, cross-entropy, AdamW; the
 small-op mix of a real step, with realistic inputs for record_shapes and realistic Python calls for
 the tracer) is stepped in alternating blocks of BLOCK_STEPS steps, REPS rounds, under four settings:
