@@ -283,7 +283,8 @@ def test_fresh_cpu_run_replays_within_two_percent(resnet_run):
 def test_plain_step_time_is_a_median_and_overhead_never_negative():
     summary = rundir.summarize_steps([10.0, 11.0, 50.0, 10.5], [13.0, 12.0, 14.0])
     assert summary["plain_step_ms"] == 10.75  # one step slowed by another process moves nothing
-    assert summary["profiled_step_ms"] == 13.0 and summary["profiler_overhead_pct"] == pytest.approx(100 * 2.25 / 10.75, abs=0.01)
+    assert summary["profiled_step_ms"] == 13.0
+    assert summary["profiler_overhead_pct"] == pytest.approx(100 * 2.25 / 10.75, abs=0.01)
     noisy = rundir.summarize_steps([12.0, 12.5, 13.0], [11.0, 11.5, 12.0])
     assert noisy["profiler_overhead_pct"] == 0.0 and noisy["plain_step_ms_median"] == 12.5
     assert rundir.summarize_steps([], [5.0])["plain_step_ms"] is None

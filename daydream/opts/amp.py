@@ -196,7 +196,8 @@ def _apply_cpu(graph, dtype, dev, info, ctx) -> None:
         if dtype != "bf16":
             why = f"the calibration measures bf16 only, not {dtype}"
         elif ctx.trace.run_dir is not None:
-            why = f"the run directory {ctx.trace.run_dir} has no bf16 calibration in its run.json (recorded before calibrations)"
+            why = (f"the run directory {ctx.trace.run_dir} has no bf16 calibration in its run.json "
+                   "(recorded before calibrations)")
         else:
             why = "the trace is a plain trace file, not a `daydream profile` CPU run directory with a calibration"
         ctx.notes.append(f"amp on CPU: {why}; matmul/conv time x {ratio:.3g} from the hardware table "

@@ -115,7 +115,6 @@ def measure_event_cost(settings: dict, reps: int = REPS, block: int = BLOCK_STEP
 
 def _measure(settings: dict, reps: int, block: int, threads: int) -> dict:
     import orjson
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     shapes, memory = bool(settings.get("record_shapes")), bool(settings.get("profile_memory"))
