@@ -162,6 +162,12 @@ def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict
         "device_model": device.name if device else None,
         "warnings": list(trace.warnings) + ctx.notes + ([ctx.device_problem] if device is None else []),
     }
+    from daydream.profile import overhead
+    cost = overhead.event_cost_of(ctx.run)
+    out["unprofiled_ms"] = None if cost is None else round(
+        simulate(overhead.without_profiler(timeline.graph, cost)).per_step_ms, 6)
+    if ctx.run.get("plain_step_ms"):
+        out["plain_step_ms"] = ctx.run["plain_step_ms"]
     if ctx.batch_size:
         out["throughput_per_s"] = round(ctx.batch_size / (measured / 1000.0), 3)
     if trace.has_gpu and device is not None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from daydream.cli import main
@@ -44,4 +45,6 @@ def validate(base, optimized, opts, as_json, step_annotation):
     print_whole(out, table)
     out.print(f"error: [bold]{data['error_pct']:.2f}%[/] of the measured optimized step time")
     for note in data["notes"]:
-        out.print(f"[yellow]note:[/] {note}")
+        out.print(f"[yellow]note:[/] {escape(note)}")
+    for warning in data["warnings"]:
+        out.print(f"[bold yellow]warning:[/] {escape(warning)}")
