@@ -78,6 +78,7 @@ def independent_ms(model: str) -> tuple[float, float]:
 
 def profiled(model: str, out_dir: Path) -> dict:
     from daydream.analysis import analyze
+    from daydream.graph import build_graph
     from daydream.sim import simulate
     from daydream.trace import load
     run_dir = out_dir / model
@@ -92,7 +93,7 @@ def profiled(model: str, out_dir: Path) -> dict:
         events = json.loads(f.read())["traceEvents"]
     steps = [e["dur"] / 1e3 for e in events if e.get("ph") == "X" and e.get("cat") != "gpu_user_annotation"
              and str(e.get("name", "")).startswith("ProfilerStep#")]
-    timeline = simulate(trace.graph())
+    timeline = simulate(build_graph(trace))
     result = analyze(trace, timeline)
     return {"measured_ms": trace.measured_ms, "replay_ms": timeline.per_step_ms,
             "mean_profiler_step_ms": statistics.mean(steps), "steps": trace.steps,

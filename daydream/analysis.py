@@ -162,7 +162,7 @@ def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict
         "device_model": device.name if device else None,
         "warnings": list(trace.warnings) + ctx.notes + ([ctx.device_problem] if device is None else []),
     }
-    from daydream.profile import overhead
+    from daydream.transform import profiler_cost as overhead
     cost = overhead.event_cost_of(ctx.run)
     out["unprofiled_ms"] = None if cost is None else round(
         simulate(overhead.without_profiler(timeline.graph, cost)).per_step_ms, 6)

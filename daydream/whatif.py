@@ -107,8 +107,8 @@ class WhatIf:
     @functools.cached_property
     def _unprofiled(self) -> tuple[float | None, float | None]:
         """(replay, predicted) step times once the profiler's calibrated per-event cost is taken out
-        of the CPU tasks (daydream.profile.overhead); None without a calibration in run.json."""
-        from daydream.profile import overhead
+        of the CPU tasks (daydream.transform.profiler_cost); None without a calibration in run.json."""
+        from daydream.transform import profiler_cost as overhead
         cost = overhead.event_cost_of(run_json(self.trace))
         if cost is None:
             return None, None

@@ -296,9 +296,9 @@ def test_profiler_cost_carries_over_to_the_next_segments_of_its_thread(resnet_ru
     (removable_ns); nothing is taken from a task beyond its duration."""
     import numpy as np
 
-    from daydream.profile import overhead
+    from daydream.transform import profiler_cost as overhead
     from daydream.trace import load
-    graph = load(resnet_run[0]).graph()
+    graph = build_graph(load(resnet_run[0]))
     dur = graph.column("dur")
     cpu = np.flatnonzero((graph.column("kind") == 0) & (dur > 0))
     thread = graph.column("resource")[cpu[0]]
@@ -316,7 +316,7 @@ def test_unprofiled_step_time_in_analyze_and_whatif(resnet_run):
     """unprofiled_ms: the replay with the run's calibrated per-event cost removed; below the profiled
     replay by the cost of the events of a step, and absent (null) for a trace without a calibration."""
     from daydream.analysis import analyze
-    from daydream.profile import overhead
+    from daydream.transform import profiler_cost as overhead
     from daydream.sim import simulate
     from daydream.trace import load
     from daydream.whatif import whatif
@@ -324,7 +324,7 @@ def test_unprofiled_step_time_in_analyze_and_whatif(resnet_run):
     trace = load(out)
     result = whatif(trace, ["fused-optimizer"]).to_json()
     cost = overhead.event_cost_of(run)
-    graph = trace.graph()
+    graph = build_graph(trace)
     removed_ms = overhead.profiler_cost_ns(graph, cost)[graph.column("in_window")].sum() / 1e6 / trace.steps
     assert removed_ms > 0
     # No more than the events' cost comes off (a cost larger than its thread has left is cut; 2%: backlog
@@ -355,7 +355,8 @@ def test_validate_warns_when_base_and_optimized_look_unrelated():
 
 
 def test_capture_never_defaults_into_the_shipped_pairs():
-    from daydream.profile.capture import capture_command, default_pairs_dir
+    from daydream.cli.capture import capture_command
+    from daydream.profile.capture import default_pairs_dir
     out = default_pairs_dir()
     assert out.parts[0] == "runs" and out.name.startswith("pairs-")
     assert next(p for p in capture_command.params if p.name == "out").default is None
