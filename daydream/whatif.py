@@ -108,8 +108,11 @@ class WhatIf:
     def _unprofiled(self) -> tuple[float | None, float | None]:
         """(replay, predicted) step times once the profiler's calibrated per-event cost is taken out
         of the CPU tasks (daydream.transform.profiler_cost); None without a calibration in run.json."""
+        run = run_json(self.trace)
+        if not (run or {}).get("profiler_event_cost"):
+            return None, None  # (not calibrated: the transforms, and pandas, stay unimported)
         from daydream.transform import profiler_cost as overhead
-        cost = overhead.event_cost_of(run_json(self.trace))
+        cost = overhead.event_cost_of(run)
         if cost is None:
             return None, None
         replay = simulate(overhead.without_profiler(self.base.graph, cost)).per_step_ms
