@@ -35,8 +35,10 @@ one's CPU work on a busy one): `us_per_event_wall`, what the model subtracts.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -105,9 +107,25 @@ def measure_event_cost(settings: dict, reps: int = REPS, block: int = BLOCK_STEP
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _measure(settings, reps, block, threads)
+        with _quiet_native_stderr():  # Kineto prints two lines per profiler start/stop; 20 of them here
+            return _measure(settings, reps, block, threads)
     finally:
         torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """File descriptor 2 to /dev/null while the calibration starts and stops its profilers (the
+    USDT lines come from C++, under Python's sys.stderr); restored afterwards, even on error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _measure(settings: dict, reps: int, block: int, threads: int) -> dict:
