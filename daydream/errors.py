@@ -15,5 +15,6 @@ class OneLineErrors:
         try:
             return super().invoke(ctx)
         except DaydreamError as exc:
-            click.echo(f"daydream: error: {exc}", err=True)
+            from daydream.report.names import one_line
+            click.echo(f"daydream: error: {one_line(str(exc))}", err=True)
             sys.exit(2)

@@ -8,6 +8,7 @@ from daydream.analysis import analyze as analyze_trace
 from daydream.cli import main
 from daydream.cli._common import (stdout_console, emit_json, json_option, output_path, progress, step_option,
                                   trace_argument)
+from daydream.report.names import escape_markup
 from daydream.sim import simulate
 from daydream.trace import load
 
@@ -20,7 +21,7 @@ from daydream.trace import load
               help="write an HTML report: timelines, phases, critical path, top kernels and layers")
 def analyze(trace, as_json, step_annotation, report):
     """Step time, phases, GPU busy and idle, top kernels, critical path."""
-    report_path = output_path(report, (".html",))
+    report_path = output_path(report, (".html",), inputs=(trace,))
     with progress(not as_json, 3 + bool(report_path), "analyze") as tick:
         tr = load(trace, step_annotation)
         tick("loaded")
@@ -36,7 +37,8 @@ def analyze(trace, as_json, step_annotation, report):
         emit_json(result)
         return
     out = stdout_console()
-    out.print(f"[bold]{result['trace']}[/]  {result['device']}  steps={result['steps']}  ranks={result['ranks']}")
+    out.print(f"[bold]{escape_markup(result['trace'])}[/]  {escape_markup(result['device'])}  steps={result['steps']}"
+              f"  ranks={result['ranks']}")
     out.print(f"step time [bold]{result['measured_ms']:.3f} ms[/]   GPU busy {result['gpu_busy_pct']:.1f}%"
               f"   CPU busy {result['cpu_busy_pct']:.1f}%"
               + (f"   FLOP utilization {result['flops_utilization_pct']:.1f}%" if "flops_utilization_pct" in result else "")
@@ -45,17 +47,19 @@ def analyze(trace, as_json, step_annotation, report):
     phases.add_column("phase"); phases.add_column("ms", justify="right"); phases.add_column("%", justify="right")
     total = sum(result["breakdown"]["measured"].values()) or 1
     for k, v in result["breakdown"]["measured"].items():
-        phases.add_row(k, f"{v:.3f}", f"{100 * v / total:.1f}")
+        phases.add_row(escape_markup(k), f"{v:.3f}", f"{100 * v / total:.1f}")
     out.print(phases)
     cp = Table(title="critical path by category (ms/step)")
     cp.add_column("category"); cp.add_column("ms", justify="right")
     for k, v in result["critical_path"].items():
-        cp.add_row(k, f"{v:.3f}")
+        cp.add_row(escape_markup(k), f"{v:.3f}")
     out.print(cp)
     if result["top_kernels"]:
         tk = Table(title="top kernels (whole window)")
         tk.add_column("kernel", max_width=60, overflow="ellipsis", no_wrap=True)
         tk.add_column("ms", justify="right"); tk.add_column("count", justify="right")
         for k in result["top_kernels"]:
-            tk.add_row(k["name"], f"{k['total_ms']:.3f}", str(k["count"]))
+            tk.add_row(escape_markup(k["name"]), f"{k['total_ms']:.3f}", str(k["count"]))
         out.print(tk)
+    for warning in result.get("warnings", []):
+        out.print(f"[yellow]warning:[/] {escape_markup(warning)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.markup import escape
+from daydream.report.names import escape_markup as escape
 import orjson
 
 from daydream.cli import main
@@ -21,7 +21,9 @@ def memory_cmd(trace, opts, as_json, report_path, step_annotation):
     """Memory breakdown at the peak and over time, measured and predicted."""
     from daydream.memory import memory
     from daydream.opts import parse_opt
+    from daydream.cli._common import output_path
     choices = [parse_opt(o) for o in opts]  # reject bad --opt before reading the trace
+    report_path = output_path(report_path, (".html",), inputs=(trace,))
     report = memory(trace, choices, step_annotation=step_annotation)
     if report_path:
         from daydream.memory.report import write_html
@@ -40,8 +42,8 @@ def _print(report, report_path):
     from rich.console import Console
     from rich.table import Table
     j = report.as_json()
-    console = Console()
-    title = f"memory of {j['trace']} on {j['device']}: peak {_mib(j['peak_bytes'])} MiB at {j['peak_ms']:.1f} ms"
+    console = Console(emoji=False)
+    title = f"memory of {escape(j['trace'])} on {escape(j['device'])}: peak {_mib(j['peak_bytes'])} MiB at {j['peak_ms']:.1f} ms"
     table = Table(title=title)
     table.add_column("category")
     table.add_column("at peak (MiB)", justify="right")
@@ -51,7 +53,7 @@ def _print(report, report_path):
     if "predicted" in j:
         table.add_column("predicted at peak (MiB)", justify="right")
     for c, v in j["at_peak"].items():
-        row = [c, _mib(v), f"{100 * v / max(j['peak_bytes'], 1):.1f}%", _mib(j["max"][c]), _mib(j["mean"][c])]
+        row = [escape(c), _mib(v), f"{100 * v / max(j['peak_bytes'], 1):.1f}%", _mib(j["max"][c]), _mib(j["mean"][c])]
         if "predicted" in j:
             row.append(_mib(j["predicted"][c]))
         table.add_row(*row)
@@ -73,11 +75,11 @@ def _print(report, report_path):
         layers.add_column("module")
         layers.add_column("MiB", justify="right")
         for k, v in list(j["layers"].items())[:10]:
-            layers.add_row(k, _mib(v))
+            layers.add_row(escape(k), _mib(v))
         console.print(layers)
     for line in j.get("model", []) + j["notes"]:
         console.print(f"  {escape(line)}")
     if j["oom_warning"]:
         console.print(f"[bold red]warning: {escape(j['oom_warning'])}[/]")
     if report_path:
-        console.print(f"report written to {report_path}")
+        console.print(f"report written to {escape(report_path)}")

@@ -14,7 +14,9 @@ def _print_summary(info: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, show_header=False)
+    from daydream.report.names import escape_markup
+
+    table = Table(title=escape_markup(title), show_header=False)
     table.add_column(style="bold")
     table.add_column()
 
@@ -32,8 +34,8 @@ def _print_summary(info: dict, title: str) -> None:
     if info.get("batch_size"):
         rows.insert(2, ("batch size", str(info["batch_size"])))
     for k, v in rows:
-        table.add_row(k, v)
-    Console(stderr=False).print(table)
+        table.add_row(k, escape_markup(v))
+    Console(stderr=False, emoji=False).print(table)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -80,8 +82,8 @@ def profile(model, device, batch_size, steps, warmup, amp, amp_dtype, size, work
     code, info = profile_script(list(command), steps=steps, warmup=warmup, out_dir=out,
                                 with_stack=not no_stack, stdout=sys.stderr if as_json else None)
     if info is None:
-        click.echo(f"daydream: no run directory written: {' '.join(command)} made too few optimizer steps "
-                   f"(profiling needs {max(warmup, 1)} warm-up + {steps} profiled steps)", err=True)
+        from daydream.profile.script import no_run_message
+        click.echo(f"daydream: {no_run_message(list(command), code, warmup, steps)}", err=True)
     elif as_json:
         click.echo(orjson.dumps({**info, "exit_code": code}).decode())
     else:

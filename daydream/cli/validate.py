@@ -7,6 +7,7 @@ from rich.table import Table
 from daydream.cli import main
 from daydream.cli._common import stdout_console, emit_json, json_option, progress, step_option
 from daydream.opts.params import parse_opt
+from daydream.report.names import escape_markup
 from daydream.trace import load
 from daydream.validate import validate as run_validate
 
@@ -31,7 +32,7 @@ def validate(base, optimized, opts, as_json, step_annotation):
         emit_json(data)
         return
     out = stdout_console()
-    table = Table(title=f"validate {' '.join(opts) or '(replay)'}")
+    table = Table(title=f"validate {escape_markup(' '.join(opts)) or '(replay)'}")
     for col in ("", "ms/step", "speedup"):
         table.add_column(col, justify="right" if col else "left")
     table.add_row("base measured", f"{data['base_measured_ms']:.3f}", "1.000")
@@ -40,4 +41,4 @@ def validate(base, optimized, opts, as_json, step_annotation):
     out.print(table)
     out.print(f"error: [bold]{data['error_pct']:.2f}%[/] of the measured optimized step time")
     for note in data["notes"]:
-        out.print(f"[yellow]note:[/] {note}")
+        out.print(f"[yellow]note:[/] {escape_markup(note)}")

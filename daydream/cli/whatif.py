@@ -48,8 +48,8 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
     if export and len(scenarios) > 1:
         raise DaydreamError("--export-trace writes one predicted timeline; give one scenario "
                             f"(got {len(scenarios)})")
-    export_path = output_path(export, (".json", ".json.gz"))
-    report_path = output_path(report, (".html",))
+    export_path = output_path(export, (".json", ".json.gz"), inputs=(trace, scenarios_file))
+    report_path = output_path(report, (".html",), inputs=(trace, scenarios_file))
     with progress(not as_json, 2 + len(scenarios) + bool(report_path), "whatif") as tick:
         tr = load(trace, step_annotation)
         tick("loaded")
@@ -68,10 +68,10 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
         emit_json(data)
         return
     from rich import box
-    from rich.markup import escape
+    from daydream.report.names import escape_markup as escape
     from rich.table import Table
     out = stdout_console()
-    out.print(f"[bold]{data['trace']}[/]  {data['device']}  steps={data['steps']}")
+    out.print(f"[bold]{escape(data['trace'])}[/]  {escape(data['device'])}  steps={data['steps']}")
     if len(scenarios) == 1:
         out.print(f"measured {data['measured_ms']:.3f} ms   replay {data['replay_ms']:.3f} ms "
                   f"({data['replay_error_pct']:.2f}% off)   predicted [bold]{data['predicted_ms']:.3f} ms[/]   "
@@ -95,7 +95,7 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
     table.add_row("measured", f"{data['measured_ms']:.3f}", "",
                   *(f"{data['breakdown']['measured'][p]:.3f}" for p in phases), style="dim")
     for s in data["scenarios"]:
-        table.add_row(s["name"], f"{s['predicted_ms']:.3f}", f"{s['speedup']:.3f}x",
+        table.add_row(escape(s["name"]), f"{s['predicted_ms']:.3f}", f"{s['speedup']:.3f}x",
                       *(f"{s['breakdown'][p]:.3f}" for p in phases))
     out.print(table)
     for s in data["scenarios"]:

@@ -210,6 +210,7 @@ def from_raw(raws: list[RawTrace], path: str, step_annotation: str | None = None
         meta[raw.rank] = scrub(raw.meta)
     events, memory, flows = table.finish()
     events, warnings = _drop_untimed(events)
+    warnings += table.negative
     if table.skipped:
         warnings.append(f"{table.skipped} events lacked a usable time or name and were skipped")
     if not len(events["ts"]):
