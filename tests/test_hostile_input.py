@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import KinetoBuilder
 from daydream.errors import DaydreamError
@@ -466,3 +468,37 @@ def test_profile_summary_with_markup_in_the_command(tmp_path):
                           env={**os.environ, "COLUMNS": "300"})
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stdout and "[/][bold]\\x1b[2J" in proc.stdout and "run[/]" in proc.stdout
+
+
+# -- any name -------------------------------------------------------------------------------------
+
+FRAGMENTS = ["[/]", "[bold]", "[link=http://x]", "[/bold]", "\\", "\x1b[31m", "\x1b]8;;http://x\x1b\\", "\x1b[2J",
+             "<a href='http://x'>", "</script>", "<br>", "&amp;", ":smile:", "%{x}", "\n", "\r", "\t", "\x07",
+             "\x00", "\x7f", "\x9b", "\u202e", "\u2028", "é", "漢", "🙂"]
+
+
+CHARS = st.characters(exclude_categories=["Cs"])  # any code point a JSON string can carry
+NAMES = st.lists(st.sampled_from(FRAGMENTS) | st.text(CHARS, min_size=1, max_size=5), min_size=1, max_size=5).map("".join)
+
+
+@settings(max_examples=20, deadline=None)
+@given(name=NAMES, device=NAMES)
+def test_any_name_is_data(tmp_path_factory, name, device):
+    """analyze (human), whatif --report and memory --report on a trace whose kernel, op, module and
+    device names are `name` and `device`: no crash, no control character reaches the terminal, the
+    device name is shown whole as text, and the HTML holds the names escaped, none of their markup."""
+    d = tmp_path_factory.mktemp("names")
+    trace = small_trace(name, device=device).write(d / "t.json")
+    shown = run_cli("analyze", trace)
+    assert shown.returncode == 0, shown.stderr
+    assert not {"\x1b", "\x07", "\x9b", "\r"} & set(shown.stdout)
+    assert printable(device) in shown.stdout
+    for cmd in ("whatif", "memory"):
+        out = d / f"{cmd}.html"
+        proc = run_cli(cmd, trace, "--report", out)
+        assert proc.returncode == 0, proc.stderr
+        assert not {"\x1b", "\x07", "\x9b", "\r"} & set(proc.stdout)
+        page = out.read_text()
+        assert html_label(device) in page
+        assert "<a href='http://x'>" not in page and "\x1b" not in page
+    assert html_label(name) in (d / "whatif.html").read_text()
