@@ -18,3 +18,7 @@ class OneLineErrors:
             from daydream.report.names import one_line
             click.echo(f"daydream: error: {one_line(str(exc))}", err=True)
             sys.exit(2)
+        except MemoryError:
+            click.echo("daydream: error: out of memory; the trace is too large for this machine (see "
+                       "DAYDREAM_MAX_BYTES and DAYDREAM_MAX_EVENTS in docs/input.md)", err=True)
+            sys.exit(2)
