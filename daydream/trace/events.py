@@ -257,14 +257,18 @@ class EventTable:
             self.args.add_dicts(args_c)
 
     def _drop_negative(self, cols: dict) -> tuple[dict, np.ndarray]:
-        """Leave out events with a negative timestamp or duration. Neither is a time a profiler
-        records; kept, one kernel at ts < 0 stretched a 1.13 ms step's replay to 667.8 ms. The
-        count and the first such event go into `negative`, which the trace turns into a warning."""
-        bad = (cols["ts"] < 0) | (cols["dur"] < 0)
+        """Leave out events with a negative duration, and GPU activity with a negative timestamp.
+        No profiler records the first. GPU times are converted from the device's clock, so a GPU
+        event before the host clock's origin is a failed conversion (like the zero times of
+        `_drop_untimed`); kept, one kernel at ts < 0 stretched a 1.13 ms step's replay to 667.8 ms.
+        A CPU event may sit before the origin (an idle thread's first event). The count and the
+        first such event go into `negative`, which the trace turns into a warning."""
+        gpu = (cols["kind"] >= KERNEL) & (cols["kind"] <= GPU_SYNC)
+        bad = (cols["dur"] < 0) | (gpu & (cols["ts"] < 0))
         if not bad.any():
             return cols, np.arange(len(bad))
         first = int(np.flatnonzero(bad)[0])
-        self.negative.append(f"{int(bad.sum())} events with a negative timestamp or duration were left out "
+        self.negative.append(f"{int(bad.sum())} events with a negative duration or GPU timestamp were left out "
                              f"(the first: {self.names.values[cols['name'][first]][:100]!r} at ts "
                              f"{cols['ts'][first] / 1000:g} us, dur {cols['dur'][first] / 1000:g} us)")
         keep = np.flatnonzero(~bad)

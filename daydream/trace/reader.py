@@ -61,6 +61,7 @@ class Limits:
         self.events = 0
         self._uncounted: list = []  # documents whose events are not counted yet
         self._bound = 0  # the most events they can hold
+
     def take_bytes(self, n: int, name: str) -> None:
         """Count `n` more bytes, refusing them if the total would pass the cap."""
         if self.bytes + n > self.max_bytes:
@@ -309,10 +310,16 @@ def _read_archive(p: Path, limits: Limits) -> list[RawTrace]:
                           for i, (n, meta, events) in enumerate(docs)])
 
 
+def read_file(path: str | Path, limits: Limits | None = None):
+    """One file's bytes, gunzipped if it is gzip, within `limits` (other files daydream reads:
+    memory timelines)."""
+    return _read_file(Path(path), str(path), limits or Limits())
+
+
 def open_bytes(data: bytes, name: str = "<bytes>", limits: Limits | None = None) -> RawTrace:
     """Parse a trace held in memory (tests, notebooks)."""
     meta, events = _decode(data, name, limits or Limits())
     return RawTrace(name, _rank_of(meta, 0), meta, events)
 
 
-__all__ = ["RawTrace", "Limits", "read_path", "open_bytes", "TRACE_SUFFIXES"]
+__all__ = ["RawTrace", "Limits", "read_path", "read_file", "open_bytes", "TRACE_SUFFIXES"]
