@@ -8,7 +8,7 @@ from daydream.analysis import analyze as analyze_trace
 from daydream.cli import main
 from daydream.cli._common import (stdout_console, emit_json, json_option, output_path, progress, step_option,
                                   trace_argument)
-from daydream.report.names import escape_markup
+from daydream.report.names import NOTE_CHARS, escape_markup
 from daydream.sim import simulate
 from daydream.trace import load
 
@@ -62,4 +62,4 @@ def analyze(trace, as_json, step_annotation, report):
             tk.add_row(escape_markup(k["name"]), f"{k['total_ms']:.3f}", str(k["count"]))
         out.print(tk)
     for warning in result.get("warnings", []):
-        out.print(f"[yellow]warning:[/] {escape_markup(warning)}")
+        out.print(f"[yellow]warning:[/] {escape_markup(warning, NOTE_CHARS)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 import click
-from daydream.report.names import escape_markup as escape
+from daydream.report.names import NOTE_CHARS, escape_markup as escape
 import orjson
 
 from daydream.cli import main
@@ -78,8 +78,8 @@ def _print(report, report_path):
             layers.add_row(escape(k), _mib(v))
         console.print(layers)
     for line in j.get("model", []) + j["notes"]:
-        console.print(f"  {escape(line)}")
+        console.print(f"  {escape(line, NOTE_CHARS)}")
     if j["oom_warning"]:
-        console.print(f"[bold red]warning: {escape(j['oom_warning'])}[/]")
+        console.print(f"[bold red]warning: {escape(j['oom_warning'], NOTE_CHARS)}[/]")
     if report_path:
         console.print(f"report written to {escape(report_path)}")

@@ -7,7 +7,7 @@ from rich.table import Table
 from daydream.cli import main
 from daydream.cli._common import stdout_console, emit_json, json_option, progress, step_option
 from daydream.opts.params import parse_opt
-from daydream.report.names import escape_markup
+from daydream.report.names import NOTE_CHARS, escape_markup
 from daydream.trace import load
 from daydream.validate import validate as run_validate
 
@@ -41,4 +41,4 @@ def validate(base, optimized, opts, as_json, step_annotation):
     out.print(table)
     out.print(f"error: [bold]{data['error_pct']:.2f}%[/] of the measured optimized step time")
     for note in data["notes"]:
-        out.print(f"[yellow]note:[/] {escape_markup(note)}")
+        out.print(f"[yellow]note:[/] {escape_markup(note, NOTE_CHARS)}")

@@ -68,7 +68,7 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
         emit_json(data)
         return
     from rich import box
-    from daydream.report.names import escape_markup as escape
+    from daydream.report.names import NOTE_CHARS, escape_markup as escape
     from rich.table import Table
     out = stdout_console()
     out.print(f"[bold]{escape(data['trace'])}[/]  {escape(data['device'])}  steps={data['steps']}")
@@ -82,7 +82,7 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
             table.add_row(k, f"{v:.3f}", f"{data['breakdown']['predicted'][k]:.3f}")
         out.print(table)
         for note in data["notes"]:
-            out.print(f"[yellow]note:[/] {escape(note)}")
+            out.print(f"[yellow]note:[/] {escape(note, NOTE_CHARS)}")
         return
     out.print(f"measured {data['measured_ms']:.3f} ms   replay {data['replay_ms']:.3f} ms "
               f"({data['replay_error_pct']:.2f}% off)")
@@ -100,4 +100,4 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
     out.print(table)
     for s in data["scenarios"]:
         for note in s["notes"]:
-            out.print(f"[yellow]note ({escape(s['name'])}):[/] {escape(note)}")
+            out.print(f"[yellow]note ({escape(s['name'])}):[/] {escape(note, NOTE_CHARS)}")

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from daydream.memory.timeline import CATEGORIES, Timeline
 from daydream.report.files import write_atomic
-from daydream.report.names import html_label
+from daydream.report.names import NOTE_CHARS, html_label
 
 COLORS = {"parameter": "darkgreen", "gradient": "mediumblue", "optimizer_state": "goldenrod",
           "activation": "red", "temporary": "mediumpurple", "input": "black",
@@ -64,7 +64,7 @@ def write_html(report, out: str | Path) -> None:
     rows = "".join(f"<tr><td>{html_label(k)}</td><td>{v / 2**20:,.1f}</td>"
                    + (f"<td>{j['predicted'][k] / 2**20:,.1f}</td>" if "predicted" in j else "") + "</tr>"
                    for k, v in j["at_peak"].items())
-    notes = "".join(f"<li>{html_label(n, 2_000)}</li>" for n in j.get("model", []) + j["notes"]
+    notes = "".join(f"<li>{html_label(n, NOTE_CHARS)}</li>" for n in j.get("model", []) + j["notes"]
                     + ([j["oom_warning"]] if j["oom_warning"] else []))
     head = (f"<h1>Memory: {html_label(j['trace'])}</h1><p>device {html_label(j['device'])}; "
             f"measured peak {j['peak_bytes'] / 2**20:,.1f} MiB"

@@ -28,7 +28,7 @@ from daydream.errors import DaydreamError
 from daydream.graph import PHASES, TASK_KINDS
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
 from daydream.report.files import write_atomic
-from daydream.report.names import html_label
+from daydream.report.names import NOTE_CHARS, html_label
 from daydream.report.frames import critical_tasks, kernel_table, layer_table, memo, resource_labels
 from daydream.sim import Timeline
 
@@ -323,7 +323,7 @@ def whatif_page(results: list, names: list[str] | None = None) -> str:
                          "change vs measured %": [100 * (r.predicted_ms / r.measured_ms - 1) if r.measured_ms else
                                                   float("nan") for r in results]})
     head += ["<h2>Scenarios</h2>", _table(rows)]
-    notes = [f"<li><b>{html_label(s.name)}</b>: {html_label(n, 2_000)}</li>" for s in scen for n in s.notes]
+    notes = [f"<li><b>{html_label(s.name)}</b>: {html_label(n, NOTE_CHARS)}</li>" for s in scen for n in s.notes]
     if notes:
         head.append(f"<ul class=note>{''.join(notes)}</ul>")
     return _page(f"daydream what-if: {tr.path}", head + _sections(base, scen))

@@ -20,6 +20,8 @@ import html
 # templated CUDA kernels of ~2,000 characters (cutlass/cuDNN); a person reads none of that past a
 # few hundred, and a 100 MB name must not make a 100 MB report.
 MAX_CHARS = 500
+# Notes and warnings are sentences of ours that may quote a name: longer, still bounded.
+NOTE_CHARS = 4_000
 # How much of a name the classifiers (kernel class, phase, dtype, collective) read: every rule
 # looks for a library or op word, which real names carry in their first few hundred characters.
 # Regex passes cost ~0.25 s per MB of name, so a 100 MB name read whole took minutes.
