@@ -156,7 +156,10 @@ def cpu_device(cores: int = 32) -> Device:
         raise DaydreamError(f"cpu core count must be at least 1, got {cores}")
     fp32 = cores * CPU_GHZ * 1e9 * CPU_FP32_FLOP_PER_CYCLE
     flops = {d: 0.0 for d in DTYPES}
-    flops.update(fp32=fp32, fp64=fp32 / 2)
+    # int8 (u8 x s8, the fbgemm dynamic-quantization path): VPMADDUBSW does 32 multiply-adds per
+    # 256-bit instruction, two per cycle (ports 0 and 1; A. Fog, "Instruction tables", Skylake and
+    # Zen 2) = 128 int8 ops per cycle, 4x the fp32 FMA rate.
+    flops.update(fp32=fp32, fp64=fp32 / 2, int8=4 * fp32)
     return Device(name="cpu" if cores == 32 else f"cpu:{cores}", family="CPU", vendor="cpu",
                   arch="x86_64", peak_flops=flops, mem_bw=CPU_MEM_BW, mem_bytes=256 * GIB,
                   sm_count=cores, launch_cpu_s=0.0, launch_gpu_s=0.0,
@@ -303,6 +306,37 @@ _TABLE: tuple[Device, ...] = (
     _H100_SXM, _H100_PCIE, _H200, _B200, _MI250X, _MI250, _MI250X_GCD, _MI250_GCD, _MI300X, _CPU,
 )
 DEVICES: dict[str, Device] = {d.name: d for d in _TABLE}
+
+# --- per-kernel-class efficiencies and kernel floors (the cross-GPU model, daydream/opts/gpu.py) --
+# KERNEL_FLOOR_S: what an almost empty kernel costs on the device (launch-to-retire on the GPU):
+# the lowest 5th percentile of kernel durations over the shared traces of that device. H100:
+# tracelens bert-small 1.63 us, Qwen1.5-0.5B 1.60 us. MI300X: tracelens bert-small 2.08 us
+# (ddp_resnet18 2.68 us, Qwen1.5-0.5B 4.57 us: their shortest kernels still carry work).
+# Devices without a trace keep the floor of the trace being transformed.
+KERNEL_FLOOR_S = {"H100": 1.60 * US, "H200": 1.60 * US, "MI300X": 2.08 * US}
+
+# FITTED, not cited: no published per-class table covers both devices. Produced by
+# `python benchmarks/fit_gpu_efficiency.py` from the op shapes of the shared traces (H100:
+# tracelens bert-small + Qwen1.5-0.5B; MI300X: the same two plus ddp_resnet18 training), the
+# same traces the cross-GPU pairs are validated on: docs/validation.md says which figures hold
+# when the pair being predicted is left out of the fit.
+#
+# MEMORY_LINE[family] = (fixed seconds, bandwidth efficiency): a memory-bound kernel moving B
+# bytes takes fixed + B / (efficiency * mem_bw), least squares over the single-kernel elementwise
+# ops of the device's traces (H100: 558 ops, 7.44 us + B / (0.902 x 3.35 TB/s); MI300X: 962 ops,
+# 6.26 us + B / (0.857 x 5.3 TB/s); without the Qwen traces MI300X gives 6.13 us and 0.857 from
+# 399 ops, H100 has too few ops left to fit). Kernels shorter than `fixed` are mapped floor to
+# floor (daydream/opts/gpu.py).
+MEMORY_LINE = {"H100": (7.44 * US, 0.902), "H200": (7.44 * US, 0.902), "MI300X": (6.26 * US, 0.857)}
+# CLASS_EFFICIENCY[family][class]: the fraction of the roofline at the achievable matmul rate
+# (opts/_cost.MATMUL_EFFICIENCY x peak, spec bandwidth) that GEMM, convolution and attention
+# kernels reach on real work, the kernel floor excluded (time-weighted over op calls). H100 has
+# no convolution in its traces, so conv keeps the spec ratio between H100 and MI300X.
+CLASS_EFFICIENCY = {
+    "H100": {"gemm": 0.808, "attention": 0.228},
+    "MI300X": {"gemm": 0.714, "conv": 0.271, "attention": 0.185},
+}
+CLASS_EFFICIENCY["H200"] = CLASS_EFFICIENCY["H100"]  # same SMs and kernels; H200 only has faster HBM
 
 
 def names() -> list[str]:

@@ -6,18 +6,21 @@ PyTorch ATen, Triton). The first class whose pattern matches wins, in this order
 
   other         (explicitly, first) sorts and torch.cuda._sleep's spin_kernel, whose argument
                 types would otherwise match a later class.
-  copy          Memcpy/Memset, tensor copies and casts (direct_copy, cat, layout transposes such
+  copy          Memcpy/Memset (ROCm: CopyHostToDevice..., FillBuffer), tensor copies and casts (direct_copy, cat, layout transposes such
                 as cuDNN nchwToNhwc / MIOpen batched_transpose): pure data movement.
   communication NCCL/RCCL collectives and point-to-point (ncclKernel_*, ncclDevKernel_*, ...).
-  attention     fused attention (flash_fwd/bwd, fmha, efficient attention, attn_fwd) -- before
-                GEMM because FlashAttention names carry CUTLASS types.
+  attention     fused attention (flash_fwd/bwd, FlashAttention 3 flash::, cuDNN SDPA
+                flash_fprop/bprop, fmha incl. CK ck_tile::Fmha and aiter, efficient attention,
+                Triton attn_fwd) -- before conv and GEMM because these names carry CUTLASS types
+                and "fprop".
   optimizer     fused optimizer steps (multi_tensor_apply, fused Adam/SGD/Adagrad, fbgemm
                 embedding backward with a fused Adagrad update).
   normalization batch/layer/group/instance/RMS norm forward and backward.
   conv          cuDNN/MIOpen/CK convolutions and their helpers (implicit GEMM, winograd, FFT,
                 dgrad/wgrad, im2col) -- before GEMM because implicit-GEMM convs say "gemm".
   gemm          dense matrix multiply: cuBLAS (sgemm/hgemm/gemv/xmma_gemm/splitK, cublasLt
-                epilogues), CUTLASS, nvjet, rocBLAS/Tensile (Cijk_), hipBLASLt, Triton mm templates.
+                epilogues), CUTLASS, nvjet, rocBLAS/Tensile (Cijk_), hipBLASLt, CK gemm, ROCm
+                skinny GEMMs (wvSplitK), Triton mm templates.
   reduction     reductions along a dimension: reduce_kernel, softmax / log_softmax (row max and
                 sum; memory-bound, so modelled like a reduction, not like attention), losses
                 (nll, cross entropy), pooling, scans, Triton red/per kernels.
@@ -52,13 +55,14 @@ _RULES: tuple[tuple[str, str], ...] = (
     # sorts and sleeps are neither reductions nor pointwise; name them before their arguments
     # (which mention index/scan types) can match a later class
     ("other", r"radixsort|segmentedsort|sort_kernel|spin_kernel"),
-    ("copy", r"^(memcpy|memset)\b|direct_copy_kernel|copy_device_to_device|_copy_kernel_cuda"
+    ("copy", r"^(memcpy|memset)\b|copy(host|device)to(host|device)|^fillbuffer|direct_copy_kernel|copy_device_to_device|_copy_kernel_cuda"
              r"|catarraybatchedcopy|nchwtonhwc|nhwctonchw|batched_transpose|transpose_kernel"
              r"|subtensoropwithcasttensor|copytensor|\bcopy_kernel|tensor_copy"),
     ("communication", r"nccl|rccl|msccl|allreduce|all_reduce|allgather|all_gather"
                       r"|reducescatter|reduce_scatter|alltoall|all_to_all|sendrecv"
                       r"|cross_device_reduce|\bbroadcast_kernel"),
-    ("attention", r"flash_fwd|flash_bwd|flash::|flashattn|fmha|attn_fwd|attn_bwd|\battn_"
+    ("attention", r"flash_fwd|flash_bwd|flash::|flashattn|flash_fprop|flash_bprop|_sdpa_|fmha"
+                  r"|attn_fwd|attn_bwd|\battn_"
                   r"|attention|mha_fwd|mha_bwd|efficient_attention|xformers|_attn\b"),
     ("optimizer", r"multi_tensor_apply|fused_adam|fusedadam|adamw?_|_adamw?\b|\badam|fused_sgd"
                   r"|sgd_kernel|lamb_|_adagrad|adagrad_|rowwise_adagrad|lion_|optimizer"),
@@ -70,7 +74,8 @@ _RULES: tuple[tuple[str, str], ...] = (
              r"|im2col|col2im|cudnn::cnn|cask_cudnn|cutlass_cudnn|cudnn_(infer|train)"
              r"|_scudnn|gridwise_convolution|naive_conv"),
     ("gemm", r"(?<!fb)gemm|gemv|\bdot_kernel|cublas|cutlass|\bcijk_|nvjet|hipblaslt|rocblas|tensile"
-             r"|xmma|wgmma|matmul|_mm_|triton_tem_fused_(b?mm|addmm)|splitkreduce|\bmm_kernel"),
+             r"|xmma|wgmma|matmul|_mm_|triton_tem_fused_(b?mm|addmm)|splitkreduce|\bmm_kernel"
+             r"|^wvsplitk"),
     ("reduction", r"reduce|reduction|softmax|nll_loss|classnllcriterion|cross_entropy|_pool"
                   r"|pool_|pooling|cub::device(?:reduce|scan|segmentedreduce)|scan|argmax"
                   r"|argmin|topk|cumsum|triton_red_|triton_per_|_sum_|sum_kernel|mean_kernel"

@@ -227,3 +227,41 @@ def test_malformed_fields_never_crash(junk):
         assert isinstance(hw.from_device_properties([junk]), hw.Device)
     except DaydreamError:
         pass
+
+
+# --- cross-GPU tables (daydream/opts/gpu.py) --------------------------------------------------
+_FLOOR_TRACES = {"H100": ("tracelens/gaunernst_bert-small-uncased_h100.json.gz",
+                          "tracelens/Qwen_Qwen1.5-0.5B-Chat_h100.json.gz"),
+                 "MI300X": ("tracelens/gaunernst_bert-small-uncased_mi300.json.gz",
+                            "tracelens/Qwen_Qwen1.5-0.5B-Chat_mi300.json.gz",
+                            "tracelens/ddp_resnet18_train_mi300.json.gz")}
+
+
+@pytest.mark.parametrize("family", sorted(_FLOOR_TRACES))
+def test_kernel_floor_is_the_lowest_fifth_percentile(family):
+    import numpy as np
+
+    from conftest import shared
+    from daydream.graph.build import T_KERNEL
+    from daydream.trace import load
+    lows = []
+    for rel in _FLOOR_TRACES[family]:
+        g = load(shared(rel)).graph()
+        dur = g.tasks["dur"].to_numpy()[g.tasks["kind"].to_numpy() == T_KERNEL]
+        lows.append(np.percentile(dur, 5) / 1e9)
+    assert hw.KERNEL_FLOOR_S[family] == pytest.approx(min(lows), rel=0.02)
+
+
+def test_cross_gpu_tables_are_fractions_of_known_families():
+    families = {d.family for d in hw.DEVICES.values()}
+    for table in (hw.KERNEL_FLOOR_S, hw.MEMORY_LINE, hw.CLASS_EFFICIENCY):
+        assert set(table) <= families
+    for fixed, eff in hw.MEMORY_LINE.values():
+        assert 0 < eff <= 1 and hw.KERNEL_FLOOR_S["H100"] < fixed < 20e-6
+    for per_class in hw.CLASS_EFFICIENCY.values():
+        assert all(0 < e <= 1 for e in per_class.values())
+
+
+def test_cpu_int8_runs_at_four_times_fp32():
+    cpu = hw.lookup("cpu")
+    assert cpu.peak("int8") == pytest.approx(4 * cpu.peak("fp32"))

@@ -389,17 +389,17 @@ def test_symlink_to_stdout_is_refused_in_a_real_process(tmp_path):
 def test_output_that_is_an_input_is_refused(tmp_path):
     trace = small_trace().write(tmp_path / "t.json")
     before = trace.read_bytes()
-    assert_one_line_error(run_cli("whatif", trace, "--export-trace", trace), "is an input")
+    assert_one_line_error(run_cli("whatif", trace, "--export-trace", trace), "is one of the inputs")
     assert trace.read_bytes() == before
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "trace.json.gz").write_bytes(gzip.compress(before))
-    assert_one_line_error(run_cli("whatif", run_dir, "--export-trace", run_dir / "trace.json.gz"), "is an input")
+    assert_one_line_error(run_cli("whatif", run_dir, "--export-trace", run_dir / "trace.json.gz"), "is one of the inputs")
     ranks = tmp_path / "ranks"
     ranks.mkdir()
     (ranks / "rank0.json").write_bytes(before)
     # A new .json in a directory of ranks would be read as one more rank next time.
-    assert_one_line_error(run_cli("whatif", ranks, "--export-trace", ranks / "pred.json"), "is an input")
+    assert_one_line_error(run_cli("whatif", ranks, "--export-trace", ranks / "pred.json"), "is one of the inputs")
     assert run_cli("whatif", run_dir, "--export-trace", run_dir / "pred.json").returncode == 0
 
 

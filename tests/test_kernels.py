@@ -94,6 +94,32 @@ SPOT = {
     "void cudnn::ops::nchwToNhwcKernel<float, float, float, false, true, (cudnnKernelDataType_t)2>(cudnn::ops::nchw2nhwc_params_t<float>, float const*, float*)": "copy",
     "batched_transpose_32x32_half": "copy",
     "at::cuda::(anonymous namespace)::spin_kernel(long)": "other",
+    # cuDNN SDPA (its names say fprop/gemm too), FlashAttention 3, CK and aiter attention
+    "cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_3_64x64x64_4x1x1_kernel0_0": "attention",
+    "cudnn_generated_fort_native_sdpa_sm90_flash_bprop_wgmma_f16_knob_7_64x128x64_4x1x1_kernel0_0": "attention",
+    "void flash::flash_fwd_splitkv_kernel<Flash_fwd_kernel_traits<128, 64, 128, 4>>": "attention",
+    "void flash_bwd_dot_do_o_kernel<true, Flash_bwd_kernel_traits<>>": "attention",
+    "ck_tile::FmhaFwdKernel<ck_tile::BlockFmhaPipelineQRKSVSAsync<>>": "attention",
+    "aiter::fmha_fwd_hd128_bf16_causal": "attention",
+    "_attn_fwd": "attention",
+    # ROCm: composable_kernel, hipBLASLt/Tensile, rocBLAS, MIOpen, skinny GEMMs, rocprim, copies
+    "ck::kernel_gemm_xdl_cshuffle_v3<ck::GridwiseGemm_xdl_cshuffle_v3<>>": "gemm",
+    "ck::kernel_grouped_conv_fwd_xdl_cshuffle_v3<>": "conv",
+    "ck_tile::Layernorm2dFwd<>": "normalization",
+    "ck_tile::Rmsnorm2dFwd<ck_tile::Rmsnorm2dFwdPipelineOnePass<>>": "normalization",
+    "Cijk_Ailk_Bljk_BBS_BH_Bias_HA_S_SAV_UserArgs_MT256x256x64_MI16x16x1_SN_LDSB1": "gemm",
+    "rocblas_gemvt_kernel<false, 256, float, float>": "gemm",
+    "wvSplitK_hf_sml_<__hip_bfloat16, 64, 2, 16, 8, 2, 1>": "gemm",
+    "MIOpenBatchNormFwdTrainSpatial": "normalization",
+    "miopenSp3AsmConv_v21_1_3_gfx9_fp32_stride1": "conv",
+    "void rocprim::detail::onesweep_iteration_kernel<rocprim::detail::wrapped_radix_sort_onesweep_config<>>": "other",
+    "CopyDeviceToDevice": "copy",
+    "FillBuffer": "copy",
+    # cuDNN / CUTLASS on the NVIDIA side
+    "sm80_xmma_dgrad_implicit_gemm_tf32f32_tf32f32_f32_nhwckrsc_nchw_tilesize128x64x32": "conv",
+    "void cudnn::bn_fw_tr_1C11_kernel_NCHW<float, float, int, 512, true, 1>": "normalization",
+    "void cutlass::Kernel2<cutlass_80_tensorop_s16816gemm_relu_bf16_64x64_64x6_tn_align8>": "gemm",
+    "flash::FlashAttnFwdSm90<>": "attention",
 }
 
 

@@ -56,3 +56,42 @@ def test_whatif_report_renders_offline_without_errors(tmp_path):
     timeline = re.search(r'<div id="timelines".*?</div>\s*<script', dom, re.S).group(0)
     assert timeline.count('class="point"') > 1000
     assert "predicted: amp" in dom and "critical path" in dom
+
+
+VIEW_FIGURES = {  # report -> the figures it draws
+    "analyze": FIGURES + ("operators", "idle"),
+    "diff": ("phases",),
+    "suggest": ("suggestions",),
+}
+VIEW_SECTIONS = {  # report -> section ids that hold tables or summaries
+    "analyze": ("operators", "kernels_view", "idle", "launches"),
+    "diff": ("phases", "operators", "kernels"),
+    "suggest": ("suggestions", "skipped"),
+}
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (Debian package `chromium`); "
+                                                  "the report's rendering is not checked")
+@pytest.mark.parametrize("report", ["analyze", "diff", "suggest"])
+def test_view_reports_render_offline_without_errors(tmp_path, report):
+    v100 = str(shared("kineto/resnet50_v100_num_workers_0.json.gz"))
+    args = {"analyze": ["analyze", v100],
+            "diff": ["diff", v100, str(shared("kineto/resnet50_v100_num_workers_4.json.gz"))],
+            "suggest": ["suggest", str(shared("tracelens/gaunernst_bert-small-uncased_h100.json.gz"))]}[report]
+    out = tmp_path / "r.html"
+    r = CliRunner().invoke(main, args + ["--report", str(out)])
+    assert r.exit_code == 0, r.output
+    dom, log = render(out, tmp_path / "profile")
+    console = [line for line in log.splitlines() if ":CONSOLE" in line]
+    assert not console, "the page logged:\n" + "\n".join(console)
+    for div in VIEW_FIGURES[report]:
+        m = re.search(rf'<div id="{div}"[^>]*>(.*?)</div>\s*<script', dom, re.S)
+        assert m and "plot-container" in m.group(1) and "main-svg" in m.group(1), f"figure {div} did not draw"
+    for section in VIEW_SECTIONS[report]:
+        assert re.search(rf'<h2 id="?view-{section}"?>', dom), f"section {section} missing"
+    if report == "analyze":
+        assert "aten::cudnn_convolution" in dom and "host-bound" in dom and "launch→start" in dom
+    if report == "diff":
+        assert "enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__" in dom
+    if report == "suggest":
+        assert "cuda-graphs" in dom and "already computes in bf16" in dom

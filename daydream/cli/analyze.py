@@ -19,7 +19,10 @@ from daydream.trace import load
 @step_option
 @click.option("--report", default=None, metavar="OUT.html",
               help="write an HTML report: timelines, phases, critical path, top kernels and layers")
-def analyze(trace, as_json, step_annotation, report):
+@click.option("--by-shape", is_flag=True, help="operators per aten op and input shapes")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(1, 10000),
+              help="rows per view in the terminal (--json lists all)")
+def analyze(trace, as_json, step_annotation, report, by_shape, top):
     """Step time, phases, GPU busy and idle, top kernels, critical path."""
     report_path = output_path(report, (".html",), inputs=(trace,))
     with progress(not as_json, 3 + bool(report_path), "analyze") as tick:
@@ -28,6 +31,9 @@ def analyze(trace, as_json, step_annotation, report):
         timeline = simulate(tr.graph())
         tick("replayed")
         result = analyze_trace(tr, timeline)
+        from daydream.opts.context import Context
+        from daydream.views import views
+        result.update(views(tr, timeline, Context.of(tr).device, by_shape=by_shape))
         tick("analyzed")
         if report_path:
             from daydream.report.html import analyze_report
@@ -61,5 +67,7 @@ def analyze(trace, as_json, step_annotation, report):
         for k in result["top_kernels"]:
             tk.add_row(escape_markup(k["name"]), f"{k['total_ms']:.3f}", str(k["count"]))
         out.print(tk)
+    from daydream.cli._views import print_views
+    print_views(out, result, top)
     for warning in result.get("warnings", []):
         out.print(f"[yellow]warning:[/] {escape_markup(warning, NOTE_CHARS)}")

@@ -52,6 +52,11 @@ DEFAULT_KERNEL_GAP_NS = 1_000
 # shortest cudaStreamSynchronize seen in the shared traces.
 SYNC_MIN_NS = 2_000
 _SYNC_NAME = ("Synchronize",)
+# GPU and CPU timestamps come from different clocks: a task a synchronize waited for can appear to
+# end a few microseconds after the call returned (7.5 us on the MI300X Qwen trace). A last task
+# ending up to this much after the return was waited for (its edge's observed delay is negative,
+# which keeps the replay exact; its nominal delay is 0).
+SYNC_CLOCK_SKEW_NS = 50_000
 
 
 @dataclass
@@ -215,8 +220,11 @@ def build_graph(trace: Trace) -> TaskGraph:
             raise DaydreamError(
                 f"{trace.path}: {int(missing.sum())} of {len(g_idx)} GPU events have no launching runtime "
                 "call (correlation id); re-record with both CPU and CUDA activities enabled")
-        # Inferred launch: the nearest earlier runtime call of the same rank.
-        rt_sorted = rt_idx[np.lexsort((obs_start[rt_idx], rank[rt_idx]))]
+        # Inferred launch: the nearest earlier runtime call of the same rank that can launch work
+        # (not a synchronize: kernels queued before the profiler started run during the first
+        # sync, and taking that sync as their launch would hide what it waited for).
+        can_launch = rt_idx[~is_sync_name[name[rt_idx]]]
+        rt_sorted = can_launch[np.lexsort((obs_start[can_launch], rank[can_launch]))]
         for r in np.unique(rank[g_idx[missing]]):
             cand = rt_sorted[rank[rt_sorted] == r]
             lost = np.flatnonzero(missing & (rank[g_idx] == r))
@@ -265,7 +273,8 @@ def build_graph(trace: Trace) -> TaskGraph:
 
     launch_start = np.full(n, np.iinfo(np.int64).max, np.int64)
     launch_start[g_idx[gl]] = obs_start[gpu_launch[gl]]
-    launch_start[g_idx[~gl]] = obs_start[g_idx[~gl]]
+    # No launch at all, not even an inferred one: queued before the profiler started.
+    launch_start[g_idx[~gl]] = NO_RELEASE
     s_src, s_dst, w_src, w_dst = _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end,
                                              gpu_launch, g_idx, n_threads, resources, launch_start,
                                              is_sync_name, corr_to_task)
@@ -423,7 +432,7 @@ def _sync_edges(trace, kind, corr, rank, name, resource, obs_start, obs_end, gpu
         # a target that ended after the call returned was not waited on, whatever the call was.
         for res in targets:
             g = last_on(res, cut)
-            if g >= 0 and obs_end[g] <= obs_end[t]:
+            if g >= 0 and obs_end[g] <= obs_end[t] + SYNC_CLOCK_SKEW_NS:
                 s_src.append(g); s_dst.append(t)
     # Synchronous copies: the call returns after its own memcpy finished.
     is_copy_name = np.fromiter(("emcpy" in n for n in names), bool, len(names))
@@ -514,7 +523,22 @@ def _handoff_edges(kind, resource, rank, obs_start, obs_end, n_cpu):
 
 
 def _nominal_delays(graph: TaskGraph) -> np.ndarray:
-    """Per edge, the delay to use when the edge did not bind in the trace (see module docstring)."""
+    """Per edge, the delay to use when the edge did not bind in the trace: latencies measured
+    from the trace where nothing else held the task, never queueing.
+
+    * launch -> GPU task: the median launch-start -> task-start delay of GPU tasks whose stream
+      was idle when their launch call began (the previous task on the stream had ended) and that
+      no other stream held (no stream-wait edge), launched by their own call (correlation id,
+      not an inferred launch). On a deep queue most launch -> start delays are queueing (tens of
+      ms); the idle-stream ones are the latency (5-30 us in the shared traces).
+    * GPU program order: the median gap between back-to-back tasks on a stream (under 10 us).
+    * hand-offs between CPU threads (end edges onto a waiting segment): the median observed
+      delay of the same kind of hand-off in the trace, wake-ups after idle and waits inside a
+      busy segment apart (the autograd thread's wake-up latency, ~0.15-0.25 ms on the V100 and
+      2080 Ti traces; waits on other ranks in a gloo job, tens of ms).
+    * CPU program order, GPU -> sync and stream-wait edges: 0 (a sync call's own cost is its
+      recomputed duration, SYNC_MIN_NS).
+    """
     t, e = graph.column, lambda k: column(graph, "edges", k)
     kind = t("kind")
     src, dst = e("src"), e("dst")
@@ -522,18 +546,30 @@ def _nominal_delays(graph: TaskGraph) -> np.ndarray:
     obs_start, obs_end = t("obs_start"), t("obs_end")
     gpu_dst = np.isin(kind[dst], GPU_TASK_TYPES)
     nominal = np.zeros(len(src), np.int64)
-    # Launch latency: launch start -> kernel start where the stream was idle long before.
     lat = obs_start[dst] - obs_start[src]  # launch edges leave from the call's start
     prog_gpu = (ek == E_PROGRAM) & gpu_dst
     gap = obs_start[dst] - obs_end[src]
-    stream_gap = np.full(graph.n_tasks, np.iinfo(np.int64).max, np.int64)
-    stream_gap[dst[prog_gpu]] = gap[prog_gpu]
-    launch_bound = (ek == E_LAUNCH) & (stream_gap[dst] > 10_000) & (lat >= 0)
-    lat0 = int(np.median(lat[launch_bound])) if launch_bound.sum() >= 5 else DEFAULT_LAUNCH_LATENCY_NS
+    # End of the previous task on each GPU task's stream (none: the stream was idle).
+    prev_end = np.full(graph.n_tasks, np.iinfo(np.int64).min, np.int64)
+    prev_end[dst[prog_gpu]] = obs_end[src[prog_gpu]]
+    waited = np.zeros(graph.n_tasks, bool)
+    waited[dst[ek == E_STREAM_WAIT]] = True
+    corr = t("corr")
+    own_call = corr[src] == corr[dst]
+    idle_launch = ((ek == E_LAUNCH) & own_call & (prev_end[dst] <= obs_start[src]) & ~waited[dst]
+                   & (lat >= 0))
+    lat0 = int(np.median(lat[idle_launch])) if idle_launch.sum() >= 5 else DEFAULT_LAUNCH_LATENCY_NS
     small = prog_gpu & (gap >= 0) & (gap < 10_000)
     gap0 = int(np.median(gap[small])) if small.sum() >= 5 else DEFAULT_KERNEL_GAP_NS
     nominal[ek == E_LAUNCH] = lat0
     nominal[prog_gpu] = gap0
+    handoff = np.flatnonzero(ek == E_HANDOFF)
+    if len(handoff):
+        observed = obs_end[dst[handoff]] - obs_end[src[handoff]]
+        wake = kind[dst[handoff]] == T_IDLE
+        for sel in (wake, ~wake):
+            if sel.any():
+                nominal[handoff[sel]] = max(int(np.median(observed[sel])), 0)
     return nominal
 
 

@@ -36,8 +36,8 @@ def check_destination(path: str | Path, inputs=()) -> None:
                                     "regular files, give another path")
     for source in inputs:
         if source is not None and _is_input(p, Path(source)):
-            raise DaydreamError(f"{p}: is an input of this command ({source}); writing there would replace "
-                                "it, give another path")
+            raise DaydreamError(f"{p}: is one of the inputs of this command ({source}); writing there would "
+                                "replace it, give another path")
 
 
 def _is_input(out: Path, source: Path) -> bool:

@@ -349,7 +349,8 @@ def analyze_page(analysis: dict, timeline: Timeline) -> str:
     if "throughput_per_s" in a:
         items.append(("throughput", f"{a['throughput_per_s']:.1f} samples/s"))
     head = [f"<h1>daydream analyze: {html_label(a['trace'])}</h1>", _summary(items)]
-    return _page(f"daydream analyze: {a['trace']}", head + _sections(memo(timeline), []))
+    from daydream.report.views_html import views_sections
+    return _page(f"daydream analyze: {a['trace']}", head + _sections(memo(timeline), []) + views_sections(a))
 
 
 def analyze_report(analysis: dict, timeline: Timeline, path: str | Path) -> None:

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import html
 
-# Longest name shown in full in human output and reports. The longest real names we know of are
-# templated CUDA kernels of ~2,000 characters (cutlass/cuDNN); a person reads none of that past a
-# few hundred, and a 100 MB name must not make a 100 MB report.
-MAX_CHARS = 500
-# Notes and warnings are sentences of ours that may quote a name: longer, still bounded.
-NOTE_CHARS = 4_000
+# Longest name shown in full in human output and reports: twice the longest name in the shared
+# traces (5,123 characters, hta/alexnet_a100; templated kernels reach 3,000), so no real name is
+# cut, while a 100 MB name does not make a 100 MB report.
+MAX_CHARS = 10_000
+# Notes and warnings are sentences of ours that may quote a name: a little longer, still bounded.
+NOTE_CHARS = 20_000
 # How much of a name the classifiers (kernel class, phase, dtype, collective) read: every rule
-# looks for a library or op word, which real names carry in their first few hundred characters.
+# looks for a library or op word, which real names carry well inside their first 16 K characters.
 # Regex passes cost ~0.25 s per MB of name, so a 100 MB name read whole took minutes.
-CLASSIFY_CHARS = 8_192
+CLASSIFY_CHARS = 16_384
 
 _BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x2028, 0x2029]
 _SHORT = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}

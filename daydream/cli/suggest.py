@@ -1,0 +1,59 @@
+"""`daydream suggest TRACE`: every applicable optimization simulated and ranked, with why."""
+from __future__ import annotations
+
+import click
+from rich.text import Text
+
+from daydream.cli import main
+from daydream.cli._common import (emit_json, json_option, output_path, progress, step_option, stdout_console,
+                                  trace_argument)
+from daydream.report.names import printable
+
+
+@main.command()
+@trace_argument
+@click.option("--top", default=None, type=click.IntRange(1, 10000), metavar="N",
+              help="keep the N best suggestions (default: all)")
+@json_option
+@step_option
+@click.option("--report", default=None, metavar="OUT.html", help="write an HTML report of the suggestions")
+def suggest(trace, top, as_json, step_annotation, report):
+    """Simulate every applicable optimization (defaults, parameter variants and the best pairs),
+    rank them by predicted step time and say why each helps or not."""
+    from daydream.suggest import simulations, suggest as suggest_trace
+    from daydream.trace import load
+    report_path = output_path(report, (".html",), inputs=(trace,))
+    with progress(not as_json, 1, "suggest: loading") as tick:
+        tr = load(trace, step_annotation)
+        tick("loaded")
+    with progress(not as_json, simulations(tr) + bool(report_path), "suggest") as tick:
+        result = suggest_trace(tr, top, progress=tick)
+        if report_path:
+            from daydream.report.views_html import suggest_report
+            suggest_report(result, report_path)
+            tick("report")
+    if as_json:
+        emit_json(result)
+        return
+    print_suggestions(stdout_console(), result)
+
+
+def _gib(b) -> str:
+    return "–" if b is None else f"{b / 2**30:.2f}"
+
+
+def print_suggestions(out, s: dict) -> None:
+    from daydream.cli._views import fitted_table
+    out.print(Text(f"{printable(s['trace'])}\n{printable(s['device'])}  steps={s['steps']}  measured {s['measured_ms']:.3f} ms/step  "
+                   f"replay {s['replay_ms']:.3f} ms"))
+    rows = [[str(i + 1), x["name"], f"{x['predicted_ms']:.3f}", f"{x['speedup']:.3f}x", _gib(x["memory_peak_bytes"])]
+            for i, x in enumerate(s["suggestions"])]
+    out.print(fitted_table(out, f"suggestions by predicted step time ({s['simulated']} simulated; peak GiB: "
+                                f"measured {_gib(s['measured_peak_bytes'])})",
+                           ["#", "optimizations", "ms/step", "speedup", "peak GiB"], rows, name_col=1))
+    for i, x in enumerate(s["suggestions"]):
+        out.print(Text(f"{i + 1}. {x['name']}: {x['why']}"))
+    if s["skipped"]:
+        out.print(Text("skipped:", style="bold"))
+        for k in s["skipped"]:
+            out.print(Text(f"- {k['name']}: {k['why']}"))

@@ -1,0 +1,255 @@
+"""`daydream suggest TRACE`: every applicable optimization simulated, ranked by predicted step time.
+
+Candidates are each optimization at its defaults plus the parameter variants in VARIANTS, built
+from one graph and one replay (daydream.scenarios). An optimization is skipped, with the reason,
+where it refuses the trace (its DaydreamError), where it says it changed nothing (its note), or
+where it does not speed up this job's step by construction (SKIPPED_BY_DESIGN). Then the best
+variant of each of the TOP_SINGLES best optimizations that helped is paired with each other one
+(applied in `daydream opts` order) and the pairs are simulated too.
+
+For each suggestion, `why` says in words which phases shrink (the critical-path phase breakdown
+before and after) and what then holds the step back (the largest phase and critical-path category
+after), and `memory_peak_bytes` is daydream.memory's predicted peak where the trace recorded
+memory (None where it did not).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from daydream.analysis import critical_path_breakdown, phase_breakdown
+from daydream.errors import DaydreamError
+from daydream.opts.context import Context
+from daydream.opts.params import SPECS, OptChoice, parse_opt
+from daydream.sim import simulate
+from daydream.trace import Trace
+from daydream.whatif import apply_optimizations
+
+# Variants tried besides each optimization's defaults: the settings a user would try next.
+VARIANTS = {
+    "amp": ["amp:dtype=fp16"],
+    "dataloader": ["dataloader:workers=2", "dataloader:workers=8"],
+    "quantize": ["quantize:dtype=fp8"],
+    "sparse-attention": ["sparse-attention:density=0.25"],
+    "activation-checkpointing": ["activation-checkpointing:fraction=0.5"],
+}
+# Optimizations that change what a step is rather than how fast it runs; ranking them by step
+# time would mislead.
+SKIPPED_BY_DESIGN = {
+    "batch-size": "changes the work per step (more samples per step take longer); compare throughput with "
+                  "`daydream whatif --opt batch-size`",
+    "gpu": "a change of hardware, not of the job; see `daydream whatif --opt gpu:target=NAME`",
+    "ddp": "scales out to more GPUs: per-GPU step time only gains communication; see `daydream whatif --opt ddp`",
+    "fsdp": "shards the model over more GPUs: per-GPU step time only gains communication; see "
+            "`daydream whatif --opt fsdp`",
+}
+TOP_SINGLES = 4
+# Critical-path categories (daydream.analysis.task_categories) in a user's words.
+CATEGORY_WORDS = {"cpu": "CPU work (Python, operator dispatch, data loading)", "runtime": "CUDA/HIP runtime calls",
+                  "sync": "waits for the GPU (synchronizations)", "idle": "host time the trace does not explain"}
+# A prediction within this fraction of the replay is "no change" (the simulator's own noise is 0:
+# replay is exact, so this only absorbs rounding).
+NO_CHANGE = 1e-4
+
+
+@dataclass
+class Candidate:
+    opts: list[OptChoice]
+    predicted_ms: float = 0.0
+    breakdown: dict = field(default_factory=dict)
+    critical: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return " + ".join(_opt_text(o) for o in self.opts)
+
+
+def _opt_text(o: OptChoice) -> str:
+    default = SPECS[o.name].defaults()
+    changed = ",".join(f"{k}={v}" for k, v in o.params.items() if default.get(k) != v)
+    return f"{o.name}:{changed}" if changed else o.name
+
+
+def _has_collectives(trace: Trace) -> bool:
+    """Whether the trace ran collectives (NCCL/RCCL kernels): a job that is already data-parallel."""
+    from daydream.graph.phases import COMM_KERNEL
+    from daydream.trace.events import KERNEL
+    codes = np.unique(trace.column("name")[trace.column("kind") == KERNEL])
+    return any(COMM_KERNEL.search(trace.names[c]) for c in codes.tolist())
+
+
+def candidates(trace: Trace) -> tuple[list[list[OptChoice]], list[dict]]:
+    """The single-optimization candidates and the optimizations skipped by design."""
+    out, skipped = [], []
+    distributed = len(trace.ranks) > 1 or _has_collectives(trace)
+    for name in SPECS:
+        if name in SKIPPED_BY_DESIGN:
+            why = SKIPPED_BY_DESIGN[name]
+            if distributed and name in ("ddp", "fsdp"):
+                why = (f"the trace is already distributed; {name} here re-models its communication at the "
+                       f"world size and buckets you give: compare with `daydream whatif --opt {name}:world_size=N`")
+            skipped.append({"name": name, "why": why})
+            continue
+        out.append([parse_opt(name)])
+        out += [[parse_opt(v)] for v in VARIANTS.get(name, [])]
+    return out, skipped
+
+
+def _why(base: dict, c: Candidate, replay_ms: float) -> str:
+    """Plain words: which phases shrink or grow, and what holds the step back afterwards."""
+    digits = 1 if replay_ms >= 50 else 3
+
+    def ms(v: float) -> str:
+        return f"{v:.{digits}f}"
+
+    deltas = {p: c.breakdown[p] - base[p] for p in base}
+    shrink = sorted((d, p) for p, d in deltas.items() if d < -0.0005 * replay_ms)
+    grow = sorted(((d, p) for p, d in deltas.items() if d > 0.0005 * replay_ms), reverse=True)
+    gain = replay_ms - c.predicted_ms
+    parts = []
+    if shrink:
+        parts.append("shrinks " + ", ".join(f"{p} {ms(base[p])} → {ms(c.breakdown[p])} ms" for _, p in shrink[:3]))
+    if grow:
+        parts.append("grows " + ", ".join(f"{p} {ms(base[p])} → {ms(c.breakdown[p])} ms" for _, p in grow[:2]))
+    lead = max(c.breakdown, key=c.breakdown.get)
+    top_cat = next(iter(c.critical), None)
+    after = f"the step is then held back mostly by {lead} ({ms(c.breakdown[lead])} ms/step)"
+    if top_cat:
+        words = CATEGORY_WORDS.get(top_cat, top_cat.replace("gpu_", "GPU ").replace("_", " ") + " kernels")
+        after += f", on the critical path mostly {words}: {ms(c.critical[top_cat])} ms"
+    if gain > 0:
+        head = f"saves {ms(gain)} ms/step ({100 * gain / replay_ms:.1f}%)"
+    elif gain < 0:
+        head = f"costs {ms(-gain)} ms/step more"
+    else:
+        head = "no change in step time"
+    text = head + (": " + "; ".join(parts) if parts else "") + "; " + after
+    if gain <= 0 and shrink:
+        text += " (what it shrinks is not what the step waits on, or its added work outweighs it)"
+    return text
+
+
+def _touched(before, after) -> bool:
+    """Whether a transform changed any task's duration or added tasks."""
+    if after.n_tasks != before.n_tasks:
+        return True
+    return bool((after.column("dur") != before.column("dur")).any())
+
+
+def _unprefixed(text: str, opts: list[OptChoice]) -> str:
+    """An optimization's message without its own `name:` / `--opt name:` prefix (the list names it)."""
+    for o in opts:
+        for prefix in (f"--opt {o.name}: ", f"{o.name}: "):
+            if text.startswith(prefix):
+                return text[len(prefix):]
+    return text
+
+
+def _memory_peaks(trace: Trace, opt_lists: list[list[OptChoice]]) -> tuple[int | None, list, list]:
+    """Measured peak, and per candidate its predicted peak bytes and the memory models' notes
+    (None and [] where the trace recorded no memory)."""
+    from daydream import memory as mem
+    try:
+        # a run directory's memory.json.gz (daydream profile) is the fuller record: prefer it
+        report = mem.memory(trace.run_dir if trace.run_dir is not None else trace)
+    except DaydreamError:
+        return None, [None] * len(opt_lists), [[] for _ in opt_lists]
+    peaks, notes = [], []
+    for opts in opt_lists:
+        predicted, why = mem.predict(report.measured, opts, report.layers)
+        peaks.append(int(predicted.peak_bytes))
+        notes.append(list(why))
+    return int(report.peak_bytes), peaks, notes
+
+
+def suggest(trace: Trace, top: int | None = None, progress=None) -> dict:
+    """The contract's `suggest --json` object. `progress(label)` is called once per simulation."""
+    graph = trace.graph()
+    base_tl = simulate(graph)
+    replay_ms = base_tl.per_step_ms
+    base_phases = phase_breakdown(base_tl)
+    singles, skipped = candidates(trace)
+    done: list[Candidate] = []
+
+    def run(opts: list[OptChoice]) -> Candidate | None:
+        ctx = Context.of(trace)
+        label = " + ".join(_opt_text(o) for o in opts)
+        try:
+            changed_graph = apply_optimizations(graph, opts, ctx)
+            tl = simulate(changed_graph)
+        except DaydreamError as exc:
+            skipped.append({"name": label, "why": _unprefixed(str(exc), opts)})
+            return None
+        finally:
+            if progress:
+                progress(label)
+        unchanged = [n for n in ctx.notes if "nothing changed" in n or "nothing to change" in n]
+        phases = phase_breakdown(tl)
+        if abs(tl.per_step_ms - replay_ms) <= NO_CHANGE * replay_ms and (
+                unchanged or all(abs(phases[p] - base_phases[p]) <= NO_CHANGE * replay_ms for p in phases)):
+            if unchanged:
+                why = _unprefixed(unchanged[0], opts)
+            elif _touched(graph, changed_graph):
+                why = ("no effect on the step: what it changes is not on the critical path (predicted step and "
+                       "phases = the replay)")
+            else:
+                why = "found nothing to change in this trace (predicted step and phases = the replay)"
+            skipped.append({"name": label, "why": why + "".join(f"; {_unprefixed(n, opts)}" for n in ctx.notes
+                                                              if n not in unchanged)})
+            return None
+        return Candidate(opts, tl.per_step_ms, phases, critical_path_breakdown(tl), list(ctx.notes))
+
+    for opts in singles:
+        c = run(opts)
+        if c is None:
+            continue
+        # a variant that predicts what an earlier setting of the same optimization did adds nothing
+        twin = next((d for d in done if d.opts[0].name == c.opts[0].name
+                     and abs(d.predicted_ms - c.predicted_ms) <= NO_CHANGE * replay_ms), None)
+        if twin is not None:
+            skipped.append({"name": c.label, "why": f"predicts the same step time as {twin.label} "
+                                                    f"({c.predicted_ms:.3f} ms)"})
+            continue
+        done.append(c)
+    # pairs of the best variant of the best optimizations that helped
+    best: dict[str, Candidate] = {}
+    for c in sorted(done, key=lambda c: c.predicted_ms):
+        if c.predicted_ms < replay_ms * (1 - NO_CHANGE):
+            best.setdefault(c.opts[0].name, c)
+    lead = list(best.values())[:TOP_SINGLES]
+    order = list(SPECS)
+    for i in range(len(lead)):
+        for j in range(i + 1, len(lead)):
+            pair = sorted([lead[i].opts[0], lead[j].opts[0]], key=lambda o: order.index(o.name))
+            c = run(pair)
+            if c:
+                done.append(c)
+    done.sort(key=lambda c: (c.predicted_ms, len(c.opts), c.label))
+    measured_peak, peaks, memory_notes = _memory_peaks(trace, [c.opts for c in done])
+    suggestions = []
+    for c, peak, mnotes in zip(done, peaks, memory_notes):
+        suggestions.append({
+            "name": c.label,
+            "optimizations": [o.as_json() for o in c.opts],
+            "predicted_ms": round(c.predicted_ms, 6),
+            "speedup": round(replay_ms / c.predicted_ms, 6) if c.predicted_ms > 0 else None,
+            "gain_ms": round(replay_ms - c.predicted_ms, 6),
+            "memory_peak_bytes": peak,
+            "breakdown": {k: round(v, 6) for k, v in c.breakdown.items()},
+            "why": _why(base_phases, c, replay_ms),
+            "notes": c.notes,
+            "memory_notes": mnotes,
+        })
+    return {"trace": trace.path, "device": trace.device, "steps": trace.steps,
+            "measured_ms": round(trace.measured_ms, 6), "replay_ms": round(replay_ms, 6),
+            "measured_peak_bytes": measured_peak, "breakdown": base_phases,
+            "suggestions": suggestions[:top] if top else suggestions, "simulated": len(done),
+            "skipped": skipped}
+
+
+def simulations(trace: Trace) -> int:
+    """How many simulations `suggest` runs at most (for a progress bar): singles plus pairs."""
+    singles, _ = candidates(trace)
+    return len(singles) + TOP_SINGLES * (TOP_SINGLES - 1) // 2

@@ -1,0 +1,257 @@
+"""The views of `analyze` (operators, kernels, idle, launches, communication), `diff` and `suggest`.
+
+Figures are checked against independent computations on the raw trace JSON (stdlib json, plain
+Python), not against daydream's own tables.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import REPO, shared
+from daydream.cli import main
+
+V100_0 = "kineto/resnet50_v100_num_workers_0.json.gz"
+V100_4 = "kineto/resnet50_v100_num_workers_4.json.gz"
+NCCL = "hta/nccl_2rank_a100_rank0.json.gz"
+BERT = "tracelens/gaunernst_bert-small-uncased_h100.json.gz"
+
+
+@pytest.fixture(scope="module")
+def v100():
+    import daydream
+    from daydream.opts.context import Context
+    from daydream.sim import simulate
+    from daydream.views import views
+    tr = daydream.load(shared(V100_0))
+    tl = simulate(tr.graph())
+    return tr, tl, views(tr, tl, Context.of(tr).device)
+
+
+def _raw(rel):
+    with gzip.open(shared(rel)) as f:
+        return json.load(f)["traceEvents"]
+
+
+def _us_to_ns(v) -> int:
+    return int(round(float(v) * 1000))
+
+
+def test_views_keys_follow_the_contract(v100):
+    tr, tl, v = v100
+    for key in ("operators", "kernels", "idle", "launches", "overlap_pct", "communication", "modules"):
+        assert key in v
+    assert {"name", "count", "total_ms", "self_ms", "gpu_ms"} <= set(v["operators"][0])
+    assert {"name", "count", "total_ms", "mean_ms", "min_ms", "max_ms", "tensor_core"} <= set(v["kernels"][0])
+    assert {"host_bound_ms", "kernel_bound_ms", "other_ms", "streams", "per_step"} <= set(v["idle"])
+    assert {"p50", "p90", "p99"} <= set(v["launches"]["delay_us"])
+    assert v["overlap_pct"] is None  # one GPU, no collectives: nothing to overlap
+    assert v["modules"] == []  # the 2021 V100 trace has no nn.Module annotations
+
+
+def _window_kernels(events, start_ns, end_ns):
+    """Per kernel name: (total ns, count) of kernels launched by runtime calls inside [start, end)."""
+    launched = {e["args"]["correlation"] for e in events
+                if e.get("ph") == "X" and e.get("cat") in ("Runtime", "cuda_runtime")
+                and start_ns <= _us_to_ns(e["ts"]) < end_ns and "correlation" in e.get("args", {})}
+    out = defaultdict(lambda: [0, 0])
+    for e in events:
+        if e.get("ph") == "X" and e.get("cat") in ("Kernel", "kernel", "Memcpy", "Memset", "gpu_memcpy", "gpu_memset") \
+                and e.get("args", {}).get("correlation") in launched:
+            out[e["name"]][0] += _us_to_ns(e["dur"])
+            out[e["name"]][1] += 1
+    return out
+
+
+def test_kernel_view_matches_the_raw_trace(v100):
+    tr, tl, v = v100
+    w = tr.window
+    raw = _window_kernels(_raw(V100_0), w.start, w.end)
+    by_name = {k["name"]: k for k in v["kernels"]}
+    assert set(by_name) == set(raw)
+    for name, (ns, count) in raw.items():
+        assert by_name[name]["count"] == count, name
+        assert by_name[name]["total_ms"] == pytest.approx(ns / 1e6, abs=2e-6), name
+    top = v["kernels"][0]
+    assert top["name"].startswith("void cudnn::detail::dgrad_engine") and top["count"] == 162
+    assert top["min_ms"] <= top["mean_ms"] <= top["max_ms"]
+    assert top["tensor_core"] is False  # fp32 cuDNN dgrad on V100: no HMMA in the name
+    assert 0 < top["occupancy_pct"] <= 100
+
+
+def test_operator_counts_and_gpu_time(v100):
+    tr, tl, v = v100
+    w = tr.window
+    events = _raw(V100_0)
+    count = sum(1 for e in events if e.get("ph") == "X" and e.get("name") == "aten::cudnn_convolution"
+                and w.start <= _us_to_ns(e["ts"]) < w.end)
+    conv = next(o for o in v["operators"] if o["name"] == "aten::cudnn_convolution")
+    assert conv["count"] == count == 318
+    assert conv["self_ms"] <= conv["total_ms"]
+    # the GPU column charges each kernel to one operator: it never exceeds the GPU work of the window
+    gpu_total = sum(k["total_ms"] for k in v["kernels"])
+    assert sum(o["gpu_ms"] for o in v["operators"]) <= gpu_total + 1e-6
+    assert sum(o["gpu_ms"] for o in v["operators"]) > 0.95 * gpu_total
+
+
+def test_idle_time_adds_up_per_step(v100):
+    tr, tl, v = v100
+    idle = v["idle"]
+    assert idle["busy_ms"] + idle["idle_ms"] == pytest.approx(tr.measured_ms, abs=1e-5)
+    parts = idle["host_bound_ms"] + idle["kernel_bound_ms"] + idle["launch_gap_ms"] + idle["other_ms"]
+    assert parts == pytest.approx(idle["idle_ms"], abs=1e-4)
+    # num_workers=0: the GPU waits for the host loading data, most of its idle time is host-bound
+    assert idle["host_bound_ms"] > 0.9 * idle["idle_ms"]
+    per_step = sum(s["host_bound_ms"] for s in idle["per_step"]) / tr.steps
+    assert per_step == pytest.approx(idle["host_bound_ms"], rel=1e-3)
+
+
+def _union(intervals):
+    total, reach = 0, None
+    for s, e in sorted(intervals):
+        if reach is None or s > reach:
+            total += e - s
+            reach = e
+        elif e > reach:
+            total += e - reach
+            reach = e
+    return total
+
+
+def test_communication_overlap_matches_an_interval_sweep():
+    import daydream
+    from daydream.sim import simulate
+    from daydream.views import communication
+    tr = daydream.load(shared(NCCL))
+    comm = communication(tr, simulate(tr.graph()))
+    w = tr.window
+    kernels = [e for e in _raw(NCCL) if e.get("ph") == "X" and e.get("cat") == "kernel"]
+    clip = lambda e: (max(_us_to_ns(e["ts"]), w.start), min(_us_to_ns(e["ts"] + e["dur"]), w.end))
+    c = [clip(e) for e in kernels if e["name"].startswith("nccl")]
+    k = [clip(e) for e in kernels if not e["name"].startswith("nccl")]
+    c, k = [i for i in c if i[1] > i[0]], [i for i in k if i[1] > i[0]]
+    overlap = _union(c) + _union(k) - _union(c + k)
+    assert comm["overlap_pct"] == pytest.approx(100 * overlap / _union(c), abs=1e-3)
+    assert comm["comm_ms"] == pytest.approx(_union(c) / tr.steps / 1e6, abs=1e-5)
+    assert comm["exposed_ms"] == pytest.approx((_union(c) - overlap) / tr.steps / 1e6, abs=1e-5)
+
+
+def test_analyze_reads_whole_in_an_80_column_pipe():
+    env = dict(os.environ, COLUMNS="80", PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", "from daydream.cli import main; main()", "analyze",
+                           str(shared(V100_0)), "--top", "5"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    start = lines.index(next(l for l in lines if l.startswith("operators")))
+    for line in lines[start:]:
+        assert len(line) <= 80, line
+    out = "\n".join(lines[start:])
+    assert "…" in out  # long kernel names abbreviated in the middle
+    # numbers are never cut: the dgrad kernel's ms/step and mean appear whole
+    assert "13.459" in out and "0.498" in out
+
+
+@pytest.mark.parametrize("command", ["diff", "suggest"])
+def test_diff_and_suggest_read_whole_in_an_80_column_pipe(command):
+    bert_mi300 = str(shared("tracelens/gaunernst_bert-small-uncased_mi300.json.gz"))
+    args = [str(shared(BERT)), bert_mi300] if command == "diff" else [bert_mi300]
+    env = dict(os.environ, COLUMNS="80", PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", "from daydream.cli import main; main()", command, *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert all(len(line) <= 80 for line in proc.stdout.splitlines()), proc.stdout
+    if command == "diff":
+        assert " → attn_fwd" in proc.stdout  # a pair keeps its arrow when abbreviated
+    else:
+        assert "1  cuda-graphs" in proc.stdout and "skipped:" in proc.stdout
+
+
+def test_diff_of_the_v100_pair_names_data_loading_first():
+    r = CliRunner().invoke(main, ["diff", str(shared(V100_0)), str(shared(V100_4)), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["largest"]["name"] == "data" and d["phases"][0]["name"] == "data"
+    assert d["step_delta_ms"] == pytest.approx(141.090343 - 177.592145, abs=1e-3)
+    # critical-path contributions add up to the step delta
+    assert sum(p["delta_ms"] for p in d["phases"]) == pytest.approx(d["replay_delta_ms"], abs=1e-3)
+    assert sum(o["delta_ms"] for o in d["operators"]) == pytest.approx(d["replay_delta_ms"], abs=1e-3)
+    top = d["operators"][0]
+    assert top["name"].startswith("enumerate(DataLoader)") and top["status"] == "removed"
+    assert {"added", "removed", "faster", "slower", "same"} >= {k["status"] for k in d["kernels"]}
+
+
+def test_diff_pairs_kernels_of_two_gpus_by_position():
+    r = CliRunner().invoke(main, ["diff", str(shared(BERT)),
+                                  str(shared("tracelens/gaunernst_bert-small-uncased_mi300.json.gz")), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    attention = next(k for k in d["kernels"] if k.get("other_name") == "attn_fwd")
+    assert attention["matched"] == "position" and "flash_fwd_kernel" in attention["base_name"]
+    assert attention["base_count"] == attention["other_count"] == 4
+    assert d["step_delta_ms"] == pytest.approx(4.136 - 4.495, abs=2e-3)
+
+
+def test_diff_of_a_whatif_export_against_its_trace(tmp_path):
+    trace = str(shared(BERT))
+    replay, pred = tmp_path / "replay.json", tmp_path / "pred.json.gz"
+    assert CliRunner().invoke(main, ["whatif", trace, "--export-trace", str(replay)]).exit_code == 0
+    r = CliRunner().invoke(main, ["whatif", trace, "--opt", "cuda-graphs", "--export-trace", str(pred), "--json"])
+    assert r.exit_code == 0, r.output
+    predicted = json.loads(r.output)["predicted_ms"]
+    r = CliRunner().invoke(main, ["diff", str(replay), trace, "--json"])
+    assert r.exit_code == 0, r.output
+    same = json.loads(r.output)
+    assert abs(same["step_delta_ms"]) < 1e-3  # the unchanged replay reads back as the measured trace
+    assert all(abs(p["delta_ms"]) < 1e-3 for p in same["phases"])
+    r = CliRunner().invoke(main, ["diff", str(pred), trace, "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["base_ms"] == pytest.approx(predicted, rel=1e-3)
+    assert d["base_device"] == d["other_device"]
+
+
+def test_suggest_ranks_simulates_and_says_why():
+    r = CliRunner().invoke(main, ["suggest", str(shared(BERT)), "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    ms = [x["predicted_ms"] for x in s["suggestions"]]
+    assert ms == sorted(ms) and s["suggestions"]
+    best = s["suggestions"][0]
+    assert best["optimizations"][0]["name"] == "cuda-graphs"  # a forward pass bound by launching kernels
+    assert best["speedup"] > 1 and best["why"].startswith("saves") and "held back" in best["why"]
+    assert all("memory_peak_bytes" in x for x in s["suggestions"])
+    skipped = {k["name"]: k["why"] for k in s["skipped"]}
+    # refusals listed with their reasons: this is a bf16 inference pass without a DataLoader
+    assert "already computes in bf16" in skipped["amp"]
+    assert "no data-loading work" in skipped["dataloader"]
+    assert "no Optimizer.step" in skipped["fused-optimizer"]
+    assert set(skipped) >= {"ddp", "fsdp", "gpu", "batch-size"}
+    r = CliRunner().invoke(main, ["suggest", str(shared(BERT)), "--json", "--top", "1"])
+    assert len(json.loads(r.output)["suggestions"]) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["diff", "missing.json", "missing2.json"], "no such file"),
+    (["suggest", "missing.json"], "no such file"),
+    (["suggest", "x.json", "--top", "0"], "0"),
+])
+def test_bad_input_is_one_line(args, message):
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2
+    assert message in r.output.lower() and "Traceback" not in r.output
+
+
+def test_diff_report_may_not_overwrite_an_input(tmp_path):
+    trace = tmp_path / "t.html"  # an input that happens to carry the report's suffix
+    trace.write_bytes(shared(BERT).read_bytes())
+    r = CliRunner().invoke(main, ["diff", str(trace), str(shared(BERT)), "--report", str(trace)])
+    assert r.exit_code == 2 and "is one of the inputs" in r.output
+    assert trace.read_bytes() == shared(BERT).read_bytes()
