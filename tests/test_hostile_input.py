@@ -336,7 +336,7 @@ HOSTILE = "[/][bold]\x1b[31mred\x1b]8;;http://x\x1b\\<a href='http://x'>m</a>:sm
 def test_markup_in_every_name_stays_text(tmp_path):
     p = small_trace(HOSTILE, device=f"GPU {HOSTILE}").write(tmp_path / "[bold]x\x1b[7m.json")
     for args in (["analyze", p], ["whatif", p, "--scenario", "[/]a=amp", "--scenario", "[bold]b="],
-                 ["memory", p]):
+                 ["memory", p], ["diff", p, p], ["suggest", p]):
         proc = run_cli(*args)
         assert proc.returncode == 0, proc.stderr
         assert "\x1b" not in proc.stdout and "\\x1b[31mred" in proc.stdout.replace("\n", "")
@@ -362,7 +362,8 @@ def test_html_link_in_a_module_name_is_not_a_link(tmp_path):
 # -- outputs --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cmd, option", [("analyze", "--report"), ("whatif", "--report"),
-                                         ("whatif", "--export-trace"), ("memory", "--report")])
+                                         ("whatif", "--export-trace"), ("memory", "--report"),
+                                         ("suggest", "--report")])
 def test_non_regular_output_is_refused_before_work(tmp_path, cmd, option):
     suffix = ".json" if option == "--export-trace" else ".html"
     fifo = tmp_path / f"fifo{suffix}"
