@@ -313,8 +313,6 @@ def test_a_10_mb_kernel_name_is_cut_in_reports_and_whole_in_json(tmp_path):
     assert time.perf_counter() - start < 30
     assert (tmp_path / "r.html").stat().st_size < 8 << 20  # plotly.js is 4.6 MB of it
     assert "more characters)" in (tmp_path / "r.html").read_text()
-    proc = run_cli("analyze", p)
-    assert proc.returncode == 0 and len(proc.stdout) < 20_000
     proc = run_cli("analyze", p, "--json")
     assert name in [k["name"] for k in json.loads(proc.stdout)["top_kernels"]]
 
