@@ -37,7 +37,9 @@ SHARED = REPO.parent / "shared" / "traces"
 PAIRS = REPO / "traces" / "pairs"
 MINE = ("dataloader", "fused-optimizer", "activation-checkpointing")
 GPU_PAIRS = [("resnet50 V100 num_workers 0->4", "kineto/resnet50_v100_num_workers_0.json.gz",
-              "kineto/resnet50_v100_num_workers_4.json.gz", "dataloader:workers=4")]
+              "kineto/resnet50_v100_num_workers_4.json.gz", "dataloader:workers=4"),
+             ("resnet50 V100 num_workers 4->0", "kineto/resnet50_v100_num_workers_4.json.gz",
+              "kineto/resnet50_v100_num_workers_0.json.gz", "dataloader:workers=0")]
 
 
 def pairs() -> list[dict]:

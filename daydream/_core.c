@@ -1,4 +1,4 @@
-/* daydream._core: the three loops that touch every event or task one at a time.
+/* daydream._core: the loops that touch every event or task one at a time.
  *
  * Everything else in daydream is columnar numpy; these loops carry state from one element to the
  * next (an open-event stack, a ready queue) and cannot be vectorised, so in Python they were most
@@ -253,82 +253,70 @@ done:
     return Py_BuildValue("(NN)", s_bytes, n_bytes);
 }
 
-/* ---- replay: longest path over the half-node DAG (sim/__init__.py:simulate) ------------------- */
+/* ---- half-node order and replay (sim/__init__.py: half_node_order, simulate) ----------------- */
+/* The graph the simulator runs: node 2i is task i's start, 2i+1 its end; the end of a task also
+ * waits for its own start. Both functions take it as CSR arrays sorted by source node. */
 
-static const char replay_doc[] =
-    "replay(ptr, dst, delay, indeg, dur, best, pred, time, no_release) -> nodes done\n\n"
-    "Node 2i is task i's start, 2i+1 its end. ptr (int64, 2n+1): offsets of each node's out-edges in\n"
-    "dst/delay (int64, sorted by source node). indeg (int64, 2n; consumed): in-edges per node, each\n"
-    "end counting its own start. dur (int64, n). best (int64, 2n; consumed): the release time of each\n"
-    "start (no_release: none) and no_release for ends. pred and time (int64, 2n; written): the node\n"
-    "that decided each node (-1: none) and its time. Returns how many nodes were reached (2n unless\n"
-    "the graph has a cycle).";
-
-static PyObject *replay(PyObject *self, PyObject *args)
+static int csr_ok(const int64_t *ptr, const int64_t *dst, Py_ssize_t nodes, Py_ssize_t m)
 {
-    PyObject *o[8];
-    long long no_release;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOL", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7],
-                          &no_release))
+    for (Py_ssize_t i = 0; i < nodes; i++)
+        if (ptr[i] < 0 || ptr[i] > ptr[i + 1] || ptr[i + 1] > m)
+            return 0;
+    for (Py_ssize_t k = 0; k < m; k++)
+        if (dst[k] < 0 || dst[k] >= nodes)
+            return 0;
+    return 1;
+}
+
+static const char order_doc[] =
+    "order(ptr, dst, indeg, out) -> nodes placed\n\n"
+    "One topological order of the half-node graph (Kahn), shared by the simulator and the graph\n"
+    "transforms. ptr (int64, 2n+1): offsets of each node's out-edges in dst (int64, sorted by source\n"
+    "node). indeg (int64, 2n; consumed): in-edges per node, each end counting its own start. out\n"
+    "(int64, 2n; written): the nodes in order. Ready starts are taken in task order; a task's end is\n"
+    "taken right after its start unless end edges still hold it. Returns how many nodes were placed\n"
+    "(2n unless the graph has a cycle).";
+
+static PyObject *order(PyObject *self, PyObject *args)
+{
+    PyObject *o[4];
+    if (!PyArg_ParseTuple(args, "OOOO", &o[0], &o[1], &o[2], &o[3]))
         return NULL;
-    enum { PTR, DST, DELAY, INDEG, DUR, BEST, PRED, TIME, N_ARR };
-    static const char *what[N_ARR] = {"ptr", "dst", "delay", "indeg", "dur", "best", "pred", "time"};
+    enum { PTR, DST, INDEG, OUT, N_ARR };
+    static const char *what[N_ARR] = {"ptr", "dst", "indeg", "out"};
     Arr a[N_ARR];
     memset(a, 0, sizeof a);
     for (int i = 0; i < N_ARR; i++)
-        if (arr_get(o[i], &a[i], 8, i == INDEG || i == BEST || i == PRED || i == TIME, what[i]) < 0) {
+        if (arr_get(o[i], &a[i], 8, i == INDEG || i == OUT, what[i]) < 0) {
             arr_release(a, N_ARR);
             return NULL;
         }
-    Py_ssize_t n = a[DUR].n, m = a[DST].n, nodes = 2 * n;
-    int ok = a[PTR].n == nodes + 1 && a[DELAY].n == m && a[INDEG].n == nodes && a[BEST].n == nodes &&
-             a[PRED].n == nodes && a[TIME].n == nodes;
-    const int64_t *ptr = I64(a[PTR]), *dst = I64(a[DST]), *delay = I64(a[DELAY]), *dur = I64(a[DUR]);
-    for (Py_ssize_t i = 0; ok && i < nodes; i++)
-        ok = ptr[i] >= 0 && ptr[i] <= ptr[i + 1] && ptr[i + 1] <= m;
-    for (Py_ssize_t k = 0; ok && k < m; k++)
-        ok = dst[k] >= 0 && dst[k] < nodes;
-    int64_t *queue = ok ? malloc((size_t)(nodes ? nodes : 1) * sizeof(int64_t)) : NULL;
-    if (!ok || !queue) {
+    Py_ssize_t nodes = a[INDEG].n, m = a[DST].n;
+    const int64_t *ptr = I64(a[PTR]), *dst = I64(a[DST]);
+    if (a[PTR].n != nodes + 1 || a[OUT].n != nodes || nodes % 2 || !csr_ok(ptr, dst, nodes, m)) {
         arr_release(a, N_ARR);
-        if (!ok)
-            PyErr_SetString(PyExc_ValueError, "replay: array lengths or edge targets do not match");
-        return ok ? PyErr_NoMemory() : NULL;
+        PyErr_SetString(PyExc_ValueError, "order: array lengths or edge targets do not match");
+        return NULL;
     }
-    int64_t *indeg = I64(a[INDEG]), *best = I64(a[BEST]), *pred = I64(a[PRED]), *time = I64(a[TIME]);
+    int64_t *indeg = I64(a[INDEG]), *out = I64(a[OUT]);
+    int64_t *queue = malloc((size_t)(nodes ? nodes : 1) * sizeof(int64_t));
+    if (!queue) {
+        arr_release(a, N_ARR);
+        return PyErr_NoMemory();
+    }
     Py_ssize_t head = 0, tail = 0, done = 0;
-    int overflow = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < nodes; i += 2)
         if (indeg[i] == 0)
             queue[tail++] = i;
-    while (head < tail && !overflow) {  /* the queue grows while we walk it */
+    while (head < tail) {  /* the queue grows while we walk it */
         int64_t node = queue[head++];
         for (;;) {
-            int64_t v = best[node];
-            if (node & 1) {  /* an end: its start plus the duration, or later if end edges hold it */
-                int64_t own;
-                if (__builtin_add_overflow(time[node - 1], dur[node >> 1], &own)) { overflow = 1; break; }
-                if (own >= v) {
-                    v = own;
-                    pred[node] = -1;
-                }
-            } else if (v == no_release) {  /* a start with no start edge and no release: time zero */
-                v = 0;
-            }
-            time[node] = v;
-            done++;
-            for (int64_t k = ptr[node]; k < ptr[node + 1]; k++) {
-                int64_t d = dst[k], w;
-                if (__builtin_add_overflow(v, delay[k], &w)) { overflow = 1; break; }
-                if (w > best[d]) {
-                    best[d] = w;
-                    pred[d] = node;
-                }
-                if (--indeg[d] == 0)
-                    queue[tail++] = d;
-            }
-            if (overflow || (node & 1))
+            out[done++] = node;
+            for (int64_t k = ptr[node]; k < ptr[node + 1]; k++)
+                if (--indeg[dst[k]] == 0)
+                    queue[tail++] = dst[k];
+            if (node & 1)
                 break;
             node += 1;  /* take the task's end at once unless end edges still hold it */
             if (--indeg[node])
@@ -338,11 +326,77 @@ static PyObject *replay(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     free(queue);
     arr_release(a, N_ARR);
+    return PyLong_FromSsize_t(done);
+}
+
+static const char replay_doc[] =
+    "replay(ptr, dst, delay, order, dur, best, pred, time, no_release) -> None\n\n"
+    "Longest path over the half-node graph, walked in `order` (int64, 2n: a topological order, as\n"
+    "order() returns it). ptr/dst as for order(); delay (int64, one per dst). dur (int64, n). best\n"
+    "(int64, 2n; consumed): the release time of each start (no_release: none) and no_release for\n"
+    "ends. pred and time (int64, 2n; written): the node that decided each node (-1: none; ties go to\n"
+    "the predecessor walked first) and its time.";
+
+static PyObject *replay(PyObject *self, PyObject *args)
+{
+    PyObject *o[8];
+    long long no_release;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOL", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7],
+                          &no_release))
+        return NULL;
+    enum { PTR, DST, DELAY, ORDER, DUR, BEST, PRED, TIME, N_ARR };
+    static const char *what[N_ARR] = {"ptr", "dst", "delay", "order", "dur", "best", "pred", "time"};
+    Arr a[N_ARR];
+    memset(a, 0, sizeof a);
+    for (int i = 0; i < N_ARR; i++)
+        if (arr_get(o[i], &a[i], 8, i == BEST || i == PRED || i == TIME, what[i]) < 0) {
+            arr_release(a, N_ARR);
+            return NULL;
+        }
+    Py_ssize_t n = a[DUR].n, m = a[DST].n, nodes = 2 * n;
+    const int64_t *ptr = I64(a[PTR]), *dst = I64(a[DST]), *delay = I64(a[DELAY]), *dur = I64(a[DUR]);
+    const int64_t *walk = I64(a[ORDER]);
+    int ok = a[PTR].n == nodes + 1 && a[DELAY].n == m && a[ORDER].n == nodes && a[BEST].n == nodes &&
+             a[PRED].n == nodes && a[TIME].n == nodes && csr_ok(ptr, dst, nodes, m);
+    for (Py_ssize_t i = 0; ok && i < nodes; i++)
+        ok = walk[i] >= 0 && walk[i] < nodes;
+    if (!ok) {
+        arr_release(a, N_ARR);
+        PyErr_SetString(PyExc_ValueError, "replay: array lengths, edge targets or order do not match");
+        return NULL;
+    }
+    int64_t *best = I64(a[BEST]), *pred = I64(a[PRED]), *time = I64(a[TIME]);
+    int overflow = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < nodes && !overflow; i++) {
+        int64_t node = walk[i], v = best[node];
+        if (node & 1) {  /* an end: its start plus the duration, or later if end edges hold it */
+            int64_t own;
+            if (__builtin_add_overflow(time[node - 1], dur[node >> 1], &own)) { overflow = 1; break; }
+            if (own >= v) {
+                v = own;
+                pred[node] = -1;
+            }
+        } else if (v == no_release) {  /* a start with no start edge and no release: time zero */
+            v = 0;
+        }
+        time[node] = v;
+        for (int64_t k = ptr[node]; k < ptr[node + 1]; k++) {
+            int64_t d = dst[k], w;
+            if (__builtin_add_overflow(v, delay[k], &w)) { overflow = 1; break; }
+            if (w > best[d]) {
+                best[d] = w;
+                pred[d] = node;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    arr_release(a, N_ARR);
     if (overflow) {
         PyErr_SetString(PyExc_OverflowError, "replay: a simulated time does not fit in 64 bits");
         return NULL;
     }
-    return PyLong_FromSsize_t(done);
+    Py_RETURN_NONE;
 }
 
 
@@ -1142,6 +1196,7 @@ static PyObject *scan(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
     {"segment", segment, METH_VARARGS, segment_doc},
+    {"order", order, METH_VARARGS, order_doc},
     {"replay", replay, METH_VARARGS, replay_doc},
     {NULL, NULL, 0, NULL},
 };

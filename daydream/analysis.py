@@ -147,7 +147,7 @@ def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict
     from daydream.sim import simulate
     ctx = Context.of(trace)
     timeline = timeline or simulate(trace.graph())
-    device = device or ctx.device
+    device = device or ctx.known_device  # None: the trace does not say, and nothing tells
     measured = trace.measured_ms
     out = {
         "trace": trace.path,
@@ -160,12 +160,12 @@ def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict
         "top_kernels": top_kernels(timeline),
         "critical_path": critical_path_breakdown(timeline),
         "ranks": len(trace.ranks),
-        "device_model": device.name,
-        "warnings": list(trace.warnings),
+        "device_model": device.name if device else None,
+        "warnings": list(trace.warnings) + ctx.notes + ([ctx.device_problem] if device is None else []),
     }
     if ctx.batch_size:
         out["throughput_per_s"] = round(ctx.batch_size / (measured / 1000.0), 3)
-    if trace.has_gpu:
+    if trace.has_gpu and device is not None:
         util = flops_utilization_pct(timeline, device)
         if util is not None:
             out["flops_utilization_pct"] = util

@@ -21,6 +21,7 @@ names where it comes from. Conventions:
 from __future__ import annotations
 
 import ast
+import contextvars
 import dataclasses
 import re
 from dataclasses import dataclass, field
@@ -490,3 +491,89 @@ def from_device_properties(props, device_id: int | None = None) -> Device:
         base, name=f"{name or 'unknown'} (modelled as {base.name})",
         sm_count=_count(chosen.get("numSms")) or base.sm_count,
         mem_bytes=mem or base.mem_bytes, aliases=())
+
+
+# ---- traces that do not say which device they ran on ----------------------------------------
+# Older Kineto, Chrome array-form and sampled traces carry no `deviceProperties`. Kernel names
+# often still name the architecture they were compiled for: cuBLAS/cuDNN/CUTLASS kernels carry
+# "sm80_", "sm90_", "cutlass_80_", "cutlass3x_sm90_" or the architecture's code name ("volta_"); rocBLAS/hipBLASLt's
+# Tensile kernels ("Cijk_...") carry the ISA ("_ISA90a_", "_ISA942_"). A kernel built for an
+# architecture runs on it or a newer one, so the newest architecture named is the inference.
+
+# Compute capability named by an NVIDIA kernel -> the table entry modelled for it. 7.5 (Turing)
+# is left out on purpose: a T4 and an RTX 2080 Ti differ 2-3x in peak and bandwidth.
+_ARCH_DEVICE = {(7, 0): _V100_SXM2, (8, 0): _A100_80, (9, 0): _H100_SXM, (10, 0): _B200}
+_ARCH_WORD = {"volta": (7, 0), "turing": (7, 5), "ampere": (8, 0), "hopper": (9, 0), "blackwell": (10, 0)}
+_NV_ARCH = re.compile(r"(?<![a-z0-9])(?:(?:sm_?|cutlass_)(\d)(\d)a?|sm_?(1\d)(\d)a?|(volta|turing|ampere|hopper|blackwell))"
+                      r"(?=_|[^a-z0-9]|$)")
+_AMD_ISA = re.compile(r"_ISA(9\d[0-9a-f])(?=_|$)")
+
+
+def infer_from_kernels(kernel_names) -> tuple[Device | None, str]:
+    """(device, why) from the kernel names of a trace: the table entry for the newest
+    architecture the names show, or (None, why not)."""
+    nvidia, amd = set(), set()
+    for name in kernel_names:
+        text = str(name)
+        for m in _NV_ARCH.finditer(text.lower()):
+            if m.group(5):
+                nvidia.add(_ARCH_WORD[m.group(5)])
+            else:
+                major, minor = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+                nvidia.add((int(major), int(minor)))
+        amd.update(_AMD_ISA.findall(text))
+    if amd:
+        isa = max(amd)
+        device = _match(f"gfx{isa}")
+        if device is None:
+            return None, f"its kernels are built for gfx{isa}, which the hardware table does not have"
+        return device, f"kernel names built for gfx{isa}"
+    if nvidia:
+        cc = max(nvidia)
+        device = _ARCH_DEVICE.get(cc)
+        if device is None:
+            return None, (f"its kernels are built for compute capability {cc[0]}.{cc[1]}, which names no "
+                          "single device of the hardware table")
+        return device, f"kernel names built for compute capability {cc[0]}.{cc[1]}"
+    return None, "its kernel names do not name an architecture"
+
+
+def trace_device(props, kernel_names, assumed: str | None = None) -> tuple[Device | None, str]:
+    """The device a GPU trace ran on, and a note saying how it was found ('' when the trace says).
+
+    In order: the trace's `deviceProperties` (see from_device_properties); `assumed` (--device)
+    where the trace does not say; the architecture its kernel names show; else (None, the one
+    line telling the user to pass --device)."""
+    entries = _as_props_list(props)
+    said = [p for p in entries if p.get("name") or _count(p.get("computeMajor")) is not None]
+    if said:
+        device = from_device_properties(said)
+        if assumed and lookup(assumed) != device:
+            return device, f"--device {assumed} ignored: the trace says it ran on {device.name}"
+        return device, ""
+    if assumed:
+        device = lookup(assumed)
+        return device, f"device: the trace does not say which GPU it ran on; --device {device.name} taken"
+    device, why = infer_from_kernels(kernel_names)
+    if device is not None:
+        return (dataclasses.replace(device, name=f"{device.name} (inferred)", aliases=()),
+                f"device: the trace does not say which GPU it ran on; {why}: modelled as {device.name} "
+                "(pass --device NAME to choose)")
+    return None, (f"the trace does not say which GPU it ran on (no deviceProperties) and {why}; "
+                  f"pass --device NAME (e.g. {', '.join(dict.fromkeys(d.family for d in _TABLE if d.vendor != 'cpu'))})")
+
+
+_ASSUMED_DEVICE: contextvars.ContextVar[str | None] = contextvars.ContextVar("assumed_device", default=None)
+
+
+def assumed_device() -> str | None:
+    """The device name given with --device for traces that do not say (None: not given)."""
+    return _ASSUMED_DEVICE.get()
+
+
+def assume_device(name: str | None) -> None:
+    """Take `name` as the device of traces that do not say (the CLI's --device); None: forget it.
+    An unknown name is refused at once."""
+    if name is not None:
+        lookup(name)
+    _ASSUMED_DEVICE.set(name)

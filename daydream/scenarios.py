@@ -31,7 +31,7 @@ from daydream.opts.context import Context
 from daydream.opts.params import OptChoice, parse_opt
 from daydream.sim import simulate
 from daydream.trace import Trace, load
-from daydream.whatif import WhatIf, apply_optimizations, optimization
+from daydream.whatif import WhatIf, apply_optimizations, optimization, unchanged_notes
 
 _NAMED = re.compile(r"^\s*([^:;,=]+?)\s*=(.*)$")
 
@@ -130,7 +130,8 @@ def compare(trace: Trace | str, scenarios: list[Scenario], progress=None) -> lis
     for s in scenarios:
         ctx = Context.of(trace)
         predicted = simulate(apply_optimizations(graph, s.opts, ctx)) if s.opts else base
-        out.append(WhatIf(trace, list(s.opts), base, predicted, notes=list(trace.warnings) + list(ctx.notes)))
+        notes = list(ctx.notes) + unchanged_notes(ctx.applied, base.per_step_ms, predicted.per_step_ms, trace.steps)
+        out.append(WhatIf(trace, list(s.opts), base, predicted, notes=list(trace.warnings) + notes))
         if progress:
             progress(s.name)
     return out

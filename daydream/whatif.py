@@ -25,11 +25,56 @@ def optimization(name: str):
         raise DaydreamError(f"optimization {name!r} has no time model in this build") from None
 
 
+# A prediction within this fraction of the replay is "changed nothing": it must say why in a note.
+UNCHANGED = 0.005
+
+
+@dataclass
+class Applied:
+    """What one optimization did to the graph: its notes, and the task time and count it changed."""
+    opt: OptChoice
+    noted: bool
+    work_ns: float   # total task time after - before (all ranks, all steps)
+    tasks: int       # tasks after - before
+    changed: int     # tasks of the graph before whose duration changed (removed ones included)
+
+
 def apply_optimizations(graph: TaskGraph, opts: list[OptChoice], ctx: Context) -> TaskGraph:
-    """A transformed copy of `graph`; the opts apply in the order given."""
+    """A transformed copy of `graph`; the opts apply in the order given. One given twice with the
+    same parameters applies once: the second would model the same change again."""
     out = graph.copy()
     for opt in opts:
+        if any(a.opt == opt for a in ctx.applied):
+            ctx.notes.append(f"{opt.name}: already applied earlier in this list with the same parameters; "
+                             "applied once")
+            ctx.applied.append(Applied(opt, True, 0.0, 0, 0))
+            continue
+        notes, dur = len(ctx.notes), out.tasks["dur"].to_numpy()
         optimization(opt.name).apply(out, opt.params, ctx)
+        after = out.tasks["dur"].to_numpy()
+        kept = min(len(dur), len(after))
+        changed = int((dur[:kept] != after[:kept]).sum()) + max(len(dur) - len(after), 0)
+        ctx.applied.append(Applied(opt, len(ctx.notes) > notes, float(after.sum() - dur.sum()),
+                                   len(after) - len(dur), changed))
+    return out
+
+
+def unchanged_notes(applied: list[Applied], replay_ms: float, predicted_ms: float, steps: int) -> list[str]:
+    """Why a prediction within UNCHANGED of the replay moved so little, for each optimization that
+    did not say so itself: nothing in the graph changed, or what changed is off the critical path."""
+    if not replay_ms or abs(replay_ms / predicted_ms - 1) >= UNCHANGED:
+        return []
+    out = []
+    for a in applied:
+        if a.noted:
+            continue
+        if not a.changed and not a.tasks:
+            out.append(f"{a.opt.name}: it found nothing to change in this trace")
+        else:
+            out.append(f"{a.opt.name}: it changed {a.changed} task(s) and added {max(a.tasks, 0)}, "
+                       f"{a.work_ns / 1e6 / max(steps, 1):+.3f} ms/step of task time in all, but the step moves "
+                       f"{100 * (predicted_ms / replay_ms - 1):+.2f}%: the work it changes is small or off the "
+                       "critical path")
     return out
 
 
@@ -94,4 +139,5 @@ def whatif(trace: Trace | str, opts: list[OptChoice | str] = (), progress=None) 
         predicted = base
     if progress:
         progress("predict")
-    return WhatIf(trace, choices, base, predicted, notes=list(trace.warnings) + list(ctx.notes))
+    notes = list(ctx.notes) + unchanged_notes(ctx.applied, base.per_step_ms, predicted.per_step_ms, trace.steps)
+    return WhatIf(trace, choices, base, predicted, notes=list(trace.warnings) + notes)

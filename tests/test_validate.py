@@ -42,7 +42,7 @@ def test_validate_api_keys_and_error(pair):
     assert out["error_pct"] == pytest.approx(100 * 0.05 / 0.55, rel=1e-4)
     assert out["measured_speedup"] == pytest.approx(1.0 / 0.55, rel=1e-5)
     assert out["predicted_speedup"] == pytest.approx(2.0, rel=1e-5)
-    assert out["optimizations"] == [{"name": "dataloader", "params": {"workers": 2, "prefetch": 2, "cores": 0}}]
+    assert out["optimizations"] == [{"name": "dataloader", "params": {"workers": 2, "prefetch": 2, "cores": 0, "load_ms": 0.0}}]
 
 
 def test_validate_cli_json(pair):

@@ -205,7 +205,7 @@ def test_diff_of_a_whatif_export_against_its_trace(tmp_path):
     assert CliRunner().invoke(main, ["whatif", trace, "--export-trace", str(replay)]).exit_code == 0
     r = CliRunner().invoke(main, ["whatif", trace, "--opt", "cuda-graphs", "--export-trace", str(pred), "--json"])
     assert r.exit_code == 0, r.output
-    predicted = json.loads(r.output)["predicted_ms"]
+    predicted = json.loads(r.stdout)["predicted_ms"]
     r = CliRunner().invoke(main, ["diff", str(replay), trace, "--json"])
     assert r.exit_code == 0, r.output
     same = json.loads(r.output)

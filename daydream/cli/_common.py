@@ -64,3 +64,17 @@ trace_argument = click.argument("trace", type=click.Path(path_type=str))
 json_option = click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout")
 step_option = click.option("--step-annotation", default=None, metavar="NAME",
                            help="annotation that marks a step (default: ProfilerStep#N)")
+
+
+def _assume_device(ctx, param, value):
+    """--device holds for this command only (the CLI runs in-process under tests and notebooks)."""
+    from daydream import hardware
+    hardware.assume_device(value)
+    ctx.call_on_close(lambda: hardware.assume_device(None))
+    return value
+
+
+device_option = click.option("--device", "device", default=None, metavar="NAME", expose_value=False,
+                             callback=_assume_device, is_eager=True,
+                             help="the GPU the trace ran on, where the trace does not say (no deviceProperties); "
+                                  "a name from `daydream opts`, e.g. A100, H100, V100, MI300X")

@@ -6,17 +6,20 @@ from rich.table import Table
 
 from daydream.analysis import analyze as analyze_trace
 from daydream.cli import main
-from daydream.cli._common import (stdout_console, emit_json, json_option, output_path, progress, step_option,
-                                  trace_argument)
-from daydream.report.names import NOTE_CHARS, escape_markup
+from daydream.cli._common import (stdout_console, device_option, emit_json, json_option, output_path, progress,
+                                  step_option, trace_argument)
+from daydream.report.names import NOTE_CHARS, escape_markup, printable
+from daydream.report.shorten import NAME_WIDTH, distinct_labels
 from daydream.sim import simulate
 from daydream.trace import load
+from daydream.report.shorten import print_whole
 
 
 @main.command()
 @trace_argument
 @json_option
 @step_option
+@device_option
 @click.option("--report", default=None, metavar="OUT.html",
               help="write an HTML report: timelines, phases, critical path, top kernels and layers")
 @click.option("--by-shape", is_flag=True, help="operators per aten op and input shapes")
@@ -39,6 +42,8 @@ def analyze(trace, as_json, step_annotation, report, by_shape, top):
             from daydream.report.html import analyze_report
             analyze_report(result, timeline, report_path)
             tick("report")
+    if report_path:  # on stderr: stdout holds only the JSON under --json
+        click.echo(f"report written to {report_path}", err=True)
     if as_json:
         emit_json(result)
         return
@@ -50,23 +55,30 @@ def analyze(trace, as_json, step_annotation, report, by_shape, top):
               + (f"   FLOP utilization {result['flops_utilization_pct']:.1f}%" if "flops_utilization_pct" in result else "")
               + (f"   throughput {result['throughput_per_s']:.1f}/s" if "throughput_per_s" in result else ""))
     phases = Table(title="critical path by phase (ms/step)")
-    phases.add_column("phase"); phases.add_column("ms", justify="right"); phases.add_column("%", justify="right")
+    phases.add_column("phase"); phases.add_column("ms", justify="right", no_wrap=True); phases.add_column("%", justify="right", no_wrap=True)
     total = sum(result["breakdown"]["measured"].values()) or 1
     for k, v in result["breakdown"]["measured"].items():
         phases.add_row(escape_markup(k), f"{v:.3f}", f"{100 * v / total:.1f}")
-    out.print(phases)
+    print_whole(out, phases)
     cp = Table(title="critical path by category (ms/step)")
-    cp.add_column("category"); cp.add_column("ms", justify="right")
+    cp.add_column("category"); cp.add_column("ms", justify="right", no_wrap=True)
     for k, v in result["critical_path"].items():
         cp.add_row(escape_markup(k), f"{v:.3f}")
-    out.print(cp)
+    print_whole(out, cp)
     if result["top_kernels"]:
         tk = Table(title="top kernels (whole window)")
-        tk.add_column("kernel", max_width=60, overflow="ellipsis", no_wrap=True)
-        tk.add_column("ms", justify="right"); tk.add_column("count", justify="right")
-        for k in result["top_kernels"]:
-            tk.add_row(escape_markup(k["name"]), f"{k['total_ms']:.3f}", str(k["count"]))
-        out.print(tk)
+        # names shortened in the middle (full names in --json); numbers never cut: the name column
+        # is the one that wraps when the terminal is narrower still
+        ms_w = max(len(f"{k['total_ms']:.3f}") for k in result["top_kernels"])
+        count_w = max(5, *(len(str(k["count"])) for k in result["top_kernels"]))
+        name_w = min(NAME_WIDTH, max(24, out.width - 10 - ms_w - count_w))  # 10: borders and padding
+        tk.add_column("kernel", overflow="fold", ratio=1)
+        tk.add_column("ms", justify="right", no_wrap=True, min_width=ms_w)
+        tk.add_column("count", justify="right", no_wrap=True, min_width=count_w)
+        labels = distinct_labels([printable(k["name"]) for k in result["top_kernels"]], name_w)
+        for k, label in zip(result["top_kernels"], labels):
+            tk.add_row(escape_markup(label), f"{k['total_ms']:.3f}", str(k["count"]))
+        print_whole(out, tk)
     from daydream.cli._views import print_views
     print_views(out, result, top)
     for warning in result.get("warnings", []):

@@ -8,6 +8,8 @@ from daydream.report.names import NOTE_CHARS, escape_markup as escape
 import orjson
 
 from daydream.cli import main
+from daydream.cli._common import device_option
+from daydream.report.shorten import print_whole
 
 
 @main.command("memory")
@@ -17,6 +19,7 @@ from daydream.cli import main
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout")
 @click.option("--report", "report_path", type=click.Path(), help="write a self-contained HTML page")
 @click.option("--step-annotation", default=None, help="annotation that marks a step (default ProfilerStep#N)")
+@device_option
 def memory_cmd(trace, opts, as_json, report_path, step_annotation):
     """Memory breakdown at the peak and over time, measured and predicted."""
     from daydream.memory import memory
@@ -30,6 +33,8 @@ def memory_cmd(trace, opts, as_json, report_path, step_annotation):
         write_html(report, report_path)
     if as_json:
         sys.stdout.write(orjson.dumps(report.as_json()).decode() + "\n")
+        if report_path:  # on stderr: stdout holds only the JSON
+            click.echo(f"report written to {report_path}", err=True)
         return
     _print(report, report_path)
 
@@ -46,12 +51,12 @@ def _print(report, report_path):
     title = f"memory of {escape(j['trace'])} on {escape(j['device'])}: peak {_mib(j['peak_bytes'])} MiB at {j['peak_ms']:.1f} ms"
     table = Table(title=title)
     table.add_column("category")
-    table.add_column("at peak (MiB)", justify="right")
-    table.add_column("share", justify="right")
-    table.add_column("max (MiB)", justify="right")
-    table.add_column("mean (MiB)", justify="right")
+    table.add_column("at peak (MiB)", justify="right", no_wrap=True)
+    table.add_column("share", justify="right", no_wrap=True)
+    table.add_column("max (MiB)", justify="right", no_wrap=True)
+    table.add_column("mean (MiB)", justify="right", no_wrap=True)
     if "predicted" in j:
-        table.add_column("predicted at peak (MiB)", justify="right")
+        table.add_column("predicted at peak (MiB)", justify="right", no_wrap=True)
     for c, v in j["at_peak"].items():
         row = [escape(c), _mib(v), f"{100 * v / max(j['peak_bytes'], 1):.1f}%", _mib(j["max"][c]), _mib(j["mean"][c])]
         if "predicted" in j:
@@ -61,22 +66,22 @@ def _print(report, report_path):
     if "predicted" in j:
         total.append(_mib(j["predicted_peak_bytes"]))
     table.add_row(*total, style="bold")
-    console.print(table)
+    print_whole(console, table)
     tbd = Table(title="TBD view at the peak")
     tbd.add_column("part")
-    tbd.add_column("measured (MiB)", justify="right")
+    tbd.add_column("measured (MiB)", justify="right", no_wrap=True)
     if "predicted" in j:
-        tbd.add_column("predicted (MiB)", justify="right")
+        tbd.add_column("predicted (MiB)", justify="right", no_wrap=True)
     for k, v in j["tbd_view"].items():
         tbd.add_row(k, _mib(v), *([_mib(j["predicted_tbd_view"][k])] if "predicted" in j else []))
-    console.print(tbd)
+    print_whole(console, tbd)
     if j.get("layers"):
         layers = Table(title="activations by layer (top 10)")
         layers.add_column("module")
-        layers.add_column("MiB", justify="right")
+        layers.add_column("MiB", justify="right", no_wrap=True)
         for k, v in list(j["layers"].items())[:10]:
             layers.add_row(escape(k), _mib(v))
-        console.print(layers)
+        print_whole(console, layers)
     for line in j.get("model", []) + j["notes"]:
         console.print(f"  {escape(line, NOTE_CHARS)}")
     if j["oom_warning"]:

@@ -5,11 +5,12 @@ import click
 from rich.table import Table
 
 from daydream.cli import main
-from daydream.cli._common import stdout_console, emit_json, json_option, progress, step_option
+from daydream.cli._common import stdout_console, device_option, emit_json, json_option, progress, step_option
 from daydream.opts.params import parse_opt
 from daydream.report.names import NOTE_CHARS, escape_markup
 from daydream.trace import load
 from daydream.validate import validate as run_validate
+from daydream.report.shorten import print_whole
 
 
 @main.command()
@@ -19,6 +20,7 @@ from daydream.validate import validate as run_validate
               help="optimization that turns BASE into OPTIMIZED (repeatable; applied in order)")
 @json_option
 @step_option
+@device_option
 def validate(base, optimized, opts, as_json, step_annotation):
     """Predict OPTIMIZED's step time from BASE under --opt and compare with what OPTIMIZED measured."""
     choices = [parse_opt(o) for o in opts]
@@ -33,12 +35,14 @@ def validate(base, optimized, opts, as_json, step_annotation):
         return
     out = stdout_console()
     table = Table(title=f"validate {escape_markup(' '.join(opts)) or '(replay)'}")
-    for col in ("", "ms/step", "speedup"):
-        table.add_column(col, justify="right" if col else "left")
-    table.add_row("base measured", f"{data['base_measured_ms']:.3f}", "1.000")
-    table.add_row("optimized measured", f"{data['optimized_measured_ms']:.3f}", f"{data['measured_speedup']:.3f}")
-    table.add_row("predicted", f"{data['predicted_ms']:.3f}", f"{data['predicted_speedup']:.3f}")
-    out.print(table)
+    for col in ("", "ms/step", "speedup", "vs"):
+        table.add_column(col, justify="right" if col in ("ms/step", "speedup") else "left", no_wrap=True)
+    table.add_row("base measured", f"{data['base_measured_ms']:.3f}", "", "")
+    table.add_row("base replay", f"{data['base_replay_ms']:.3f}", "", "")
+    table.add_row("optimized measured", f"{data['optimized_measured_ms']:.3f}", f"{data['measured_speedup']:.3f}",
+                  "base measured")
+    table.add_row("predicted", f"{data['predicted_ms']:.3f}", f"{data['predicted_speedup']:.3f}", "base replay")
+    print_whole(out, table)
     out.print(f"error: [bold]{data['error_pct']:.2f}%[/] of the measured optimized step time")
     for note in data["notes"]:
         out.print(f"[yellow]note:[/] {escape_markup(note, NOTE_CHARS)}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import click
 
 from daydream.cli import main
-from daydream.cli._common import (stdout_console, emit_json, json_option, output_path, progress, step_option,
-                                  trace_argument)
+from daydream.cli._common import (stdout_console, device_option, emit_json, json_option, output_path, progress,
+                                  step_option, trace_argument)
 from daydream.errors import DaydreamError
 from daydream.graph import PHASES
 from daydream.opts.params import parse_opt
@@ -27,6 +27,7 @@ opt_option = click.option("--opt", "opts", multiple=True, metavar="NAME[:key=val
               help="named scenarios from a TOML (or YAML) file: name = [\"opt\", ...]")
 @json_option
 @step_option
+@device_option
 @click.option("--export-trace", "export", default=None, metavar="OUT.json",
               help="write the predicted timeline as a Chrome/Perfetto trace (one scenario only)")
 @click.option("--report", default=None, metavar="OUT.html", help="write an HTML report")
@@ -62,6 +63,9 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
             from daydream.report.html import whatif_report
             whatif_report(results, report_path, names=[s.name for s in scenarios])
             tick("report")
+    for path, what in ((report_path, "report"), (export_path, "predicted trace")):
+        if path:  # on stderr: stdout holds only the JSON under --json
+            click.echo(f"{what} written to {path}", err=True)
     data = results[0].to_json()
     data["scenarios"] = [scenario_json(s, r) for s, r in zip(scenarios, results)]
     if as_json:
@@ -70,34 +74,37 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
     from rich import box
     from daydream.report.names import NOTE_CHARS, escape_markup as escape
     from rich.table import Table
+
+    from daydream.report.shorten import print_whole
     out = stdout_console()
     out.print(f"[bold]{escape(data['trace'])}[/]  {escape(data['device'])}  steps={data['steps']}")
     if len(scenarios) == 1:
         out.print(f"measured {data['measured_ms']:.3f} ms   replay {data['replay_ms']:.3f} ms "
                   f"({data['replay_error_pct']:.2f}% off)   predicted [bold]{data['predicted_ms']:.3f} ms[/]   "
-                  f"speedup [bold]{data['speedup']:.3f}x[/]")
+                  f"speedup vs replay [bold]{data['speedup']:.3f}x[/]")
         table = Table(title="critical path by phase (ms/step)")
-        table.add_column("phase"); table.add_column("measured", justify="right"); table.add_column("predicted", justify="right")
+        table.add_column("phase"); table.add_column("replay", justify="right", no_wrap=True); table.add_column("predicted", justify="right", no_wrap=True)
         for k, v in data["breakdown"]["measured"].items():
             table.add_row(k, f"{v:.3f}", f"{data['breakdown']['predicted'][k]:.3f}")
-        out.print(table)
+        print_whole(out, table)
         for note in data["notes"]:
             out.print(f"[yellow]note:[/] {escape(note, NOTE_CHARS)}")
         return
     out.print(f"measured {data['measured_ms']:.3f} ms   replay {data['replay_ms']:.3f} ms "
               f"({data['replay_error_pct']:.2f}% off)")
-    table = Table(title="scenarios (ms/step; phases on the critical path)", box=box.SIMPLE_HEAD)
-    table.add_column("scenario", min_width=12, max_width=40, overflow="fold"); table.add_column("predicted", justify="right", no_wrap=True)
+    table = Table(title="scenarios (ms/step; speedup vs replay; phases on the critical path)", box=box.SIMPLE_HEAD)
+    table.add_column("scenario", min_width=min(24, max(len(s["name"]) for s in data["scenarios"])), max_width=40,
+                     overflow="fold"); table.add_column("predicted", justify="right", no_wrap=True)
     table.add_column("speedup", justify="right", no_wrap=True)
     phases = [p for p in PHASES if data["breakdown"]["measured"][p] or any(s["breakdown"][p] for s in data["scenarios"])]
     for p in phases:
         table.add_column(SHORT.get(p, p), justify="right", no_wrap=True)
-    table.add_row("measured", f"{data['measured_ms']:.3f}", "",
+    table.add_row("replay", f"{data['replay_ms']:.3f}", "1.000x",
                   *(f"{data['breakdown']['measured'][p]:.3f}" for p in phases), style="dim")
     for s in data["scenarios"]:
         table.add_row(escape(s["name"]), f"{s['predicted_ms']:.3f}", f"{s['speedup']:.3f}x",
                       *(f"{s['breakdown'][p]:.3f}" for p in phases))
-    out.print(table)
+    print_whole(out, table)
     for s in data["scenarios"]:
         for note in s["notes"]:
             out.print(f"[yellow]note ({escape(s['name'])}):[/] {escape(note, NOTE_CHARS)}")

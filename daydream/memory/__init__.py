@@ -19,6 +19,7 @@ from daydream.memory.kineto import from_trace_all_ranks
 from daydream.memory.predict import predict
 from daydream.memory.timeline import CATEGORIES, Timeline, from_raw_rows
 from daydream.opts import OptChoice, parse_opt
+from daydream.opts.params import GPU_ONLY
 
 SCHEMA = "daydream.memory/1"
 # The TBD paper's memory view (Zhu et al., IISWC 2018, Fig. 8): weights, gradients, feature maps,
@@ -142,6 +143,9 @@ def _capacity(device: str, props: list[dict]) -> int | None:
     for p in props:
         if p.get("name") == device and p.get("totalGlobalMem"):
             return int(p["totalGlobalMem"])
+    from daydream import hardware
+    if not props and hardware.assumed_device():  # --device, for a trace that does not say
+        return int(hardware.lookup(hardware.assumed_device()).mem_bytes)
     return None
 
 
@@ -258,6 +262,10 @@ def memory(source, opts=(), step_annotation: str | None = None) -> MemoryReport:
     `opts` (OptChoice or `--opt` strings) applied in order."""
     choices = [o if isinstance(o, OptChoice) else parse_opt(o) for o in opts]
     tl, layers, device, capacity, rank, peaks, recording = _load(source, step_annotation)
+    if str(device).lower().startswith("cpu"):  # refused as `whatif` refuses them
+        for o in choices:
+            if o.name in GPU_ONLY:
+                raise DaydreamError(GPU_ONLY[o.name])
     report = MemoryReport(trace=str(getattr(source, "path", source)), device=device, capacity_bytes=capacity,
                           measured=tl, optimizations=choices, layers=layers, rank=rank, rank_peaks=peaks)
     for o in choices:

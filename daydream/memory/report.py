@@ -31,6 +31,18 @@ def _downsample(tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
     return tl.times[pick], tl.bytes[pick]
 
 
+# The capacity line is drawn when the curve reaches this share of it; below, a line at the top
+# would flatten the curve to the axis (38 MiB under 256 GiB) and the capacity is only written.
+CAPACITY_LINE_SHARE = 0.05
+
+
+def _draw_capacity(report, tl) -> bool:
+    """Whether the device's capacity belongs on the chart: a GPU's (a CPU's is the hardware table's
+    generic host, not the recording machine's), and near enough to the curve to be read with it."""
+    return (not str(report.device).lower().startswith("cpu")
+            and tl.total.max(initial=0) >= CAPACITY_LINE_SHARE * report.capacity_bytes)
+
+
 def figure(report) -> go.Figure:
     panels = [("measured", report.measured)] + ([("predicted", report.predicted)] if report.predicted is not None else [])
     fig = make_subplots(rows=len(panels) + 1, cols=1, vertical_spacing=0.08,
@@ -44,7 +56,7 @@ def figure(report) -> go.Figure:
                                      line=dict(width=0.5, color=COLORS[c]), legendgroup=c,
                                      showlegend=row == 1), row=row, col=1)
         fig.update_xaxes(title_text="ms", row=row, col=1)
-        if report.capacity_bytes:
+        if report.capacity_bytes and _draw_capacity(report, tl):
             fig.add_hline(y=report.capacity_bytes / 2**20, line_dash="dash", line_color="black",
                           annotation_text=f"{html_label(report.device)} capacity", row=row, col=1)
     for label, tl in panels:
@@ -69,6 +81,10 @@ def write_html(report, out: str | Path) -> None:
     head = (f"<h1>Memory: {html_label(j['trace'])}</h1><p>device {html_label(j['device'])}; "
             f"measured peak {j['peak_bytes'] / 2**20:,.1f} MiB"
             + (f"; predicted peak {j['predicted_peak_bytes'] / 2**20:,.1f} MiB" if "predicted" in j else "")
+            + (f"; capacity {report.capacity_bytes / 2**30:,.1f} GiB"
+               + ("" if _draw_capacity(report, report.measured) else
+                  " (the hardware table's generic host, not drawn)" if str(report.device).lower().startswith("cpu")
+                  else " (not drawn: far above the curve)") if report.capacity_bytes else "")
             + "</p><table border=1 cellpadding=4><tr><th>category</th><th>measured at peak (MiB)</th>"
             + ("<th>predicted at peak (MiB)</th>" if "predicted" in j else "") + f"</tr>{rows}</table>"
             + (f"<ul>{notes}</ul>" if notes else ""))

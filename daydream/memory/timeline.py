@@ -118,11 +118,30 @@ def from_raw_rows(rows, source: str) -> Timeline:
     ts, action, delta, cat = ts[order], action[order], delta[order], cat[order]
     cols = _TORCH_TO_OURS[cat]
     times, live = coalesce(ts, cols, delta)
-    params = np.abs(delta[(cols == COL["parameter"]) & ((action == PREEXISTING) | (action == CREATE))])
+    params = live_parameter_tensors(action, delta, cols)
     tl = Timeline(times, live, source, optimizer=_optimizer_spans(ts, action, cols),
                   param_tensors=params,
                   activation_tensors=int(((cols == COL["activation"]) & (action == CREATE)).sum()))
     return tl
+
+
+def live_parameter_tensors(action: np.ndarray, delta: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Sizes of the parameter tensors still alive at the end of the recording: a model's parameters
+    outlive every step.
+
+    Counting every parameter-category allocation counts a tensor once per time it is allocated (a
+    script that rebuilds or moves its model allocates the same 27 parameters several times: 135),
+    and torch also files some short-lived tensors of the step under `parameter` (8 in the ResNet-50
+    CPU pair, created and destroyed within the step). Rows carry no tensor id, so a destroy removes
+    one live tensor of its size."""
+    sel = (cols == COL["parameter"]) & ((action == PREEXISTING) | (action == CREATE) | (action == DESTROY))
+    live: dict[int, int] = {}
+    for born, n in zip((action[sel] != DESTROY).tolist(), np.abs(delta[sel]).tolist()):
+        if born:
+            live[n] = live.get(n, 0) + 1
+        elif live.get(n):
+            live[n] -= 1
+    return np.array([n for n, k in live.items() for _ in range(k)], np.int64)
 
 
 def _optimizer_spans(ts, action, cols) -> list:

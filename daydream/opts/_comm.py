@@ -64,6 +64,17 @@ def link(device: hardware.Device, interconnect: str, world_size: int) -> Link:
     return Link(device.intra_link, device.intra_bw, device.intra_latency_s)
 
 
+def link_note(name: str, device: hardware.Device, interconnect: str, world_size: int) -> str | None:
+    """A note where the `interconnect` asked for is not the one `link` uses (so it has no effect)."""
+    if device.vendor == "cpu" and interconnect == "pcie":  # the default (nvlink) reads as "the local link"
+        return (f"{name}: interconnect={interconnect} has no effect on a CPU trace: ranks talk over "
+                f"{device.intra_link} (interconnect=infiniband for the network)")
+    if device.vendor != "cpu" and world_size > GPUS_PER_NODE and interconnect != "infiniband":
+        return (f"{name}: interconnect={interconnect} has no effect at world_size={world_size}: a ring over more "
+                f"than {GPUS_PER_NODE} GPUs crosses nodes over {device.inter_link}")
+    return None
+
+
 def collective_s(kind: str, nbytes, n: int, lnk: Link):
     """Seconds of one ring collective of `nbytes` over `n` ranks (0 for a single rank)."""
     nbytes = np.asarray(nbytes, float)

@@ -47,7 +47,7 @@ import re
 
 import numpy as np
 
-from daydream import kernels
+from daydream import hardware, kernels
 from daydream.graph.build import T_KERNEL
 from daydream.graph.phases import BACKWARD, FORWARD
 from daydream.opts import _cost as C
@@ -106,6 +106,10 @@ def apply(graph, params: dict, ctx) -> None:
     if run_dtype not in WIDE:
         ctx.notes.append(f"amp: the run already computes in {run_dtype}; nothing to change")
         return
+    if not (dev.peak_flops.get(dtype) or 0.0):
+        ctx.notes.append(f"amp: the {dev.name} has no {dtype} tensor cores ({dtype} GEMMs/convs run at the "
+                         f"{hardware.FALLBACK.get(dtype, 'fp32')} rate); only the halved bytes of memory-bound "
+                         "kernels can gain" + ("; try dtype=fp16" if dev.peak_flops.get("fp16") else ""))
     passes = np.isin(phase, (FORWARD, BACKWARD))
     wide = (kind == T_KERNEL) & np.isin(src, WIDE)
     floor = C.kernel_floor_ns(graph)

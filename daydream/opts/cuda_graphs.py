@@ -26,6 +26,7 @@ from daydream.errors import DaydreamError
 from daydream.graph.build import T_CPU
 from daydream.graph.phases import BACKWARD, FORWARD, OPTIMIZER
 from daydream.opts import _cost as C
+from daydream.opts.params import GPU_ONLY
 from daydream.transform import primitives as P
 
 CAPTURED = (FORWARD, BACKWARD, OPTIMIZER)
@@ -46,7 +47,7 @@ def step_of(graph, idx: np.ndarray) -> np.ndarray:
 
 def apply(graph, params: dict, ctx) -> None:
     if C.is_cpu_trace(graph):
-        raise DaydreamError("--opt cuda-graphs: the trace has no GPU work; CUDA graphs need a GPU trace")
+        raise DaydreamError(GPU_ONLY["cuda-graphs"])
     dev = ctx.device
     t = graph.tasks
     kind, phase, inw = t["kind"].to_numpy(), t["phase"].to_numpy(), t["in_window"].to_numpy()

@@ -1,4 +1,12 @@
-"""dataloader:workers=W,prefetch=P -- DataLoader worker processes load batches in the background.
+"""dataloader:workers=W,prefetch=P[,load_ms=L] -- DataLoader worker processes load batches in the background.
+
+Both directions, from the workers the trace already uses (`trace_workers`: run.json, else the
+iterator class in the `enumerate(DataLoader)#...` span). From num_workers=0 the data span is the
+loading, modelled below. From num_workers>0 the data span is only the hand-off of a ready batch
+(never called loading); one batch's loading time L comes from the workers' own recorded work, else
+load_ms, else the batch's host-to-device bytes x LOAD_NS_PER_BYTE (an estimate, noted). workers=0
+then puts L on the main thread in place of the hand-off and takes out what the workers cost the
+main process (`uncontended`); other counts recompute the wait below with that L.
 
 With num_workers=0 the main thread loads every batch itself (the `data` phase: the DataLoader
 iterator's __next__, collate, transforms). With W workers that work runs in W other processes
@@ -35,8 +43,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 
-from daydream.graph.build import T_CPU, T_RUNTIME
+from daydream.graph.build import T_CPU, T_MEMCPY, T_RUNTIME
 from daydream.graph.phases import DATA
 from daydream.opts import _comm as C
 from daydream.sim import simulate
@@ -50,7 +59,17 @@ from daydream.transform import primitives as P
 # idle 16-core host) measured a median of 2.7-3.1 ms, i.e. current torch pays about 7 GB/s per
 # batch byte on hand-off; batches of that size will be slower than predicted by that much.
 HANDOFF_NS = 100_000
+# Loading time per byte of the batch a DataLoader produces, where the workers did the loading and
+# were not profiled (the torch profiler does not follow worker processes) and load_ms is not given.
+# Source: the num_workers=0 ResNet-50 V100 trace (../shared/traces/kineto), whose main thread loads a
+# 19,267,584-byte batch (32 CIFAR-10 images resized to 224x224, ToTensor, Normalize, collate) in
+# 69.3 ms: 3.6 ns per batch byte. It is one pipeline's figure: synthetic tensors cost ~0.2 ns/B
+# (tbd_suite's samplers, traces/pairs), JPEG decoding with random crops ~20 ns/B (ImageNet at
+# ~100 images/s per core). The note names the estimate; load_ms=N replaces it.
+LOAD_NS_PER_BYTE = 3.6
 _STEP_NUMBER = re.compile(r"#(\d+)$")
+_SINGLE, _MULTI = "_SingleProcessDataLoaderIter", "_MultiProcessingDataLoaderIter"
+_H2D = re.compile(r"HtoD|Host to Device|H2D", re.I)
 
 
 def _steps_before(trace) -> int:
@@ -92,15 +111,88 @@ def contention(load_ns: float, workers: int, threads: int, cores: int) -> tuple[
     return busy / cores, load_ns * (busy - cores) / (workers * cores)
 
 
+def trace_workers(ctx) -> tuple[int | None, str]:
+    """DataLoader workers the trace already uses (None: some, count unknown) and how that is known:
+    run.json's settings, else the iterator class torch names in the `enumerate(DataLoader)#...` span
+    (`_SingleProcessDataLoaderIter` for num_workers=0, `_MultiProcessingDataLoaderIter` otherwise)."""
+    settings = ctx.run.get("settings") or {}
+    if settings.get("workers") is not None:
+        return int(settings["workers"]), "run.json"
+    names = ctx.trace.names
+    if any(_MULTI in n for n in names):
+        return None, _MULTI
+    if any(_SINGLE in n for n in names):
+        return 0, _SINGLE
+    return 0, "no DataLoader iterator named in the trace: data-phase work on the main thread taken as loading"
+
+
+def batch_bytes(graph, steps: np.ndarray, rank: int) -> float:
+    """Median over steps of the host-to-device bytes a step copies: the batch the loader produced
+    (parameters and optimizer state stay on the device between steps). 0 where nothing is copied."""
+    t = graph.tasks
+    sel = np.flatnonzero((t["kind"].to_numpy() == T_MEMCPY) & (t["rank"].to_numpy() == rank) & (steps >= 0))
+    sel = sel[[_H2D.search(n) is not None for n in graph.task_names()[sel]]]
+    if not len(sel):
+        return 0.0
+    ev = t["event"].to_numpy()[sel]
+    nbytes = np.array([float(graph.trace.args_of(int(e)).get("bytes") or 0) if e >= 0 else 0.0 for e in ev])
+    per_step = np.bincount(steps[sel], weights=nbytes)
+    per_step = per_step[per_step > 0]
+    return float(np.median(per_step)) if len(per_step) else 0.0
+
+
+def batches(graph, data: np.ndarray) -> int:
+    """How many batches the main thread took: its DataLoader iterator spans among the data tasks."""
+    idx = np.flatnonzero(data)
+    named = np.array(["DataLoader" in n for n in graph.task_names()[idx]], bool)
+    return len(np.unique(graph.tasks["event"].to_numpy()[idx[named]]))
+
+
+def worker_load_ns(graph, rank: int, main: int, n_steps: int) -> float:
+    """Per-batch loading time the worker processes recorded (data-phase CPU work of the rank in
+    processes other than the main thread's), 0 where the workers were not profiled (torch's profiler
+    does not follow DataLoader worker processes, so usually 0)."""
+    t = graph.tasks
+    pid = graph.resources["pid"].to_numpy()
+    res = t["resource"].to_numpy()
+    sel = ((t["rank"].to_numpy() == rank) & (t["phase"].to_numpy() == DATA) & (t["kind"].to_numpy() == T_CPU)
+           & t["in_window"].to_numpy() & (pid[res] != pid[main]))
+    return float(t["dur"].to_numpy()[sel].sum()) / max(n_steps, 1)
+
+
+def uncontended(graph, rank: int, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tasks, durations) that take out what worker processes cost the rank's CPU threads.
+
+    Workers load in bursts (W batches together, every W steps, after the start), and while they
+    run, the main and autograd threads run slower (the ResNet-50 V100 num_workers=4 trace: conv2d
+    calls 1.3-1.65x their median in 2 of 6 steps). Without workers each CPU task takes at most its
+    median over the profiled steps, a task being the same op at the same place of every step: the
+    k-th task of one name on one thread in the step."""
+    t = graph.tasks
+    sel = np.flatnonzero((t["rank"].to_numpy() == rank) & (steps >= 0)
+                         & np.isin(t["kind"].to_numpy(), (T_CPU, T_RUNTIME)))
+    if len(sel) == 0 or int(steps[sel].max()) < 2:
+        return sel[:0], np.zeros(0)
+    frame = pd.DataFrame({"res": t["resource"].to_numpy()[sel], "name": t["name"].to_numpy()[sel],
+                          "step": steps[sel], "start": t["obs_start"].to_numpy()[sel],
+                          "dur": t["dur"].to_numpy()[sel]}).sort_values("start", kind="stable")
+    frame["k"] = frame.groupby(["res", "name", "step"]).cumcount()
+    median = frame.groupby(["res", "name", "k"])["dur"].transform("median")
+    order = sel[frame.index.to_numpy()]
+    new = np.minimum(frame["dur"].to_numpy(), median.to_numpy())
+    return order, new
+
+
 def apply(graph, params: dict, ctx) -> None:
     workers, prefetch = int(params["workers"]), int(params["prefetch"])
-    if workers == 0:
-        ctx.notes.append("dataloader: workers=0 is how the trace loads data already; nothing changed")
+    had, how = trace_workers(ctx)
+    if had is not None and had == workers:
+        ctx.notes.append(f"dataloader: the trace already loads with workers={workers} ({how}); nothing changed")
         return
     settings = ctx.run.get("settings") or {}
     threads = int(settings.get("threads") or 1)
     cores = int(params.get("cores") or ctx.run.get("cpu_count") or settings.get("cpu_count") or 0)
-    if not cores:
+    if not cores and workers:
         ctx.notes.append("dataloader: the host's core count is not recorded (pass cores=N); workers are assumed "
                          "to have cores of their own")
     t = graph.tasks
@@ -122,23 +214,71 @@ def apply(graph, params: dict, ctx) -> None:
         step_start = np.full(n_steps, np.iinfo(np.int64).max)
         np.minimum.at(step_start, steps[mine], timeline.start[mine])
         step_end = np.r_[step_start[1:], timeline.end[mine].max()]
-        load = np.bincount(steps[data], weights=t["dur"].to_numpy()[data], minlength=n_steps)
-        has = load > 0
-        rest = np.maximum((step_end - step_start) - load, 0)[has]
-        slow, lost = contention(float(load[has].mean()), workers, threads, cores)
-        wait = stalls(load[has] * slow, rest, workers, prefetch, _steps_before(graph.trace)) + lost
+        main_data = np.bincount(steps[data], weights=t["dur"].to_numpy()[data], minlength=n_steps)
+        has = main_data > 0
+        rest = np.maximum((step_end - step_start) - main_data, 0)[has]
+        if batches(graph, data) > int(has.sum()):
+            ctx.notes.append(f"dataloader: rank {rank}: {batches(graph, data)} batches in {int(has.sum())} step(s) "
+                             "(no ProfilerStep marks each batch's step); the loader model needs one batch per "
+                             "step (pass --step-annotation); nothing changed")
+            continue
+        if had == 0:
+            # the main thread's data phase is the loading itself
+            load, handoff, source = float(main_data[has].mean()), HANDOFF_NS, "recorded on the main thread"
+        else:
+            # the main thread's data phase is the hand-off (plus any wait for a batch); the loading
+            # ran in the workers: recorded there, given as load_ms, or estimated from the batch bytes
+            handoff = float(main_data[has].min())  # a hand-off whose batch was ready
+            load, source = worker_load_ns(graph, int(rank), main, int(has.sum())), "recorded in the worker processes"
+            if not load and params.get("load_ms"):
+                load, source = float(params["load_ms"]) * 1e6, "load_ms"
+            if not load:
+                nbytes = batch_bytes(graph, steps, int(rank))
+                if not nbytes:
+                    ctx.notes.append(f"dataloader: rank {rank}: the trace's workers were not profiled and no "
+                                     "batch is copied to a device to size the loading by; pass load_ms=N (one "
+                                     "batch's loading time); nothing changed")
+                    continue
+                load = nbytes * LOAD_NS_PER_BYTE
+                source = (f"estimated: {nbytes / 1e6:.1f} MB batch x {LOAD_NS_PER_BYTE} ns/B, the workers were not "
+                          "profiled; pass load_ms=N for your pipeline")
+        if workers == 0:
+            wait, lost = np.full(int(has.sum()), load), 0.0
+            calm, calm_dur = uncontended(graph, int(rank), steps)  # had != 0: workers=0 is a change
+            freed = float((t["dur"].to_numpy()[calm] - calm_dur).sum()) / n_steps
+            P.set_duration(graph, calm, calm_dur)
+        else:
+            slow, lost = contention(load, workers, threads, cores)
+            wait = handoff + stalls(np.full(int(has.sum()), load * slow), rest, workers, prefetch,
+                                    _steps_before(graph.trace)) + lost
         idx = np.flatnonzero(data)
         idx = idx[np.lexsort((idx, t["obs_start"].to_numpy()[idx]))]
         first = np.r_[True, steps[idx][1:] != steps[idx][:-1]]
         keep.append(idx[first])
         drop.append(idx[~first])
-        new_dur.append(HANDOFF_NS + wait)
-        ctx.notes.append(f"dataloader: rank {rank}: {load[has].mean() / 1e6:.2f} ms/step of loading moved to "
-                         f"{workers} workers; main thread waits {wait.mean() / 1e6:.2f} ms/step for batches"
-                          + (f" ({lost / 1e6:.2f} ms of it sharing {cores} cores with {threads} main "
-                             f"thread(s))" if lost else ""))
+        new_dur.append(wait)
+        was = main_data[has].mean() / 1e6
+        if workers == 0:
+            ctx.notes.append(f"dataloader: rank {rank}: the main thread loads each batch itself: {load / 1e6:.2f} "
+                             f"ms/step ({source}) in place of the {was:.2f} ms/step hand-off from the workers "
+                             f"({how}); without workers its CPU tasks no longer run slower in some steps: "
+                             f"{freed / 1e6:.2f} ms/step of CPU time taken out (each task capped at its median "
+                             "over the steps)")
+        elif had == 0:
+            ctx.notes.append(f"dataloader: rank {rank}: {load / 1e6:.2f} ms/step of loading moved to "
+                             f"{workers} workers; main thread takes {wait.mean() / 1e6:.2f} ms/step for batches "
+                             f"(hand-off and waiting)"
+                             + (f", {lost / 1e6:.2f} ms of it sharing {cores} cores with {threads} main "
+                                f"thread(s)" if lost else ""))
+        else:
+            ctx.notes.append(f"dataloader: rank {rank}: {workers} worker(s) load batches of {load / 1e6:.2f} ms "
+                             f"({source}); the main thread's hand-off and waiting go from {was:.2f} to "
+                             f"{wait.mean() / 1e6:.2f} ms/step"
+                             + (f" ({lost / 1e6:.2f} ms of it sharing {cores} cores with {threads} main "
+                                f"thread(s))" if lost else ""))
     if not keep:
-        ctx.notes.append("dataloader: no data-loading work on the main thread in the steps; nothing changed")
+        if not any(n.startswith("dataloader: rank") for n in ctx.notes):
+            ctx.notes.append("dataloader: no data-loading work on the main thread in the steps; nothing changed")
         return
     keep = np.concatenate(keep)
     P.set_duration(graph, keep, np.concatenate(new_dur))

@@ -75,11 +75,15 @@ def _rescale(graph, coll: np.ndarray, world: int, lnk, ctx) -> None:
             raise DaydreamError(f"{tr.path}: collective kernels without a recorded world size (no 'Group size' "
                                 "or distributedInfo); cannot rescale them")
         kind = kind or "all_reduce"
-        old = C.collective_s(kind, nbytes, n_old, lnk)
+        # the recorded collective ran on the device's own intra-node link (NVLink / xGMI), or the
+        # inter-node fabric beyond a node: the requested interconnect changes the rate from there
+        old = C.collective_s(kind, nbytes, n_old, C.link(ctx.device, "nvlink", n_old))
         factors[i] = C.collective_s(kind, nbytes, world, lnk) / old if old > 0 else 0.0
     P.scale(graph, coll, factors)
-    ctx.notes.append(f"ddp: {len(coll)} recorded collectives rescaled to world_size={world} "
-                     f"(mean factor {factors.mean():.3f})")
+    ctx.notes.append(f"ddp: {len(coll)} recorded collectives rescaled to world_size={world} over {lnk.name} "
+                     f"(mean factor {factors.mean():.3f})"
+                     + ("; the trace already runs this world size on this link, so nothing changed"
+                        if np.allclose(factors, 1.0) else ""))
 
 
 def buckets(grads: pd.DataFrame, bucket_bytes: float) -> np.ndarray:
@@ -98,6 +102,8 @@ def buckets(grads: pd.DataFrame, bucket_bytes: float) -> np.ndarray:
 def apply(graph, params: dict, ctx) -> None:
     world = int(params["world_size"])
     lnk = C.link(ctx.device, params["interconnect"], world)
+    if world > 1 and (why := C.link_note("ddp", ctx.device, params["interconnect"], world)):
+        ctx.notes.append(why)
     t = graph.tasks
     coll = np.flatnonzero(t["kind"].to_numpy() == T_COLLECTIVE)
     if len(coll):

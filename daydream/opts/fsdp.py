@@ -38,6 +38,8 @@ def apply(graph, params: dict, ctx) -> None:
         ctx.notes.append("fsdp: world_size=1 shards nothing; nothing changed")
         return
     lnk = C.link(ctx.device, params["interconnect"], world)
+    if why := C.link_note("fsdp", ctx.device, params["interconnect"], world):
+        ctx.notes.append(why)
     prefetch = bool(params["prefetch"])
     param_bytes, source = C.parameter_bytes(graph, ctx.run)
     if param_bytes <= 0:

@@ -32,6 +32,7 @@ from daydream import hardware, kernels
 from daydream.errors import DaydreamError
 from daydream.graph.build import T_COLLECTIVE, T_MEMCPY, T_MEMSET
 from daydream.opts import _cost as C
+from daydream.opts.params import GPU_ONLY
 from daydream.transform import primitives as P
 
 # Kernel classes priced with another class's efficiency.
@@ -108,7 +109,7 @@ def apply(graph, params: dict, ctx) -> None:
     if target.vendor == "cpu":
         raise DaydreamError("--opt gpu: target must be a GPU of the hardware table (see `daydream opts`)")
     if C.is_cpu_trace(graph):
-        raise DaydreamError("--opt gpu: the trace has no GPU work to move; record it on a GPU")
+        raise DaydreamError(GPU_ONLY["gpu"])
     src, target = C.achievable(ctx.device), C.achievable(target)
     floor_s = hardware.KERNEL_FLOOR_S.get(src.family)
     floor_t = hardware.KERNEL_FLOOR_S.get(target.family)

@@ -59,6 +59,9 @@ SPECS: dict[str, OptSpec] = {s.name: s for s in [
         "prefetch": Param(2, "batches prefetched per worker", int, 1, 64),
         "cores": Param(0, "CPU cores of the host (0: run.json's cpu_count; unrecorded: no core contention)",
                        int, 0, 65536),
+        "load_ms": Param(0.0, "one batch's loading time in ms where the trace's workers were not profiled "
+                              "(0: estimated from the batch's bytes; docs/optimizations/dataloader.md)",
+                       float, 0, 1e7),
     }),
     OptSpec("ddp", "data parallel: ring all-reduce of gradients in buckets, overlapped with backward", {
         "world_size": Param(8, "number of GPUs", int, 1, 65536),
@@ -91,6 +94,13 @@ SPECS: dict[str, OptSpec] = {s.name: s for s in [
         "factor": Param(2.0, "new batch size / recorded batch size", float, 0.01, 1024),
     }),
 ]}
+
+
+# Optimizations that need GPU work in the trace, and the refusal every command gives on a CPU trace.
+GPU_ONLY = {
+    "cuda-graphs": "--opt cuda-graphs: the trace has no GPU work; CUDA graphs need a GPU trace",
+    "gpu": "--opt gpu: the trace has no GPU work to move; record it on a GPU",
+}
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,15 @@ def apply(graph, params: dict, ctx) -> None:
     peak_q = q_peak(dev, q)
     if C.is_cpu_trace(graph):
         seg = np.flatnonzero(C.cpu_op_segments(graph, info, C.MATMUL_OPS))
+        if not len(seg):
+            ctx.notes.append("quantize: no matmul ops in the CPU trace; nothing changed")
+            return
         src = np.where(info.dtype[seg] != "", info.dtype[seg], "fp32")
-        P.scale(graph, seg, np.array([dev.peak(s) / peak_q for s in src]))
+        gain = np.array([dev.peak(s) / peak_q for s in src])
+        P.scale(graph, seg, gain)
+        if np.all(gain >= 1):
+            ctx.notes.append(f"quantize: the {dev.name} entry of the hardware table has no {q} units faster "
+                             f"than {src[0]}: matmul time is unchanged and the quantize passes are added")
         ops = first_per_op(graph, seg) if len(seg) else seg
         qbytes, _, _ = pass_bytes(info, ops, q)
         ok = np.isfinite(qbytes)
@@ -80,6 +87,9 @@ def apply(graph, params: dict, ctx) -> None:
     src = C.task_dtype(graph, info, cls)
     gemm = np.flatnonzero((t["kind"].to_numpy() == T_KERNEL) & (cls == "gemm")
                           & (t["phase"].to_numpy() != OPTIMIZER) & ~np.isin(src, ("int8", "fp8", "int4", "fp4")))
+    if not len(gemm):
+        ctx.notes.append("quantize: no GEMM kernels outside the optimizer (or all already low-bit); nothing changed")
+        return
     factor = np.array([dev.peak(s) / peak_q for s in src[gemm]])
     qbytes, dqbytes, wsaved = pass_bytes(info, gemm, q)
     shaped = info.known()[gemm] & np.isfinite(wsaved)

@@ -109,6 +109,7 @@ def apply(graph, params: dict, ctx) -> None:
     kind = graph.tasks["kind"].to_numpy()
     phase = graph.tasks["phase"].to_numpy()
     cpu_trace = C.is_cpu_trace(graph)
+    before = graph.tasks["dur"].to_numpy().copy()
     if cpu_trace:
         work = np.flatnonzero((kind == T_CPU) & is_att)
         P.set_duration(graph, work, graph.tasks["dur"].to_numpy()[work] * density
@@ -125,6 +126,11 @@ def apply(graph, params: dict, ctx) -> None:
         ctx.notes.append("sparse-attention: no attention work found (no attention kernels, fused "
                          "attention ops or unfused QK/softmax/PV shapes)")
         return
+    # how much attention there is: the gain is bounded by it (a small share moves the step little)
+    steps = max(graph.steps, 1)
+    ctx.notes.append(f"sparse-attention: {len(work)} attention {'CPU segments' if cpu_trace else 'kernels'}, "
+                     f"{before[work].sum() / steps / 1e6:.3f} -> {graph.tasks['dur'].to_numpy()[work].sum() / steps / 1e6:.3f}"
+                     f" ms/step of their work at density={density:g} (block mask included)")
     if not reorder:
         return
     # one permutation per forward attention layer: the fused op, or the QK bmm of unfused attention

@@ -38,10 +38,15 @@ def resource_labels(timeline: Timeline) -> list[str]:
     graph = timeline.graph
     res = graph.resources
     multi = len(graph.trace.ranks) > 1
+    names = res["label"] if "label" in res.columns else None
     out = []
     for r in range(len(res)):
         rank, kind, pid, tid = (res[c].iat[r] for c in ("rank", "kind", "pid", "tid"))
-        label = f"GPU {pid} stream {tid}" if kind == "stream" else f"thread {tid}"
+        added = names.iat[r] if names is not None and isinstance(names.iat[r], str) and names.iat[r] else ""
+        if added:  # a lane an optimization added (e.g. fsdp's communication stream): its name, not an id
+            label = f"{added} ({'GPU ' + str(pid) + ' stream' if kind == 'stream' else 'thread'}, predicted)"
+        else:
+            label = f"GPU {pid} stream {tid}" if kind == "stream" else f"thread {tid}"
         out.append(f"rank {rank} {label}" if multi else label)
     return out
 

@@ -28,8 +28,9 @@ from daydream.errors import DaydreamError
 from daydream.graph import PHASES, TASK_KINDS
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
 from daydream.report.files import write_atomic
-from daydream.report.names import NOTE_CHARS, html_label
+from daydream.report.names import NOTE_CHARS, html_label, printable
 from daydream.report.frames import critical_tasks, kernel_table, layer_table, memo, resource_labels
+from daydream.report.shorten import distinct_labels
 from daydream.sim import Timeline
 
 PHASE_COLORS = {"forward": "#4c78a8", "backward": "#f58518", "optimizer": "#54a24b",
@@ -196,7 +197,10 @@ def phase_figure(columns: list[tuple[str, dict]]) -> go.Figure:
 def grouped_figure(title: str, table: pd.DataFrame, xlabel: str, height: int | None = None) -> go.Figure:
     """Horizontal grouped bars: one row per index entry, one bar per column."""
     fig = go.Figure()
-    labels = [html_label(i, 60) for i in table.index]
+    # one bar group per distinct entry: labels shortened in the middle but kept distinct (a label
+    # shared by two kernels would merge their bars on the category axis); hover has the full name.
+    # Control characters are escaped before shortening, HTML after (an entity is never cut).
+    labels = [html_label(lab) for lab in distinct_labels([printable(i) for i in table.index])]
     for col in table.columns:
         fig.add_trace(go.Bar(y=labels, x=table[col].round(4), name=html_label(col), orientation="h",
                              hovertext=[f"{html_label(i, NAME_CHARS)}<br>{html_label(col)}: {v:.3f} ms"
@@ -256,7 +260,9 @@ def write_page(page: str, path: str | Path) -> None:
 
 def _sections(measured: Timeline, scenarios: list[Scenario]) -> list[str]:
     """The sections both reports share: phases, timelines, critical path, kernels, layers."""
-    cols = [("measured", phase_breakdown(measured))] + [(s.name, phase_breakdown(s.timeline)) for s in scenarios]
+    # the first column is the replay of the unchanged graph (what every speedup divides), so it is
+    # labelled replay; only the timeline panel drawn from the trace's own times says measured
+    cols = [("replay", phase_breakdown(measured))] + [(s.name, phase_breakdown(s.timeline)) for s in scenarios]
     out = ["<h2>Phases</h2><p class=muted>Every nanosecond of the step is given to the phase of the task "
            "holding the step back at that moment (the critical path), so each bar adds up to the step time.</p>",
            _figure_html(phase_figure(cols), "phases")]
@@ -267,17 +273,17 @@ def _sections(measured: Timeline, scenarios: list[Scenario]) -> list[str]:
             _figure_html(timeline_figure(measured, scenarios), "timelines")]
 
     crit = pd.DataFrame({c: pd.Series(critical_path_breakdown(tl)) for c, tl in
-                         [("measured", measured)] + [(s.name, s.timeline) for s in scenarios]}).fillna(0.0)
+                         [("replay", measured)] + [(s.name, s.timeline) for s in scenarios]}).fillna(0.0)
     crit = crit.loc[crit.max(axis=1).sort_values(ascending=False).index]
     out += ["<h2>Critical path</h2>",
             _figure_html(grouped_figure("Critical path by category", crit, "ms per step"), "critical_path")]
-    for name, tl in [("measured", measured)] + [(s.name, s.timeline) for s in scenarios]:
+    for name, tl in [("replay", measured)] + [(s.name, s.timeline) for s in scenarios]:
         ct = critical_tasks(tl).rename(columns={"ms": "ms/step on path", "count": "tasks"})
-        out.append(f"<details{' open' if name == 'measured' else ''}><summary>Longest contributors to the "
+        out.append(f"<details{' open' if name == 'replay' else ''}><summary>Longest contributors to the "
                    f"critical path: {html_label(name)}</summary>{_table(ct)}</details>")
 
     k = pd.DataFrame({c: kernel_table(tl) for c, tl in
-                      [("measured", measured)] + [(s.name, s.timeline) for s in scenarios]})
+                      [("replay", measured)] + [(s.name, s.timeline) for s in scenarios]})
     k = k.fillna(0.0)
     k = k.loc[k.max(axis=1).sort_values(ascending=False).index[:TOP_N]]
     gpu = np.isin(measured.graph.tasks["kind"].to_numpy(), GPU_TASK_TYPES).any()
@@ -287,7 +293,7 @@ def _sections(measured: Timeline, scenarios: list[Scenario]) -> list[str]:
             _table(k.reset_index(names=what[:-1]))]
     kind, _ = layer_table(measured)
     lt = pd.DataFrame({c: layer_table(tl)[1] for c, tl in
-                       [("measured", measured)] + [(s.name, s.timeline) for s in scenarios]}).fillna(0.0)
+                       [("replay", measured)] + [(s.name, s.timeline) for s in scenarios]}).fillna(0.0)
     lt = lt.loc[lt.max(axis=1).sort_values(ascending=False).index[:TOP_N]]
     note = "" if kind == "layer" else (" <span class=muted>(the trace has no nn.Module annotations, so time "
                                        "is grouped by the aten operator that launched it)</span>")
@@ -320,8 +326,8 @@ def whatif_page(results: list, names: list[str] | None = None) -> str:
     rows = pd.DataFrame({"scenario": [s.name for s in scen], "optimizations": [s.opts for s in scen],
                          "predicted ms/step": [r.predicted_ms for r in results],
                          "speedup vs replay": [r.speedup for r in results],
-                         "change vs measured %": [100 * (r.predicted_ms / r.measured_ms - 1) if r.measured_ms else
-                                                  float("nan") for r in results]})
+                         "change vs replay %": [100 * (r.predicted_ms / r.replay_ms - 1) if r.replay_ms else
+                                                float("nan") for r in results]})
     head += ["<h2>Scenarios</h2>", _table(rows)]
     notes = [f"<li><b>{html_label(s.name)}</b>: {html_label(n, NOTE_CHARS)}</li>" for s in scen for n in s.notes]
     if notes:

@@ -3,8 +3,9 @@
 Every resource's order is an edge of the graph, so replay is a longest-path computation over a
 DAG: a task starts at the latest (predecessor end + edge delay) of its start edges (or its release
 time if it has none) and ends at max(start + duration, latest end edge). The result does not
-depend on the order in which ready tasks are taken, so the one pass below (Kahn's topological
-order) is deterministic and linear in tasks + edges.
+depend on the order in which ready tasks are taken; the one pass below walks the half-node graph
+(`HalfNodes`) in the topological order that the graph transforms use too, so it is deterministic
+and linear in tasks + edges.
 """
 from __future__ import annotations
 
@@ -93,40 +94,74 @@ class Timeline:
         return np.asarray(path[::-1], np.int64)
 
 
-def simulate(graph: TaskGraph) -> Timeline:
-    """Replay `graph`; see the module docstring.
+@dataclass(frozen=True)
+class HalfNodes:
+    """The graph the simulator runs: each task is two nodes, its start (2i) and its end (2i+1).
 
-    Each task is two nodes, its start (2i) and its end (2i+1): start edges lead to a start, end
-    edges (GPU -> synchronizing call) to an end, `from_start` edges (launch -> kernel) leave from a
-    start. The end of a task follows its start by its duration. The walk itself is Kahn's algorithm
-    in daydream/_core.c:replay; a task's end is taken right after its start unless end edges still
-    hold it.
+    Start edges lead to a start, end edges (GPU -> synchronizing call) to an end, `from_start`
+    edges (launch -> kernel) leave from a start, and every end waits for its own start. This graph
+    is acyclic where the task graph may not be: a synchronous memcpy is launched from its call's
+    start and releases the call's end, a 2-cycle between tasks but a path start -> copy -> end here.
+    `order` is the one topological order of it that both the simulator and the graph transforms
+    (`transform.topological_positions`, `remove`) use.
     """
-    t, e = graph.column, lambda k: column(graph, "edges", k)
+    ptr: np.ndarray    # offsets of each node's out-edges in dst/edge (2n + 1)
+    dst: np.ndarray    # target node of each out-edge, grouped by source node
+    edge: np.ndarray   # the graph.edges row of each out-edge
+    order: np.ndarray  # every node, in topological order (Kahn; see _core.order)
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Position of every node in `order`."""
+        pos = np.empty(len(self.order), np.int64)
+        pos[self.order] = np.arange(len(self.order))
+        return pos
+
+
+def half_nodes(graph: TaskGraph) -> HalfNodes:
+    """Build the half-node graph of `graph` and its topological order; a cycle is a DaydreamError."""
+    e = lambda k: column(graph, "edges", k)
     n = graph.n_tasks
     src_node = 2 * e("src") + np.where(e("from_start"), 0, 1)
     dst_node = 2 * e("dst") + e("to_end").astype(np.int64)
-    order = np.argsort(src_node, kind="stable")
-    ptr = np.searchsorted(src_node[order], np.arange(2 * n + 1)).astype(np.int64)
+    edge = np.argsort(src_node, kind="stable")
+    ptr = np.searchsorted(src_node[edge], np.arange(2 * n + 1)).astype(np.int64)
+    dst = np.ascontiguousarray(dst_node[edge], np.int64)
     indeg = np.bincount(dst_node, minlength=2 * n).astype(np.int64)
     indeg[1::2] += 1  # every end waits for its own start
+    order = np.empty(2 * n, np.int64)
+    done = _core.order(ptr, dst, indeg, order)
+    if done != 2 * n:
+        stuck = np.ones(2 * n, bool)
+        stuck[order[:done]] = False
+        raise DaydreamError(f"the task graph has a cycle through {int(stuck.reshape(-1, 2).any(1).sum())} "
+                            "tasks; a transform added an edge against the flow of time")
+    return HalfNodes(ptr, dst, edge, order)
+
+
+def simulate(graph: TaskGraph) -> Timeline:
+    """Replay `graph`; see the module docstring.
+
+    The walk is over the half-node graph (`HalfNodes`) in its topological order, in
+    daydream/_core.c:replay: a start takes the latest of its release and its start edges, an end
+    the later of its start plus the duration and its end edges.
+    """
+    t = graph.column
+    n = graph.n_tasks
+    h = half_nodes(graph)
     best = np.full(2 * n, NO_RELEASE, np.int64)
     best[0::2] = t("release")
     pred = np.full(2 * n, -1, np.int64)
     time = np.zeros(2 * n, np.int64)
     try:
-        done = _core.replay(ptr, np.ascontiguousarray(dst_node[order], np.int64),
-                            np.ascontiguousarray(e("delay")[order], np.int64), indeg,
-                            np.ascontiguousarray(t("dur"), np.int64), best, pred, time, NO_RELEASE)
+        _core.replay(h.ptr, h.dst, np.ascontiguousarray(column(graph, "edges", "delay")[h.edge], np.int64),
+                     h.order, np.ascontiguousarray(t("dur"), np.int64), best, pred, time, NO_RELEASE)
     except OverflowError:
         raise DaydreamError("a simulated time overflows 64-bit nanoseconds; a duration or delay is absurd") from None
-    if done != 2 * n:
-        raise DaydreamError(f"the task graph has a cycle through {n - done // 2} tasks; "
-                            "a transform added an edge against the flow of time")
     # Which task decided each start and end (a from_start predecessor counts as that task).
     start_pred = np.where(pred[0::2] >= 0, pred[0::2] >> 1, -1)
     end_pred = np.where(pred[1::2] >= 0, pred[1::2] >> 1, -1)
     return Timeline(graph, time[0::2], time[1::2], start_pred, end_pred)
 
 
-__all__ = ["Timeline", "simulate"]
+__all__ = ["HalfNodes", "Timeline", "half_nodes", "simulate"]

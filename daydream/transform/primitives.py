@@ -221,27 +221,17 @@ def insert_before(graph: TaskGraph, anchors, *, dur, name, kind, phase=None, lay
 
 
 def topological_positions(graph: TaskGraph) -> np.ndarray:
-    """Position of every task in one topological order of the graph (Kahn).
+    """Position (0..n-1) of every task's start in the simulator's topological order.
 
-    On one thread or stream this is the resource's program order, also for inserted tasks, whose
-    observed times only repeat their anchor's."""
-    n = len(graph.tasks)
-    src, dst = graph.edges["src"].to_numpy(), graph.edges["dst"].to_numpy()
-    order = np.argsort(src, kind="stable")
-    ptr = np.searchsorted(src[order], np.arange(n + 1)).tolist()
-    succ = dst[order].tolist()
-    indeg = np.bincount(dst, minlength=n).tolist()
-    ready = [i for i in range(n) if indeg[i] == 0]
-    for node in ready:
-        for k in range(ptr[node], ptr[node + 1]):
-            d = succ[k]
-            indeg[d] -= 1
-            if indeg[d] == 0:
-                ready.append(d)
-    if len(ready) != n:
-        raise DaydreamError("the task graph has a cycle; cannot remove tasks from it")
-    pos = np.empty(n, np.int64)
-    pos[np.asarray(ready, np.int64)] = np.arange(n)
+    The order is the one `daydream.sim.simulate` walks, over the half-node graph (`sim.HalfNodes`):
+    a synchronous copy (launched from its call's start, releasing the call's end) is no cycle
+    there. On one thread or stream this is the resource's program order, also for inserted tasks,
+    whose observed times only repeat their anchor's."""
+    from daydream.sim import half_nodes
+    order = half_nodes(graph).order
+    starts = order[order % 2 == 0] >> 1
+    pos = np.empty(len(starts), np.int64)
+    pos[starts] = np.arange(len(starts))
     return pos
 
 
@@ -249,16 +239,20 @@ def remove(graph: TaskGraph, selection) -> np.ndarray:
     """Remove the selected tasks, keeping the dependencies that ran through them.
 
     Each predecessor -> removed -> successor pair becomes a direct edge whose delay is the sum of
-    both delays (the removed task's own duration disappears). Removed tasks are bridged in
-    topological order, so a run of removed neighbours costs time linear in its length. Returns
+    both delays (the removed task's own duration disappears). The removed tasks' starts and ends
+    are bridged in the simulator's half-node order (`sim.HalfNodes`), so every removed
+    predecessor of a node is bridged before it, also across a synchronous copy (call start ->
+    copy -> call end), and a run of removed neighbours costs time linear in its length. Returns
     the old -> new index map (-1 for removed tasks).
     """
+    from daydream.sim import half_nodes
     idx = _index(graph, selection)
     if len(idx) == 0:
         return np.arange(len(graph.tasks))
     gone = np.zeros(len(graph.tasks), bool)
     gone[idx] = True
-    idx = idx[np.argsort(topological_positions(graph)[idx], kind="stable")]
+    order = half_nodes(graph).order
+    nodes = order[gone[order >> 1]]
     e = graph.edges
     cols = ["src", "dst", "kind", "from_start", "to_end", "delay"]
     touching = gone[e["src"].to_numpy()] | gone[e["dst"].to_numpy()]
@@ -268,15 +262,15 @@ def remove(graph: TaskGraph, selection) -> np.ndarray:
         if gone[row[1]] and not gone[row[0]]:
             ins.setdefault(row[1], []).append(row)  # in-edges from removed tasks are bridged upstream
         if gone[row[0]]:
-            outs.setdefault(row[0], []).append(row)
+            outs.setdefault((row[0], not row[3]), []).append(row)  # by source half-node
     release = graph.tasks["release"].to_numpy().copy()
     new_rows = []
-    for r in idx.tolist():
-        r_in, r_out = ins.pop(r, []), outs.pop(r, [])
-        start_in = [x for x in r_in if not x[4]]
-        for o in r_out:
+    for node in nodes.tolist():
+        r, at_end = node >> 1, bool(node & 1)
+        r_in = ins.get(r, [])  # complete for this half-node: its removed sources came earlier
+        feeds = r_in if at_end else [x for x in r_in if not x[4]]
+        for o in outs.pop((r, at_end), []):
             o_src, o_dst, o_kind, o_fs, o_te, o_delay = o
-            feeds = start_in if o_fs else r_in
             if not feeds and release[r] != NO_RELEASE and not o_te:
                 release[o_dst] = max(release[o_dst], release[r] + o_delay)
             for i in feeds:

@@ -1,0 +1,78 @@
+"""dataloader reads the workers a trace already uses and predicts both directions."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import shared
+from daydream.opts.dataloader import HANDOFF_NS
+from daydream.trace import load
+from daydream.validate import validate
+from daydream.whatif import whatif
+
+US = 1_000  # ns
+
+
+def _trace(tmp_path, iterator: str, data_us: float):
+    """Two 1 ms steps on one CPU thread: the DataLoader span, then 400 us of model work."""
+    events = []
+    for s in range(2):
+        t0 = 1000 * s
+        events.append({"ph": "X", "cat": "user_annotation", "name": f"ProfilerStep#{s}", "pid": 1, "tid": 1,
+                       "ts": t0, "dur": 1000, "args": {}})
+        events.append({"ph": "X", "cat": "cpu_op", "name": f"enumerate(DataLoader)#{iterator}.__next__",
+                       "pid": 1, "tid": 1, "ts": t0, "dur": data_us, "args": {}})
+        events.append({"ph": "X", "cat": "cpu_op", "name": "aten::conv2d", "pid": 1, "tid": 1,
+                       "ts": t0 + 600, "dur": 400, "args": {}})
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"schemaVersion": 1, "traceEvents": events}))
+    return path
+
+
+def test_multiprocess_trace_to_zero_workers_loads_on_main_thread(tmp_path):
+    # the recorded 50 us is the hand-off; with load_ms=0.6 the main thread pays 600 us per step instead
+    path = _trace(tmp_path, "_MultiProcessingDataLoaderIter", 50)
+    out = whatif(load(path), ["dataloader:workers=0,load_ms=0.6"])
+    assert out.predicted_ms == pytest.approx(out.replay_ms + 0.55, rel=1e-6)
+    assert any("loads each batch itself" in n and "load_ms" in n for n in out.notes)
+
+
+def test_multiprocess_trace_without_loading_cost_says_so(tmp_path):
+    # a CPU trace copies no batch to a device: nothing to size the loading by, and the note says so
+    path = _trace(tmp_path, "_MultiProcessingDataLoaderIter", 50)
+    out = whatif(load(path), ["dataloader:workers=0"])
+    assert out.predicted_ms == out.replay_ms
+    assert any("pass load_ms" in n for n in out.notes)
+
+
+def test_multiprocess_trace_to_fewer_workers_stalls(tmp_path):
+    # one worker loading 2 ms batches cannot keep up with ~1 ms steps: the main thread waits
+    path = _trace(tmp_path, "_MultiProcessingDataLoaderIter", 50)
+    out = whatif(load(path), ["dataloader:workers=1,prefetch=1,load_ms=2"])
+    assert out.predicted_ms > out.replay_ms + 0.3
+    # eight keep up: the hand-off stays what it was, and the note says so
+    out8 = whatif(load(path), ["dataloader:workers=8,load_ms=2"])
+    assert out8.predicted_ms == pytest.approx(out8.replay_ms)
+    assert any("go from 0.05 to 0.05 ms/step" in n for n in out8.notes)
+
+
+def test_single_process_trace_to_zero_workers_is_a_noted_no_op(tmp_path):
+    path = _trace(tmp_path, "_SingleProcessDataLoaderIter", 600)
+    out = whatif(load(path), ["dataloader:workers=0"])
+    assert out.predicted_ms == out.replay_ms
+    assert any("already loads with workers=0" in n for n in out.notes)
+    # and the other direction moves the recorded loading to the workers
+    out4 = whatif(load(path), ["dataloader:workers=4"])
+    assert out4.predicted_ms == pytest.approx((HANDOFF_NS + 400 * US) / 1e6)
+
+
+def test_resnet50_v100_pair_both_directions_within_ten_percent():
+    w0 = load(shared("kineto/resnet50_v100_num_workers_0.json.gz"))
+    w4 = load(shared("kineto/resnet50_v100_num_workers_4.json.gz"))
+    up = validate(w0, w4, ["dataloader:workers=4"])
+    down = validate(w4, w0, ["dataloader:workers=0"])
+    assert up["error_pct"] <= 10.0 and up["predicted_ms"] < up["base_measured_ms"] * 0.8
+    assert down["error_pct"] <= 10.0 and down["predicted_ms"] > down["base_measured_ms"] * 1.15
+    # the hand-off is never called loading
+    assert not any("loading moved" in n for n in down["notes"])
