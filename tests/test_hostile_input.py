@@ -502,3 +502,12 @@ def test_any_name_is_data(tmp_path_factory, name, device):
         assert html_label(device) in page
         assert "<a href='http://x'>" not in page and "\x1b" not in page
     assert html_label(name) in (d / "whatif.html").read_text()
+
+
+def test_written_to_lines_escape_the_path(tmp_path):
+    trace = small_trace().write(tmp_path / "t.json")
+    for cmd in ("analyze", "whatif", "memory"):
+        out = tmp_path / f"[b]{cmd}\x1b[2J.html"
+        proc = run_cli(cmd, trace, "--json", "--report", out)
+        assert proc.returncode == 0, proc.stderr
+        assert "\x1b" not in proc.stderr and "written to" in proc.stderr and "\\x1b[2J" in proc.stderr

@@ -43,7 +43,7 @@ def analyze(trace, as_json, step_annotation, report, by_shape, top):
             analyze_report(result, timeline, report_path)
             tick("report")
     if report_path:  # on stderr: stdout holds only the JSON under --json
-        click.echo(f"report written to {report_path}", err=True)
+        click.echo(f"report written to {printable(report_path)}", err=True)
     if as_json:
         emit_json(result)
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 import click
-from daydream.report.names import NOTE_CHARS, escape_markup as escape
+from daydream.report.names import NOTE_CHARS, escape_markup as escape, printable
 import orjson
 
 from daydream.cli import main
@@ -34,7 +34,7 @@ def memory_cmd(trace, opts, as_json, report_path, step_annotation):
     if as_json:
         sys.stdout.write(orjson.dumps(report.as_json()).decode() + "\n")
         if report_path:  # on stderr: stdout holds only the JSON
-            click.echo(f"report written to {report_path}", err=True)
+            click.echo(f"report written to {printable(report_path)}", err=True)
         return
     _print(report, report_path)
 

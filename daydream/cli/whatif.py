@@ -9,6 +9,7 @@ from daydream.cli._common import (stdout_console, device_option, emit_json, json
 from daydream.errors import DaydreamError
 from daydream.graph import PHASES
 from daydream.opts.params import parse_opt
+from daydream.report.names import printable
 from daydream.scenarios import Scenario, compare, load_scenarios, parse_scenario, scenario_json, unique_names
 from daydream.trace import load
 
@@ -65,7 +66,7 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
             tick("report")
     for path, what in ((report_path, "report"), (export_path, "predicted trace")):
         if path:  # on stderr: stdout holds only the JSON under --json
-            click.echo(f"{what} written to {path}", err=True)
+            click.echo(f"{what} written to {printable(path)}", err=True)
     data = results[0].to_json()
     data["scenarios"] = [scenario_json(s, r) for s, r in zip(scenarios, results)]
     if as_json:
