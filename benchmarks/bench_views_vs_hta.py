@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from daydream.graph import build_graph
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -60,7 +61,7 @@ def ours(trace: Path) -> dict:
     from daydream.table import column
     from daydream.views import IDLE_CATEGORIES, _Scope, comm_overlap, stream_gaps
     tr = daydream.load(trace)
-    tl = simulate(tr.graph())
+    tl = simulate(build_graph(tr))
     s = _Scope(tr, tl)
     g = s.graph
     # HTA's scope: GPU work launched by CPU events that start before the last ProfilerStep starts

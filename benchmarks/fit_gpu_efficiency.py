@@ -31,6 +31,7 @@ from daydream.opts import _cost as C
 from daydream.opts.context import Context
 from daydream.trace import load
 from daydream.transform.primitives import kernel_classes
+from daydream.graph import build_graph
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "traces"
@@ -49,7 +50,7 @@ def op_groups(path) -> tuple[str, pd.DataFrame, float]:
     """(device family, one row per op call with its class, kernel time, kernel count, F, B,
     dtype, and the device's kernel floor in seconds)."""
     trace = load(path)
-    graph = trace.graph()
+    graph = build_graph(trace)
     device = Context.of(trace).device
     k = graph.tasks["kind"].to_numpy()
     kern = np.flatnonzero(k == T_KERNEL)

@@ -23,6 +23,7 @@ from daydream.sim import simulate
 from daydream.trace import load
 from daydream.transform.primitives import kernel_classes
 from daydream.whatif import whatif
+from daydream.graph import build_graph
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "traces"
@@ -66,7 +67,7 @@ def run():
         out.append({"pair": label, "opt": f"gpu:target={device}", "base_ms": w.measured_ms,
                     "measured_ms": measured.measured_ms, "predicted_ms": w.predicted_ms,
                     "error_pct": err, "pred": class_ms(w.predicted),
-                    "meas": class_ms(simulate(measured.graph()))})
+                    "meas": class_ms(simulate(build_graph(measured)))})
     return out
 
 

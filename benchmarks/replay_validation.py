@@ -17,6 +17,7 @@ import numpy as np
 
 from daydream.graph.build import (E_HANDOFF, E_LAUNCH, E_PROGRAM, E_STREAM_WAIT, E_SYNC,
                                   GPU_TASK_TYPES)
+from daydream.graph import build_graph
 from daydream.sim import simulate
 from daydream.trace import load
 
@@ -60,7 +61,7 @@ def rows(paths):
         t0 = time.perf_counter()
         trace = load(p)
         t1 = time.perf_counter()
-        graph = trace.graph()
+        graph = build_graph(trace)
         t2 = time.perf_counter()
         timeline = simulate(graph)
         t3 = time.perf_counter()

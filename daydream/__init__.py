@@ -6,10 +6,11 @@ reports (`daydream.analysis`, `daydream.report`).
 
     import daydream
     trace = daydream.load("trace.json.gz")       # events table: trace.events
-    graph = trace.graph()                        # TaskGraph
+    graph = daydream.build_graph(trace)               # TaskGraph
     timeline = daydream.simulate(graph)          # replay: timeline.per_step_ms
     result = daydream.predict(trace, ["amp"])    # what-if: result.predicted_ms
     mem = daydream.memory_report(trace)          # memory breakdown
+    daydream.register(daydream.Optimization(...))  # a user's own optimization (docs/extending.md)
 
 (`predict`, `memory_report` and `check` are `daydream.whatif.whatif`, `daydream.memory.memory` and
 `daydream.validate.validate` under names that do not clash with those modules.)
@@ -18,11 +19,15 @@ from daydream.errors import DaydreamError
 
 _API = {
     "load": ("daydream.trace", "load"),
+    "build_graph": ("daydream.graph", "build_graph"),
     "simulate": ("daydream.sim", "simulate"),
     "analyze": ("daydream.analysis", "analyze"),
     "predict": ("daydream.whatif", "whatif"),
     "memory_report": ("daydream.memory", "memory"),
     "check": ("daydream.validate", "validate"),
+    "register": ("daydream.opts.params", "register"),
+    "Optimization": ("daydream.opts.params", "Optimization"),
+    "Param": ("daydream.opts.params", "Param"),
 }
 
 

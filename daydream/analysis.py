@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from daydream.graph import PHASES, TASK_KINDS
+from daydream.graph import PHASES, TASK_KINDS, build_graph, kernel_classes
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
 from daydream.sim import Timeline
 from daydream.trace import Trace
 
 
-def _path_increments(timeline: Timeline) -> tuple[np.ndarray, np.ndarray]:
+def path_increments(timeline: Timeline) -> tuple[np.ndarray, np.ndarray]:
     """Critical-path tasks and the window time each one accounts for (ns)."""
     path = timeline.critical_path()
     start, _ = timeline.window()
@@ -28,7 +28,7 @@ def _path_increments(timeline: Timeline) -> tuple[np.ndarray, np.ndarray]:
 
 def phase_breakdown(timeline: Timeline) -> dict[str, float]:
     """Milliseconds per step of each phase on the critical path (sums to the step time)."""
-    path, inc = _path_increments(timeline)
+    path, inc = path_increments(timeline)
     phase = timeline.graph.column("phase")[path]
     steps = max(timeline.graph.steps, 1)
     per = np.bincount(phase, weights=inc, minlength=len(PHASES)) / steps / 1e6
@@ -37,7 +37,6 @@ def phase_breakdown(timeline: Timeline) -> dict[str, float]:
 
 def task_categories(timeline: Timeline) -> np.ndarray:
     """Critical-path category per task: CPU work, runtime calls, syncs, idle, or GPU kernel class."""
-    from daydream.transform.primitives import kernel_classes
     graph = timeline.graph
     kind = graph.column("kind")
     cat = np.asarray(TASK_KINDS, dtype=object)[kind]
@@ -50,7 +49,7 @@ def task_categories(timeline: Timeline) -> np.ndarray:
 def critical_path_breakdown(timeline: Timeline) -> dict[str, float]:
     """Milliseconds per step by category along the critical path."""
     import pandas as pd
-    path, inc = _path_increments(timeline)
+    path, inc = path_increments(timeline)
     cat = task_categories(timeline)[path]
     steps = max(timeline.graph.steps, 1)
     s = pd.Series(inc, index=cat).groupby(level=0).sum() / steps / 1e6
@@ -146,7 +145,7 @@ def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict
     from daydream.opts.context import Context
     from daydream.sim import simulate
     ctx = Context.of(trace)
-    timeline = timeline or simulate(trace.graph())
+    timeline = timeline or simulate(build_graph(trace))
     device = device or ctx.known_device  # None: the trace does not say, and nothing tells
     measured = trace.measured_ms
     out = {

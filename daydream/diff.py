@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from daydream.analysis import _path_increments, phase_breakdown
+from daydream.analysis import path_increments, phase_breakdown
 from daydream.graph import PHASES
 from daydream.graph.build import GPU_TASK_TYPES
 from daydream.sim import Timeline, simulate
 from daydream.trace import Trace
+from daydream.graph import build_graph
 
 CHANGE_PCT = 2.0     # below this relative change an item is `same` (run-to-run noise of a kernel)
 CHANGE_MIN_MS = 0.001  # ... and below 1 us per step as well
@@ -50,7 +51,7 @@ def _charge_names(timeline: Timeline) -> np.ndarray:
 
 def _path_by(timeline: Timeline, labels: np.ndarray) -> dict[str, float]:
     """Critical-path ms per step per label."""
-    path, inc = _path_increments(timeline)
+    path, inc = path_increments(timeline)
     steps = max(timeline.graph.steps, 1)
     # object arrays, not astype(str): a fixed-width str array is N x the longest name x 4 bytes
     keys, inv = np.unique(labels[path].astype(object), return_inverse=True)
@@ -67,7 +68,7 @@ def _gpu_tasks(timeline: Timeline, charge: np.ndarray):
     start = g.column("obs_start")
     sel = sel[np.argsort(start[sel], kind="stable")]
     per_step = max(g.steps, 1) * 1e6
-    path, inc = _path_increments(timeline)
+    path, inc = path_increments(timeline)
     on_path = np.zeros(g.n_tasks)
     np.add.at(on_path, path, inc)
     names = np.asarray(g.names, dtype=object)[g.column("name")[sel]]
@@ -154,8 +155,8 @@ def _ranked(entries: list[dict]) -> list[dict]:
 def diff(base: Trace, other: Trace, base_timeline: Timeline | None = None,
          other_timeline: Timeline | None = None) -> dict:
     """The contract's `diff --json` object for two loaded traces."""
-    tb = base_timeline or simulate(base.graph())
-    to = other_timeline or simulate(other.graph())
+    tb = base_timeline or simulate(build_graph(base))
+    to = other_timeline or simulate(build_graph(other))
     r = 6
     pb, po = phase_breakdown(tb), phase_breakdown(to)
     phases = _ranked([{"name": p, "base_ms": round(pb[p], r), "other_ms": round(po[p], r),

@@ -75,6 +75,9 @@ class Device:
     inter_latency_s: float
     compute_capability: tuple = ()  # (major, minor) as CUDA/HIP report it
     aliases: tuple = ()
+    # Regexes on the normalised name (see _match) -> preference among the devices sharing that
+    # pattern (0: the default variant where neither memory nor a size in the name decides).
+    patterns: dict = field(default_factory=dict, compare=False)
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s for dtype, following FALLBACK where the device has no unit for it."""
@@ -122,7 +125,7 @@ _MI250_LAUNCH = (6.26 * US, 6.74 * US)
 
 
 def _nvidia(name, family, arch, cc, flops, mem_bw, mem_gib, sms, launch, intra_link, intra_bw,
-            pcie_gen, inter_link, inter_bw, aliases=()):
+            pcie_gen, inter_link, inter_bw, aliases=(), patterns=None):
     on_nvlink = intra_link.startswith("NVLink")
     return Device(name=name, family=family, vendor="nvidia", arch=arch, peak_flops=flops,
                   mem_bw=mem_bw, mem_bytes=mem_gib * GIB, sm_count=sms, launch_cpu_s=launch[0],
@@ -130,17 +133,18 @@ def _nvidia(name, family, arch, cc, flops, mem_bw, mem_gib, sms, launch, intra_l
                   intra_latency_s=NVLINK_STEP_LATENCY_S if on_nvlink else PCIE_STEP_LATENCY_S,
                   pcie_gen=pcie_gen, pcie_bw=PCIE_BW[pcie_gen], inter_link=inter_link,
                   inter_bw=inter_bw, inter_latency_s=NET_STEP_LATENCY_S, compute_capability=cc,
-                  aliases=aliases)
+                  aliases=aliases, patterns=patterns or {})
 
 
 def _amd(name, family, arch, cc, flops, mem_bw, mem_gib, cus, launch, intra_bw, pcie_gen,
-         inter_link, inter_bw, aliases=()):
+         inter_link, inter_bw, aliases=(), patterns=None):
     return Device(name=name, family=family, vendor="amd", arch=arch, peak_flops=flops,
                   mem_bw=mem_bw, mem_bytes=mem_gib * GIB, sm_count=cus, launch_cpu_s=launch[0],
                   launch_gpu_s=launch[1], intra_link="xGMI (Infinity Fabric)", intra_bw=intra_bw,
                   intra_latency_s=NVLINK_STEP_LATENCY_S, pcie_gen=pcie_gen,
                   pcie_bw=PCIE_BW[pcie_gen], inter_link=inter_link, inter_bw=inter_bw,
-                  inter_latency_s=NET_STEP_LATENCY_S, compute_capability=cc, aliases=aliases)
+                  inter_latency_s=NET_STEP_LATENCY_S, compute_capability=cc, aliases=aliases,
+                  patterns=patterns or {})
 
 
 # Generic x86 server socket (the "cpu" entry): per core 2 x 256-bit FMA units (AVX2) = 32 fp32 /
@@ -168,13 +172,24 @@ def cpu_device(cores: int = 32) -> Device:
                   pcie_gen=4, pcie_bw=PCIE_BW[4],
                   # gloo over TCP on a 100 GbE NIC (IEEE 802.3ba), per host
                   inter_link="Ethernet 100 GbE", inter_bw=12.5 * GB,
-                  inter_latency_s=NET_STEP_LATENCY_S, aliases=("x86", "xeon", "epyc", "host"))
+                  inter_latency_s=NET_STEP_LATENCY_S, aliases=("x86", "xeon", "epyc", "host"),
+                  patterns={r"^(cpu|x86|x86 64|host)$|\bxeon\b|\bepyc\b": 0})
 
 
 # ----------------------------------------------------------------------------------------------
-# THE TABLE. Sources per entry; rates in TFLOP/s, bandwidths in GB/s (converted on construction).
+# THE TABLE. One `_add(...)` per device: name, family, peaks, links, aliases, name patterns, and its
+# sources in the comment above the figures; rates in TFLOP/s, bandwidths in GB/s (converted on
+# construction). The order is that of `names()` and breaks ties in `_by_capability`.
 # ----------------------------------------------------------------------------------------------
-_V100_SXM2 = _nvidia(
+_TABLE: list[Device] = []
+
+
+def _add(device: Device) -> Device:
+    _TABLE.append(device)
+    return device
+
+
+_V100_SXM2 = _add(_nvidia(
     # NVIDIA Tesla V100 datasheet (SXM2): 7.8 FP64, 15.7 FP32, 125 Tensor (fp16) TFLOPS; HBM2
     # 900 GB/s; 80 SMs (Volta whitepaper). NVLink 2.0: 6 links, 300 GB/s total. DGX-1V
     # datasheet: 4x EDR InfiniBand (100 Gb/s) for 8 GPUs -> 6.25 GB/s per GPU.
@@ -182,26 +197,29 @@ _V100_SXM2 = _nvidia(
     _flops(fp64=7.8, fp32=15.7, fp16=125), 900 * GB, 32, 80, _V100_LAUNCH,
     "NVLink 2.0", _nvlink(2, 6), 3, "InfiniBand EDR", 6.25 * GB,
     aliases=("v100", "tesla v100 sxm2 32gb", "v100 sxm2", "tesla v100 dgxs 32gb", "v100 dgxs",
-             "v100 sxm3 32gb"))
-_V100_PCIE = dataclasses.replace(
+             "v100 sxm3 32gb"),
+    patterns={r"\bv100": 0}))
+_V100_SXM2_16 = _add(dataclasses.replace(_V100_SXM2, name="V100-SXM2-16GB", mem_bytes=16 * GIB,
+                                         aliases=("tesla v100 sxm2 16gb", "v100 sxm2 16gb"),
+                                         patterns={r"\bv100": 1}))
+_V100_PCIE = _add(dataclasses.replace(
     # NVIDIA Tesla V100 datasheet (PCIe): 7 FP64, 14 FP32, 112 Tensor TFLOPS; 900 GB/s; no NVLink
     _V100_SXM2, name="V100-PCIe-32GB", peak_flops=_flops(fp64=7.0, fp32=14.0, fp16=112),
     intra_link="PCIe 3.0", intra_bw=PCIE_BW[3], intra_latency_s=PCIE_STEP_LATENCY_S,
-    aliases=("v100 pcie", "tesla v100 pcie 32gb", "v100 pcie 32gb"))
-_V100_SXM2_16 = dataclasses.replace(_V100_SXM2, name="V100-SXM2-16GB", mem_bytes=16 * GIB,
-                                    aliases=("tesla v100 sxm2 16gb", "v100 sxm2 16gb"))
-_V100_PCIE_16 = dataclasses.replace(_V100_PCIE, name="V100-PCIe-16GB", mem_bytes=16 * GIB,
-                                    aliases=("tesla v100 pcie 16gb", "v100 pcie 16gb"))
+    aliases=("v100 pcie", "tesla v100 pcie 32gb", "v100 pcie 32gb"), patterns={r"\bv100\b.*\bpcie\b": 0}))
+_V100_PCIE_16 = _add(dataclasses.replace(_V100_PCIE, name="V100-PCIe-16GB", mem_bytes=16 * GIB,
+                                         aliases=("tesla v100 pcie 16gb", "v100 pcie 16gb"),
+                                         patterns={r"\bv100\b.*\bpcie\b": 1}))
 
-_T4 = _nvidia(
+_T4 = _add(_nvidia(
     # NVIDIA T4 datasheet: 8.1 FP32, 65 FP16/FP32 mixed, 130 INT8, 260 INT4 TFLOPS/TOPS; 16 GB
     # GDDR6 at 320 GB/s; PCIe Gen3 x16; 40 SMs (Turing whitepaper, TU104 in T4). No NVLink.
     "T4", "T4", "sm_75", (7, 5),
     _flops(fp32=8.1, fp16=65, int8=130, int4=260), 320 * GB, 16, 40, _TURING_LAUNCH,
     "PCIe 3.0", PCIE_BW[3], 3, "InfiniBand EDR (assumed, no reference system)", 12.5 * GB,
-    aliases=("tesla t4", "nvidia t4"))
+    aliases=("tesla t4", "nvidia t4"), patterns={r"\bt4\b": 0}))
 
-_RTX_2080TI = _nvidia(
+_RTX_2080TI = _add(_nvidia(
     # NVIDIA Turing architecture whitepaper, Table "GeForce RTX 2080 Ti" (reference clocks):
     # 13.4 FP32 TFLOPS; 53.8 FP16 tensor TFLOPS with FP32 accumulate (what cuBLAS/PyTorch use;
     # 107.6 with FP16 accumulate); 215.2 INT8 / 430.3 INT4 TOPS; 11 GB GDDR6 at 616 GB/s; 68 SMs.
@@ -209,9 +227,10 @@ _RTX_2080TI = _nvidia(
     "RTX 2080 Ti", "RTX 2080 Ti", "sm_75", (7, 5),
     _flops(fp32=13.4, fp16=53.8, int8=215.2, int4=430.3), 616 * GB, 11, 68, _TURING_LAUNCH,
     "NVLink 2.0 bridge", _nvlink(2, 2), 3, "InfiniBand EDR (assumed, no reference system)",
-    12.5 * GB, aliases=("2080 ti", "2080ti", "geforce rtx 2080 ti", "rtx 2080ti"))
+    12.5 * GB, aliases=("2080 ti", "2080ti", "geforce rtx 2080 ti", "rtx 2080ti"),
+    patterns={r"\b2080\s?ti\b": 0}))
 
-_A100_40 = _nvidia(
+_A100_40 = _add(_nvidia(
     # NVIDIA A100 Tensor Core GPU datasheet: 9.7 FP64 (19.5 FP64 tensor), 19.5 FP32, 156 TF32,
     # 312 BF16/FP16, 624 INT8 (dense); INT4 1248 TOPS (Ampere GA100 whitepaper). 40GB HBM2 at
     # 1555 GB/s; 108 SMs. NVLink 3.0: 12 links, 600 GB/s total; PCIe Gen4. DGX A100 datasheet:
@@ -219,13 +238,14 @@ _A100_40 = _nvidia(
     "A100-SXM4-40GB", "A100", "sm_80", (8, 0),
     _flops(fp64=19.5, fp32=19.5, tf32=156, bf16=312, fp16=312, int8=624, int4=1248),
     1555 * GB, 40, 108, _A100_LAUNCH, "NVLink 3.0", _nvlink(3, 12), 4, "InfiniBand HDR",
-    25 * GB, aliases=("a100 40gb", "a100 sxm4 40gb", "a100 pg509 200", "a100 40"))
-_A100_80 = dataclasses.replace(
+    25 * GB, aliases=("a100 40gb", "a100 sxm4 40gb", "a100 pg509 200", "a100 40"),
+    patterns={r"\ba100\b": 1}))
+_A100_80 = _add(dataclasses.replace(
     # A100 datasheet, 80GB SXM: HBM2e at 2039 GB/s; compute unchanged.
     _A100_40, name="A100-SXM4-80GB", mem_bw=2039 * GB, mem_bytes=80 * GIB,
-    aliases=("a100", "a100 80gb", "a100 sxm4 80gb", "a100 80"))
+    aliases=("a100", "a100 80gb", "a100 sxm4 80gb", "a100 80"), patterns={r"\ba100\b": 0}))
 
-_H100_SXM = _nvidia(
+_H100_SXM = _add(_nvidia(
     # NVIDIA H100 Tensor Core GPU datasheet (SXM), dense = half the quoted sparse figures:
     # 67 FP64 tensor, 67 FP32, 494.7 TF32, 989.4 BF16/FP16, 1978.9 FP8, 1978.9 INT8; 80GB HBM3 at
     # 3.35 TB/s; 132 SMs (Hopper whitepaper). NVLink 4.0: 18 links, 900 GB/s total; PCIe Gen5.
@@ -233,22 +253,24 @@ _H100_SXM = _nvidia(
     "H100-SXM5-80GB", "H100", "sm_90", (9, 0),
     _flops(fp64=67, fp32=67, tf32=494.7, bf16=989.4, fp16=989.4, fp8=1978.9, int8=1978.9),
     3350 * GB, 80, 132, _H100_LAUNCH, "NVLink 4.0", _nvlink(4, 18), 5, "InfiniBand NDR",
-    50 * GB, aliases=("h100", "h100 80gb hbm3", "h100 sxm", "h100 sxm5", "h100 sxm5 80gb"))
-_H100_PCIE = dataclasses.replace(
+    50 * GB, aliases=("h100", "h100 80gb hbm3", "h100 sxm", "h100 sxm5", "h100 sxm5 80gb"),
+    patterns={r"\bh100\b": 0}))
+_H100_PCIE = _add(dataclasses.replace(
     # H100 datasheet (PCIe): 51 FP32, 756 BF16/FP16, 1513 FP8/INT8 dense; 80GB HBM2e at 2 TB/s;
     # 114 SMs; NVLink bridge 600 GB/s total.
     _H100_SXM, name="H100-PCIe-80GB",
     peak_flops=_flops(fp64=51, fp32=51, tf32=378, bf16=756, fp16=756, fp8=1513, int8=1513),
     mem_bw=2000 * GB, sm_count=114, intra_link="NVLink 4.0 bridge", intra_bw=_nvlink(4, 12),
-    aliases=("h100 pcie", "h100 pcie 80gb"))
+    aliases=("h100 pcie", "h100 pcie 80gb"), patterns={r"\bh100\b.*\bpcie\b": 0}))
 
-_H200 = dataclasses.replace(
+_H200 = _add(dataclasses.replace(
     # NVIDIA H200 Tensor Core GPU datasheet (SXM): compute as H100 SXM; 141GB HBM3e at 4.8 TB/s;
     # NVLink 900 GB/s; DGX H200: 8x NDR 400 Gb/s.
     _H100_SXM, name="H200-SXM-141GB", family="H200", mem_bw=4800 * GB, mem_bytes=141 * GIB,
-    aliases=("h200", "h200 sxm", "h200 141gb", "h200 141gb hbm3e"))
+    aliases=("h200", "h200 sxm", "h200 141gb", "h200 141gb hbm3e"),
+    patterns={r"\bh200\b": 0, r"\bh100\b": 1}))  # an "H100" reporting 141 GB is an H200
 
-_B200 = _nvidia(
+_B200 = _add(_nvidia(
     # NVIDIA DGX B200 / HGX B200 datasheets, per GPU (1000 W), dense: 40 FP64, 80 FP32 (vector),
     # 1100 TF32, 2250 BF16/FP16, 4500 FP8, 4500 INT8, 9000 FP4; DGX B200: 1440 GB HBM3e and
     # 64 TB/s for 8 GPUs -> 180 GB, 8 TB/s each. 148 SMs (CUDA device query, sm_100). NVLink 5:
@@ -256,9 +278,9 @@ _B200 = _nvidia(
     "B200", "B200", "sm_100", (10, 0),
     _flops(fp64=40, fp32=80, tf32=1100, bf16=2250, fp16=2250, fp8=4500, int8=4500, fp4=9000),
     8000 * GB, 180, 148, _H100_LAUNCH, "NVLink 5.0", 900 * GB, 5, "InfiniBand NDR", 50 * GB,
-    aliases=("b200", "nvidia b200", "hgx b200", "dgx b200"))
+    aliases=("b200", "nvidia b200", "hgx b200", "dgx b200"), patterns={r"\bb200\b": 0}))
 
-_MI250X = _amd(
+_MI250X = _add(_amd(
     # AMD Instinct MI250X datasheet (OAM, 2 GCDs): 47.9 FP64/FP32 vector, 95.7 FP32/FP64 matrix
     # (rocBLAS runs fp32 GEMMs on the matrix cores), 383 FP16/BF16, 383 INT8/INT4; 128GB HBM2e
     # at 3.2 TB/s; 220 CUs. 8 Infinity Fabric links x 50 GB/s per direction (ROCm docs, "MI250
@@ -267,30 +289,32 @@ _MI250X = _amd(
     "MI250X", "MI250X", "gfx90a", (9, 0),
     _flops(fp64=95.7, fp32=95.7, bf16=383, fp16=383, int8=383, int4=383), 3200 * GB, 128, 220,
     _MI250_LAUNCH, 8 * 50 * GB, 4, "Slingshot 200 Gb/s", 25 * GB,
-    aliases=("instinct mi250x", "mi250x oam"))
-_MI250 = _amd(
+    aliases=("instinct mi250x", "mi250x oam"), patterns={r"\bmi250x": 1}))
+_MI250 = _add(_amd(
     # AMD Instinct MI250 datasheet (OAM, 2 GCDs): 45.3 FP64/FP32 vector, 90.5 matrix, 362.1
     # FP16/BF16/INT8/INT4; 128GB HBM2e at 3.2 TB/s; 208 CUs; 6 Infinity Fabric links.
     "MI250", "MI250", "gfx90a", (9, 0),
     _flops(fp64=90.5, fp32=90.5, bf16=362.1, fp16=362.1, int8=362.1, int4=362.1), 3200 * GB,
     128, 208, _MI250_LAUNCH, 6 * 50 * GB, 4, "InfiniBand HDR", 25 * GB,
-    aliases=("instinct mi250", "mi250 oam"))
+    aliases=("instinct mi250", "mi250 oam"), patterns={r"\bmi250\b": 1}))
 
 
-def _gcd(oam: Device, name: str, aliases: tuple) -> Device:
+def _gcd(oam: Device, name: str, aliases: tuple, patterns: dict) -> Device:
     """ROCm shows each of the two dies of an MI250(X) as its own device: half of everything
     (ROCm docs "MI250 microarchitecture": 104 CUs, 64 GB and 1.6 TB/s per MI250 GCD)."""
     return dataclasses.replace(
         oam, name=name, peak_flops={d: r / 2 for d, r in oam.peak_flops.items()},
         mem_bw=oam.mem_bw / 2, mem_bytes=oam.mem_bytes / 2, sm_count=oam.sm_count // 2,
-        intra_bw=oam.intra_bw / 2, inter_bw=oam.inter_bw / 2, aliases=aliases)
+        intra_bw=oam.intra_bw / 2, inter_bw=oam.inter_bw / 2, aliases=aliases, patterns=patterns)
 
 
 # One MI250 GCD is spec-for-spec an MI210 (104 CUs, 64 GB, 1.6 TB/s, 181 FP16 TFLOPS).
-_MI250_GCD = _gcd(_MI250, "MI250-GCD", ("mi250 gcd", "mi210", "instinct mi210"))
-_MI250X_GCD = _gcd(_MI250X, "MI250X-GCD", ("mi250x gcd",))
+# ROCm names a GCD after its package (or its gfx target): the GCD is the default variant.
+_MI250X_GCD = _add(_gcd(_MI250X, "MI250X-GCD", ("mi250x gcd",), {r"\bmi250x": 0, r"\bgfx90a\b": 1}))
+_MI250_GCD = _add(_gcd(_MI250, "MI250-GCD", ("mi250 gcd", "mi210", "instinct mi210"),
+                       {r"\bmi250\b": 0, r"\bmi210\b": 0, r"\bgfx90a\b": 0}))
 
-_MI300X = _amd(
+_MI300X = _add(_amd(
     # AMD Instinct MI300X datasheet (dense): 81.7 FP64 vector, 163.4 FP32, 653.7 TF32, 1307.4
     # FP16/BF16, 2614.9 FP8/INT8; 192GB HBM3 at 5.3 TB/s; 304 CUs. 7 Infinity Fabric links,
     # 896 GB/s total (448 each way); PCIe Gen5 x16. Reference platforms: one 400 Gb/s NIC per GPU.
@@ -298,14 +322,11 @@ _MI300X = _amd(
     _flops(fp64=163.4, fp32=163.4, tf32=653.7, bf16=1307.4, fp16=1307.4, fp8=2614.9,
            int8=2614.9), 5300 * GB, 192, 304, _MI300_LAUNCH, 448 * GB, 5,
     "InfiniBand NDR / 400G RoCE", 50 * GB,
-    aliases=("mi300", "instinct mi300x", "mi300x vf", "instinct mi300x vf", "mi300x oam"))
+    aliases=("mi300", "instinct mi300x", "mi300x vf", "instinct mi300x vf", "mi300x oam"),
+    patterns={r"\bmi300": 0, r"\bgfx942\b": 0}))
 
-_CPU = cpu_device(32)
+_CPU = _add(cpu_device(32))
 
-_TABLE: tuple[Device, ...] = (
-    _V100_SXM2, _V100_SXM2_16, _V100_PCIE, _V100_PCIE_16, _T4, _RTX_2080TI, _A100_40, _A100_80,
-    _H100_SXM, _H100_PCIE, _H200, _B200, _MI250X, _MI250, _MI250X_GCD, _MI250_GCD, _MI300X, _CPU,
-)
 DEVICES: dict[str, Device] = {d.name: d for d in _TABLE}
 
 # --- per-kernel-class efficiencies and kernel floors (the cross-GPU model, daydream/opts/gpu.py) --
@@ -359,26 +380,24 @@ for _d in _TABLE:
     for _key in (_d.name, *_d.aliases):
         _BY_ALIAS.setdefault(_normalize(_key), _d)
 
-# Family patterns on the normalised name, most specific first; memory picks among variants.
-_FAMILY_PATTERNS: tuple[tuple[re.Pattern, tuple[Device, ...]], ...] = tuple(
-    (re.compile(p), devs) for p, devs in (
-        (r"\bmi300", (_MI300X,)),
-        (r"\bmi250x", (_MI250X_GCD, _MI250X)),
-        (r"\bmi250\b", (_MI250_GCD, _MI250)),
-        (r"\bmi210\b", (_MI250_GCD,)),
-        (r"\bgfx942\b", (_MI300X,)),
-        (r"\bgfx90a\b", (_MI250_GCD, _MI250X_GCD)),
-        (r"\bb200\b", (_B200,)),
-        (r"\bh200\b", (_H200,)),
-        (r"\bh100\b.*\bpcie\b", (_H100_PCIE,)),
-        (r"\bh100\b", (_H100_SXM, _H200)),
-        (r"\ba100\b", (_A100_80, _A100_40)),
-        (r"\bv100\b.*\bpcie\b", (_V100_PCIE, _V100_PCIE_16)),
-        (r"\bv100", (_V100_SXM2, _V100_SXM2_16)),
-        (r"\bt4\b", (_T4,)),
-        (r"\b2080\s?ti\b", (_RTX_2080TI,)),
-        (r"^(cpu|x86|x86 64|host)$|\bxeon\b|\bepyc\b", (_CPU,)),
-    ))
+# Family patterns from the entries: each pattern with the devices that name it, default first.
+_FAMILY_PATTERNS: dict[str, tuple[Device, ...]] = {}
+for _d in _TABLE:
+    for _pattern in _d.patterns:
+        _FAMILY_PATTERNS[_pattern] = _FAMILY_PATTERNS.get(_pattern, ()) + (_d,)
+_FAMILY_PATTERNS = {re.compile(p): tuple(sorted(devs, key=lambda d: d.patterns[p]))
+                    for p, devs in _FAMILY_PATTERNS.items()}
+
+
+def _family(key: str) -> tuple[Device, ...] | None:
+    """The devices of the pattern that explains the most of the name: "h100 pcie" is an H100
+    PCIe before it is an H100, "mi250x mi250" (ROCm's name for that card) an MI250X."""
+    best, best_len = None, -1
+    for pattern, candidates in _FAMILY_PATTERNS.items():
+        m = pattern.search(key)
+        if m and m.end() - m.start() > best_len:  # a tie goes to the earlier entry
+            best, best_len = candidates, m.end() - m.start()
+    return best
 
 
 def _closest_memory(candidates: tuple[Device, ...], mem_bytes: float | None) -> Device:
@@ -394,16 +413,15 @@ def _match(name: str, mem_bytes: float | None = None) -> Device | None:
     if cpu:
         return cpu_device(int(cpu.group(1)))
     exact = _BY_ALIAS.get(key)
-    for pattern, candidates in _FAMILY_PATTERNS:
-        if not pattern.search(key):
-            continue
-        if mem_bytes is not None:
-            return _closest_memory(candidates, mem_bytes)
-        if exact is not None:
-            return exact
-        sized = [d for d in candidates if re.search(rf"\b{int(d.mem_bytes / GIB)}\s?gb?\b", key)]
-        return sized[0] if sized else candidates[0]
-    return exact
+    candidates = _family(key)
+    if candidates is None:
+        return exact
+    if mem_bytes is not None:
+        return _closest_memory(candidates, mem_bytes)
+    if exact is not None:
+        return exact
+    sized = [d for d in candidates if re.search(rf"\b{int(d.mem_bytes / GIB)}\s?gb?\b", key)]
+    return sized[0] if sized else candidates[0]
 
 
 def lookup(name: str) -> Device:

@@ -27,11 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daydream.errors import DaydreamError
-from daydream.opts.context import Context
 from daydream.opts.params import OptChoice, parse_opt
-from daydream.sim import simulate
-from daydream.trace import Trace, load
-from daydream.whatif import WhatIf, apply_optimizations, optimization, unchanged_notes
+from daydream.trace import Trace
+from daydream.whatif import WhatIf, predict_each
 
 _NAMED = re.compile(r"^\s*([^:;,=]+?)\s*=(.*)$")
 
@@ -117,24 +115,7 @@ def unique_names(scenarios: list[Scenario]) -> list[Scenario]:
 
 def compare(trace: Trace | str, scenarios: list[Scenario], progress=None) -> list[WhatIf]:
     """Predict every scenario from one graph and one replay; results in the scenarios' order."""
-    if not isinstance(trace, Trace):
-        trace = load(trace)
-    for s in scenarios:
-        for o in s.opts:
-            optimization(o.name)  # fail on a missing model before any work
-    graph = trace.graph()
-    base = simulate(graph)
-    if progress:
-        progress("replay")
-    out = []
-    for s in scenarios:
-        ctx = Context.of(trace)
-        predicted = simulate(apply_optimizations(graph, s.opts, ctx)) if s.opts else base
-        notes = list(ctx.notes) + unchanged_notes(ctx.applied, base.per_step_ms, predicted.per_step_ms, trace.steps)
-        out.append(WhatIf(trace, list(s.opts), base, predicted, notes=list(trace.warnings) + notes))
-        if progress:
-            progress(s.name)
-    return out
+    return predict_each(trace, [s.opts for s in scenarios], progress, labels=[s.name for s in scenarios])
 
 
 def scenario_json(scenario: Scenario, result: WhatIf) -> dict:

@@ -26,6 +26,7 @@ from daydream.report.names import CLASSIFY_CHARS
 from daydream.sim import simulate
 from daydream.trace import Trace
 from daydream.whatif import apply_optimizations
+from daydream.graph import build_graph
 
 # Variants tried besides each optimization's defaults: the settings a user would try next.
 VARIANTS = {
@@ -167,7 +168,7 @@ def _memory_peaks(trace: Trace, opt_lists: list[list[OptChoice]]) -> tuple[int |
 
 def suggest(trace: Trace, top: int | None = None, progress=None) -> dict:
     """The contract's `suggest --json` object. `progress(label)` is called once per simulation."""
-    graph = trace.graph()
+    graph = build_graph(trace)
     base_tl = simulate(graph)
     replay_ms = base_tl.per_step_ms
     base_phases = phase_breakdown(base_tl)

@@ -5,24 +5,14 @@ and predicted step times, both timelines and both breakdowns.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 
 from daydream.analysis import phase_breakdown
-from daydream.errors import DaydreamError
-from daydream.graph import TaskGraph
+from daydream.graph import TaskGraph, build_graph
 from daydream.opts.context import Context
-from daydream.opts.params import OptChoice, parse_opt
+from daydream.opts.params import OptChoice, optimization, parse_opt
 from daydream.sim import Timeline, simulate
 from daydream.trace import Trace, load
-
-
-def optimization(name: str):
-    """The module that implements optimization `name` (its `apply(graph, params, ctx)`)."""
-    try:
-        return importlib.import_module(f"daydream.opts.{name.replace('-', '_')}")
-    except ModuleNotFoundError:
-        raise DaydreamError(f"optimization {name!r} has no time model in this build") from None
 
 
 # A prediction within this fraction of the replay is "changed nothing": it must say why in a note.
@@ -119,25 +109,34 @@ class WhatIf:
         }
 
 
-def whatif(trace: Trace | str, opts: list[OptChoice | str] = (), progress=None) -> WhatIf:
-    """Predict the step time of `trace` under `opts` (none: replay unchanged)."""
+def predict_each(trace: Trace | str, opt_sets: list[list[OptChoice]], progress=None,
+                 labels: list[str] | None = None) -> list[WhatIf]:
+    """The what-if pipeline, shared by `whatif` (one set) and `scenarios.compare` (several): one
+    graph and one replay, then each set of optimizations applied to a copy and simulated.
+    `progress(label)` after the graph, the replay and each set (`labels`, default "predict")."""
     if not isinstance(trace, Trace):
         trace = load(trace)
-    choices = [o if isinstance(o, OptChoice) else parse_opt(o) for o in opts]
-    for o in choices:
-        optimization(o.name)  # fail on a missing model before any work
-    graph = trace.graph()
+    for opts in opt_sets:
+        for o in opts:
+            optimization(o.name)  # fail on a missing model before any work
+    graph = build_graph(trace)
     if progress:
         progress("graph")
     base = simulate(graph)
     if progress:
         progress("replay")
-    ctx = Context.of(trace)
-    if choices:
-        predicted = simulate(apply_optimizations(graph, choices, ctx))
-    else:
-        predicted = base
-    if progress:
-        progress("predict")
-    notes = list(ctx.notes) + unchanged_notes(ctx.applied, base.per_step_ms, predicted.per_step_ms, trace.steps)
-    return WhatIf(trace, choices, base, predicted, notes=list(trace.warnings) + notes)
+    out = []
+    for i, opts in enumerate(opt_sets):
+        ctx = Context.of(trace)
+        predicted = simulate(apply_optimizations(graph, opts, ctx)) if opts else base
+        notes = list(ctx.notes) + unchanged_notes(ctx.applied, base.per_step_ms, predicted.per_step_ms, trace.steps)
+        out.append(WhatIf(trace, list(opts), base, predicted, notes=list(trace.warnings) + notes))
+        if progress:
+            progress(labels[i] if labels else "predict")
+    return out
+
+
+def whatif(trace: Trace | str, opts: list[OptChoice | str] = (), progress=None) -> WhatIf:
+    """Predict the step time of `trace` under `opts` (none: replay unchanged)."""
+    choices = [o if isinstance(o, OptChoice) else parse_opt(o) for o in opts]
+    return predict_each(trace, [choices], progress)[0]

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daydream import _core
+from daydream.graph import build_graph
 from daydream.trace import fast, from_raw
 from daydream.trace import events as E
 from daydream.trace.reader import RawTrace, open_bytes
@@ -124,7 +125,7 @@ def test_replay_reports_overflow_as_an_error():
     from daydream.trace import load
     from daydream.sim import simulate
     from conftest import shared
-    g = load(shared("hta/cuda_event_sync_a100.json.gz")).graph()
+    g = build_graph(load(shared("hta/cuda_event_sync_a100.json.gz")))
     g.tasks.loc[0, "dur"] = np.iinfo(np.int64).max // 2
     g.edges["delay"] = np.iinfo(np.int64).max // 2
     with pytest.raises(DaydreamError, match="overflows"):

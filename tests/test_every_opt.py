@@ -46,6 +46,12 @@ REFUSALS = [
      "no AccumulateGrad shapes, no DDP all-reduce sizes and no run.json: parameter sizes unknown"),
     (CPU_ONLY, "cuda-graphs", "no GPU work", "CPU-only trace: nothing to capture in a CUDA graph"),
     (CPU_ONLY, "gpu", "no GPU work", "CPU-only trace: no GPU work to move to another device"),
+    (".*", "straggler", "needs a multi-rank job",
+     "daydream.predict simulates one graph; the coupled job path (whatif on a job, tests/test_job*) runs it"),
+    (".*", "world-size", "scales a multi-rank job",
+     "daydream.predict simulates one graph; the coupled job path (whatif on a job, tests/test_job*) runs it"),
+    (".*", "network", "give bandwidth=GBPS or interconnect",
+     "network has no default target: the user names a bandwidth or an interconnect"),
 ]
 
 TINY_SCRIPT = textwrap.dedent("""
@@ -97,7 +103,7 @@ def test_the_list_is_what_daydream_opts_prints():
     from daydream.cli import main
     result = CliRunner().invoke(main, ["opts", "--json"])
     assert result.exit_code == 0
-    assert [o["name"] for o in json.loads(result.stdout)] == OPTS
+    assert [o["name"] for o in json.loads(result.stdout)["optimizations"]] == OPTS
 
 
 def test_every_shared_trace_is_in_the_matrix():

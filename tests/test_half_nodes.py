@@ -12,6 +12,7 @@ from daydream.errors import DaydreamError
 from daydream.sim import half_nodes, simulate
 from daydream.trace import load
 from daydream.transform import add_edges, remove, topological_positions
+from daydream.graph import build_graph
 
 MM, LAUNCH, MM_TAIL, COPY_HEAD, CALL, COPY_TAIL, ITEM, SGEMM, COPY = range(9)
 
@@ -26,7 +27,7 @@ def graph(tmp_path, kineto):
     kineto.launch(11, 58, kernel_ts=40, kernel_dur=20, name="Memcpy DtoH (Device -> Pageable)",
                   call="cudaMemcpyAsync", kind="gpu_memcpy")                            # call 11..69
     kineto.op("aten::item", 70, 30)
-    g = load(kineto.write(tmp_path / "t.json")).graph()
+    g = build_graph(load(kineto.write(tmp_path / "t.json")))
     names = g.task_names()
     assert names[CALL] == "cudaMemcpyAsync" and names[COPY].startswith("Memcpy") and names[SGEMM] == "sgemm_a"
     e = g.edges

@@ -243,10 +243,11 @@ def test_kernel_floor_is_the_lowest_fifth_percentile(family):
 
     from conftest import shared
     from daydream.graph.build import T_KERNEL
+    from daydream.graph import build_graph
     from daydream.trace import load
     lows = []
     for rel in _FLOOR_TRACES[family]:
-        g = load(shared(rel)).graph()
+        g = build_graph(load(shared(rel)))
         dur = g.tasks["dur"].to_numpy()[g.tasks["kind"].to_numpy() == T_KERNEL]
         lows.append(np.percentile(dur, 5) / 1e9)
     assert hw.KERNEL_FLOOR_S[family] == pytest.approx(min(lows), rel=0.02)
@@ -265,3 +266,17 @@ def test_cross_gpu_tables_are_fractions_of_known_families():
 def test_cpu_int8_runs_at_four_times_fp32():
     cpu = hw.lookup("cpu")
     assert cpu.peak("int8") == pytest.approx(4 * cpu.peak("fp32"))
+
+
+def test_every_entry_is_found_by_its_own_name_and_aliases():
+    """A device is one entry: its name, aliases and patterns are all the lookup needs."""
+    for device in hw.DEVICES.values():
+        for name in (device.name, *device.aliases):
+            assert hw.lookup(name) is device, name
+
+
+def test_most_specific_pattern_wins():
+    assert hw.lookup("H100 PCIe").name == "H100-PCIe-80GB"  # not the SXM of the shorter pattern
+    assert hw.lookup("AMD Instinct MI250X / MI250").name == "MI250X-GCD"  # ROCm's name for the card
+    assert hw.from_device_properties([{"name": "NVIDIA H100", "totalGlobalMem": 141 * 2**30}]).name == \
+        "H200-SXM-141GB"

@@ -8,6 +8,7 @@ import pytest
 from daydream.graph.build import E_LAUNCH, E_SYNC
 from daydream.sim import simulate
 from daydream.trace import load
+from daydream.graph import build_graph
 
 LATENCY_US = 7
 
@@ -43,7 +44,7 @@ def _deep_queue(kineto, streams=(7,)):
 
 def test_launch_latency_is_not_queueing(tmp_path, kineto):
     trace = load(_deep_queue(kineto).write(tmp_path / "t.json"))
-    graph = trace.graph()
+    graph = build_graph(trace)
     e = graph.edges
     launch = e["kind"].to_numpy() == E_LAUNCH
     t = graph.tasks
@@ -60,7 +61,7 @@ def test_launch_latency_ignores_queued_kernels_on_other_streams(tmp_path, kineto
     # kernel, so the gap since the previous kernel of its own stream is long (101 us) although
     # it was queued. Only kernels whose stream had finished when they were launched measure
     # the latency.
-    graph = load(_deep_queue(kineto, streams=(7, 8)).write(tmp_path / "t.json")).graph()
+    graph = build_graph(load(_deep_queue(kineto, streams=(7, 8)).write(tmp_path / "t.json")))
     assert _launch_nominal_us(graph) == pytest.approx(LATENCY_US)
 
 
@@ -78,7 +79,7 @@ def test_kernels_queued_before_the_profiler_started(tmp_path, kineto):
     kineto.op("aten::item", 660, 10)
     kineto.step(1, 0, 670)
     trace = load(kineto.write(tmp_path / "t.json"))
-    graph = trace.graph()
+    graph = build_graph(trace)
     names, e = graph.task_names(), graph.edges
     sync = int(np.flatnonzero(names == "cudaDeviceSynchronize")[0])
     into_sync = e["dst"].to_numpy() == sync

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from conftest import KinetoBuilder, shared
 from daydream import hardware
 from daydream.cli import main
+from daydream.graph import build_graph
 from daydream.graph.build import DEFAULT_KERNEL_GAP_NS
 from daydream.opts import _cost as C
 from daydream.opts.context import Context
@@ -29,7 +30,7 @@ FLOOR = C.DEFAULT_KERNEL_FLOOR_NS  # fewer than 5 kernels: the default fixed ker
 
 def predict(path, opt):
     tr = load(path)
-    g = tr.graph()
+    g = build_graph(tr)
     out = apply_optimizations(g, [parse_opt(opt)], Context.of(tr))
     return simulate(g), simulate(out), out
 

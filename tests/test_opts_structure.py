@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from conftest import KinetoBuilder, shared
 from daydream import hardware
+from daydream.graph import build_graph
 from daydream.graph.build import T_COLLECTIVE
 from daydream.graph.phases import FORWARD
 from daydream.opts import _comm as C
@@ -184,7 +185,7 @@ def ns_resolution():
 
 def test_ddp_ns_resolution_adds_communication_but_overlaps_it(ns_resolution):
     ctx = Context.of(ns_resolution)
-    graph = ns_resolution.graph()
+    graph = build_graph(ns_resolution)
     base = simulate(graph).per_step_ms
     out = apply_optimizations(graph, [parse_opt("ddp:world_size=8,interconnect=infiniband")], ctx)
     pred = simulate(out).per_step_ms
@@ -262,7 +263,7 @@ def test_fsdp_cpu_first_task_and_long_op_exact(tmp_path):
     the first forward task opens its thread (the all-gather issued from its own consumer)."""
     path = _fsdp_cpu_trace(tmp_path)
     tr = load(path)
-    out = apply_optimizations(tr.graph(), [parse_opt("fsdp:world_size=2,units=4")], Context.of(tr))
+    out = apply_optimizations(build_graph(tr), [parse_opt("fsdp:world_size=2,units=4")], Context.of(tr))
     kinds = out.tasks["kind"].to_numpy()
     assert (kinds == T_COLLECTIVE).sum() == 4 + 2  # 4 forward all-gathers; 1 backward unit: AG + RS
     # Only the first all-gather (1 MB: 4 MB of parameters / 4 units) is exposed; the others are
@@ -295,7 +296,7 @@ def test_checkpointing_recompute_exact(tmp_path):
 
 
 def test_checkpointing_ns_resolution_costs_about_one_forward(ns_resolution):
-    graph = ns_resolution.graph()
+    graph = build_graph(ns_resolution)
     steps = C.task_steps(graph)
     fwd = C.compute_tasks(graph, 0, FORWARD, steps)
     fwd_ms = graph.tasks["dur"].to_numpy()[fwd].sum() / 1e6 / ns_resolution.steps
@@ -318,7 +319,7 @@ def test_main_thread_is_not_a_sleeping_helper_thread():
     thread is still the one with the ops, so fsdp finds its forward and backward."""
     from pathlib import Path
     trace = load(Path(__file__).parent / "data" / "cpu_resnet50_sleeping_thread.json.gz")
-    graph = trace.graph()
+    graph = build_graph(trace)
     main = C.main_thread(graph, 0)
     assert graph.resources["tid"].iat[main] == graph.resources["pid"].iat[main]  # the process's own thread
     result = whatif(trace, ["fsdp:world_size=8"])

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from daydream.errors import DaydreamError
+from daydream.graph import build_graph
 from daydream.sim import simulate
 from daydream.trace import load
 from daydream.transform import (add_edges, add_resource, insert_after, insert_before, move_to_resource,
@@ -23,7 +24,7 @@ def graph(tmp_path, kineto):
     kineto.launch(21, 4, kernel_ts=66, kernel_dur=30, name="elementwise_c")    # 66..96
     kineto.runtime("cudaDeviceSynchronize", 30, 67)                            # 30..97
     kineto.op("aten::item", 97, 3)                                             # 97..100
-    return load(kineto.write(tmp_path / "t.json")).graph()
+    return build_graph(load(kineto.write(tmp_path / "t.json")))
 
 
 def ends_us(g, name):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_traces
+from daydream.graph import build_graph
 from daydream.graph.build import T_SYNC
 from daydream.sim import simulate
 from daydream.trace import load
@@ -14,7 +15,7 @@ from daydream.transform import scale, select
 @pytest.mark.parametrize("path", shared_traces(), ids=lambda p: p.name)
 def test_replay_within_two_percent(path):
     trace = load(path)
-    timeline = simulate(trace.graph())
+    timeline = simulate(build_graph(trace))
     err = abs(timeline.per_step_ms - trace.measured_ms) / trace.measured_ms
     assert err <= 0.02, f"replay {timeline.per_step_ms:.3f} vs measured {trace.measured_ms:.3f}"
 
@@ -33,7 +34,7 @@ def _step_trace(kineto):
 
 def test_sync_duration_is_recomputed(tmp_path, kineto):
     trace = load(_step_trace(kineto).write(tmp_path / "t.json"))
-    graph = trace.graph()
+    graph = build_graph(trace)
     base = simulate(graph)
     assert base.per_step_ms == pytest.approx(trace.measured_ms)
     assert (graph.tasks["kind"] == T_SYNC).sum() == 1
@@ -53,7 +54,7 @@ def test_launch_bound_kernel_follows_its_launch(tmp_path, kineto):
     kineto.op("aten::slow_cpu", 5, 40)                  # CPU busy 5..45
     kineto.launch(45, 5, kernel_ts=52, kernel_dur=10)   # B waits for its launch: 52..62
     trace = load(kineto.write(tmp_path / "t.json"))
-    g = trace.graph()
+    g = build_graph(trace)
     assert simulate(g).per_step_ms == pytest.approx(trace.measured_ms)
     scale(g, select(g, name="slow_cpu"), 0.5)           # CPU op 20 us shorter
     t = simulate(g)
@@ -66,7 +67,7 @@ def test_stream_bound_kernel_moves_with_its_predecessor(tmp_path, kineto):
     kineto.launch(0, 5, kernel_ts=7, kernel_dur=50)     # A 7..57
     kineto.launch(6, 5, kernel_ts=58, kernel_dur=10)    # B queued behind A: 58..68
     trace = load(kineto.write(tmp_path / "t.json"))
-    g = trace.graph()
+    g = build_graph(trace)
     a = select(g, kind="kernel")
     first = int(np.flatnonzero(a)[0])
     scale(g, np.asarray([first]), 0.2)                  # A: 10 us
@@ -83,7 +84,7 @@ def test_cross_thread_handoff_moves_backward_thread(tmp_path, kineto):
     kineto.op("aten::add_", 210, 20, tid=1)             # main thread resumes after backward
     kineto.op("warmup", -50, 10, tid=2)                 # backward thread existed before (idle until 105)
     trace = load(kineto.write(tmp_path / "t.json"))
-    g = trace.graph()
+    g = build_graph(trace)
     assert simulate(g).per_step_ms == pytest.approx(trace.measured_ms)
     scale(g, select(g, name="forward_op"), 0.5)
     # forward ends at 50; backward wakes 5 us later (observed hand-off) and runs 100 us; the main
@@ -100,7 +101,7 @@ def test_device_sync_waits_on_every_gpu_of_the_rank(tmp_path, kineto):
     kineto.events[-1]["pid"] = 1
     kineto.runtime("cudaDeviceSynchronize", 12, 84)             # 12..96
     kineto.op("aten::item", 96, 4)
-    g = load(kineto.write(tmp_path / "t.json")).graph()
+    g = build_graph(load(kineto.write(tmp_path / "t.json")))
     assert (g.edges["kind"] == 2).sum() == 2
     scale(g, np.flatnonzero(select(g, kind="kernel"))[:1], 3.0)   # GPU 0's kernel: 10..160
     # The sync returns 1 us after the slower GPU (observed wake-up), then 4 us of item.
@@ -113,6 +114,6 @@ def test_flop_utilization_counts_the_slowest_rank_only():
     from daydream.analysis import flops_utilization_pct
     from daydream.hardware import from_device_properties
     trace = load(shared("param/dlrm_ddp_8rank_v100.tar.gz"))
-    timeline = simulate(trace.graph())
+    timeline = simulate(build_graph(trace))
     util = flops_utilization_pct(timeline, from_device_properties(trace.device_properties))
     assert util is not None and util < 0.1     # 8 ranks summed over one window gave 0.158 %

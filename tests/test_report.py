@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from conftest import KinetoBuilder, shared
 from daydream.cli import main
 from daydream.errors import DaydreamError
+from daydream.graph import build_graph
 from daydream.graph.build import T_IDLE, T_KERNEL
 from daydream.report.html import timeline_bars, whatif_page
 from daydream.scenarios import compare, load_scenarios, parse_scenario, split_opts
@@ -48,7 +49,7 @@ def _stream_bars(graph, max_bars):
 
 
 def test_bars_keep_every_task_when_they_fit(tmp_path):
-    graph = load(small_trace(tmp_path)).graph()
+    graph = build_graph(load(small_trace(tmp_path)))
     bars = _stream_bars(graph, 51)
     # Resolution 1 ms / 4000 = 0.25 us: the 1 us kernels are wider than a pixel, so none merge.
     assert len(bars) == 51 and (bars["count"] == 1).all()
@@ -56,7 +57,7 @@ def test_bars_keep_every_task_when_they_fit(tmp_path):
 
 
 def test_bars_merge_tiny_neighbours_under_a_cap(tmp_path):
-    graph = load(small_trace(tmp_path)).graph()
+    graph = build_graph(load(small_trace(tmp_path)))
     bars = _stream_bars(graph, 10)
     # 51 bars > 10: the resolution doubles 0.25 -> 0.5 -> 1 -> 2 us; then the 1 us kernels are
     # tiny and touch, so they become one fully busy bar; the 300 us kernel stays alone.
@@ -70,7 +71,7 @@ def test_bars_merge_tiny_neighbours_under_a_cap(tmp_path):
 
 def test_bars_of_a_real_trace_cover_every_task_under_the_cap():
     tr = load(shared("kineto/resnet50_v100_num_workers_0.json.gz"))
-    graph = tr.graph()
+    graph = build_graph(tr)
     t = graph.tasks
     s, e = t["obs_start"].to_numpy(), t["obs_end"].to_numpy()
     w = (int(s[t["in_window"]].min()), int(e[t["in_window"]].max()))

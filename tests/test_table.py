@@ -7,6 +7,7 @@ import sys
 import numpy as np
 
 from conftest import shared
+from daydream.graph import build_graph
 from daydream.sim import simulate
 from daydream.table import column, n_rows, stored
 from daydream.trace import load
@@ -15,7 +16,7 @@ TRACE = shared("hta/cuda_event_sync_multi_stream_a100.json.gz")
 
 
 def test_tables_stay_columns_until_read_then_the_dataframe_is_the_table():
-    graph = load(TRACE).graph()
+    graph = build_graph(load(TRACE))
     assert isinstance(stored(graph, "tasks"), dict)
     before = simulate(graph).per_step_ms
     frame = graph.tasks  # first read builds the DataFrame
@@ -27,7 +28,7 @@ def test_tables_stay_columns_until_read_then_the_dataframe_is_the_table():
 
 
 def test_copies_are_independent_in_either_form():
-    graph = load(TRACE).graph()
+    graph = build_graph(load(TRACE))
     as_columns = graph.copy()
     graph.tasks  # the original now holds a DataFrame, the copy still columns
     as_frame = graph.copy()
@@ -38,7 +39,7 @@ def test_copies_are_independent_in_either_form():
 
 def test_replay_never_imports_pandas():
     code = ("import sys, daydream\n"
-            f"tl = daydream.simulate(daydream.load({str(TRACE)!r}).graph())\n"
+            f"tl = daydream.simulate(daydream.build_graph(daydream.load({str(TRACE)!r})))\n"
             "print(tl.per_step_ms, 'pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     ms, imported = out.stdout.split()

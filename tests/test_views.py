@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from conftest import REPO, shared
 from daydream.cli import main
+from daydream.graph import build_graph
 
 V100_0 = "kineto/resnet50_v100_num_workers_0.json.gz"
 V100_4 = "kineto/resnet50_v100_num_workers_4.json.gz"
@@ -31,7 +32,7 @@ def v100():
     from daydream.sim import simulate
     from daydream.views import views
     tr = daydream.load(shared(V100_0))
-    tl = simulate(tr.graph())
+    tl = simulate(build_graph(tr))
     return tr, tl, views(tr, tl, Context.of(tr).device)
 
 
@@ -130,7 +131,7 @@ def test_communication_overlap_matches_an_interval_sweep():
     from daydream.sim import simulate
     from daydream.views import communication
     tr = daydream.load(shared(NCCL))
-    comm = communication(tr, simulate(tr.graph()))
+    comm = communication(tr, simulate(build_graph(tr)))
     w = tr.window
     kernels = [e for e in _raw(NCCL) if e.get("ph") == "X" and e.get("cat") == "kernel"]
     clip = lambda e: (max(_us_to_ns(e["ts"]), w.start), min(_us_to_ns(e["ts"] + e["dur"]), w.end))

@@ -9,10 +9,27 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 
 import click
 
-from daydream.errors import OneLineErrors
+from daydream.errors import DaydreamError
+
+
+class OneLineErrors:
+    """Mixin for click commands and groups: a DaydreamError becomes one line on stderr, exit 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DaydreamError as exc:
+            from daydream.report.names import one_line
+            click.echo(f"daydream: error: {one_line(str(exc))}", err=True)  # a name in it stays one line
+            sys.exit(2)
+        except MemoryError:
+            click.echo("daydream: error: out of memory; the trace is too large for this machine (see "
+                       "DAYDREAM_MAX_BYTES and DAYDREAM_MAX_EVENTS in docs/input.md)", err=True)
+            sys.exit(2)
 
 
 class _Group(OneLineErrors, click.Group):

@@ -10,7 +10,7 @@ import click
 import orjson
 
 from daydream.errors import DaydreamError
-from daydream.report.files import check_destination
+from daydream.files import check_destination
 from daydream.report.names import escape_markup
 
 
@@ -41,7 +41,7 @@ def emit_json(obj) -> None:
 def output_path(path: str | None, suffixes: tuple[str, ...] = (), inputs=()) -> Path | None:
     """Check an output path before any work, so bad input fails fast and writes nothing: its
     directory exists and is writable, and the path is not a directory, not a non-regular file
-    (FIFO, device...) and not one of `inputs` (daydream/report/files.py)."""
+    (FIFO, device...) and not one of `inputs` (daydream/files.py)."""
     if path is None:
         return None
     p = Path(path)
@@ -78,3 +78,8 @@ device_option = click.option("--device", "device", default=None, metavar="NAME",
                              callback=_assume_device, is_eager=True,
                              help="the GPU the trace ran on, where the trace does not say (no deviceProperties); "
                                   "a name from `daydream opts`, e.g. A100, H100, V100, MI300X")
+workers_option = click.option("--workers", type=click.IntRange(0, 4096), default=None, metavar="N",
+                              help="multi-rank: spread per-rank work over a local Dask cluster of N processes "
+                                   "(0: in this process)")
+scheduler_option = click.option("--scheduler", default=None, metavar="ADDRESS",
+                                help="multi-rank: use a running Dask cluster (its workers must see the same paths)")

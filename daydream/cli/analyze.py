@@ -7,9 +7,10 @@ from rich.table import Table
 from daydream.analysis import analyze as analyze_trace
 from daydream.cli import main
 from daydream.cli._common import (stdout_console, device_option, emit_json, json_option, output_path, progress,
-                                  step_option, trace_argument)
+                                  scheduler_option, step_option, trace_argument, workers_option)
 from daydream.report.names import NOTE_CHARS, escape_markup, printable
 from daydream.report.shorten import NAME_WIDTH, distinct_labels
+from daydream.graph import build_graph
 from daydream.sim import simulate
 from daydream.trace import load
 from daydream.report.shorten import print_whole
@@ -25,18 +26,23 @@ from daydream.report.shorten import print_whole
 @click.option("--by-shape", is_flag=True, help="operators per aten op and input shapes")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(1, 10000),
               help="rows per view in the terminal (--json lists all)")
-def analyze(trace, as_json, step_annotation, report, by_shape, top):
+@workers_option
+@scheduler_option
+def analyze(trace, as_json, step_annotation, report, by_shape, top, workers, scheduler):
     """Step time, phases, GPU busy and idle, top kernels, critical path."""
     report_path = output_path(report, (".html",), inputs=(trace,))
+    from daydream.cli import _job
+    if _job.is_job(trace):
+        return _analyze_job(trace, as_json, step_annotation, report_path, workers, scheduler)
     with progress(not as_json, 3 + bool(report_path), "analyze") as tick:
         tr = load(trace, step_annotation)
         tick("loaded")
-        timeline = simulate(tr.graph())
+        timeline = simulate(build_graph(tr))
         tick("replayed")
         result = analyze_trace(tr, timeline)
         from daydream.opts.context import Context
         from daydream.views import views
-        result.update(views(tr, timeline, Context.of(tr).device, by_shape=by_shape))
+        result.update(views(tr, timeline, Context.of(tr).known_device, by_shape=by_shape))
         tick("analyzed")
         if report_path:
             from daydream.report.html import analyze_report
@@ -47,6 +53,29 @@ def analyze(trace, as_json, step_annotation, report, by_shape, top):
     if as_json:
         emit_json(result)
         return
+    _print(result, top)
+
+
+def _analyze_job(trace, as_json, step_annotation, report_path, workers, scheduler):
+    """`analyze` on a multi-rank TRACE (daydream/cli/_job.py)."""
+    from daydream.cli import _job
+    n = len(_job.rank_sources(trace))
+    with progress(not as_json, n + 2 + bool(report_path), "analyze") as tick:
+        with _job.open_job(trace, step_annotation, workers, scheduler, tick) as job:
+            result, timeline = _job.analyze_json(job, trace)
+            tick("analyzed")
+            if report_path:  # every rank's lanes, at their coupled-replay times
+                from daydream.report.html import analyze_report
+                analyze_report(result, job.merged_timeline(), report_path, bars=job.collective_bars())
+                tick("report")
+    if as_json:
+        emit_json(result)
+        return
+    _print(result)  # its warnings included
+    _job.print_job_tables(stdout_console(), result)
+
+
+def _print(result: dict, top: int = 10) -> None:
     out = stdout_console()
     out.print(f"[bold]{escape_markup(result['trace'])}[/]  {escape_markup(result['device'])}  steps={result['steps']}"
               f"  ranks={result['ranks']}")

@@ -6,6 +6,7 @@ from rich.text import Text
 
 from daydream.cli import main
 from daydream.cli._common import emit_json, json_option, output_path, progress, step_option, stdout_console
+from daydream.graph import build_graph
 from daydream.report.names import printable
 
 
@@ -29,7 +30,7 @@ def diff(base, other, as_json, step_annotation, top, report):
         tick("base loaded")
         to = load(other, step_annotation)
         tick("other loaded")
-        lb, lo = simulate(tb.graph()), simulate(to.graph())
+        lb, lo = simulate(build_graph(tb)), simulate(build_graph(to))
         result = diff_traces(tb, to, lb, lo)
         tick("compared")
         if report_path:

@@ -5,7 +5,7 @@ import click
 
 from daydream.cli import main
 from daydream.cli._common import (stdout_console, device_option, emit_json, json_option, output_path, progress,
-                                  step_option, trace_argument)
+                                  scheduler_option, step_option, trace_argument, workers_option)
 from daydream.errors import DaydreamError
 from daydream.graph import PHASES
 from daydream.opts.params import parse_opt
@@ -32,7 +32,9 @@ opt_option = click.option("--opt", "opts", multiple=True, metavar="NAME[:key=val
 @click.option("--export-trace", "export", default=None, metavar="OUT.json",
               help="write the predicted timeline as a Chrome/Perfetto trace (one scenario only)")
 @click.option("--report", default=None, metavar="OUT.html", help="write an HTML report")
-def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation, export, report):
+@workers_option
+@scheduler_option
+def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation, export, report, workers, scheduler):
     """Predict the step time under optimizations; with no --opt, replay the trace unchanged.
 
     With --scenario/--scenarios, every scenario is predicted from the same trace and they are
@@ -52,7 +54,15 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
                             f"(got {len(scenarios)})")
     export_path = output_path(export, (".json", ".json.gz"), inputs=(trace, scenarios_file))
     report_path = output_path(report, (".html",), inputs=(trace, scenarios_file))
-    with progress(not as_json, 2 + len(scenarios) + bool(report_path), "whatif") as tick:
+    from daydream.cli import _job
+    if _job.is_job(trace):
+        data = _whatif_job(trace, scenarios, as_json, step_annotation, export_path, report_path, workers, scheduler)
+        if as_json:
+            emit_json(data)
+            return
+        _print(data, scenarios)
+        return
+    with progress(not as_json, 3 + len(scenarios) + bool(report_path), "whatif") as tick:
         tr = load(trace, step_annotation)
         tick("loaded")
         results = compare(tr, scenarios, progress=tick)
@@ -72,6 +82,37 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
     if as_json:
         emit_json(data)
         return
+    _print(data, scenarios)
+
+
+def _whatif_job(trace, scenarios, as_json, step_annotation, export_path, report_path, workers, scheduler) -> dict:
+    """`whatif` on a multi-rank TRACE: every scenario re-simulated coupled (daydream/cli/_job.py)."""
+    from daydream.cli import _job
+    from daydream.whatif import WhatIf
+    n = len(_job.rank_sources(trace))
+    with progress(not as_json, n * (1 + len(scenarios)) + 2 * len(scenarios) + bool(report_path), "whatif") as tick:
+        with _job.open_job(trace, step_annotation, workers, scheduler, tick) as job:
+            runs = []
+            for s in scenarios:
+                runs.append(_job.whatif_json(job, trace, s.opts, s.name))
+                tick(s.name)
+        first, base_tl, pred_tl = runs[0]
+        if export_path:
+            from daydream.report.export import export_trace
+            export_trace(pred_tl, export_path, title=f"daydream: {trace} {scenarios[0].name} (slowest rank)")
+        if report_path:
+            from daydream.report.html import whatif_report
+            whatif_report([WhatIf(b.graph.trace, list(s.opts), b, p, notes=d["notes"])
+                           for s, (d, b, p) in zip(scenarios, runs)], report_path, names=[s.name for s in scenarios])
+            tick("report")
+    data = dict(first)
+    data["scenarios"] = [{"name": s.name, "optimizations": d["optimizations"], "predicted_ms": d["predicted_ms"],
+                          "speedup": d["speedup"], "breakdown": d["breakdown"]["predicted"], "notes": d["notes"],
+                          "per_rank": d["per_rank"]} for s, (d, _, _) in zip(scenarios, runs)]
+    return data
+
+
+def _print(data: dict, scenarios) -> None:
     from rich import box
     from daydream.report.names import NOTE_CHARS, escape_markup as escape
     from rich.table import Table
@@ -88,6 +129,8 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
         for k, v in data["breakdown"]["measured"].items():
             table.add_row(k, f"{v:.3f}", f"{data['breakdown']['predicted'][k]:.3f}")
         print_whole(out, table)
+        if "per_rank" in data:
+            _print_ranks(out, data)
         for note in data["notes"]:
             out.print(f"[yellow]note:[/] {escape(note, NOTE_CHARS)}")
         return
@@ -108,4 +151,18 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
     print_whole(out, table)
     for s in data["scenarios"]:
         for note in s["notes"]:
-            out.print(f"[yellow]note ({escape(s['name'])}):[/] {escape(note, NOTE_CHARS)}")
+            out.print(f"[yellow]note ({escape(s['name'])}):[/] {escape(note)}")
+
+
+def _print_ranks(out, data: dict) -> None:
+    """Per-rank measured, coupled replay and predicted step times of a multi-rank job."""
+    from rich.table import Table
+    t = Table(title=f"ranks (ms/step; {data['ranks']} ranks replayed coupled)")
+    for c in ("rank", "measured", "replay", "err %", "predicted", "speedup"):
+        t.add_column(c, justify="right")
+    for r in data["per_rank"]:
+        err = 100 * (r["replay_ms"] - r["measured_ms"]) / r["measured_ms"] if r["measured_ms"] else 0.0
+        sp = r["replay_ms"] / r["predicted_ms"] if r["predicted_ms"] else float("inf")
+        t.add_row(str(r["rank"]), f"{r['measured_ms']:.3f}", f"{r['replay_ms']:.3f}", f"{err:+.2f}",
+                  f"{r['predicted_ms']:.3f}", f"{sp:.3f}x")
+    out.print(t)

@@ -106,6 +106,43 @@ class TaskGraph:
         """Module name per task ('' where the trace does not say)."""
         return np.asarray(self.layer_table(), dtype=object)[self.column("layer")]
 
+    def to_networkx(self, half_nodes: bool = False):
+        """The graph as a `networkx.MultiDiGraph`, for users' own graph algorithms (never used on
+        daydream's hot path).
+
+        Default: one node per task (its row number) with every task column as an attribute plus
+        `kind_name`, `name_text` and `phase_name`; one edge per dependency with its columns (`kind`
+        as its name, `delay` in ns, `from_start`, `to_end`, `binding`, `nominal`); a pair of tasks
+        can have several edges, hence the multigraph. At task level a synchronous call is a 2-cycle
+        (launch edge from the call's start, sync edge into its end). `half_nodes=True` gives the
+        graph the simulator runs, which is acyclic: nodes `(task, "start")` and `(task, "end")`, an
+        edge start -> end weighted by the task's `dur`, and each dependency from its source's start
+        or end (`from_start`) to its destination's start or end (`to_end`)."""
+        import networkx as nx
+        out = nx.MultiDiGraph(steps=self.steps, trace=self.trace.path)
+        cols = {k: column(self, "tasks", k).tolist() for k in stored(self, "tasks")}
+        for i in range(self.n_tasks):
+            attrs = {k: v[i] for k, v in cols.items()}
+            attrs["kind_name"] = TASK_KINDS[attrs["kind"]]
+            attrs["name_text"] = self.names[attrs["name"]] if attrs["name"] >= 0 else ""
+            attrs["phase_name"] = PHASES[attrs["phase"]] if 0 <= attrs["phase"] < len(PHASES) else ""
+            if half_nodes:
+                out.add_node((i, "start"), **attrs)
+                out.add_node((i, "end"), **attrs)
+                out.add_edge((i, "start"), (i, "end"), kind="task", delay=attrs["dur"])
+            else:
+                out.add_node(i, **attrs)
+        ecols = {k: column(self, "edges", k).tolist() for k in stored(self, "edges")}
+        for j in range(n_rows(self, "edges")):
+            attrs = {k: v[j] for k, v in ecols.items() if k not in ("src", "dst")}
+            attrs["kind"] = EDGE_KINDS[attrs["kind"]]
+            src, dst = ecols["src"][j], ecols["dst"][j]
+            if half_nodes:
+                src = (src, "start" if attrs["from_start"] else "end")
+                dst = (dst, "end" if attrs["to_end"] else "start")
+            out.add_edge(src, dst, **attrs)
+        return out
+
     def __repr__(self) -> str:
         return (f"TaskGraph({self.n_tasks} tasks, {n_rows(self, 'edges')} edges, "
                 f"{n_rows(self, 'resources')} resources)")

@@ -3,7 +3,8 @@
 Every model rescales category columns of the whole timeline and adds working sets where the step
 needs them (the instants where activations are live, i.e. forward and backward), then the predicted
 peak is read off the transformed timeline, so a peak that moves (say from the end of the forward to
-the optimizer step) is found. Parameters are those of `daydream.opts.SPECS`, shared with `whatif`.
+the optimizer step) is found. Parameters are those of the optimization's record (its `memory` names
+the model: a function here or in its own module), shared with `whatif`.
 Assumptions common to all models: the recording ran in fp32 (4-byte elements) unless an earlier
 `amp` said otherwise; each model's own formula and constants are in its docstring and in
 docs/memory.md.
@@ -16,6 +17,7 @@ import numpy as np
 
 from daydream.memory.timeline import CATEGORIES, COL, Timeline
 from daydream.opts import OptChoice
+from daydream.opts.params import optimization
 
 PER_SAMPLE = ("activation", "input", "temporary", "autograd_detail")
 # Bits per stored weight element (int4 also stores one fp16 scale per group of 128 weights, the
@@ -276,28 +278,6 @@ def ddp(st: State, world_size: int, **_) -> None:
     st.notes.append(f"ddp:world_size={world_size}: gradient x2 (bucket copies)")
 
 
-def _unchanged(why):
-    def model(st: State, **params):
-        st.notes.append(why)
-    return model
-
-
-MODELS = {
-    "amp": amp,
-    "fsdp": fsdp,
-    "activation-checkpointing": activation_checkpointing,
-    "quantize": quantize,
-    "batch-size": batch_size,
-    "fused-optimizer": fused_optimizer,
-    "ddp": ddp,
-    "dataloader": _unchanged("dataloader: workers use host memory only; device memory unchanged"),
-    "cuda-graphs": _unchanged("cuda-graphs: the graph's private pool holds the same tensors; unchanged"),
-    "gpu": _unchanged("gpu: same bytes on the target device; the capacity check uses the target"),
-    "sparse-attention": _unchanged("sparse-attention: attention scores are not told apart from other "
-                                   "activations in the recording; unchanged"),
-}
-
-
 def predict(tl: Timeline, opts: list[OptChoice], layers: dict | None = None,
             recording: dict | None = None) -> tuple[Timeline, list[str]]:
     """The timeline after applying `opts` in order, and one note per model applied. `recording`:
@@ -305,7 +285,7 @@ def predict(tl: Timeline, opts: list[OptChoice], layers: dict | None = None,
     st = initial_state(tl, layers, recording)
     for opt in opts:
         params = {k.replace("-", "_"): v for k, v in opt.params.items()}
-        MODELS[opt.name](st, **params)
+        optimization(opt.name).memory_model()(st, **params)
     out = Timeline(tl.times.copy(), np.rint(np.maximum(st.bytes, 0)).astype(np.int64),
                    tl.source + " (predicted)", optimizer=list(tl.optimizer),
                    param_tensors=st.param_tensors.astype(np.int64), activation_tensors=tl.activation_tensors)

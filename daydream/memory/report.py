@@ -10,7 +10,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from daydream.memory.timeline import CATEGORIES, Timeline
-from daydream.report.files import write_atomic
+from daydream.files import write_atomic
 from daydream.report.names import NOTE_CHARS, html_label
 
 COLORS = {"parameter": "darkgreen", "gradient": "mediumblue", "optimizer_state": "goldenrod",

@@ -33,6 +33,7 @@ import numpy as np
 from daydream.graph.build import T_CPU, T_RUNTIME
 from daydream.graph.phases import BACKWARD, FORWARD
 from daydream.opts import _comm as C
+from daydream.opts.params import Optimization, Param
 from daydream.transform import primitives as P
 
 # Backward time added by checkpointing every block, in plain forwards of those blocks, on a CPU
@@ -108,3 +109,16 @@ def apply(graph, params: dict, ctx) -> None:
                     from_start=True)
     ctx.notes.append(f"activation-checkpointing: {100 * recomputed / max(total, 1):.0f}% of the forward compute "
                      f"recomputed in backward")
+
+
+OPTIMIZATION = Optimization(
+    name="activation-checkpointing",
+    summary="drop activations in forward, recompute the forward of chosen layers during backward",
+    params={
+        "fraction": Param(1.0, "fraction of forward compute that is recomputed", float, 0.0, 1.0),
+        "segments": Param(0, "checkpointed segments (0: about sqrt(forward ops), cut at module changes)", int, 0, 100000),
+    },
+    apply=apply,
+    memory="daydream.memory.predict:activation_checkpointing",
+    doc="docs/optimizations/activation-checkpointing.md",
+)

@@ -52,6 +52,7 @@ from daydream.graph.build import T_KERNEL
 from daydream.graph.phases import BACKWARD, FORWARD
 from daydream.opts import _cost as C
 from daydream.opts._cost import SIXTEEN_BIT
+from daydream.opts.params import Optimization, Param
 from daydream.transform import primitives as P
 
 # Typical per-kernel speedups of 16-bit tensor-core GEMMs/convs over fp32 on the same GPU when
@@ -209,3 +210,15 @@ def _apply_cpu(graph, dtype, dev, info, ctx) -> None:
     if ok.any():
         P.insert_before(graph, fwd[ok], dur=nbytes[ok] / cast_rate * 1e9,
                         name=f"autocast weight cast fp32->{dtype}", kind="cpu")
+
+
+OPTIMIZATION = Optimization(
+    name="amp",
+    summary="automatic mixed precision: tensor-core GEMMs/convs, half the bytes of memory-bound kernels, cast kernels added",
+    params={
+        "dtype": Param("bf16", "16-bit type", str, choices=("fp16", "bf16")),
+    },
+    apply=apply,
+    memory="daydream.memory.predict:amp",
+    doc="docs/optimizations/amp.md",
+)

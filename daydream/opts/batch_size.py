@@ -24,6 +24,7 @@ import numpy as np
 from daydream.graph.build import T_CPU, T_KERNEL, T_MEMCPY, T_MEMSET
 from daydream.graph.phases import BACKWARD, DATA, FORWARD
 from daydream.opts import _cost as C
+from daydream.opts.params import Optimization, Param
 from daydream.transform import primitives as P
 
 
@@ -69,3 +70,15 @@ def apply(graph, params: dict, ctx) -> None:
         P.scale(graph, copies, factor)
     if ctx.batch_size:
         ctx.notes.append(f"batch-size: {ctx.batch_size} -> {ctx.batch_size * factor:g} samples per step")
+
+
+OPTIMIZATION = Optimization(
+    name="batch-size",
+    summary="scale the batch: per-sample work scales, per-step work does not",
+    params={
+        "factor": Param(2.0, "new batch size / recorded batch size", float, 0.01, 1024),
+    },
+    apply=apply,
+    memory="daydream.memory.predict:batch_size",
+    doc="docs/optimizations/batch-size.md",
+)

@@ -25,6 +25,7 @@ class Context:
     batch_size: int | None = None
     run: dict = field(default_factory=dict)  # run.json of a `daydream profile` run directory
     notes: list = field(default_factory=list)  # caveats the optimizations report to the user
+    job: object = None  # multi-rank: the whole job's figures (daydream.job.engine.JobInfo), else None
     applied: list = field(default_factory=list)  # per optimization applied: what it did to the graph (whatif.py)
     device_problem: str = ""  # why known_device is None, as the one line a what-if needing it gives
 

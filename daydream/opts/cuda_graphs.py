@@ -26,7 +26,7 @@ from daydream.errors import DaydreamError
 from daydream.graph.build import T_CPU
 from daydream.graph.phases import BACKWARD, FORWARD, OPTIMIZER
 from daydream.opts import _cost as C
-from daydream.opts.params import GPU_ONLY
+from daydream.opts.params import GPU_ONLY, Optimization, unchanged_memory
 from daydream.transform import primitives as P
 
 CAPTURED = (FORWARD, BACKWARD, OPTIMIZER)
@@ -84,3 +84,13 @@ def apply(graph, params: dict, ctx) -> None:
                 kind="launch", from_start=True)
     ctx.notes.append(f"cuda-graphs: {len(calls)} launch calls and {len(glue)} CPU segments replaced by "
                      f"{len(glaunch)} graph launches")
+
+
+OPTIMIZATION = Optimization(
+    name="cuda-graphs",
+    summary="capture the step in a CUDA graph: per-kernel launch overhead removed",
+    params={},
+    apply=apply,
+    memory=unchanged_memory("cuda-graphs: the graph's private pool holds the same tensors; unchanged"),
+    doc="docs/optimizations/cuda-graphs.md",
+)

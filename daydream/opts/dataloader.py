@@ -48,6 +48,7 @@ import pandas as pd
 from daydream.graph.build import T_CPU, T_MEMCPY, T_RUNTIME
 from daydream.graph.phases import DATA
 from daydream.opts import _comm as C
+from daydream.opts.params import Optimization, Param, unchanged_memory
 from daydream.sim import simulate
 from daydream.transform import primitives as P
 
@@ -284,3 +285,18 @@ def apply(graph, params: dict, ctx) -> None:
     P.set_duration(graph, keep, np.concatenate(new_dur))
     P.set_duration(graph, np.concatenate(drop), 0)
     P.remove(graph, np.concatenate(drop))
+
+
+OPTIMIZATION = Optimization(
+    name="dataloader",
+    summary="background workers and prefetching hide data loading behind compute",
+    params={
+        "workers": Param(4, "DataLoader num_workers", int, 0, 256),
+        "prefetch": Param(2, "batches prefetched per worker", int, 1, 64),
+        "cores": Param(0, "CPU cores of the host (0: run.json's cpu_count; unrecorded: no core contention)",
+                       int, 0, 65536),
+    },
+    apply=apply,
+    memory=unchanged_memory("dataloader: workers use host memory only; device memory unchanged"),
+    doc="docs/optimizations/dataloader.md",
+)

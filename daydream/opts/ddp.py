@@ -36,6 +36,7 @@ import pandas as pd
 from daydream.errors import DaydreamError
 from daydream.graph.build import T_COLLECTIVE
 from daydream.opts import _comm as C
+from daydream.opts.params import Optimization, Param
 from daydream.trace.events import CPU_OP
 from daydream.transform import primitives as P
 
@@ -174,3 +175,17 @@ def _from_calls(graph, calls: pd.DataFrame, steps: np.ndarray, world: int, lnk, 
             calls["kind"].tolist(), consumers, "nccl (ddp)", launch_call=False)
     ctx.notes.append(f"ddp: {len(calls)} recorded c10d collectives given their cost at world_size={world} "
                      f"over {lnk.name}")
+
+
+OPTIMIZATION = Optimization(
+    name="ddp",
+    summary="data parallel: ring all-reduce of gradients in buckets, overlapped with backward",
+    params={
+        "world_size": Param(8, "number of GPUs", int, 1, 65536),
+        "bucket_mb": Param(25.0, "gradient bucket size in MB", float, 0.1, 10240),
+        "interconnect": Param("nvlink", "link between GPUs", str, choices=("nvlink", "pcie", "infiniband")),
+    },
+    apply=apply,
+    memory="daydream.memory.predict:ddp",
+    doc="docs/optimizations/ddp.md",
+)

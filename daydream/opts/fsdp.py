@@ -29,6 +29,7 @@ from daydream.errors import DaydreamError
 from daydream.graph.build import T_CPU, T_KERNEL, T_MEMSET
 from daydream.opts import _comm as C
 from daydream.opts.fused_optimizer import per_tensor_work
+from daydream.opts.params import Optimization, Param
 from daydream.transform import primitives as P
 
 
@@ -119,3 +120,18 @@ def apply(graph, params: dict, ctx) -> None:
     ctx.notes.append(f"fsdp: {np.mean(n_units):.0f} units of {param_bytes / np.mean(n_units) / 1e6:.2f} MB "
                      f"(parameters from {source}); all-gather/reduce-scatter over {lnk.name} "
                      f"({lnk.bw / 1e9:.0f} GB/s, world_size={world}); optimizer sharded 1/{world}")
+
+
+OPTIMIZATION = Optimization(
+    name="fsdp",
+    summary="fully sharded data parallel (ZeRO-3): all-gather before use, reduce-scatter of gradients, sharded optimizer step",
+    params={
+        "world_size": Param(8, "number of GPUs", int, 1, 65536),
+        "prefetch": Param(True, "prefetch the next unit's all-gather", bool),
+        "interconnect": Param("nvlink", "link between GPUs", str, choices=("nvlink", "pcie", "infiniband")),
+        "units": Param(0, "FSDP units (0: about sqrt(forward ops), cut at module changes)", int, 0, 100000),
+    },
+    apply=apply,
+    memory="daydream.memory.predict:fsdp",
+    doc="docs/optimizations/fsdp.md",
+)

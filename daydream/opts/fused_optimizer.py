@@ -39,6 +39,7 @@ import pandas as pd
 from daydream.graph.build import GPU_TASK_TYPES, T_CPU, T_KERNEL, T_RUNTIME
 from daydream.graph.phases import OPTIMIZER
 from daydream.opts import _comm as C
+from daydream.opts.params import Optimization
 from daydream.trace.events import ANNOTATION, CPU_OP, PYTHON
 from daydream.transform import primitives as P
 
@@ -214,3 +215,13 @@ def apply(graph, params: dict, ctx) -> None:
     ctx.notes.append(f"fused-optimizer: {len(math)} per-tensor ops ({int(cpu_gone.sum() + gpu_gone.sum())} tasks, "
                      f"with the per-parameter Python between them) replaced by {len(anchors_cpu)} fused update(s) "
                      f"({where})")
+
+
+OPTIMIZATION = Optimization(
+    name="fused-optimizer",
+    summary="one fused kernel per parameter group instead of per-tensor optimizer kernels",
+    params={},
+    apply=apply,
+    memory="daydream.memory.predict:fused_optimizer",
+    doc="docs/optimizations/fused-optimizer.md",
+)

@@ -32,7 +32,7 @@ from daydream import hardware, kernels
 from daydream.errors import DaydreamError
 from daydream.graph.build import T_COLLECTIVE, T_MEMCPY, T_MEMSET
 from daydream.opts import _cost as C
-from daydream.opts.params import GPU_ONLY
+from daydream.opts.params import GPU_ONLY, Optimization, Param, unchanged_memory
 from daydream.transform import primitives as P
 
 # Kernel classes priced with another class's efficiency.
@@ -135,3 +135,15 @@ def apply(graph, params: dict, ctx) -> None:
     kern = np.flatnonzero(C.gpu_mask(graph))
     C.shift_launch_delays(graph, kern, int(round((target.launch_gpu_s - src.launch_gpu_s) * 1e9)))
     ctx.notes.append(f"gpu: {src.name} -> {target.name}; host CPU work unchanged (same host assumed)")
+
+
+OPTIMIZATION = Optimization(
+    name="gpu",
+    summary="move the run to another device of the hardware table",
+    params={
+        "target": Param("H100", "device name from `daydream opts` hardware list", str),
+    },
+    apply=apply,
+    memory=unchanged_memory("gpu: same bytes on the target device; the capacity check uses the target"),
+    doc="docs/optimizations/gpu.md",
+)

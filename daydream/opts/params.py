@@ -1,11 +1,19 @@
-"""Names, parameters and defaults of every optimization, shared by the time and memory what-ifs.
+"""The optimization records (name, summary, parameters, time and memory models, doc page), found in
+the modules of daydream/opts/ and registered by users, shared by the time and memory what-ifs.
 
 `--opt NAME[:key=value,...]` is parsed here, so `whatif`, `memory` and `validate` accept exactly the
 same spellings and reject the same mistakes (unknown name, unknown key, value out of range).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import importlib
+import pkgutil
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from pathlib import Path
 
 from daydream.errors import DaydreamError
 
@@ -40,60 +48,139 @@ class Param:
 
 
 @dataclass(frozen=True)
-class OptSpec:
+class Optimization:
+    """Everything daydream needs to know about one optimization, in one place.
+
+    Each module under daydream/opts/ that models an optimization ends with its record,
+    `OPTIMIZATION = Optimization(...)`, and is found there by name; user code adds its own with
+    `daydream.register(...)` or a `daydream.optimizations` entry point (docs/extending.md).
+    `apply(graph, params, ctx)` transforms a TaskGraph copy in place (the time model);
+    `memory(state, **params)` transforms a `daydream.memory.predict.State` (the memory model),
+    given as the function or as "module:function" where it lives elsewhere; `doc` is the page
+    that states the model's formula and constants (docs/optimizations/NAME.md for built-ins).
+    """
     name: str
-    help: str
-    params: dict[str, Param] = field(default_factory=dict)
+    summary: str
+    params: dict[str, Param]
+    apply: Callable
+    memory: Callable | str
+    doc: str
+
+    def __post_init__(self):
+        if not _NAME.fullmatch(self.name or ""):
+            raise DaydreamError(f"optimization name {self.name!r}: lower-case letters, digits and '-' only")
+        missing = [part for part in ("summary", "doc") if not getattr(self, part)]
+        missing += [part for part in ("apply",) if not callable(self.apply)]
+        if not (callable(self.memory) or isinstance(self.memory, str) and ":" in self.memory):
+            missing.append("memory")
+        if not isinstance(self.params, dict) or not all(isinstance(p, Param) for p in self.params.values()):
+            missing.append("params")
+        if missing:
+            raise DaydreamError(f"optimization {self.name!r}: record lacks {', '.join(missing)}")
 
     def defaults(self) -> dict:
         return {k: p.default for k, p in self.params.items()}
 
+    def memory_model(self) -> Callable:
+        """The memory model as a function (a "module:function" reference is imported here)."""
+        if callable(self.memory):
+            return self.memory
+        module, _, attr = self.memory.partition(":")
+        return getattr(importlib.import_module(module), attr)
 
-SPECS: dict[str, OptSpec] = {s.name: s for s in [
-    OptSpec("amp", "automatic mixed precision: tensor-core GEMMs/convs, half the bytes of memory-bound kernels, cast kernels added", {
-        "dtype": Param("bf16", "16-bit type", str, choices=("fp16", "bf16")),
-    }),
-    OptSpec("fused-optimizer", "one fused kernel per parameter group instead of per-tensor optimizer kernels", {}),
-    OptSpec("dataloader", "background workers and prefetching hide data loading behind compute", {
-        "workers": Param(4, "DataLoader num_workers", int, 0, 256),
-        "prefetch": Param(2, "batches prefetched per worker", int, 1, 64),
-        "cores": Param(0, "CPU cores of the host (0: run.json's cpu_count; unrecorded: no core contention)",
-                       int, 0, 65536),
-        "load_ms": Param(0.0, "one batch's loading time in ms where the trace's workers were not profiled "
-                              "(0: estimated from the batch's bytes; docs/optimizations/dataloader.md)",
-                       float, 0, 1e7),
-    }),
-    OptSpec("ddp", "data parallel: ring all-reduce of gradients in buckets, overlapped with backward", {
-        "world_size": Param(8, "number of GPUs", int, 1, 65536),
-        "bucket_mb": Param(25.0, "gradient bucket size in MB", float, 0.1, 10240),
-        "interconnect": Param("nvlink", "link between GPUs", str, choices=("nvlink", "pcie", "infiniband")),
-    }),
-    OptSpec("fsdp", "fully sharded data parallel (ZeRO-3): all-gather before use, reduce-scatter of gradients, sharded optimizer step", {
-        "world_size": Param(8, "number of GPUs", int, 1, 65536),
-        "prefetch": Param(True, "prefetch the next unit's all-gather", bool),
-        "interconnect": Param("nvlink", "link between GPUs", str, choices=("nvlink", "pcie", "infiniband")),
-        "units": Param(0, "FSDP units (0: about sqrt(forward ops), cut at module changes)", int, 0, 100000),
-    }),
-    OptSpec("quantize", "low-bit GEMMs with quantize/dequantize kernels", {
-        "dtype": Param("int8", "GEMM input type", str, choices=("int8", "fp8", "int4")),
-    }),
-    OptSpec("sparse-attention", "block-sparse attention after token reordering (PAROAttention)", {
-        "density": Param(0.5, "fraction of attention blocks computed", float, 0.01, 1.0),
-        "block": Param(64, "block size in tokens", int, 8, 1024),
-        "reorder": Param(True, "include the token-reorder permutation cost", bool),
-    }),
-    OptSpec("activation-checkpointing", "drop activations in forward, recompute the forward of chosen layers during backward", {
-        "fraction": Param(1.0, "fraction of forward compute that is recomputed", float, 0.0, 1.0),
-        "segments": Param(0, "checkpointed segments (0: about sqrt(forward ops), cut at module changes)", int, 0, 100000),
-    }),
-    OptSpec("cuda-graphs", "capture the step in a CUDA graph: per-kernel launch overhead removed", {}),
-    OptSpec("gpu", "move the run to another device of the hardware table", {
-        "target": Param("H100", "device name from `daydream opts` hardware list", str),
-    }),
-    OptSpec("batch-size", "scale the batch: per-sample work scales, per-step work does not", {
-        "factor": Param(2.0, "new batch size / recorded batch size", float, 0.01, 1024),
-    }),
-]}
+
+def unchanged_memory(why: str) -> Callable:
+    """The memory model of an optimization that leaves device memory as it is: it says why."""
+    def model(st, **params):
+        st.notes.append(why)
+    return model
+
+
+_NAME = re.compile(r"[a-z][a-z0-9-]*")
+_REGISTERED: dict[str, Optimization] = {}  # from daydream.register and entry points
+
+
+def _module_record(module_name: str) -> Optimization | None:
+    module = importlib.import_module(f"daydream.opts.{module_name}")
+    return getattr(module, "OPTIMIZATION", None)
+
+
+@cache
+def _builtin_modules() -> tuple[str, ...]:
+    """daydream/opts/ modules; those starting with '_' are helpers, `params` and `context` hold no model."""
+    return tuple(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+                 if not m.name.startswith("_") and m.name not in ("params", "context"))
+
+
+def _entry_points() -> None:
+    """Optimizations that installed packages declare under the `daydream.optimizations` group."""
+    for ep in entry_points(group="daydream.optimizations"):
+        if ep.name not in _REGISTERED:
+            try:
+                record = ep.load()
+            except Exception as exc:  # the installed package's own bug, reported on one line
+                raise DaydreamError(f"entry point daydream.optimizations:{ep.name} ({ep.value}) failed to "
+                                    f"load: {type(exc).__name__}: {exc}") from None
+            if not isinstance(record, Optimization):
+                raise DaydreamError(f"entry point daydream.optimizations:{ep.name} is not an Optimization "
+                                    f"(got {type(record).__name__})")
+            _REGISTERED[record.name] = record
+
+
+def optimizations() -> dict[str, Optimization]:
+    """Every optimization: the built-ins in name order, then installed and registered ones."""
+    out = {}
+    for module_name in sorted(_builtin_modules()):
+        record = _module_record(module_name)
+        if record is not None:
+            out[record.name] = record
+    _entry_points()
+    out.update(_REGISTERED)
+    return out
+
+
+def optimization(name: str) -> Optimization:
+    """The record of optimization `name`; imports only its own module when it is a built-in."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    if _NAME.fullmatch(name) and name.replace("-", "_") in _builtin_modules():
+        record = _module_record(name.replace("-", "_"))
+        if record is not None and record.name == name:
+            return record
+    known = optimizations()
+    if name not in known:
+        raise DaydreamError(f"unknown optimization {name!r}; known: {', '.join(known)} (see `daydream opts`)")
+    return known[name]
+
+
+def register(record: Optimization, replace: bool = False) -> Optimization:
+    """Add a user's optimization to `--opt`, `whatif`, `memory` and `daydream opts` in this process.
+    A name that is already known is refused unless `replace=True`."""
+    if not isinstance(record, Optimization):
+        raise DaydreamError(f"register() takes an Optimization record, not {type(record).__name__}")
+    if not replace and record.name in optimizations():
+        raise DaydreamError(f"optimization {record.name!r} is already known; pass replace=True to replace it")
+    _REGISTERED[record.name] = record
+    return record
+
+
+class _Records(Mapping):
+    """`SPECS[name]`: the optimization records by name, read from the modules (nothing kept here)."""
+
+    def __getitem__(self, name):
+        try:
+            return optimization(name)
+        except DaydreamError:
+            raise KeyError(name) from None
+
+    def __iter__(self):
+        return iter(optimizations())
+
+    def __len__(self):
+        return len(optimizations())
+
+
+SPECS: Mapping[str, Optimization] = _Records()
 
 
 # Optimizations that need GPU work in the trace, and the refusal every command gives on a CPU trace.
@@ -116,9 +203,7 @@ class OptChoice:
 def parse_opt(text: str) -> OptChoice:
     """Parse `NAME[:key=value,...]`, e.g. `ddp:world_size=8,bucket_mb=25`."""
     name, _, rest = text.strip().partition(":")
-    spec = SPECS.get(name)
-    if spec is None:
-        raise DaydreamError(f"unknown optimization {name!r}; known: {', '.join(SPECS)} (see `daydream opts`)")
+    spec = optimization(name)
     params = spec.defaults()
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, value = item.partition("=")

@@ -27,6 +27,7 @@ from daydream.graph.build import T_KERNEL
 from daydream.graph.phases import OPTIMIZER
 from daydream.opts import _cost as C
 from daydream.opts.amp import WEIGHT_INPUT, first_per_op
+from daydream.opts.params import Optimization, Param
 from daydream.transform import primitives as P
 
 Q_BYTES = {"int8": 1.0, "fp8": 1.0, "int4": 0.5}
@@ -111,3 +112,15 @@ def apply(graph, params: dict, ctx) -> None:
     if (~ok).any():
         ctx.notes.append(f"quantize: {int((~ok).sum())} GEMM ops have no recorded shapes; "
                          "their quantize/dequantize passes are not modelled")
+
+
+OPTIMIZATION = Optimization(
+    name="quantize",
+    summary="low-bit GEMMs with quantize/dequantize kernels",
+    params={
+        "dtype": Param("int8", "GEMM input type", str, choices=("int8", "fp8", "int4")),
+    },
+    apply=apply,
+    memory="daydream.memory.predict:quantize",
+    doc="docs/optimizations/quantize.md",
+)

@@ -29,6 +29,7 @@ from daydream.graph.build import T_CPU, T_KERNEL
 from daydream.graph.phases import FORWARD
 from daydream.opts import _cost as C
 from daydream.opts.amp import first_per_op
+from daydream.opts.params import Optimization, Param, unchanged_memory
 from daydream.transform import primitives as P
 
 FUSED_OPS = ("aten::scaled_dot_product_attention", "aten::_scaled_dot_product_flash_attention",
@@ -149,3 +150,18 @@ def apply(graph, params: dict, ctx) -> None:
                                    "PARO token reorder (permute Q,K,V)", dev)
     if missing > 0 and not len(layer):
         ctx.notes.append("sparse-attention: attention shapes not recorded; the token reorder cost is not modelled")
+
+
+OPTIMIZATION = Optimization(
+    name="sparse-attention",
+    summary="block-sparse attention after token reordering (PAROAttention)",
+    params={
+        "density": Param(0.5, "fraction of attention blocks computed", float, 0.01, 1.0),
+        "block": Param(64, "block size in tokens", int, 8, 1024),
+        "reorder": Param(True, "include the token-reorder permutation cost", bool),
+    },
+    apply=apply,
+    memory=unchanged_memory("sparse-attention: attention scores are not told apart from other "
+                            "activations in the recording; unchanged"),
+    doc="docs/optimizations/sparse-attention.md",
+)

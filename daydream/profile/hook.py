@@ -32,6 +32,11 @@ class _ScriptProfiler:
         self.claim_path = env["DAYDREAM_PROFILE_CLAIM"]
         self.run_id = env.get("DAYDREAM_PROFILE_RUN_ID", "")
         self.command = env.get("DAYDREAM_PROFILE_COMMAND", "")
+        # Under torchrun (RANK and WORLD_SIZE > 1 set for each worker) every rank profiles itself and
+        # writes its own run directory, OUT/rank<RANK>; `daydream analyze OUT` reads them as one job.
+        if int(env.get("WORLD_SIZE", "1") or 1) > 1 and env.get("RANK", "").isdigit():
+            self.out = os.path.join(self.out, f"rank{int(env['RANK'])}")
+            self.claim_path = f"{self.claim_path}.rank{int(env['RANK'])}"
         self.pid = None            # set once this process claims the run
         self.first = None          # id() of the optimizer whose steps delimit training steps
         self.count = 0

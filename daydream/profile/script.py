@@ -104,6 +104,14 @@ def profile_script(command: list[str], steps: int = 5, warmup: int = 3, out_dir:
         info = orjson.loads(run_json.read_bytes())
         if info.get("run_id") == run_id:
             return code, {**info, "run_dir": str(out)}
+    # A multi-rank launch (torchrun): one run directory per rank, OUT/rank<N> (see profile/hook.py).
+    ranks = sorted((p for p in out.glob("rank*/run.json")), key=lambda p: int(p.parent.name[4:] or 0)) \
+        if out.is_dir() else []
+    infos = [orjson.loads(p.read_bytes()) for p in ranks]
+    infos = [i for i in infos if i.get("run_id") == run_id]
+    if infos:
+        return code, {**infos[0], "run_dir": str(out), "ranks": len(infos),
+                      "rank_dirs": [str(p.parent) for p in ranks]}
     return code, None
 
 

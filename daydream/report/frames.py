@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from daydream.analysis import phase_breakdown, task_categories
+from daydream.analysis import path_increments, phase_breakdown, task_categories
 from daydream.graph import PHASES, TASK_KINDS
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
 from daydream.sim import Timeline
@@ -86,8 +86,7 @@ def layer_table(timeline: Timeline) -> tuple[str, pd.Series]:
 
 def critical_tasks(timeline: Timeline, n: int = 15) -> pd.DataFrame:
     """The critical path's biggest contributors: time on the path per (name, category, phase), ms per step."""
-    from daydream.analysis import _path_increments
-    path, inc = _path_increments(timeline)
+    path, inc = path_increments(timeline)
     graph = timeline.graph
     steps = max(graph.steps, 1)
     df = pd.DataFrame({"name": graph.task_names()[path], "category": task_categories(timeline)[path],

@@ -27,7 +27,7 @@ from daydream.analysis import critical_path_breakdown, phase_breakdown
 from daydream.errors import DaydreamError
 from daydream.graph import PHASES, TASK_KINDS
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
-from daydream.report.files import write_atomic
+from daydream.files import write_atomic
 from daydream.report.names import NOTE_CHARS, html_label, printable
 from daydream.report.frames import critical_tasks, kernel_table, layer_table, memo, resource_labels
 from daydream.report.shorten import distinct_labels
@@ -345,8 +345,50 @@ def whatif_report(results: list, path: str | Path, names: list[str] | None = Non
     write_page(whatif_page(results, names), path)
 
 
-def analyze_page(analysis: dict, timeline: Timeline) -> str:
-    """The page for `analyze --report`: the analysis dict (daydream.analysis.analyze) and the replay."""
+def job_sections(analysis: dict, bars: list[dict]) -> list[str]:
+    """Sections of a multi-rank job (daydream.job): ranks, stragglers, collectives, a rank x step
+    heat map of recorded step times, and every rank's collectives in the coupled replay (waiting
+    for the last peer in grey, the transfer in the communication colour)."""
+    ranks = pd.DataFrame([{k: v for k, v in r.items() if k != "step_ms"} for r in analysis["per_rank"]])
+    out = ["<h2>Ranks</h2><p class=muted>ms per step. Replay: all ranks simulated together, each "
+           "collective starting when its last participant arrives; waiting is recomputed, not copied.</p>",
+           _table(ranks)]
+    if analysis["straggler_detail"]:
+        out.append("<ul class=note>" + "".join(
+            f"<li>straggler rank {s['rank']}: held its peers up {s['held_up_ms']:.3f} ms/step; "
+            f"{html_label(s['why'], NOTE_CHARS)}</li>"
+            for s in analysis["straggler_detail"]) + "</ul>")
+    if analysis["collectives"]:
+        out += ["<h2>Collectives</h2><p class=muted>time: transfer after the last participant arrived; "
+                "busbw by the nccl-tests formula, against the link's peak.</p>",
+                _table(pd.DataFrame(analysis["collectives"]))]
+    steps = [r["step_ms"] for r in analysis["per_rank"]]
+    width = max(len(x) for x in steps)
+    z = [x + [None] * (width - len(x)) for x in steps]
+    heat = go.Figure(go.Heatmap(z=z, x=[f"step {i}" for i in range(width)],
+                                y=[f"rank {r['rank']}" for r in analysis["per_rank"]],
+                                colorscale="Viridis", colorbar=dict(title="ms")))
+    heat.update_layout(template="plotly_white", title="Recorded step time, rank x step",
+                       height=max(260, 22 * len(steps) + 120), yaxis=dict(autorange="reversed"))
+    out += ["<h2>Steps by rank</h2>", _figure_html(heat, "rank_steps")]
+    if bars:
+        fig = go.Figure()
+        for label, lo, hi, color in (("waiting for the last peer", "arrive_ms", "start_ms", "#c8c8c8"),
+                                     ("transfer", "start_ms", "end_ms", PHASE_COLORS["communication"])):
+            fig.add_trace(go.Bar(y=[f"rank {b['rank']}" for b in bars], x=[b[hi] - b[lo] for b in bars],
+                                 base=[b[lo] for b in bars], orientation="h", name=label, marker_color=color,
+                                 hovertext=[f"{html_label(b['name'])}: {b[hi] - b[lo]:.3f} ms" for b in bars],
+                                 hoverinfo="text"))
+        fig.update_layout(barmode="overlay", template="plotly_white", xaxis_title="ms (coupled replay)",
+                          title="Collectives per rank", height=max(260, 22 * len(steps) + 120),
+                          yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.2))
+        out += ["<h2>Collectives per rank</h2>", _figure_html(fig, "rank_collectives")]
+    return out
+
+
+def analyze_page(analysis: dict, timeline: Timeline, bars: list[dict] | None = None) -> str:
+    """The page for `analyze --report`: the analysis dict (daydream.analysis.analyze) and the replay;
+    a multi-rank job's (with `per_rank`) adds its own sections (`job_sections`)."""
     a = analysis
     items = [("device", str(a["device"])), ("steps", str(a["steps"])), ("step time", f"{a['measured_ms']:.3f} ms"),
              ("GPU busy", f"{a['gpu_busy_pct']:.1f}%"), ("CPU busy", f"{a['cpu_busy_pct']:.1f}%")]
@@ -355,10 +397,12 @@ def analyze_page(analysis: dict, timeline: Timeline) -> str:
     if "throughput_per_s" in a:
         items.append(("throughput", f"{a['throughput_per_s']:.1f} samples/s"))
     head = [f"<h1>daydream analyze: {html_label(a['trace'])}</h1>", _summary(items)]
+    if "per_rank" in a:
+        head += job_sections(a, bars or [])
     from daydream.report.views_html import views_sections
     return _page(f"daydream analyze: {a['trace']}", head + _sections(memo(timeline), []) + views_sections(a))
 
 
-def analyze_report(analysis: dict, timeline: Timeline, path: str | Path) -> None:
+def analyze_report(analysis: dict, timeline: Timeline, path: str | Path, bars: list[dict] | None = None) -> None:
     """Write the analyze report to `path`, atomically."""
-    write_page(analyze_page(analysis, timeline), path)
+    write_page(analyze_page(analysis, timeline, bars), path)

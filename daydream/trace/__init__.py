@@ -15,10 +15,10 @@ import numpy as np
 
 from daydream.errors import DaydreamError
 from daydream.trace.events import (ANNOTATION, CPU_OP, GPU_ANNOTATION, GPU_SYNC, GPU_TASK_KINDS, KERNEL,
-                                   KIND_NAMES, MEMCPY, MEMSET, PYTHON, RUNTIME, EventTable,
-                                   parse_device_properties, scrub)
+                                   KIND_NAMES, MEMCPY, MEMSET, PYTHON, RUNTIME, parse_device_properties)
 from daydream.trace import fast
-from daydream.trace.reader import RawTrace, read_path
+from daydream.trace.formats import EventColumns, columns_of, format_for
+from daydream.trace.reader import RawTrace
 from daydream.table import Frame, column, take
 
 CPU_KINDS = (CPU_OP, ANNOTATION, PYTHON, RUNTIME)
@@ -128,11 +128,6 @@ class Trace:
         import pandas as pd
         return pd.Series(np.asarray(KIND_NAMES)[self.column("kind")], index=self.events.index)
 
-    def graph(self):
-        """The dependency graph of this trace (see `daydream.graph`)."""
-        from daydream.graph import build_graph
-        return build_graph(self)
-
 
 def _step_pattern(step_annotation: str | None) -> re.Pattern:
     if step_annotation:
@@ -202,22 +197,21 @@ def _drop_untimed(events: dict) -> tuple[dict, list[str]]:
 
 
 def from_raw(raws: list[RawTrace], path: str, step_annotation: str | None = None) -> Trace:
-    table = EventTable()
-    meta = {}
-    for raw in raws:
-        table.add_rank(raw.rank, raw.events)
-        raw.events = None  # let the parsed events go as soon as their columns exist
-        meta[raw.rank] = scrub(raw.meta)
-    events, memory, flows = table.finish()
-    events, warnings = _drop_untimed(events)
-    warnings += table.negative
-    if table.skipped:
-        warnings.append(f"{table.skipped} events lacked a usable time or name and were skipped")
+    """A Trace from parsed Kineto documents (one per rank)."""
+    return from_columns(columns_of(raws), path, step_annotation)
+
+
+def from_columns(cols: EventColumns, path: str, step_annotation: str | None = None) -> Trace:
+    """A Trace from any format's columns (daydream/trace/formats.py): steps and window found here."""
+    events, warnings = _drop_untimed(cols.events)
+    warnings += cols.warnings
+    if cols.skipped:
+        warnings.append(f"{cols.skipped} events lacked a usable time or name and were skipped")
     if not len(events["ts"]):
         raise DaydreamError(f"{path}: no complete events ('ph': 'X') with a timestamp; nothing to analyze")
-    trace = Trace(path=path, events=events, memory_events=memory, flows=flows,
-                  names=table.names.values, args=table.args, meta=meta,
-                  thread_names=table.thread_names, process_names=table.process_names,
+    trace = Trace(path=path, events=events, memory_events=cols.memory, flows=cols.flows,
+                  names=cols.names, args=cols.args, meta=cols.meta,
+                  thread_names=cols.thread_names, process_names=cols.process_names,
                   step_annotation=step_annotation, warnings=warnings)
     if step_annotation and not any(_step_pattern(step_annotation).match(n) for n in trace.names):
         raise DaydreamError(f"{path}: no event named {step_annotation!r} (from --step-annotation)")
@@ -227,11 +221,11 @@ def from_raw(raws: list[RawTrace], path: str, step_annotation: str | None = None
 
 def load(path: str | Path, step_annotation: str | None = None) -> Trace:
     """Load a trace file, run directory, multi-rank directory or .tar.gz."""
-    trace = from_raw(read_path(path), str(path), step_annotation)
+    trace = from_columns(format_for(Path(path)).read(Path(path)), str(path), step_annotation)
     p = Path(path)
     if p.is_dir() and (p / "trace.json.gz").exists():
         trace.run_dir = p
     return trace
 
 
-__all__ = ["Trace", "Window", "load", "from_raw", "KIND_NAMES"]
+__all__ = ["Trace", "Window", "load", "from_raw", "from_columns", "KIND_NAMES"]

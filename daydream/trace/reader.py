@@ -251,6 +251,9 @@ def read_path(path: str | Path, limits: Limits | None = None) -> list[RawTrace]:
         run_trace = p / "trace.json.gz"
         files = [run_trace] if run_trace.exists() else sorted(
             f for f in p.iterdir() if f.is_file() and f.name.endswith(TRACE_SUFFIXES))
+        if not files:  # a multi-rank `daydream profile` run: one run directory per rank
+            files = sorted((d / "trace.json.gz" for d in p.iterdir() if (d / "trace.json.gz").is_file()),
+                           key=lambda f: f.parent.name)
         if not files:
             raise DaydreamError(f"{p}: directory holds no trace files (*.json, *.json.gz)")
         out = []
@@ -265,12 +268,15 @@ def read_path(path: str | Path, limits: Limits | None = None) -> list[RawTrace]:
     return [RawTrace(str(p), _rank_of(meta, 0), meta, events)]
 
 
-def _read_archive(p: Path, limits: Limits) -> list[RawTrace]:
-    """Every trace member of a tar archive (gzipped or not), read in archive order, each once:
-    the archive is one forward pass, never a seek back into a gzip stream. A hard link is read
-    as the member it links to; a symbolic link is refused (its target may lie outside)."""
-    read = {}  # member name -> its bytes, for the hard links that may follow
-    docs = []
+def archive_members(p: str | Path, limits: Limits | None = None, read=lambda name: True):
+    """(name, bytes, link target) of every trace member of a tar archive (gzipped or not), in
+    archive order, in one forward pass: never a seek back into a gzip stream, each member read
+    once. Members for which `read(name)` is false are listed with None (not read). A hard link is
+    given the bytes of the member it links to (tar stores the file once, then links) and that
+    member's name; a hard link to anything else, and a symbolic link (its target may lie
+    outside), are refused."""
+    p, limits = Path(p), limits or Limits()
+    kept = {}  # member name -> its bytes, for the hard links that may follow
     try:
         with open(p, "rb") as f:
             gzipped = f.read(2) == _GZIP
@@ -282,14 +288,16 @@ def _read_archive(p: Path, limits: Limits) -> list[RawTrace]:
                     if not m.name.endswith(TRACE_SUFFIXES):
                         continue
                     if m.islnk():
-                        if m.linkname not in read:
+                        if m.linkname not in kept:
                             raise DaydreamError(f"{name}: a hard link to {m.linkname}, which is not a trace file "
                                                 "earlier in the archive; archive the file itself")
-                        data = read[m.linkname]
+                        data = kept[m.linkname] if read(m.name) else None
                     elif m.issym():
                         raise DaydreamError(f"{name}: a symbolic link (to {m.linkname}); archive the file itself")
                     elif not m.isfile():
                         continue
+                    elif not read(m.name):
+                        data = None
                     else:
                         if gzipped:  # inflated bytes are counted as they come; refuse a bomb up front
                             if limits.bytes + m.size > limits.max_bytes:
@@ -297,17 +305,30 @@ def _read_archive(p: Path, limits: Limits) -> list[RawTrace]:
                         else:
                             limits.take_bytes(m.size, name)
                         data = tar.extractfile(m).read()
-                    read[m.name] = data
-                    docs.append((m.name, *_decode(data, name, limits)))
+                    kept[m.name] = data
+                    yield m.name, data, (m.linkname if m.islnk() else None)
     except (tarfile.TarError, EOFError) as exc:
         raise DaydreamError(f"{p}: unreadable tar archive ({exc})") from None
     except OSError as exc:
         raise DaydreamError(f"{p}: unreadable tar archive ({exc.strerror or exc})") from None
+
+
+def _read_archive(p: Path, limits: Limits) -> list[RawTrace]:
+    """Every trace member of an archive, parsed (see `archive_members`)."""
+    docs = [(n, *_decode(data, f"{p}:{n}", limits)) for n, data, _ in archive_members(p, limits)]
     if not docs:
         raise DaydreamError(f"{p}: archive holds no trace files (*.json, *.json.gz)")
     docs.sort(key=lambda d: d[0])  # file order, for the ranks no name or metadata gives
     return _assign_ranks([RawTrace(f"{p}:{n}", _rank_of(meta, _rank_hint(n.rsplit("/", 1)[-1], i)), meta, events)
                           for i, (n, meta, events) in enumerate(docs)])
+
+
+def read_member(p: str | Path, member: str, limits: Limits | None = None) -> bytes:
+    """One trace member's bytes, reading the archive forward only as far as that member."""
+    for name, data, target in archive_members(p, limits, read=lambda n: n == member):
+        if name == member:
+            return read_member(p, target, limits) if data is None else data  # None: a hard link
+    raise DaydreamError(f"{p}: no trace member {member!r} in the archive")
 
 
 def read_file(path: str | Path, limits: Limits | None = None):

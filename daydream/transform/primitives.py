@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from daydream.errors import DaydreamError
-from daydream.graph.build import (E_INSERTED, E_PROGRAM, EDGE_KINDS, GPU_TASK_TYPES, NO_RELEASE,
-                                  PHASES, TASK_KINDS, TaskGraph)
+from daydream.graph.build import (E_INSERTED, E_PROGRAM, EDGE_KINDS, NO_RELEASE, PHASES, TASK_KINDS,
+                                  TaskGraph)
+from daydream.graph.classes import kernel_classes  # also P.kernel_classes for the optimizations
 
 
 def _codes(values, table: tuple, what: str) -> list[int]:
@@ -25,17 +26,6 @@ def _codes(values, table: tuple, what: str) -> list[int]:
             out.append(table.index(v))
         else:
             out.append(int(v))
-    return out
-
-
-def kernel_classes(graph: TaskGraph) -> np.ndarray:
-    """Kernel class per task ('' for CPU tasks); see daydream.kernels."""
-    from daydream.kernels import classify
-    t = graph.tasks
-    out = np.full(len(t), "", dtype=object)
-    gpu = np.isin(t["kind"].to_numpy(), GPU_TASK_TYPES)
-    if gpu.any():
-        out[gpu] = classify(graph.task_names()[gpu])
     return out
 
 

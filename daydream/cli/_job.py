@@ -1,0 +1,111 @@
+"""`analyze` and `whatif` on a multi-rank TRACE: one job, its ranks coupled (daydream.job).
+
+CONTRACT.md, "Multi-rank jobs": top-level figures are the job's, i.e. its slowest rank's (the rank
+with the longest measured step), computed from that rank's timeline in the coupled replay; `ranks`
+counts them; `analyze --json` adds `per_rank`, `stragglers` and `collectives`, `whatif --json` adds
+`ranks` and `per_rank` ({rank, measured_ms, replay_ms, predicted_ms}).
+"""
+from __future__ import annotations
+
+from daydream.job.sources import rank_sources
+
+# The job's engine, figures and analysis are imported when a job is opened: a single-rank
+# `whatif --json` must not pay for them (nor for pandas, which the network model's module imports).
+
+
+def is_job(path: str) -> bool:
+    """Whether TRACE holds several ranks' traces (a directory or archive of them)."""
+    return len(rank_sources(path)) > 1
+
+
+def open_job(trace: str, step_annotation, workers, scheduler, tick):
+    from daydream.job.engine import Job
+    return Job(trace, step_annotation, workers=workers, scheduler=scheduler, progress=tick)
+
+
+def analyze_json(job, trace: str):
+    """(the `analyze --json` object of the job, the slowest rank's coupled timeline)."""
+    from daydream.analysis import analyze as analyze_trace
+    from daydream.job import figures
+    timeline = job.timeline(job.slowest)
+    out = analyze_trace(timeline.graph.trace, timeline)
+    out["trace"] = trace
+    out["ranks"] = len(job.ranks)
+    out["replay_ms"] = round(float(job.replay.per_step_ms[job.slowest]), 6)
+    out["slowest_rank"] = job.ranks[job.slowest]
+    out["per_rank"] = figures.per_rank(job)
+    detail = figures.stragglers(job)
+    out["stragglers"] = [s["rank"] for s in detail]
+    out["straggler_detail"] = detail
+    out["collectives"] = figures.collectives(job)
+    out["warnings"] = list(dict.fromkeys(out["warnings"] + job.notes))
+    return out, timeline
+
+
+def whatif_json(job, trace: str, opts, name: str):
+    """(the `whatif --json` object of one scenario, replay timeline, predicted timeline) of the job."""
+    from daydream.analysis import phase_breakdown
+    pred = job.predict(list(opts))
+    slow = job.slowest
+    base_tl = job.timeline(slow)
+    predicted = pred.coupled.per_step_ms
+    # A rank world-size added has its traced template's measured and replayed step.
+    replay = job.replay.per_step_ms[pred.templates]
+    measured_of = job.measured_ms[pred.templates]
+    p_slow = int(predicted.argmax())
+    pred_tl = job.timeline(p_slow, list(opts), pred) if opts else base_tl
+    measured = float(job.measured_ms[slow])
+    replay_ms, predicted_ms = float(job.replay.per_step_ms.max()), float(predicted.max())
+    data = {
+        "trace": trace,
+        "device": job.summaries[slow].device,
+        "steps": job.summaries[slow].steps,
+        "measured_ms": round(measured, 6),
+        "replay_ms": round(replay_ms, 6),
+        "predicted_ms": round(predicted_ms, 6),
+        "speedup": round(replay_ms / predicted_ms, 6) if predicted_ms > 0 else float("inf"),
+        "replay_error_pct": round(100 * abs(replay_ms - measured) / measured, 4) if measured else 0.0,
+        "optimizations": [o.as_json() for o in opts],
+        "breakdown": {"measured": phase_breakdown(base_tl), "predicted": phase_breakdown(pred_tl)},
+        "notes": list(dict.fromkeys(job.notes + pred.notes)),
+        "predicted_ranks": len(pred.ranks),
+        "ranks": len(job.ranks),
+        "per_rank": [{"rank": r, "measured_ms": round(float(m), 6), "replay_ms": round(float(a), 6),
+                      "predicted_ms": round(float(b), 6)}
+                     for r, m, a, b in zip(pred.ranks, measured_of, replay, predicted)],
+    }
+    return data, base_tl, pred_tl
+
+
+def print_job_tables(out, result: dict) -> None:
+    """The per-rank, straggler and collective tables of `analyze` on a job (terminal)."""
+    from rich.markup import escape
+    from rich.table import Table
+    t = Table(title="ranks (ms/step; coupled replay, waiting recomputed)")
+    for c in ("rank", "measured", "replay", "err %", "compute", "exposed comm", "waiting for peers"):
+        t.add_column(c, justify="right")
+    slow = {s["rank"] for s in result["straggler_detail"]}
+    for r in result["per_rank"]:
+        err = 100 * (r["replay_ms"] - r["measured_ms"]) / r["measured_ms"] if r["measured_ms"] else 0.0
+        t.add_row(str(r["rank"]) + (" *" if r["rank"] in slow else ""), f"{r['measured_ms']:.3f}",
+                  f"{r['replay_ms']:.3f}", f"{err:+.2f}", f"{r['compute_ms']:.3f}", f"{r['exposed_comm_ms']:.3f}",
+                  f"{r['wait_ms']:.3f}")
+    out.print(t)
+    if result["straggler_detail"]:
+        for s in result["straggler_detail"]:
+            out.print(f"[bold]straggler[/] rank {s['rank']}: held its peers up {s['held_up_ms']:.3f} ms/step; "
+                      f"{escape(s['why'])}")
+    else:
+        out.print("no straggler: no rank held its peers up for 5% of the step or more")
+    if result["collectives"]:
+        links = sorted({f"{r['link']} {r['link_peak_gbps']:g} GB/s" for r in result["collectives"] if "link" in r})
+        c = Table(title="collectives in the window (time: transfer after the last arrival)"
+                  + (f"; link peak: {escape(', '.join(links))}" if links else ""))
+        for col in ("collective", "group", "ranks", "count", "MB", "ms", "busbw GB/s", "% of peak"):
+            c.add_column(col, justify="left" if col in ("collective", "group") else "right", no_wrap=True)
+        for r in result["collectives"]:
+            c.add_row(escape(r["name"]), escape(str(r["group"])), str(r["ranks"]), str(r["count"]),
+                      f"{r['bytes'] / 1e6:.3f}", f"{r['total_ms']:.3f}",
+                      "-" if r["busbw_gbps"] is None else f"{r['busbw_gbps']:.2f}",
+                      "-" if r.get("busbw_pct_of_peak") is None else f"{r['busbw_pct_of_peak']:.1f}")
+        out.print(c)
