@@ -153,8 +153,11 @@ def test_event_cap_counts_every_rank(tmp_path, monkeypatch):
         b.events *= 40  # 40 copies of 18 events: 720 per rank
         b.write(d / f"rank{r}.json")
     monkeypatch.setenv("DAYDREAM_MAX_EVENTS", "1000")
-    assert_one_line_error(run_cli("analyze", d), "more than 1,000 events")
+    with pytest.raises(DaydreamError, match="more than 1,000 events"):
+        read_path(d)  # the whole TRACE at once: both ranks count
     assert read_path(d / "rank0.json")  # one rank alone is under the cap
+    monkeypatch.setenv("DAYDREAM_MAX_EVENTS", "500")  # a job loads rank by rank: each rank is capped
+    assert_one_line_error(run_cli("analyze", d), "more than 500 events")
     monkeypatch.setenv("DAYDREAM_MAX_EVENTS", "2000")
     assert len(read_path(d)) == 2
 
