@@ -17,6 +17,8 @@ from daydream.errors import DaydreamError
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+# File names read as Kineto/Chrome traces (daydream/trace/reader.py).
+TRACE_SUFFIXES = (".json", ".json.gz", ".pt.trace.json", ".pt.trace.json.gz")
 # What a run directory holds that daydream reads (trace, run.json, memory timeline).
 _RUN_FILES = ("trace.json.gz", "run.json", "memory.json.gz")
 
@@ -44,7 +46,6 @@ def _is_input(out: Path, source: Path) -> bool:
     if out.exists() and source.exists() and os.path.samefile(out, source):
         return True
     if source.is_dir() and out.parent.resolve() == source.resolve():
-        from daydream.trace.reader import TRACE_SUFFIXES
         if (source / "trace.json.gz").exists():
             return out.name in _RUN_FILES
         return out.name.endswith(TRACE_SUFFIXES)  # the next read of the directory would take it as a rank

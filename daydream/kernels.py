@@ -45,7 +45,7 @@ import pandas as pd
 
 from daydream.errors import DaydreamError
 from daydream.hardware import Device, effective_peak
-from daydream.report.names import CLASSIFY_CHARS
+from daydream.names import CLASSIFY_CHARS
 
 CLASSES = ("gemm", "conv", "attention", "elementwise", "reduction", "normalization",
            "optimizer", "communication", "copy", "other")

@@ -22,7 +22,7 @@ from daydream.analysis import critical_path_breakdown, phase_breakdown
 from daydream.errors import DaydreamError
 from daydream.opts.context import Context
 from daydream.opts.params import SPECS, OptChoice, parse_opt
-from daydream.report.names import CLASSIFY_CHARS
+from daydream.names import CLASSIFY_CHARS
 from daydream.sim import simulate
 from daydream.trace import Trace
 from daydream.whatif import apply_optimizations

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from conftest import KinetoBuilder
 from daydream.errors import DaydreamError
-from daydream.report.names import MAX_CHARS, escape_markup, html_label, one_line, printable
+from daydream.names import MAX_CHARS, escape_markup, html_label, one_line, printable
 from daydream.trace.reader import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS, Limits, read_path
 from test_bad_input import _Result, assert_one_line_error
 

@@ -23,7 +23,7 @@ class OneLineErrors:
         try:
             return super().invoke(ctx)
         except DaydreamError as exc:
-            from daydream.report.names import one_line
+            from daydream.names import one_line
             click.echo(f"daydream: error: {one_line(str(exc))}", err=True)  # a name in it stays one line
             sys.exit(2)
         except MemoryError:

@@ -11,7 +11,7 @@ import orjson
 
 from daydream.errors import DaydreamError
 from daydream.files import check_destination
-from daydream.report.names import escape_markup
+from daydream.names import escape_markup
 
 
 def stdout_console():

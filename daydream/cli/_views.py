@@ -7,7 +7,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from daydream.report.names import printable
+from daydream.names import printable
 
 ELLIPSIS = "…"
 MIN_NAME = 16

@@ -8,7 +8,7 @@ from daydream.analysis import analyze as analyze_trace
 from daydream.cli import main
 from daydream.cli._common import (stdout_console, device_option, emit_json, json_option, output_path, progress,
                                   scheduler_option, step_option, trace_argument, workers_option)
-from daydream.report.names import NOTE_CHARS, escape_markup, printable
+from daydream.names import NOTE_CHARS, escape_markup, printable
 from daydream.report.shorten import NAME_WIDTH, distinct_labels
 from daydream.graph import build_graph
 from daydream.sim import simulate

@@ -7,7 +7,7 @@ from rich.text import Text
 from daydream.cli import main
 from daydream.cli._common import emit_json, json_option, output_path, progress, step_option, stdout_console
 from daydream.graph import build_graph
-from daydream.report.names import printable
+from daydream.names import printable
 
 
 @main.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 import click
-from daydream.report.names import NOTE_CHARS, escape_markup as escape, printable
+from daydream.names import NOTE_CHARS, escape_markup as escape, printable
 import orjson
 
 from daydream.cli import main

@@ -14,7 +14,7 @@ def _print_summary(info: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from daydream.report.names import escape_markup
+    from daydream.names import escape_markup
 
     table = Table(title=escape_markup(title), show_header=False)
     table.add_column(style="bold")

@@ -7,7 +7,7 @@ from rich.table import Table
 from daydream.cli import main
 from daydream.cli._common import stdout_console, device_option, emit_json, json_option, progress, step_option
 from daydream.opts.params import parse_opt
-from daydream.report.names import NOTE_CHARS, escape_markup
+from daydream.names import NOTE_CHARS, escape_markup
 from daydream.trace import load
 from daydream.validate import validate as run_validate
 from daydream.report.shorten import print_whole

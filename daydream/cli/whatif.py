@@ -9,7 +9,7 @@ from daydream.cli._common import (stdout_console, device_option, emit_json, json
 from daydream.errors import DaydreamError
 from daydream.graph import PHASES
 from daydream.opts.params import parse_opt
-from daydream.report.names import printable
+from daydream.names import printable
 from daydream.scenarios import Scenario, compare, load_scenarios, parse_scenario, scenario_json, unique_names
 from daydream.trace import load
 
@@ -114,7 +114,7 @@ def _whatif_job(trace, scenarios, as_json, step_annotation, export_path, report_
 
 def _print(data: dict, scenarios) -> None:
     from rich import box
-    from daydream.report.names import NOTE_CHARS, escape_markup as escape
+    from daydream.names import NOTE_CHARS, escape_markup as escape
     from rich.table import Table
 
     from daydream.report.shorten import print_whole

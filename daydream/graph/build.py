@@ -28,7 +28,7 @@ from daydream import _core
 from daydream.errors import DaydreamError
 from daydream.graph.phases import (BACKWARD, COMM_KERNEL, COMMUNICATION, FORWARD, OTHER, PHASES,
                                    UNSET, phase_of_names)
-from daydream.report.names import CLASSIFY_CHARS
+from daydream.names import CLASSIFY_CHARS
 from daydream.table import Frame, column, n_rows, set_column, stored
 from daydream.trace import Trace
 from daydream.trace.events import _as_int as as_int

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from daydream.report.names import CLASSIFY_CHARS
+from daydream.names import CLASSIFY_CHARS
 
 PHASES = ("forward", "backward", "optimizer", "communication", "data", "other")
 FORWARD, BACKWARD, OPTIMIZER, COMMUNICATION, DATA, OTHER = range(6)

@@ -23,7 +23,7 @@ import numpy as np
 
 from daydream.errors import DaydreamError
 from daydream.memory.timeline import COL, Timeline, coalesce
-from daydream.report.names import CLASSIFY_CHARS
+from daydream.names import CLASSIFY_CHARS
 
 _BACKWARD = re.compile(r"^autograd::engine::evaluate_function|Backward\d*$")
 _OPTIMIZER = re.compile(r"^Optimizer\.step")

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from daydream.memory.timeline import CATEGORIES, Timeline
 from daydream.files import write_atomic
-from daydream.report.names import NOTE_CHARS, html_label
+from daydream.names import NOTE_CHARS, html_label
 
 COLORS = {"parameter": "darkgreen", "gradient": "mediumblue", "optimizer_state": "goldenrod",
           "activation": "red", "temporary": "mediumpurple", "input": "black",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from daydream.errors import DaydreamError
 from daydream.profile import calibrate, rundir
-from daydream.report.names import escape_markup
+from daydream.names import escape_markup
 
 
 def _sync(device):

@@ -119,7 +119,7 @@ def no_run_message(command: list[str], code: int, warmup: int, steps: int) -> st
     """Why no run directory was written, in one line: the script was killed by a signal, or it
     made too few optimizer steps. The command line is shown as run.json records it (secrets
     removed) and printable (control characters escaped)."""
-    from daydream.report.names import printable
+    from daydream.names import printable
     shown = printable(" ".join(rundir.redact_argv(command)))
     if code < 0:
         try:

@@ -28,7 +28,7 @@ from daydream.errors import DaydreamError
 from daydream.graph import PHASES, TASK_KINDS
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
 from daydream.files import write_atomic
-from daydream.report.names import NOTE_CHARS, html_label, printable
+from daydream.names import NOTE_CHARS, html_label, printable
 from daydream.report.frames import critical_tasks, kernel_table, layer_table, memo, resource_labels
 from daydream.report.shorten import distinct_labels
 from daydream.sim import Timeline

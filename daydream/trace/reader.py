@@ -18,9 +18,9 @@ import orjson
 from zlib_ng import zlib_ng
 
 from daydream.errors import DaydreamError
+from daydream.files import TRACE_SUFFIXES
 from daydream.trace import fast
 
-TRACE_SUFFIXES = (".json", ".json.gz", ".pt.trace.json", ".pt.trace.json.gz")
 _GZIP = b"\x1f\x8b"
 _IN_CHUNK = 4 << 20    # compressed bytes read at a time
 _OUT_CHUNK = 64 << 20  # most bytes inflated at a time: the cap is checked between pieces

@@ -15,6 +15,7 @@ become a link in an HTML/plotly label. Every place that shows a name goes throug
 from __future__ import annotations
 
 import html
+import re
 
 # Longest name shown in full in human output and reports: twice the longest name in the shared
 # traces (5,123 characters, hta/alexnet_a100; templated kernels reach 3,000), so no real name is
@@ -43,10 +44,14 @@ def printable(name, limit: int | None = MAX_CHARS) -> str:
     return text.translate(_ESCAPES) + cut
 
 
+_MARKUP_TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+
+
 def escape_markup(name, limit: int | None = MAX_CHARS) -> str:
-    """`name` for a rich markup string or table cell: printed as is, never parsed as a style."""
-    from rich.markup import escape
-    return escape(printable(name, limit))
+    """`name` for a rich markup string or table cell: printed as is, never parsed as a style.
+    (rich.markup.escape's rule, written out: this module sits below the terminal layer.)"""
+    text = _MARKUP_TAG.sub(lambda m: f"{m.group(1)}{m.group(1)}\\{m.group(2)}", printable(name, limit))
+    return text + "\\" if text.endswith("\\") and not text.endswith("\\\\") else text
 
 
 def html_label(name, limit: int | None = MAX_CHARS) -> str:
