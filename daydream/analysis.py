@@ -162,6 +162,14 @@ def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict
         "device_model": device.name if device else None,
         "warnings": list(trace.warnings) + ctx.notes + ([ctx.device_problem] if device is None else []),
     }
+    out["unprofiled_ms"] = None
+    if ctx.run.get("profiler_event_cost"):
+        from daydream.transform import profiler_cost as overhead
+        cost = overhead.event_cost_of(ctx.run)
+        if cost is not None:
+            out["unprofiled_ms"] = round(simulate(overhead.without_profiler(timeline.graph, cost)).per_step_ms, 6)
+    if ctx.run.get("plain_step_ms"):
+        out["plain_step_ms"] = ctx.run["plain_step_ms"]
     if ctx.batch_size:
         out["throughput_per_s"] = round(ctx.batch_size / (measured / 1000.0), 3)
     if trace.has_gpu and device is not None:

@@ -5,6 +5,8 @@ and predicted step times, both timelines and both breakdowns.
 """
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
 
 from daydream.analysis import phase_breakdown
@@ -68,6 +70,16 @@ def unchanged_notes(applied: list[Applied], replay_ms: float, predicted_ms: floa
     return out
 
 
+def run_json(trace: Trace) -> dict:
+    """run.json of a `daydream profile` run directory ({} for anything else or an unreadable one)."""
+    if trace.run_dir is None:
+        return {}
+    try:
+        return json.loads((trace.run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 @dataclass
 class WhatIf:
     trace: Trace
@@ -92,7 +104,32 @@ class WhatIf:
     def speedup(self) -> float:
         return self.replay_ms / self.predicted_ms if self.predicted_ms > 0 else float("inf")
 
+    @functools.cached_property
+    def _unprofiled(self) -> tuple[float | None, float | None]:
+        """(replay, predicted) step times once the profiler's calibrated per-event cost is taken out
+        of the CPU tasks (daydream.transform.profiler_cost); None without a calibration in run.json."""
+        run = run_json(self.trace)
+        if not (run or {}).get("profiler_event_cost"):
+            return None, None  # (not calibrated: the transforms, and pandas, stay unimported)
+        from daydream.transform import profiler_cost as overhead
+        cost = overhead.event_cost_of(run)
+        if cost is None:
+            return None, None
+        replay = simulate(overhead.without_profiler(self.base.graph, cost)).per_step_ms
+        if self.predicted is self.base:
+            return replay, replay
+        return replay, simulate(overhead.without_profiler(self.predicted.graph, cost)).per_step_ms
+
+    @property
+    def unprofiled_ms(self) -> float | None:
+        return self._unprofiled[0]
+
+    @property
+    def predicted_unprofiled_ms(self) -> float | None:
+        return self._unprofiled[1]
+
     def to_json(self) -> dict:
+        unprofiled, predicted_unprofiled = self._unprofiled
         return {
             "trace": self.trace.path,
             "device": self.trace.device,
@@ -101,6 +138,8 @@ class WhatIf:
             "replay_ms": round(self.replay_ms, 6),
             "predicted_ms": round(self.predicted_ms, 6),
             "speedup": round(self.speedup, 6),
+            "unprofiled_ms": None if unprofiled is None else round(unprofiled, 6),
+            "predicted_unprofiled_ms": None if predicted_unprofiled is None else round(predicted_unprofiled, 6),
             "replay_error_pct": round(100 * abs(self.replay_ms - self.measured_ms) / self.measured_ms, 4)
             if self.measured_ms else 0.0,
             "optimizations": [o.as_json() for o in self.optimizations],

@@ -83,3 +83,20 @@ workers_option = click.option("--workers", type=click.IntRange(0, 4096), default
                                    "(0: in this process)")
 scheduler_option = click.option("--scheduler", default=None, metavar="ADDRESS",
                                 help="multi-rank: use a running Dask cluster (its workers must see the same paths)")
+
+
+def print_whole(console, renderable) -> None:
+    """Print a rich table at least as wide as its unwrappable columns need, so numbers and names a
+    user must type are never cut to `…` on a narrow console or in a pipe (COLUMNS=80): the line
+    gets longer instead. Wrappable columns still wrap to the console's width."""
+    from rich.measure import Measurement
+    need = Measurement.get(console, console.options.update_width(10 ** 5), renderable).minimum
+    if need <= console.width:
+        console.print(renderable)
+        return
+    saved = console.width
+    console.width = need
+    try:
+        console.print(renderable)
+    finally:
+        console.width = saved

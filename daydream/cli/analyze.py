@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from daydream.analysis import analyze as analyze_trace
@@ -13,7 +14,7 @@ from daydream.report.shorten import NAME_WIDTH, distinct_labels
 from daydream.graph import build_graph
 from daydream.sim import simulate
 from daydream.trace import load
-from daydream.report.shorten import print_whole
+from daydream.cli._common import print_whole
 
 
 @main.command()
@@ -83,6 +84,12 @@ def _print(result: dict, top: int = 10) -> None:
               f"   CPU busy {result['cpu_busy_pct']:.1f}%"
               + (f"   FLOP utilization {result['flops_utilization_pct']:.1f}%" if "flops_utilization_pct" in result else "")
               + (f"   throughput {result['throughput_per_s']:.1f}/s" if "throughput_per_s" in result else ""))
+    if result.get("unprofiled_ms") is not None:
+        out.print(f"without the profiler: [bold]{result['unprofiled_ms']:.3f} ms[/] estimated (its calibrated "
+                  "per-event cost removed)"
+                  + (f", {result['plain_step_ms']:.3f} ms timed" if result.get("plain_step_ms") else ""))
+    for warning in result["warnings"]:
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
     phases = Table(title="critical path by phase (ms/step)")
     phases.add_column("phase"); phases.add_column("ms", justify="right", no_wrap=True); phases.add_column("%", justify="right", no_wrap=True)
     total = sum(result["breakdown"]["measured"].values()) or 1

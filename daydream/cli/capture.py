@@ -30,7 +30,8 @@ class _Command(OneLineErrors, click.Command):
               help="torch CPU threads (0: torch's default); 1 keeps CPU timings steady on shared machines")
 @click.option("--stack/--no-stack", default=False, show_default=True,
               help="Python stacks in the traces (large); the memory timeline is recorded either way")
-@click.option("--out", default="traces/pairs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="directory to write (default: a new runs/pairs-TIME; the shipped corpus is traces/pairs)")
 @click.option("--json", "as_json", is_flag=True, help="print index.json as one JSON object")
 def capture_command(models, settings, devices, size, steps, warmup, time_steps, threads, stack, out, as_json):
     """Record run pairs that differ in one setting, with index.json naming each pair's what-if."""

@@ -9,7 +9,7 @@ import orjson
 
 from daydream.cli import main
 from daydream.cli._common import device_option
-from daydream.report.shorten import print_whole
+from daydream.cli._common import print_whole
 
 
 @main.command("memory")

@@ -7,7 +7,7 @@ from daydream import hardware
 from daydream.cli import main
 from daydream.cli._common import stdout_console, emit_json, json_option
 from daydream.opts.params import SPECS
-from daydream.report.shorten import print_whole
+from daydream.cli._common import print_whole
 
 _TFLOP_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
 

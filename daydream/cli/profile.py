@@ -16,7 +16,7 @@ def _print_summary(info: dict, title: str) -> None:
 
     from daydream.names import escape_markup
 
-    table = Table(title=escape_markup(title), show_header=False)
+    table = Table(title=escape_markup(title), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
 
@@ -25,12 +25,22 @@ def _print_summary(info: dict, title: str) -> None:
     rows = [
         ("run directory", info["run_dir"]),
         ("device", f"{info['device']} ({info['device_name']})"),
-        ("profiled steps", f"{info['profiled_steps']} of {info['steps']}"),
-        ("step without profiler", ms(info["plain_step_ms"])),
-        ("step with profiler", ms(info["profiled_step_ms"])),
-        ("profiler overhead", "-" if info["profiler_overhead_pct"] is None else f"{info['profiler_overhead_pct']:+.1f} %"),
+        ("profiled steps", f"{info['profiled_steps']} whole steps of {info['steps']}"
+                           + ("" if info.get("complete", True) else " [yellow](incomplete run)[/]")),
+        ("step without profiler", f"{ms(info['plain_step_ms'])} (median of {len(info['step_ms']['plain'])} "
+                                  "steady-state steps)" if info["plain_step_ms"] is not None
+         else "- (the run ended before a step could be timed without the profiler)"),
+        ("step with profiler", ms(info["profiled_step_ms"]) + f" (mean of {len(info['step_ms']['profiled'])})"),
+        ("profiler overhead", "-" if info["profiler_overhead_pct"] is None else
+         f"{info['profiler_overhead_pct']:+.1f} % (median vs median)"),
         ("memory timeline", info["files"]["memory"] or f"not written ({info.get('memory_error')})"),
     ]
+    calibration = info.get("profiler_event_cost") or {}
+    if calibration.get("us_per_event"):
+        text = ", ".join(f"{k} {v:.2f}" for k, v in calibration["us_per_event"].items()) + " us CPU"
+        if calibration.get("wall_per_cpu"):
+            text += f" (x {calibration['wall_per_cpu']:.2f} wall/CPU: load from other processes)"
+        rows.insert(-1, ("profiler cost per event", text))
     if info.get("batch_size"):
         rows.insert(2, ("batch size", str(info["batch_size"])))
     for k, v in rows:
@@ -45,6 +55,8 @@ def _print_summary(info: dict, title: str) -> None:
 @click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True, help="profiled steps")
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
               help="plain steps before timing and profiling")
+@click.option("--time-steps", type=click.IntRange(min=1), default=10, show_default=True,
+              help="steady-state steps timed without the profiler (plain_step_ms is their median)")
 @click.option("--amp", is_flag=True, help="automatic mixed precision (torch.autocast)")
 @click.option("--amp-dtype", type=click.Choice(["bf16", "fp16"]), default="bf16", show_default=True)
 @click.option("--size", type=click.Choice(["small", "paper"]), default="small", show_default=True)
@@ -55,7 +67,7 @@ def _print_summary(info: dict, title: str) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="run directory to write (default runs/NAME-TIME)")
 @click.option("--json", "as_json", is_flag=True, help="print run.json (plus run_dir) as one JSON object")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def profile(model, device, batch_size, steps, warmup, amp, amp_dtype, size, workers, fused, checkpointing,
+def profile(model, device, batch_size, steps, warmup, time_steps, amp, amp_dtype, size, workers, fused, checkpointing,
             no_stack, out, as_json, command):
     """Profile a TBD model (--model tbd:NAME) or an unmodified script (-- python train.py ARGS).
 
@@ -68,7 +80,7 @@ def profile(model, device, batch_size, steps, warmup, amp, amp_dtype, size, work
         info = profile_model(model, device=device, batch_size=batch_size, steps=steps, warmup=warmup,
                              amp=amp_dtype if amp else False, out_dir=out, size=size, workers=workers,
                              fused=fused, checkpointing=checkpointing, with_stack=not no_stack,
-                             progress=not as_json)
+                             time_steps=time_steps, progress=not as_json)
         if as_json:
             click.echo(orjson.dumps(info).decode())
         else:
@@ -80,10 +92,11 @@ def profile(model, device, batch_size, steps, warmup, amp, amp_dtype, size, work
     from daydream.profile import profile_script
     # Under --json stdout carries exactly one JSON object, so the script's stdout goes to stderr.
     code, info = profile_script(list(command), steps=steps, warmup=warmup, out_dir=out,
-                                with_stack=not no_stack, stdout=sys.stderr if as_json else None)
+                                with_stack=not no_stack, stdout=sys.stderr if as_json else None,
+                                time_steps=time_steps, progress=not as_json)
     if info is None:
         from daydream.profile.script import no_run_message
-        click.echo(f"daydream: {no_run_message(list(command), code, warmup, steps)}", err=True)
+        click.echo(f"daydream: {no_run_message(list(command), code, warmup, steps, time_steps)}", err=True)
     elif as_json:
         click.echo(orjson.dumps({**info, "exit_code": code}).decode())
     else:

@@ -10,7 +10,7 @@ from daydream.opts.params import parse_opt
 from daydream.names import NOTE_CHARS, escape_markup
 from daydream.trace import load
 from daydream.validate import validate as run_validate
-from daydream.report.shorten import print_whole
+from daydream.cli._common import print_whole
 
 
 @main.command()
@@ -46,3 +46,5 @@ def validate(base, optimized, opts, as_json, step_annotation):
     out.print(f"error: [bold]{data['error_pct']:.2f}%[/] of the measured optimized step time")
     for note in data["notes"]:
         out.print(f"[yellow]note:[/] {escape_markup(note, NOTE_CHARS)}")
+    for warning in data["warnings"]:
+        out.print(f"[bold yellow]warning:[/] {escape_markup(warning, NOTE_CHARS)}")

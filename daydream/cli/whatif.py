@@ -117,13 +117,16 @@ def _print(data: dict, scenarios) -> None:
     from daydream.names import NOTE_CHARS, escape_markup as escape
     from rich.table import Table
 
-    from daydream.report.shorten import print_whole
+    from daydream.cli._common import print_whole
     out = stdout_console()
     out.print(f"[bold]{escape(data['trace'])}[/]  {escape(data['device'])}  steps={data['steps']}")
     if len(scenarios) == 1:
         out.print(f"measured {data['measured_ms']:.3f} ms   replay {data['replay_ms']:.3f} ms "
                   f"({data['replay_error_pct']:.2f}% off)   predicted [bold]{data['predicted_ms']:.3f} ms[/]   "
                   f"speedup vs replay [bold]{data['speedup']:.3f}x[/]")
+        if data.get("unprofiled_ms") is not None:
+            out.print(f"without the profiler (estimated): replay {data['unprofiled_ms']:.3f} ms   predicted "
+                      f"{data['predicted_unprofiled_ms']:.3f} ms")
         table = Table(title="critical path by phase (ms/step)")
         table.add_column("phase"); table.add_column("replay", justify="right", no_wrap=True); table.add_column("predicted", justify="right", no_wrap=True)
         for k, v in data["breakdown"]["measured"].items():

@@ -198,8 +198,13 @@ def _apply_cpu(graph, dtype, dev, info, ctx) -> None:
         ratio = dev.peak("fp32") / dev.peak(dtype)
         P.scale(graph, np.flatnonzero(np.isin(cls, ("matmul", "conv"))), ratio)
         cast_rate = dev.mem_bw
-        why = ("the trace is not a `daydream profile` CPU run directory with a calibration"
-               if dtype == "bf16" else f"the calibration measures bf16 only, not {dtype}")
+        if dtype != "bf16":
+            why = f"the calibration measures bf16 only, not {dtype}"
+        elif ctx.trace.run_dir is not None:
+            why = (f"the run directory {ctx.trace.run_dir} has no bf16 calibration in its run.json "
+                   "(recorded before calibrations)")
+        else:
+            why = "the trace is a plain trace file, not a `daydream profile` CPU run directory with a calibration"
         ctx.notes.append(f"amp on CPU: {why}; matmul/conv time x {ratio:.3g} from the hardware table "
                          f"(peak fp32 / peak {dtype} of {dev.name}), which cannot know this CPU's "
                          f"{dtype} paths: re-profile with `daydream profile` for a measured one")

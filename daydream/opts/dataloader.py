@@ -295,6 +295,9 @@ OPTIMIZATION = Optimization(
         "prefetch": Param(2, "batches prefetched per worker", int, 1, 64),
         "cores": Param(0, "CPU cores of the host (0: run.json's cpu_count; unrecorded: no core contention)",
                        int, 0, 65536),
+        "load_ms": Param(0.0, "one batch's loading time in ms where the trace's workers were not profiled "
+                              "(0: estimated from the batch's bytes; docs/optimizations/dataloader.md)",
+                         float, 0, 1e7),
     },
     apply=apply,
     memory=unchanged_memory("dataloader: workers use host memory only; device memory unchanged"),

@@ -68,7 +68,13 @@ def _write_index(out: Path, index: dict) -> None:
     os.replace(tmp, out / "index.json")
 
 
-def capture_pairs(models=DEFAULT_MODELS, settings=tuple(SETTINGS), devices=("cpu",), out_dir="traces/pairs",
+def default_pairs_dir() -> Path:
+    """runs/pairs-TIME: a new directory, never the shipped corpus in traces/pairs (which its tests
+    check against its own index.json); pass --out traces/pairs to refresh that on purpose."""
+    return Path("runs") / f"pairs-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def capture_pairs(models=DEFAULT_MODELS, settings=tuple(SETTINGS), devices=("cpu",), out_dir=None,
                   size="small", steps=3, warmup=2, time_steps=8, threads: int | None = 1, with_stack=False,
                   interleave: tuple = ("cpu",), progress=True, log=print) -> dict:
     """Record base and optimized runs into OUT/DEVICE/MODEL/SETTING and write OUT/index.json
@@ -82,8 +88,9 @@ def capture_pairs(models=DEFAULT_MODELS, settings=tuple(SETTINGS), devices=("cpu
     for name in models:
         if name.removeprefix("tbd:") not in tbd_suite.REGISTRY:
             raise DaydreamError(f"unknown TBD model {name!r}; known: {', '.join(tbd_suite.names())}")
-    out = Path(out_dir)
+    out = Path(out_dir) if out_dir else default_pairs_dir()
     out.mkdir(parents=True, exist_ok=True)
+    log(f"writing the pairs to {out}")
     index = {"schema": INDEX_SCHEMA, "size": size, "steps": steps, "warmup": warmup, "time_steps": time_steps,
              "threads": threads,
              "with_stack": with_stack, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

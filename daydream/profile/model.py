@@ -3,8 +3,10 @@
 Order of work: build; `warmup` plain steps; `steps` timed plain steps (the no-profiler baseline);
 one step with saved-tensor hooks that attributes saved activation bytes to modules; then the
 profiled run with schedule(wait=1, warmup=1, active=steps), one ProfilerStep per training step;
-on a CPU, last, the bf16 calibration microbenchmark (daydream.profile.calibrate, about 1 s) that
-the amp what-if reads from run.json["calibration"].
+on a CPU, the bf16 calibration microbenchmark (daydream.profile.calibrate, about 1 s) that
+the amp what-if reads from run.json["calibration"]; last, the profiler's per-event cost under the
+run's settings (daydream.profile.overhead, about 1 s), run.json["profiler_event_cost"], from which
+analyze and whatif estimate the step time without the profiler (`unprofiled_ms`).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from daydream.errors import DaydreamError
-from daydream.profile import calibrate, rundir
+from daydream.profile import calibrate, overhead, rundir
 from daydream.names import escape_markup
 
 
@@ -148,7 +150,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     time_steps = time_steps or steps
-    total = warmup + time_steps + int(layers) + steps + 2 + (0 if with_stack else 3) + int(dev.type == "cpu")
+    total = warmup + time_steps + int(layers) + steps + 2 + (0 if with_stack else 3) + int(dev.type == "cpu") + 1
     plain, peak = [], None
     with _progress(progress) as bar:
         task = bar.add_task(f"{model_name} warm-up", total=total) if bar else None
@@ -182,6 +184,10 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         if dev.type == "cpu":  # same process, same thread count as the profiled steps
             calibration = calibrate.measure()
             advance("bf16 calibration")
+        profiler_settings = {"record_shapes": True, "profile_memory": True, "with_stack": with_stack,
+                             "with_modules": True}
+        event_cost = overhead.measure_event_cost(profiler_settings)
+        advance("profiler cost per event")
 
         info = {
             "schema": rundir.RUN_SCHEMA,
@@ -198,8 +204,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
                 "size": size, "workers": workers, "fused": fused, "checkpointing": checkpointing, "seed": seed,
                 "optimizer": workload.optimizer_name, "loss": workload.loss_name,
                 "threads": torch.get_num_threads(),
-                "profiler": {"record_shapes": True, "profile_memory": True, "with_stack": with_stack,
-                             "with_modules": True, "schedule": {"wait": 1, "warmup": 1, "active": steps}},
+                "profiler": {**profiler_settings, "schedule": {"wait": 1, "warmup": 1, "active": steps}},
             },
             "parameters": workload.parameters_count,
             "versions": rundir.versions(),
@@ -207,6 +212,8 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
             **rundir.summarize_steps(plain, profiled),
             "cuda_max_allocated_bytes": peak,
             **({"calibration": calibration} if calibration else {}),
+            "profiler_event_cost": event_cost,
+            "time_steps": time_steps,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         if bar:

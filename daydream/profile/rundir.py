@@ -114,18 +114,31 @@ def write_json_gz(path: Path, obj) -> None:
         f.write(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
-def export_trace(prof, staging: Path) -> int:
+def export_trace(prof, staging: Path, keep_steps: int | None = None) -> int:
     """Write the profiler's Kineto trace as trace.json.gz (metadata scrubbed); returns the number of
-    CPU-side ProfilerStep spans in it (CUDA traces mirror them as gpu_user_annotation). Remembers the trace's baseTimeNanoseconds for the memory timeline."""
+    CPU-side ProfilerStep spans in it (CUDA traces mirror them as gpu_user_annotation). Remembers the
+    trace's baseTimeNanoseconds for the memory timeline.
+
+    `keep_steps`: keep only the first that many ProfilerStep spans (by start) and drop the later ones
+    with their GPU mirrors: a step that a profiler stop or an exit cut short is not a step. Their
+    events stay in the trace, outside the analysis window."""
     raw = staging / "trace.raw.json"
     prof.export_chrome_trace(str(raw))
     trace = _scrub(orjson.loads(raw.read_bytes()))
     raw.unlink()
     prof._daydream_base_time_ns = trace.get("baseTimeNanoseconds")
+    events = trace.get("traceEvents", [])
+
+    def is_step(e):
+        return e.get("ph") == "X" and str(e.get("name", "")).startswith("ProfilerStep#")
+    cpu_steps = sorted((e for e in events if is_step(e) and e.get("cat") != "gpu_user_annotation"),
+                       key=lambda e: float(e.get("ts", 0)))
+    if keep_steps is not None and len(cpu_steps) > keep_steps:
+        kept = {e["name"] for e in cpu_steps[:keep_steps]}
+        trace["traceEvents"] = [e for e in events if not is_step(e) or e["name"] in kept]
+        cpu_steps = cpu_steps[:keep_steps]
     write_json_gz(staging / "trace.json.gz", trace)
-    return sum(1 for e in trace.get("traceEvents", ())
-               if e.get("ph") == "X" and e.get("cat") != "gpu_user_annotation"
-               and str(e.get("name", "")).startswith("ProfilerStep#"))
+    return len(cpu_steps)
 
 
 def export_memory(prof, staging: Path, device: str, layers: dict | None, aligned: bool = True,
@@ -175,20 +188,23 @@ def write_run_json(staging: Path, info: dict) -> None:
 
 
 def summarize_steps(plain: list[float], profiled: list[float]) -> dict:
-    """Mean (and median) wall-clock step times with and without the profiler and the profiler's
-    overhead: overhead_pct = 100 * (profiled_mean - plain_mean) / plain_mean."""
-    def mean(xs):
-        return sum(xs) / len(xs) if xs else None
+    """Wall-clock step times with and without the profiler, and the profiler's overhead.
 
+    plain_step_ms     median of the steady-state steps timed WITHOUT the profiler (after warm-up);
+    profiled_step_ms  mean of the profiled steps (what the trace's window measures per step);
+    profiler_overhead_pct = 100 * (profiled median - plain median) / plain median, medians so that one
+    step slowed by another process on a shared machine moves neither side. The profiler only adds
+    work, so a negative difference is noise between the two phases and is reported as 0 (the raw
+    medians stay in run.json)."""
     def median(xs):
         return None if not xs else round(statistics.median(xs), 4)
-    p, q = mean(plain), mean(profiled)
+    p, q = median(plain), median(profiled)
+    mean_profiled = sum(profiled) / len(profiled) if profiled else None
     return {
-        "plain_step_ms_median": median(plain),
-        "profiled_step_ms_median": median(profiled),
+        "plain_step_ms_median": p,
+        "profiled_step_ms_median": q,
         "step_ms": {"plain": [round(x, 4) for x in plain], "profiled": [round(x, 4) for x in profiled]},
-        "plain_step_ms": None if p is None else round(p, 4),
-        "profiled_step_ms": None if q is None else round(q, 4),
-        "profiler_overhead_pct": None if not p or q is None else round(100.0 * (q - p) / p, 2),
+        "plain_step_ms": p,
+        "profiled_step_ms": None if mean_profiled is None else round(mean_profiled, 4),
+        "profiler_overhead_pct": None if not p or q is None else round(max(0.0, 100.0 * (q - p) / p), 2),
     }
-

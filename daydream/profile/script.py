@@ -67,20 +67,40 @@ def default_out(label: str) -> Path:
     return Path("runs") / f"{label}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
+def _poll(proc: subprocess.Popen, status: Path, bar) -> int:
+    """Wait for the child, showing its phase (written by the hook to `status`) on `bar`."""
+    task = bar.add_task("starting the script", total=None)
+    while True:
+        try:
+            return proc.wait(timeout=0.25)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            phase, done, total = status.read_text().split("\t")
+            total = int(total) or None
+            bar.update(task, description=phase, completed=int(done), total=total)
+        except (OSError, ValueError):
+            continue
+
+
 def profile_script(command: list[str], steps: int = 5, warmup: int = 3, out_dir: str | Path | None = None,
-                   with_stack: bool = True, stdout=None) -> tuple[int, dict | None]:
+                   with_stack: bool = True, stdout=None, time_steps: int = 10,
+                   progress: bool = False) -> tuple[int, dict | None]:
     """Run `command` with the optimizer-step profiler; return (exit status, run.json or None when
-    nothing was recorded). `stdout` redirects the script's stdout (None: inherited)."""
+    nothing was recorded). `stdout` redirects the script's stdout (None: inherited). `time_steps`
+    plain steps after profiling give plain_step_ms; `progress` shows the phase on stderr (a terminal)."""
     if not command:
         raise DaydreamError("nothing to run: give --model tbd:NAME or a command after `--`")
-    if steps < 1 or warmup < 0:
-        raise DaydreamError(f"--steps must be >= 1 and --warmup >= 0 (got {steps}, {warmup})")
+    if steps < 1 or warmup < 0 or time_steps < 0:
+        raise DaydreamError(f"--steps must be >= 1, --warmup and --time-steps >= 0 (got {steps}, {warmup}, "
+                            f"{time_steps})")
     out = Path(out_dir) if out_dir else default_out(Path(command[-1]).stem or "script")
     rundir.check_target(out)
     run_id = uuid.uuid4().hex
     package_root = str(Path(__file__).resolve().parents[2])
     with tempfile.TemporaryDirectory(prefix="daydream-profile-") as tmp:
         (Path(tmp) / "sitecustomize.py").write_text(_SITECUSTOMIZE.format(here=tmp))
+        status = Path(tmp) / "status"
         env = dict(os.environ)
         path = [tmp] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p] + [package_root]
         env.update({
@@ -88,17 +108,24 @@ def profile_script(command: list[str], steps: int = 5, warmup: int = 3, out_dir:
             "DAYDREAM_PROFILE_OUT": str(out.resolve()),
             "DAYDREAM_PROFILE_STEPS": str(steps),
             "DAYDREAM_PROFILE_WARMUP": str(warmup),
+            "DAYDREAM_PROFILE_TIME_STEPS": str(time_steps),
             "DAYDREAM_PROFILE_WITH_STACK": "1" if with_stack else "0",
             "DAYDREAM_PROFILE_CLAIM": os.path.join(tmp, "claimed"),
+            "DAYDREAM_PROFILE_STATUS": str(status),
             "DAYDREAM_PROFILE_RUN_ID": run_id,
             "DAYDREAM_PROFILE_COMMAND": json.dumps(rundir.redact_argv(list(command))),
         })
         try:
-            code = subprocess.run(list(command), env=env, stdout=stdout).returncode
+            proc = subprocess.Popen(list(command), env=env, stdout=stdout)
         except FileNotFoundError:
             raise DaydreamError(f"cannot run {command[0]!r}: no such program") from None
         except PermissionError:
             raise DaydreamError(f"cannot run {command[0]!r}: permission denied") from None
+        with _progress(progress) as bar:
+            try:
+                code = _poll(proc, status, bar) if bar else proc.wait()
+            except KeyboardInterrupt:  # the child got the same SIGINT; let it finish writing
+                code = proc.wait()
     run_json = out / "run.json"
     if run_json.exists():
         info = orjson.loads(run_json.read_bytes())
@@ -115,7 +142,7 @@ def profile_script(command: list[str], steps: int = 5, warmup: int = 3, out_dir:
     return code, None
 
 
-def no_run_message(command: list[str], code: int, warmup: int, steps: int) -> str:
+def no_run_message(command: list[str], code: int, warmup: int, steps: int, time_steps: int) -> str:
     """Why no run directory was written, in one line: the script was killed by a signal, or it
     made too few optimizer steps. The command line is shown as run.json records it (secrets
     removed) and printable (control characters escaped)."""
@@ -128,4 +155,17 @@ def no_run_message(command: list[str], code: int, warmup: int, steps: int) -> st
             name = ""
         return f"no run directory written: {shown} was killed by signal {-code}{name}"
     return (f"no run directory written: {shown} made too few optimizer steps "
-            f"(profiling needs {max(warmup, 1)} warm-up + {steps} profiled steps)")
+            f"(profiling needs {max(warmup, 1)} warm-up + 1 + {steps} profiled steps, then up to "
+            f"{time_steps} timed plain steps)")
+
+
+def _progress(enabled: bool):
+    """A transient spinner with the script's phase on stderr; nothing when stderr is not a terminal."""
+    import contextlib
+    import sys
+    if not enabled or not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    return Progress(SpinnerColumn(), TextColumn("daydream profile: {task.description}"), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True), transient=True)

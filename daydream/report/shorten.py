@@ -32,20 +32,3 @@ def distinct_labels(names: list[str], width: int = NAME_WIDTH) -> list[str]:
             seen.setdefault(lab, set()).add(n)
         labels = [shorten_middle(n, w) if len(seen[lab]) > 1 else lab for n, lab in zip(names, labels)]
     return labels
-
-
-def print_whole(console, renderable) -> None:
-    """Print a rich table at least as wide as its unwrappable columns need, so numbers and names a
-    user must type are never cut to `…` on a narrow console or in a pipe (COLUMNS=80): the line
-    gets longer instead. Wrappable columns still wrap to the console's width."""
-    from rich.measure import Measurement
-    need = Measurement.get(console, console.options.update_width(10 ** 5), renderable).minimum
-    if need <= console.width:
-        console.print(renderable)
-        return
-    saved = console.width
-    console.width = need
-    try:
-        console.print(renderable)
-    finally:
-        console.width = saved

@@ -225,7 +225,22 @@ def load(path: str | Path, step_annotation: str | None = None) -> Trace:
     p = Path(path)
     if p.is_dir() and (p / "trace.json.gz").exists():
         trace.run_dir = p
+        trace.warnings.extend(_run_warnings(p, trace))
     return trace
+
+
+def _run_warnings(run_dir: Path, trace: Trace) -> list[str]:
+    """What run.json says about the recording that every figure should carry: an incomplete run."""
+    import json
+    try:
+        run = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if run.get("complete", True) is not False:
+        return []
+    return [f"incomplete run: run.json says the recording stopped early ({run.get('profiled_steps')} of "
+            f"{run.get('steps')} profiled steps were recorded whole); figures are from those {trace.steps} "
+            "steps only"]
 
 
 __all__ = ["Trace", "Window", "load", "from_raw", "from_columns", "KIND_NAMES"]

@@ -213,11 +213,11 @@ def insert_before(graph: TaskGraph, anchors, *, dur, name, kind, phase=None, lay
 def topological_positions(graph: TaskGraph) -> np.ndarray:
     """Position (0..n-1) of every task's start in the simulator's topological order.
 
-    The order is the one `daydream.sim.simulate` walks, over the half-node graph (`sim.HalfNodes`):
+    The order is the one `daydream.sim.simulate` walks, over the half-node graph (`graph.half_nodes.HalfNodes`):
     a synchronous copy (launched from its call's start, releasing the call's end) is no cycle
     there. On one thread or stream this is the resource's program order, also for inserted tasks,
     whose observed times only repeat their anchor's."""
-    from daydream.sim import half_nodes
+    from daydream.graph.half_nodes import half_nodes
     order = half_nodes(graph).order
     starts = order[order % 2 == 0] >> 1
     pos = np.empty(len(starts), np.int64)
@@ -230,12 +230,12 @@ def remove(graph: TaskGraph, selection) -> np.ndarray:
 
     Each predecessor -> removed -> successor pair becomes a direct edge whose delay is the sum of
     both delays (the removed task's own duration disappears). The removed tasks' starts and ends
-    are bridged in the simulator's half-node order (`sim.HalfNodes`), so every removed
+    are bridged in the simulator's half-node order (`graph.half_nodes.HalfNodes`), so every removed
     predecessor of a node is bridged before it, also across a synchronous copy (call start ->
     copy -> call end), and a run of removed neighbours costs time linear in its length. Returns
     the old -> new index map (-1 for removed tasks).
     """
-    from daydream.sim import half_nodes
+    from daydream.graph.half_nodes import half_nodes
     idx = _index(graph, selection)
     if len(idx) == 0:
         return np.arange(len(graph.tasks))

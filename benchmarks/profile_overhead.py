@@ -1,0 +1,211 @@
+"""`daydream profile -- SCRIPT` checked end to end: whole-step windows, replay, plain step time, the
+profiler's overhead by setting and the step time without the profiler (docs/profiling.md).
+
+    python benchmarks/profile_overhead.py [--models tiny,resnet50,...] [--out DIR] [--write-docs]
+
+For the small transformer classifier of benchmarks/scripts/tiny_transformer.py ("tiny") and every
+TBD suite model run as a plain script (benchmarks/scripts/suite_train.py NAME), on CPU, one thread:
+  1. `daydream profile --steps 5 --warmup 3 --time-steps 10 -- python SCRIPT --steps 24`; from the run
+     directory: measured (window / steps), replay, the mean of the kept ProfilerStep spans,
+     plain_step_ms (run.json) and unprofiled_ms (analyze);
+  2. an independent timing of the same script without daydream: its loop timed over N and 4N steps
+     in two processes, (t(4N) - t(N)) / 3N, so start-up and warm-up cancel (N = 5), three such
+     pairs interleaved, medians; wall clock and the loop thread's CPU time;
+  3. the profiler's overhead by setting, in one process: blocks of BLOCK steps under no profiler,
+     CPU activity alone, + record_shapes, + profile_memory, + with_stack and with_modules (daydream's
+     settings), ROUNDS rounds alternating, median thread CPU time per step (time.thread_time: the
+     other engineers' processes on this shared machine do not inflate it the way they do wall time).
+Results go to OUT/profile_overhead.json (rewritten after every model) and, with --write-docs, the
+table replaces the `## Measured` section of docs/profiling.md.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "benchmarks" / "scripts"
+SUITE = ("resnet50", "inception_v3", "seq2seq", "transformer", "detection", "deepspeech2", "wgan", "a3c",
+         "bert", "llama", "vit", "dit")
+N = 5
+PAIRS = 3
+ROUNDS, BLOCK = 3, 3
+SETTINGS = {
+    "plain": None,
+    "cpu": {},
+    "+shapes": {"record_shapes": True},
+    "+memory": {"record_shapes": True, "profile_memory": True},
+    "+stack": {"record_shapes": True, "profile_memory": True, "with_stack": True, "with_modules": True},
+}
+
+
+def command(model: str, steps: int) -> list[str]:
+    if model == "tiny":
+        return [sys.executable, str(SCRIPTS / "tiny_transformer.py"), "--steps", str(steps)]
+    return [sys.executable, str(SCRIPTS / "suite_train.py"), model, "--steps", str(steps)]
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def loop_ms(model: str, steps: int) -> tuple[float, float]:
+    """(wall, thread CPU) milliseconds of the script's training loop of `steps` steps."""
+    out = subprocess.run(command(model, steps) + ["--report-time"], capture_output=True, text=True, env=env(),
+                         check=True).stdout
+    m = re.search(r"loop_ms ([\d.]+) cpu_ms ([\d.]+)", out)
+    return float(m.group(1)), float(m.group(2))
+
+
+def independent_ms(model: str) -> tuple[float, float]:
+    """Per-step (wall, CPU) ms from (t(4N) - t(N)) / 3N, PAIRS pairs of runs interleaved, medians: load
+    from other processes that changes between two runs would otherwise land in the difference."""
+    walls, cpus = [], []
+    for _ in range(PAIRS):
+        (w1, c1), (w4, c4) = loop_ms(model, N), loop_ms(model, 4 * N)
+        walls.append((w4 - w1) / (3 * N))
+        cpus.append((c4 - c1) / (3 * N))
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def profiled(model: str, out_dir: Path) -> dict:
+    from daydream.analysis import analyze
+    from daydream.graph import build_graph
+    from daydream.sim import simulate
+    from daydream.trace import load
+    run_dir = out_dir / model
+    proc = subprocess.run([sys.executable, "-c", "from daydream.cli import main; main()", "profile", "--steps", "5",
+                           "--warmup", "3", "--time-steps", "10", "--out", str(run_dir), "--json", "--",
+                           *command(model, 24)], capture_output=True, text=True, env=env())
+    if proc.returncode != 0:
+        raise RuntimeError(f"{model}: daydream profile exited {proc.returncode}: {proc.stderr[-2000:]}")
+    run = json.loads(proc.stdout)
+    trace = load(run_dir)
+    with gzip.open(run_dir / "trace.json.gz", "rb") as f:
+        events = json.loads(f.read())["traceEvents"]
+    steps = [e["dur"] / 1e3 for e in events if e.get("ph") == "X" and e.get("cat") != "gpu_user_annotation"
+             and str(e.get("name", "")).startswith("ProfilerStep#")]
+    timeline = simulate(build_graph(trace))
+    result = analyze(trace, timeline)
+    return {"measured_ms": trace.measured_ms, "replay_ms": timeline.per_step_ms,
+            "mean_profiler_step_ms": statistics.mean(steps), "steps": trace.steps,
+            "plain_step_ms": run["plain_step_ms"], "profiled_step_ms": run["profiled_step_ms"],
+            "unprofiled_ms": result["unprofiled_ms"], "us_per_event": run["profiler_event_cost"]["us_per_event"],
+            "complete": run["complete"]}
+
+
+SETTINGS_RUNNER = r'''
+import json, statistics, sys, time, torch
+sys.path.insert(0, sys.argv[3])
+from torch.profiler import ProfilerActivity, profile
+torch.set_num_threads(1)
+model, settings = sys.argv[1], json.loads(sys.argv[2])
+rounds, block = int(sys.argv[4]), int(sys.argv[5])
+if model == "tiny":
+    from tiny_transformer import make_step
+    s = make_step(); step = lambda: s(0)
+else:
+    import tbd_suite
+    w = tbd_suite.get(model).build("small", device="cpu"); step = w.step
+for _ in range(3):
+    step()
+times = {k: [] for k in settings}
+for _ in range(rounds):
+    for name, kw in settings.items():
+        prof = None if kw is None else profile(activities=[ProfilerActivity.CPU], **kw)
+        if prof: prof.start()
+        for i in range(block + 1):
+            t0 = time.thread_time(); step(); dt = time.thread_time() - t0
+            if i:  # the first step of a block pays the profiler's start
+                times[name].append(1e3 * dt)
+        if prof: prof.stop()
+print(json.dumps({k: statistics.median(v) for k, v in times.items()}))
+'''
+
+
+def overhead_by_setting(model: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", SETTINGS_RUNNER, model, json.dumps(SETTINGS), str(SCRIPTS),
+                          str(ROUNDS), str(BLOCK)], capture_output=True, text=True, env=env(), check=True).stdout
+    med = json.loads(out.strip().splitlines()[-1])
+    return {"cpu_ms": med, "overhead_pct": {k: 100 * (v / med["plain"] - 1) for k, v in med.items() if k != "plain"}}
+
+
+def measure(model: str, out_dir: Path) -> dict:
+    t0 = time.perf_counter()
+    row = {"model": model, **profiled(model, out_dir)}
+    row["independent_ms"], row["independent_cpu_ms"] = independent_ms(model)
+    row.update(overhead_by_setting(model))
+    m, r, p = row["measured_ms"], row["replay_ms"], row["mean_profiler_step_ms"]
+    row["replay_error_pct"] = 100 * abs(r - m) / m
+    row["window_vs_steps_pct"] = 100 * abs(m - p) / p
+    row["plain_vs_independent_pct"] = 100 * (row["plain_step_ms"] - row["independent_ms"]) / row["independent_ms"]
+    row["unprofiled_vs_plain_pct"] = 100 * (row["unprofiled_ms"] - row["plain_step_ms"]) / row["plain_step_ms"]
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| model | steps | measured ms | mean ProfilerStep ms | \\|m−s\\| % | replay ms | \\|r−m\\| % | plain ms "
+            "| independent ms (CPU ms) | plain vs indep. % | unprofiled ms | unprof. vs plain % | overhead cpu / +shapes / "
+            "+memory / +stack % | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        o = r["overhead_pct"]
+        lines.append(
+            f"| {r['model']} | {r['steps']} | {r['measured_ms']:.2f} | {r['mean_profiler_step_ms']:.2f} | "
+            f"{r['window_vs_steps_pct']:.2f} | {r['replay_ms']:.2f} | {r['replay_error_pct']:.2f} | "
+            f"{r['plain_step_ms']:.2f} | {r['independent_ms']:.2f} ({r['independent_cpu_ms']:.2f}) | {r['plain_vs_independent_pct']:+.1f} | "
+            f"{r['unprofiled_ms']:.2f} | {r['unprofiled_vs_plain_pct']:+.1f} | "
+            f"{o['cpu']:.0f} / {o['+shapes']:.0f} / {o['+memory']:.0f} / {o['+stack']:.0f} | {r['load_average']:.1f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="tiny," + ",".join(SUITE))
+    parser.add_argument("--out", default=str(REPO / "runs" / "profile_overhead"))
+    parser.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "profile_overhead.json"))
+    parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--from-results", action="store_true", help="only print (and --write-docs) the saved table")
+    args = parser.parse_args()
+    out = Path(args.out)
+    rows = []
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.from_results:
+        rows, models = json.loads(Path(args.results).read_text())["rows"], []
+    for model in models:
+        try:
+            rows.append(measure(model, out))
+        except (RuntimeError, subprocess.CalledProcessError) as exc:
+            print(f"{model}: failed: {exc}", file=sys.stderr)
+            continue
+        r = rows[-1]
+        print(f"{model:13s} measured {r['measured_ms']:8.2f} steps-mean {r['mean_profiler_step_ms']:8.2f} "
+              f"replay {r['replay_ms']:8.2f} plain {r['plain_step_ms']:8.2f} indep {r['independent_ms']:8.2f} "
+              f"unprof {r['unprofiled_ms']:8.2f} ({r['unprofiled_vs_plain_pct']:+.1f}%) "
+              f"overhead {json.dumps({k: round(v) for k, v in r['overhead_pct'].items()})} [{r['seconds']:.0f}s]",
+              flush=True)
+        r["load_average"] = os.getloadavg()[0]
+        Path(args.results).write_text(json.dumps({"rows": rows}, indent=1))
+    print(table(rows))
+    if args.write_docs:
+        doc = REPO / "docs" / "profiling.md"
+        text = doc.read_text()
+        loads = [r["load_average"] for r in rows]
+        body = (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python benchmarks/profile_overhead.py` "
+                f"(CPU, 1 thread; 1-minute load average {min(loads):.1f} to {max(loads):.1f} on the 2 cores this "
+                "machine shares among other engineers' jobs, the `load` column).\n\n" + table(rows) + "\n")
+        text = re.sub(r"(## Measured\n\n)(.*?)(?=\n### |\n## |\Z)", lambda m: m.group(1) + body, text, flags=re.S)
+        doc.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The profiler's own per-event cost taken out of a graph: the step time without the profiler.
+
+The cost per event kind is calibrated when `daydream profile` records a run
+(daydream/profile/overhead.py, which documents the model and the calibration) and stored in
+run.json as `profiler_event_cost`. Here, a CPU task of the graph loses c_op, c_py or c_mem for every
+event that starts inside it (a memory event goes to the segment of its rank that started last):
+
+    unprofiled dur = max(0, dur - c_op * n_op - c_py * n_py - c_mem * n_mem)
+
+with any excess carried to the next CPU tasks of the same thread. `unprofiled_ms` and
+`predicted_unprofiled_ms` are the simulated step times of graphs so transformed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from daydream.table import set_column
+
+KINDS = ("op", "python", "memory")
+
+
+def event_cost_of(run: dict | None) -> dict | None:
+    """Wall-clock us per event by kind from a run.json, or None when the run was not calibrated."""
+    calibration = (run or {}).get("profiler_event_cost") or {}
+    cost = calibration.get("us_per_event_wall") or calibration.get("us_per_event")
+    if not isinstance(cost, dict):
+        return None
+    return {k: float(cost.get(k) or 0.0) for k in KINDS}
+
+
+def profiler_cost_ns(graph, us_per_event: dict) -> np.ndarray:
+    """Per task, the profiler's cost (ns) recorded inside it (see the module docstring)."""
+    from daydream.graph.build import T_CPU
+    from daydream.table import column
+    from daydream.trace.events import ANNOTATION, CPU_OP, PYTHON
+    trace = graph.trace
+    kind = graph.column("kind")
+    res = graph.column("resource")
+    start, end = graph.column("obs_start"), graph.column("obs_end")
+    cpu = (kind == T_CPU) & (graph.column("event") >= 0)
+    cost = np.zeros(graph.n_tasks)
+    r_rank, r_kind = column(graph, "resources", "rank"), column(graph, "resources", "kind")
+    r_pid, r_tid = column(graph, "resources", "pid"), column(graph, "resources", "tid")
+    ev_kind, ev_rank = trace.column("kind"), trace.column("rank")
+    ev_pid, ev_tid, ev_ts = trace.column("pid"), trace.column("tid"), trace.column("ts")
+    c_op, c_py, c_mem = (1e3 * us_per_event.get(k, 0.0) for k in KINDS)
+    mem_rank, mem_ts = column(trace, "memory_events", "rank"), column(trace, "memory_events", "ts")
+    best_start = np.full(len(mem_ts), np.iinfo(np.int64).min)
+    best_task = np.full(len(mem_ts), -1)
+    for r in np.flatnonzero(r_kind == "thread"):
+        tasks = np.flatnonzero(cpu & (res == r))
+        if not len(tasks):
+            continue
+        tasks = tasks[np.argsort(start[tasks], kind="stable")]
+        s, e = start[tasks], end[tasks]
+        on = (ev_rank == r_rank[r]) & (ev_pid == r_pid[r]) & (ev_tid == r_tid[r])
+        for kinds, c in (((CPU_OP, ANNOTATION), c_op), ((PYTHON,), c_py)):
+            if c <= 0:
+                continue
+            ts = np.sort(ev_ts[on & np.isin(ev_kind, kinds)])
+            n = np.searchsorted(ts, e, side="left") - np.searchsorted(ts, s, side="left")
+            cost[tasks] += c * n
+        if c_mem > 0 and len(mem_ts):
+            mine = np.flatnonzero(mem_rank == r_rank[r])
+            i = np.searchsorted(s, mem_ts[mine], side="right") - 1
+            ok = (i >= 0) & (mem_ts[mine] < e[np.clip(i, 0, None)])
+            later = ok & (s[np.clip(i, 0, None)] > best_start[mine])
+            best_start[mine[later]] = s[i[later]]
+            best_task[mine[later]] = tasks[i[later]]
+    if c_mem > 0 and (best_task >= 0).any():
+        cost += c_mem * np.bincount(best_task[best_task >= 0], minlength=graph.n_tasks)
+    return cost
+
+
+def removable_ns(graph, cost: np.ndarray) -> np.ndarray:
+    """Per task, the part of `cost` its duration can give up. A cost larger than its task (an event's
+    cost lands partly in the segments after its start) carries over to the next CPU tasks of the same
+    thread: with S_i = sum_{k<=i} (cost_k - dur_k) per thread, the backlog after task i is
+    b_i = S_i - min(0, min_{j<=i} S_j) (Lindley's recursion, closed form) and task i gives up
+    min(dur_i, b_{i-1} + cost_i)."""
+    dur = graph.column("dur").astype(np.float64)
+    res = graph.column("resource")
+    tasks = np.flatnonzero(cost > 0)
+    if not len(tasks):
+        return np.zeros(graph.n_tasks)
+    from daydream.graph.build import T_CPU
+    cpu = np.flatnonzero((graph.column("kind") == T_CPU) & np.isin(res, np.unique(res[tasks])))
+    order = cpu[np.lexsort((graph.column("obs_start")[cpu], res[cpu]))]
+    r = res[order]
+    first = np.ones(len(order), bool)
+    first[1:] = r[1:] != r[:-1]
+    group = np.cumsum(first) - 1
+    step = cost[order] - dur[order]
+    s = np.cumsum(step)
+    base = np.concatenate([[0.0], s])[np.flatnonzero(first)][group]  # S before each thread's first task
+    s -= base
+    low = np.minimum(s, 0.0)
+    for g_first in np.split(np.arange(len(order)), np.flatnonzero(first)[1:]):
+        low[g_first] = np.minimum.accumulate(low[g_first])
+    backlog = s - low
+    before = np.where(first, 0.0, np.concatenate([[0.0], backlog[:-1]]))
+    out = np.zeros(graph.n_tasks)
+    out[order] = np.minimum(dur[order], before + cost[order])
+    return out
+
+
+def without_profiler(graph, us_per_event: dict):
+    """A copy of `graph` with the profiler's per-event cost taken out of its CPU tasks."""
+    out = graph.copy()
+    cut = removable_ns(out, profiler_cost_ns(out, us_per_event))
+    set_column(out, "tasks", "dur", out.column("dur") - np.rint(cut).astype(np.int64))
+    return out
