@@ -1112,9 +1112,7 @@ static int scan_event(Scan *sc, Cur *c, Vec *cols, Vec *others, Vec *flows, Vec 
     if (dur.type == V_ABSENT)
         row[COL_DUR] = 0;
     else if ((rc = to_ns(&dur, &row[COL_DUR])))
-        return rc;
-    if (row[COL_DUR] < 0)
-        row[COL_DUR] = 0;
+        return rc;  /* a negative duration is kept: EventTable.finish leaves the event out, and says so */
     if ((rc = thread_id(sc, &pid, &row[COL_PID])) || (rc = thread_id(sc, &tid, &row[COL_TID])))
         return rc;
     if ((rc = intern_name(sc, &name, &row[COL_NAME])))

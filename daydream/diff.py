@@ -53,7 +53,8 @@ def _path_by(timeline: Timeline, labels: np.ndarray) -> dict[str, float]:
     """Critical-path ms per step per label."""
     path, inc = path_increments(timeline)
     steps = max(timeline.graph.steps, 1)
-    keys, inv = np.unique(labels[path].astype(str), return_inverse=True)
+    # object arrays, not astype(str): a fixed-width str array is N x the longest name x 4 bytes
+    keys, inv = np.unique(labels[path].astype(object), return_inverse=True)
     per = np.bincount(inv, weights=inc, minlength=len(keys)) / steps / 1e6
     return dict(zip(keys.tolist(), per.tolist()))
 
@@ -70,8 +71,8 @@ def _gpu_tasks(timeline: Timeline, charge: np.ndarray):
     path, inc = path_increments(timeline)
     on_path = np.zeros(g.n_tasks)
     np.add.at(on_path, path, inc)
-    names = np.asarray(g.names, dtype=object)[g.column("name")[sel]].astype(str)
-    return (names, charge[sel].astype(str), (g.column("obs_end") - start)[sel] / per_step,
+    names = np.asarray(g.names, dtype=object)[g.column("name")[sel]]
+    return (names, charge[sel].astype(object), (g.column("obs_end") - start)[sel] / per_step,
             on_path[sel] / per_step)
 
 

@@ -45,6 +45,7 @@ import pandas as pd
 
 from daydream.errors import DaydreamError
 from daydream.hardware import Device, effective_peak
+from daydream.names import CLASSIFY_CHARS
 
 CLASSES = ("gemm", "conv", "attention", "elementwise", "reduction", "normalization",
            "optimizer", "communication", "copy", "other")
@@ -92,7 +93,7 @@ _COMPILED = tuple((cls, re.compile(re.sub(r"\((?!\?)", "(?:", pat), re.IGNORECAS
 
 def _classify_unique(names: np.ndarray) -> np.ndarray:
     """Class of each distinct name: one vectorized regex pass per class over the uniques."""
-    series = pd.Series(names, dtype=object).fillna("").astype(str)
+    series = pd.Series(names, dtype=object).fillna("").astype(str).str.slice(0, CLASSIFY_CHARS)
     out = np.full(len(series), "other", dtype=object)
     todo = np.ones(len(series), dtype=bool)
     for cls, pattern in _COMPILED:

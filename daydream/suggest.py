@@ -22,6 +22,7 @@ from daydream.analysis import critical_path_breakdown, phase_breakdown
 from daydream.errors import DaydreamError
 from daydream.opts.context import Context
 from daydream.opts.params import SPECS, OptChoice, parse_opt
+from daydream.names import CLASSIFY_CHARS
 from daydream.sim import simulate
 from daydream.trace import Trace
 from daydream.whatif import apply_optimizations
@@ -78,7 +79,7 @@ def _has_collectives(trace: Trace) -> bool:
     from daydream.graph.phases import COMM_KERNEL
     from daydream.trace.events import KERNEL
     codes = np.unique(trace.column("name")[trace.column("kind") == KERNEL])
-    return any(COMM_KERNEL.search(trace.names[c]) for c in codes.tolist())
+    return any(COMM_KERNEL.search(trace.names[c][:CLASSIFY_CHARS]) for c in codes.tolist())
 
 
 def candidates(trace: Trace) -> tuple[list[list[OptChoice]], list[dict]]:

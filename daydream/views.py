@@ -33,6 +33,7 @@ import re
 import numpy as np
 
 from daydream.graph.build import GPU_TASK_TYPES, T_COLLECTIVE, T_CPU, T_KERNEL
+from daydream.names import CLASSIFY_CHARS
 from daydream.sim import Timeline
 from daydream.table import column
 from daydream.trace import Trace
@@ -177,6 +178,7 @@ def tensor_core(name: str, cls: str) -> bool | None:
     """True where the name shows tensor/matrix-core instructions; False for a GEMM/conv whose name
     shows the ordinary-core path; None where the name does not tell (a Triton or fused attention
     kernel) or the kernel does no matrix multiply."""
+    name = name[:CLASSIFY_CHARS]
     if _TENSOR_CORE.search(name):
         return True
     return False if cls in _MATRIX_CLASSES and _SIMT.search(name) else None

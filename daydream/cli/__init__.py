@@ -23,7 +23,12 @@ class OneLineErrors:
         try:
             return super().invoke(ctx)
         except DaydreamError as exc:
-            click.echo(f"daydream: error: {exc}", err=True)
+            from daydream.names import one_line
+            click.echo(f"daydream: error: {one_line(str(exc))}", err=True)  # a name in it stays one line
+            sys.exit(2)
+        except MemoryError:
+            click.echo("daydream: error: out of memory; the trace is too large for this machine (see "
+                       "DAYDREAM_MAX_BYTES and DAYDREAM_MAX_EVENTS in docs/input.md)", err=True)
             sys.exit(2)
 
 

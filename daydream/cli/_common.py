@@ -10,12 +10,14 @@ import click
 import orjson
 
 from daydream.errors import DaydreamError
+from daydream.files import check_destination
+from daydream.names import escape_markup
 
 
 def stdout_console():
     """A rich console on stdout for the human-readable output (rich is imported only then)."""
     from rich.console import Console
-    return Console()
+    return Console(emoji=False)  # ":name:" in a kernel name stays text
 
 
 @contextlib.contextmanager
@@ -29,15 +31,17 @@ def progress(enabled: bool, total: int, label: str):
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda what="": bar.update(task, advance=1, description=f"{label}: {what}")
+        yield lambda what="": bar.update(task, advance=1, description=f"{label}: {escape_markup(what)}")
 
 
 def emit_json(obj) -> None:
     click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
 
 
-def output_path(path: str | None, suffixes: tuple[str, ...] = ()) -> Path | None:
-    """Check an output path before any work, so bad input fails fast and writes nothing."""
+def output_path(path: str | None, suffixes: tuple[str, ...] = (), inputs=()) -> Path | None:
+    """Check an output path before any work, so bad input fails fast and writes nothing: its
+    directory exists and is writable, and the path is not a directory, not a non-regular file
+    (FIFO, device...) and not one of `inputs` (daydream/files.py)."""
     if path is None:
         return None
     p = Path(path)
@@ -52,6 +56,7 @@ def output_path(path: str | None, suffixes: tuple[str, ...] = ()) -> Path | None
         raise DaydreamError(f"{p}: is a directory; give a file name")
     if suffixes and not p.name.endswith(suffixes):
         raise DaydreamError(f"{p}: expected a file name ending in {' or '.join(suffixes)}")
+    check_destination(p, inputs)
     return p
 
 

@@ -7,6 +7,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from daydream.names import printable
+
 ELLIPSIS = "…"
 MIN_NAME = 16
 
@@ -50,7 +52,7 @@ def fitted_table(console, title: str, headers: list[str], rows: list[list], name
 
     Cells are plain text (never rich markup: names come from the trace); the other columns are
     right-aligned and never wrapped or cut."""
-    cells = [[str(c) for c in r] for r in rows]
+    cells = [[printable(c) for c in r] for r in rows]  # control characters escaped, 10,000 at most
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     # no box, no edge padding: columns are separated by two spaces (one padding each side)
     fixed = sum(w for i, w in enumerate(widths) if i != name_col) + 2 * (len(headers) - 1)

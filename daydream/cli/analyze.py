@@ -9,6 +9,7 @@ from daydream.analysis import analyze as analyze_trace
 from daydream.cli import main
 from daydream.cli._common import (stdout_console, device_option, emit_json, json_option, output_path, progress,
                                   scheduler_option, step_option, trace_argument, workers_option)
+from daydream.names import NOTE_CHARS, escape_markup, printable
 from daydream.report.shorten import NAME_WIDTH, distinct_labels
 from daydream.graph import build_graph
 from daydream.sim import simulate
@@ -30,7 +31,7 @@ from daydream.cli._common import print_whole
 @scheduler_option
 def analyze(trace, as_json, step_annotation, report, by_shape, top, workers, scheduler):
     """Step time, phases, GPU busy and idle, top kernels, critical path."""
-    report_path = output_path(report, (".html",))
+    report_path = output_path(report, (".html",), inputs=(trace,))
     from daydream.cli import _job
     if _job.is_job(trace):
         return _analyze_job(trace, as_json, step_annotation, report_path, workers, scheduler)
@@ -49,7 +50,7 @@ def analyze(trace, as_json, step_annotation, report, by_shape, top, workers, sch
             analyze_report(result, timeline, report_path)
             tick("report")
     if report_path:  # on stderr: stdout holds only the JSON under --json
-        click.echo(f"report written to {report_path}", err=True)
+        click.echo(f"report written to {printable(report_path)}", err=True)
     if as_json:
         emit_json(result)
         return
@@ -71,16 +72,14 @@ def _analyze_job(trace, as_json, step_annotation, report_path, workers, schedule
     if as_json:
         emit_json(result)
         return
-    _print(result)
+    _print(result)  # its warnings included
     _job.print_job_tables(stdout_console(), result)
-    from rich.markup import escape
-    for w in result["warnings"]:
-        stdout_console().print(f"[yellow]note:[/] {escape(w)}")
 
 
 def _print(result: dict, top: int = 10) -> None:
     out = stdout_console()
-    out.print(f"[bold]{result['trace']}[/]  {result['device']}  steps={result['steps']}  ranks={result['ranks']}")
+    out.print(f"[bold]{escape_markup(result['trace'])}[/]  {escape_markup(result['device'])}  steps={result['steps']}"
+              f"  ranks={result['ranks']}")
     out.print(f"step time [bold]{result['measured_ms']:.3f} ms[/]   GPU busy {result['gpu_busy_pct']:.1f}%"
               f"   CPU busy {result['cpu_busy_pct']:.1f}%"
               + (f"   FLOP utilization {result['flops_utilization_pct']:.1f}%" if "flops_utilization_pct" in result else "")
@@ -95,12 +94,12 @@ def _print(result: dict, top: int = 10) -> None:
     phases.add_column("phase"); phases.add_column("ms", justify="right", no_wrap=True); phases.add_column("%", justify="right", no_wrap=True)
     total = sum(result["breakdown"]["measured"].values()) or 1
     for k, v in result["breakdown"]["measured"].items():
-        phases.add_row(k, f"{v:.3f}", f"{100 * v / total:.1f}")
+        phases.add_row(escape_markup(k), f"{v:.3f}", f"{100 * v / total:.1f}")
     print_whole(out, phases)
     cp = Table(title="critical path by category (ms/step)")
     cp.add_column("category"); cp.add_column("ms", justify="right", no_wrap=True)
     for k, v in result["critical_path"].items():
-        cp.add_row(k, f"{v:.3f}")
+        cp.add_row(escape_markup(k), f"{v:.3f}")
     print_whole(out, cp)
     if result["top_kernels"]:
         tk = Table(title="top kernels (whole window)")
@@ -112,9 +111,11 @@ def _print(result: dict, top: int = 10) -> None:
         tk.add_column("kernel", overflow="fold", ratio=1)
         tk.add_column("ms", justify="right", no_wrap=True, min_width=ms_w)
         tk.add_column("count", justify="right", no_wrap=True, min_width=count_w)
-        labels = distinct_labels([k["name"] for k in result["top_kernels"]], name_w)
+        labels = distinct_labels([printable(k["name"]) for k in result["top_kernels"]], name_w)
         for k, label in zip(result["top_kernels"], labels):
-            tk.add_row(label, f"{k['total_ms']:.3f}", str(k["count"]))
+            tk.add_row(escape_markup(label), f"{k['total_ms']:.3f}", str(k["count"]))
         print_whole(out, tk)
     from daydream.cli._views import print_views
     print_views(out, result, top)
+    for warning in result.get("warnings", []):
+        out.print(f"[yellow]warning:[/] {escape_markup(warning, NOTE_CHARS)}")

@@ -1,15 +1,13 @@
 """`daydream diff BASE OTHER`: what changed between two traces of one job."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from rich.text import Text
 
 from daydream.cli import main
 from daydream.cli._common import emit_json, json_option, output_path, progress, step_option, stdout_console
-from daydream.errors import DaydreamError
 from daydream.graph import build_graph
+from daydream.names import printable
 
 
 @main.command()
@@ -26,9 +24,7 @@ def diff(base, other, as_json, step_annotation, top, report):
     from daydream.diff import diff as diff_traces
     from daydream.sim import simulate
     from daydream.trace import load
-    report_path = output_path(report, (".html",))
-    if report_path is not None and report_path.resolve() in {Path(p).resolve() for p in (base, other)}:
-        raise DaydreamError(f"{report_path}: is one of the inputs; choose another report name")
+    report_path = output_path(report, (".html",), inputs=(base, other))
     with progress(not as_json, 3 + bool(report_path), "diff") as tick:
         tb = load(base, step_annotation)
         tick("base loaded")
@@ -49,8 +45,8 @@ def diff(base, other, as_json, step_annotation, top, report):
 
 def print_diff(out, d: dict, top: int = 10) -> None:
     from daydream.cli._views import abbreviate, fitted_table, kernel_label
-    out.print(Text(f"base  {d['base']}\n      {d['base_device']}"))
-    out.print(Text(f"other {d['other']}\n      {d['other_device']}"))
+    out.print(Text(f"base  {printable(d['base'])}\n      {printable(d['base_device'])}"))
+    out.print(Text(f"other {printable(d['other'])}\n      {printable(d['other_device'])}"))
     out.print(Text(f"step time {d['base_ms']:.3f} → {d['other_ms']:.3f} ms  "
                    f"({d['step_delta_ms']:+.3f} ms, {d['step_delta_pct']:+.1f}%)"))
     if d["largest"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.markup import escape
+from daydream.names import NOTE_CHARS, escape_markup as escape, printable
 import orjson
 
 from daydream.cli import main
@@ -24,7 +24,9 @@ def memory_cmd(trace, opts, as_json, report_path, step_annotation):
     """Memory breakdown at the peak and over time, measured and predicted."""
     from daydream.memory import memory
     from daydream.opts import parse_opt
+    from daydream.cli._common import output_path
     choices = [parse_opt(o) for o in opts]  # reject bad --opt before reading the trace
+    report_path = output_path(report_path, (".html",), inputs=(trace,))
     report = memory(trace, choices, step_annotation=step_annotation)
     if report_path:
         from daydream.memory.report import write_html
@@ -32,7 +34,7 @@ def memory_cmd(trace, opts, as_json, report_path, step_annotation):
     if as_json:
         sys.stdout.write(orjson.dumps(report.as_json()).decode() + "\n")
         if report_path:  # on stderr: stdout holds only the JSON
-            click.echo(f"report written to {report_path}", err=True)
+            click.echo(f"report written to {printable(report_path)}", err=True)
         return
     _print(report, report_path)
 
@@ -45,8 +47,8 @@ def _print(report, report_path):
     from rich.console import Console
     from rich.table import Table
     j = report.as_json()
-    console = Console()
-    title = f"memory of {j['trace']} on {j['device']}: peak {_mib(j['peak_bytes'])} MiB at {j['peak_ms']:.1f} ms"
+    console = Console(emoji=False)
+    title = f"memory of {escape(j['trace'])} on {escape(j['device'])}: peak {_mib(j['peak_bytes'])} MiB at {j['peak_ms']:.1f} ms"
     table = Table(title=title)
     table.add_column("category")
     table.add_column("at peak (MiB)", justify="right", no_wrap=True)
@@ -56,7 +58,7 @@ def _print(report, report_path):
     if "predicted" in j:
         table.add_column("predicted at peak (MiB)", justify="right", no_wrap=True)
     for c, v in j["at_peak"].items():
-        row = [c, _mib(v), f"{100 * v / max(j['peak_bytes'], 1):.1f}%", _mib(j["max"][c]), _mib(j["mean"][c])]
+        row = [escape(c), _mib(v), f"{100 * v / max(j['peak_bytes'], 1):.1f}%", _mib(j["max"][c]), _mib(j["mean"][c])]
         if "predicted" in j:
             row.append(_mib(j["predicted"][c]))
         table.add_row(*row)
@@ -78,11 +80,11 @@ def _print(report, report_path):
         layers.add_column("module")
         layers.add_column("MiB", justify="right", no_wrap=True)
         for k, v in list(j["layers"].items())[:10]:
-            layers.add_row(k, _mib(v))
+            layers.add_row(escape(k), _mib(v))
         print_whole(console, layers)
     for line in j.get("model", []) + j["notes"]:
-        console.print(f"  {escape(line)}")
+        console.print(f"  {escape(line, NOTE_CHARS)}")
     if j["oom_warning"]:
-        console.print(f"[bold red]warning: {escape(j['oom_warning'])}[/]")
+        console.print(f"[bold red]warning: {escape(j['oom_warning'], NOTE_CHARS)}[/]")
     if report_path:
-        console.print(f"report written to {report_path}")
+        console.print(f"report written to {escape(report_path)}")

@@ -14,7 +14,9 @@ def _print_summary(info: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, show_header=False, title_justify="left")
+    from daydream.names import escape_markup
+
+    table = Table(title=escape_markup(title), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
 
@@ -42,8 +44,8 @@ def _print_summary(info: dict, title: str) -> None:
     if info.get("batch_size"):
         rows.insert(2, ("batch size", str(info["batch_size"])))
     for k, v in rows:
-        table.add_row(k, v)
-    Console(stderr=False).print(table)
+        table.add_row(k, escape_markup(v))
+    Console(stderr=False, emoji=False).print(table)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -93,9 +95,8 @@ def profile(model, device, batch_size, steps, warmup, time_steps, amp, amp_dtype
                                 with_stack=not no_stack, stdout=sys.stderr if as_json else None,
                                 time_steps=time_steps, progress=not as_json)
     if info is None:
-        click.echo(f"daydream: no run directory written: {' '.join(command)} made too few optimizer steps "
-                   f"(profiling needs {max(warmup, 1)} warm-up + 1 + {steps} profiled steps, then up to "
-                   f"{time_steps} timed plain steps)", err=True)
+        from daydream.profile.script import no_run_message
+        click.echo(f"daydream: {no_run_message(list(command), code, warmup, steps, time_steps)}", err=True)
     elif as_json:
         click.echo(orjson.dumps({**info, "exit_code": code}).decode())
     else:

@@ -7,6 +7,7 @@ from rich.text import Text
 from daydream.cli import main
 from daydream.cli._common import (emit_json, json_option, output_path, progress, step_option, stdout_console,
                                   trace_argument)
+from daydream.names import printable
 
 
 @main.command()
@@ -21,7 +22,7 @@ def suggest(trace, top, as_json, step_annotation, report):
     rank them by predicted step time and say why each helps or not."""
     from daydream.suggest import simulations, suggest as suggest_trace
     from daydream.trace import load
-    report_path = output_path(report, (".html",))
+    report_path = output_path(report, (".html",), inputs=(trace,))
     with progress(not as_json, 1, "suggest: loading") as tick:
         tr = load(trace, step_annotation)
         tick("loaded")
@@ -43,7 +44,7 @@ def _gib(b) -> str:
 
 def print_suggestions(out, s: dict) -> None:
     from daydream.cli._views import fitted_table
-    out.print(Text(f"{s['trace']}\n{s['device']}  steps={s['steps']}  measured {s['measured_ms']:.3f} ms/step  "
+    out.print(Text(f"{printable(s['trace'])}\n{printable(s['device'])}  steps={s['steps']}  measured {s['measured_ms']:.3f} ms/step  "
                    f"replay {s['replay_ms']:.3f} ms"))
     rows = [[str(i + 1), x["name"], f"{x['predicted_ms']:.3f}", f"{x['speedup']:.3f}x", _gib(x["memory_peak_bytes"])]
             for i, x in enumerate(s["suggestions"])]

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from daydream.cli import main
 from daydream.cli._common import stdout_console, device_option, emit_json, json_option, progress, step_option
 from daydream.opts.params import parse_opt
+from daydream.names import NOTE_CHARS, escape_markup
 from daydream.trace import load
 from daydream.validate import validate as run_validate
 from daydream.cli._common import print_whole
@@ -34,7 +34,7 @@ def validate(base, optimized, opts, as_json, step_annotation):
         emit_json(data)
         return
     out = stdout_console()
-    table = Table(title=f"validate {' '.join(opts) or '(replay)'}")
+    table = Table(title=f"validate {escape_markup(' '.join(opts)) or '(replay)'}")
     for col in ("", "ms/step", "speedup", "vs"):
         table.add_column(col, justify="right" if col in ("ms/step", "speedup") else "left", no_wrap=True)
     table.add_row("base measured", f"{data['base_measured_ms']:.3f}", "", "")
@@ -45,6 +45,6 @@ def validate(base, optimized, opts, as_json, step_annotation):
     print_whole(out, table)
     out.print(f"error: [bold]{data['error_pct']:.2f}%[/] of the measured optimized step time")
     for note in data["notes"]:
-        out.print(f"[yellow]note:[/] {escape(note)}")
+        out.print(f"[yellow]note:[/] {escape_markup(note, NOTE_CHARS)}")
     for warning in data["warnings"]:
-        out.print(f"[bold yellow]warning:[/] {escape(warning)}")
+        out.print(f"[bold yellow]warning:[/] {escape_markup(warning, NOTE_CHARS)}")

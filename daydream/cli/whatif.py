@@ -9,6 +9,7 @@ from daydream.cli._common import (stdout_console, device_option, emit_json, json
 from daydream.errors import DaydreamError
 from daydream.graph import PHASES
 from daydream.opts.params import parse_opt
+from daydream.names import printable
 from daydream.scenarios import Scenario, compare, load_scenarios, parse_scenario, scenario_json, unique_names
 from daydream.trace import load
 
@@ -51,8 +52,8 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
     if export and len(scenarios) > 1:
         raise DaydreamError("--export-trace writes one predicted timeline; give one scenario "
                             f"(got {len(scenarios)})")
-    export_path = output_path(export, (".json", ".json.gz"))
-    report_path = output_path(report, (".html",))
+    export_path = output_path(export, (".json", ".json.gz"), inputs=(trace, scenarios_file))
+    report_path = output_path(report, (".html",), inputs=(trace, scenarios_file))
     from daydream.cli import _job
     if _job.is_job(trace):
         data = _whatif_job(trace, scenarios, as_json, step_annotation, export_path, report_path, workers, scheduler)
@@ -75,7 +76,7 @@ def whatif(trace, opts, scenario_texts, scenarios_file, as_json, step_annotation
             tick("report")
     for path, what in ((report_path, "report"), (export_path, "predicted trace")):
         if path:  # on stderr: stdout holds only the JSON under --json
-            click.echo(f"{what} written to {path}", err=True)
+            click.echo(f"{what} written to {printable(path)}", err=True)
     data = results[0].to_json()
     data["scenarios"] = [scenario_json(s, r) for s, r in zip(scenarios, results)]
     if as_json:
@@ -113,12 +114,12 @@ def _whatif_job(trace, scenarios, as_json, step_annotation, export_path, report_
 
 def _print(data: dict, scenarios) -> None:
     from rich import box
-    from rich.markup import escape
+    from daydream.names import NOTE_CHARS, escape_markup as escape
     from rich.table import Table
 
     from daydream.cli._common import print_whole
     out = stdout_console()
-    out.print(f"[bold]{data['trace']}[/]  {data['device']}  steps={data['steps']}")
+    out.print(f"[bold]{escape(data['trace'])}[/]  {escape(data['device'])}  steps={data['steps']}")
     if len(scenarios) == 1:
         out.print(f"measured {data['measured_ms']:.3f} ms   replay {data['replay_ms']:.3f} ms "
                   f"({data['replay_error_pct']:.2f}% off)   predicted [bold]{data['predicted_ms']:.3f} ms[/]   "
@@ -134,7 +135,7 @@ def _print(data: dict, scenarios) -> None:
         if "per_rank" in data:
             _print_ranks(out, data)
         for note in data["notes"]:
-            out.print(f"[yellow]note:[/] {escape(note)}")
+            out.print(f"[yellow]note:[/] {escape(note, NOTE_CHARS)}")
         return
     out.print(f"measured {data['measured_ms']:.3f} ms   replay {data['replay_ms']:.3f} ms "
               f"({data['replay_error_pct']:.2f}% off)")
@@ -148,7 +149,7 @@ def _print(data: dict, scenarios) -> None:
     table.add_row("replay", f"{data['replay_ms']:.3f}", "1.000x",
                   *(f"{data['breakdown']['measured'][p]:.3f}" for p in phases), style="dim")
     for s in data["scenarios"]:
-        table.add_row(s["name"], f"{s['predicted_ms']:.3f}", f"{s['speedup']:.3f}x",
+        table.add_row(escape(s["name"]), f"{s['predicted_ms']:.3f}", f"{s['speedup']:.3f}x",
                       *(f"{s['breakdown'][p]:.3f}" for p in phases))
     print_whole(out, table)
     for s in data["scenarios"]:

@@ -28,6 +28,7 @@ from daydream import _core
 from daydream.errors import DaydreamError
 from daydream.graph.phases import (BACKWARD, COMM_KERNEL, COMMUNICATION, FORWARD, OTHER, PHASES,
                                    UNSET, phase_of_names)
+from daydream.names import CLASSIFY_CHARS
 from daydream.table import Frame, column, n_rows, set_column, stored
 from daydream.trace import Trace
 from daydream.trace.events import _as_int as as_int
@@ -215,7 +216,7 @@ def build_graph(trace: Trace) -> TaskGraph:
     new_stream = np.ones(len(gkeys), bool)  # gkeys are sorted: a stream starts where they change
     new_stream[1:] = np.any(gkeys[1:] != gkeys[:-1], axis=1)
     streams, gpu_stream = gkeys[new_stream], np.cumsum(new_stream) - 1
-    comm = np.fromiter((bool(COMM_KERNEL.search(n)) for n in names), bool, len(names))
+    comm = np.fromiter((bool(COMM_KERNEL.search(n[:CLASSIFY_CHARS])) for n in names), bool, len(names))
     gkind = np.select([kind_ev[gpu_rows] == MEMCPY, kind_ev[gpu_rows] == MEMSET, comm[name_ev[gpu_rows]]],
                       [T_MEMCPY, T_MEMSET, T_COLLECTIVE], T_KERNEL).astype(np.int8)
 

@@ -12,6 +12,8 @@ import re
 
 import numpy as np
 
+from daydream.names import CLASSIFY_CHARS
+
 PHASES = ("forward", "backward", "optimizer", "communication", "data", "other")
 FORWARD, BACKWARD, OPTIMIZER, COMMUNICATION, DATA, OTHER = range(6)
 UNSET = -1
@@ -31,6 +33,7 @@ def phase_of_names(names: list[str]) -> np.ndarray:
     """Phase code per name (UNSET where the name says nothing)."""
     out = np.full(len(names), UNSET, np.int8)
     for i, name in enumerate(names):
+        name = name[:CLASSIFY_CHARS]
         for phase, rx in _RULES:
             if rx.search(name):
                 out[i] = phase

@@ -9,14 +9,12 @@ every file (as `daydream.trace.reader` does for a whole directory).
 from __future__ import annotations
 
 import re
-import tarfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from daydream.errors import DaydreamError
 from daydream.trace import Trace, from_raw
-from daydream.trace.reader import RawTrace, open_bytes, read_path
+from daydream.trace.reader import RawTrace, archive_members, open_bytes, read_member, read_path
 
 _SUFFIXES = (".json", ".json.gz", ".pt.trace.json", ".pt.trace.json.gz")
 
@@ -49,11 +47,8 @@ def rank_sources(path: str | Path) -> list[RankSource]:
             raise DaydreamError(f"{p}: directory holds no trace files (*.json, *.json.gz)")
         return [RankSource(str(f), None, i) for i, f in enumerate(files)]
     if p.name.endswith((".tar.gz", ".tgz", ".tar")):
-        try:
-            with tarfile.open(p) as tar:
-                names = sorted(m.name for m in tar.getmembers() if m.isfile() and m.name.endswith(_SUFFIXES))
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-            raise DaydreamError(f"{p}: unreadable tar archive ({exc})") from None
+        # one forward pass, within the input limits, hard links listed (daydream/trace/reader.py)
+        names = sorted(n for n, _, _ in archive_members(p, read=lambda n: False))
         if not names:
             raise DaydreamError(f"{p}: archive holds no trace files (*.json, *.json.gz)")
         return [RankSource(str(p), m, i) for i, m in enumerate(names)]
@@ -70,12 +65,7 @@ def read_rank(src: RankSource) -> RawTrace:
         if not Path(src.path).is_dir():
             raw.rank = _claimed(raw.meta, Path(src.path).name, src.index)
         return raw
-    try:
-        with tarfile.open(src.path) as tar:
-            data = tar.extractfile(src.member).read()
-    except (tarfile.TarError, EOFError, OSError, zlib.error, KeyError, AttributeError) as exc:
-        raise DaydreamError(f"{src.label}: unreadable archive member ({exc})") from None
-    raw = open_bytes(data, src.label)
+    raw = open_bytes(read_member(src.path, src.member), src.label)  # forward to the member, no seek back
     raw.rank = _claimed(raw.meta, Path(src.member).name, src.index)
     return raw
 

@@ -6,7 +6,6 @@ profile of a `daydream profile` run directory (`memory.json.gz`, every tensor la
 """
 from __future__ import annotations
 
-import gzip
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,13 +150,9 @@ def _capacity(device: str, props: list[dict]) -> int | None:
 
 
 def _read_json(path: Path):
+    from daydream.trace.reader import read_file
     try:
-        data = path.read_bytes()
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        return orjson.loads(data)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DaydreamError(f"{path}: cannot read ({exc})") from None
+        return orjson.loads(read_file(path))  # gunzipped within the input limits (docs/input.md)
     except orjson.JSONDecodeError:
         raise DaydreamError(f"{path}: not valid JSON (truncated or not a trace?)") from None
 

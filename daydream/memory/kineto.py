@@ -23,6 +23,7 @@ import numpy as np
 
 from daydream.errors import DaydreamError
 from daydream.memory.timeline import COL, Timeline, coalesce
+from daydream.names import CLASSIFY_CHARS
 
 _BACKWARD = re.compile(r"^autograd::engine::evaluate_function|Backward\d*$")
 _OPTIMIZER = re.compile(r"^Optimizer\.step")
@@ -45,7 +46,7 @@ def _phases(trace, rank: int) -> list[dict]:
     ev = trace.events
     ev = ev[ev["rank"].to_numpy() == rank]
     names = np.asarray(trace.names, dtype=object)
-    code_backward = np.fromiter((bool(_BACKWARD.search(n)) for n in names), bool, len(names))
+    code_backward = np.fromiter((bool(_BACKWARD.search(n[:CLASSIFY_CHARS])) for n in names), bool, len(names))
     code_optim = np.fromiter((bool(_OPTIMIZER.match(n)) for n in names), bool, len(names))
     kind = ev["kind"].to_numpy()
     name = ev["name"].to_numpy()

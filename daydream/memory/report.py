@@ -2,7 +2,6 @@
 bars at the peak, measured beside predicted."""
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +9,9 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from daydream.errors import DaydreamError
 from daydream.memory.timeline import CATEGORIES, Timeline
 from daydream.files import write_atomic
+from daydream.names import NOTE_CHARS, html_label
 
 COLORS = {"parameter": "darkgreen", "gradient": "mediumblue", "optimizer_state": "goldenrod",
           "activation": "red", "temporary": "mediumpurple", "input": "black",
@@ -59,14 +58,14 @@ def figure(report) -> go.Figure:
         fig.update_xaxes(title_text="ms", row=row, col=1)
         if report.capacity_bytes and _draw_capacity(report, tl):
             fig.add_hline(y=report.capacity_bytes / 2**20, line_dash="dash", line_color="black",
-                          annotation_text=f"{report.device} capacity", row=row, col=1)
+                          annotation_text=f"{html_label(report.device)} capacity", row=row, col=1)
     for label, tl in panels:
         at = tl.at_peak()
         fig.add_trace(go.Bar(x=list(CATEGORIES), y=[at[c] / 2**20 for c in CATEGORIES], name=f"{label} at peak",
                              marker_color="steelblue" if label == "measured" else "darkorange"),
                       row=len(panels) + 1, col=1)
     fig.update_layout(barmode="group", height=360 * (len(panels) + 1), template="plotly_white",
-                      title=f"daydream memory: {report.trace}")
+                      title=f"daydream memory: {html_label(report.trace)}")
     return fig
 
 
@@ -74,12 +73,12 @@ def write_html(report, out: str | Path) -> None:
     """Write the page to `out` atomically (temporary name, then rename)."""
     out = Path(out)
     j = report.as_json()
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v / 2**20:,.1f}</td>"
+    rows = "".join(f"<tr><td>{html_label(k)}</td><td>{v / 2**20:,.1f}</td>"
                    + (f"<td>{j['predicted'][k] / 2**20:,.1f}</td>" if "predicted" in j else "") + "</tr>"
                    for k, v in j["at_peak"].items())
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in j.get("model", []) + j["notes"]
+    notes = "".join(f"<li>{html_label(n, NOTE_CHARS)}</li>" for n in j.get("model", []) + j["notes"]
                     + ([j["oom_warning"]] if j["oom_warning"] else []))
-    head = (f"<h1>Memory: {html.escape(j['trace'])}</h1><p>device {html.escape(j['device'])}; "
+    head = (f"<h1>Memory: {html_label(j['trace'])}</h1><p>device {html_label(j['device'])}; "
             f"measured peak {j['peak_bytes'] / 2**20:,.1f} MiB"
             + (f"; predicted peak {j['predicted_peak_bytes'] / 2**20:,.1f} MiB" if "predicted" in j else "")
             + (f"; capacity {report.capacity_bytes / 2**30:,.1f} GiB"
@@ -91,8 +90,4 @@ def write_html(report, out: str | Path) -> None:
             + (f"<ul>{notes}</ul>" if notes else ""))
     body = pio.to_html(figure(report), include_plotlyjs=True, full_html=False)
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>daydream memory</title></head><body>{head}{body}</body></html>"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DaydreamError(f"{out}: cannot write the report ({exc.strerror})") from None
     write_atomic(out, page.encode("utf-8"), "the report")

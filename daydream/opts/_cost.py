@@ -24,6 +24,7 @@ import pandas as pd
 from daydream import kernels
 from daydream.graph.build import (GPU_TASK_TYPES, T_COLLECTIVE, T_CPU, T_KERNEL, T_MEMCPY,
                                   T_MEMSET, T_RUNTIME, TaskGraph)
+from daydream.names import CLASSIFY_CHARS
 from daydream.transform import primitives as P
 
 COMPUTE_CLASSES = ("gemm", "conv", "attention")
@@ -84,6 +85,7 @@ def name_dtype(names) -> np.ndarray:
     codes, uniq = pd.factorize(names)
     out = np.full(len(uniq), "", dtype=object)
     for i, n in enumerate(uniq):
+        n = n[:CLASSIFY_CHARS]
         for dt, rx in _NAME_DTYPES:
             if rx.search(n):
                 out[i] = dt

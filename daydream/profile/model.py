@@ -19,6 +19,7 @@ from pathlib import Path
 
 from daydream.errors import DaydreamError
 from daydream.profile import calibrate, overhead, rundir
+from daydream.names import escape_markup
 
 
 def _sync(device):
@@ -216,7 +217,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         if bar:
-            bar.update(task, description=f"{model_name} writing {out}")
+            bar.update(task, description=f"{model_name} writing {escape_markup(out)}")
         with rundir.staged(out) as staging:
             info["profiled_steps"] = rundir.export_trace(prof, staging)
             error = rundir.export_memory(memory_prof, staging, str(dev), module_bytes,

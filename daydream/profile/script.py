@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -139,6 +140,23 @@ def profile_script(command: list[str], steps: int = 5, warmup: int = 3, out_dir:
         return code, {**infos[0], "run_dir": str(out), "ranks": len(infos),
                       "rank_dirs": [str(p.parent) for p in ranks]}
     return code, None
+
+
+def no_run_message(command: list[str], code: int, warmup: int, steps: int, time_steps: int) -> str:
+    """Why no run directory was written, in one line: the script was killed by a signal, or it
+    made too few optimizer steps. The command line is shown as run.json records it (secrets
+    removed) and printable (control characters escaped)."""
+    from daydream.names import printable
+    shown = printable(" ".join(rundir.redact_argv(command)))
+    if code < 0:
+        try:
+            name = f" ({signal.Signals(-code).name})"
+        except ValueError:
+            name = ""
+        return f"no run directory written: {shown} was killed by signal {-code}{name}"
+    return (f"no run directory written: {shown} made too few optimizer steps "
+            f"(profiling needs {max(warmup, 1)} warm-up + 1 + {steps} profiled steps, then up to "
+            f"{time_steps} timed plain steps)")
 
 
 def _progress(enabled: bool):

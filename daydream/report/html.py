@@ -13,7 +13,6 @@ shaded by how busy it was. The full-resolution prediction is `whatif --export-tr
 """
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from daydream.errors import DaydreamError
 from daydream.graph import PHASES, TASK_KINDS
 from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
 from daydream.files import write_atomic
+from daydream.names import NOTE_CHARS, html_label, printable
 from daydream.report.frames import critical_tasks, kernel_table, layer_table, memo, resource_labels
 from daydream.report.shorten import distinct_labels
 from daydream.sim import Timeline
@@ -119,8 +119,8 @@ def timeline_bars(graph, start: np.ndarray, end: np.ndarray, window: tuple[int, 
     span = (g_end - g_start) / 1e6
     text = []
     for i in range(n_groups):
-        name = html.escape(str(names[i])[:NAME_CHARS])
-        where = f"<br>layer {html.escape(str(layers[i]))}" if layers[i] else ""
+        name = html_label(names[i], NAME_CHARS)
+        where = f"<br>layer {html_label(layers[i], NAME_CHARS)}" if layers[i] else ""
         if count[i] == 1:
             text.append(f"{name}<br>{kinds[i]}, {PHASES[g_phase[i]]}{where}<br>{span[i]:.3f} ms")
         else:
@@ -138,7 +138,7 @@ def timeline_figure(measured: Timeline, scenarios: list[Scenario], max_bars: int
     """Measured timeline and each scenario's prediction, one panel each, on a shared time axis (ms)."""
     t = measured.graph.tasks
     panels = [("measured", measured, t["obs_start"].to_numpy(), t["obs_end"].to_numpy(), _window(measured, True))]
-    panels += [(f"predicted: {s.name}", s.timeline, s.timeline.start, s.timeline.end, _window(s.timeline, False))
+    panels += [(f"predicted: {html_label(s.name)}", s.timeline, s.timeline.start, s.timeline.end, _window(s.timeline, False))
                for s in scenarios]
     per_panel = max(max_bars // len(panels), 200)
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.25 / len(panels),
@@ -148,7 +148,7 @@ def timeline_figure(measured: Timeline, scenarios: list[Scenario], max_bars: int
     for i, (title, tl, start, end, window) in enumerate(panels, start=1):
         graph = tl.graph
         # A transform may add resources (a communication stream): each panel labels its own.
-        labels = resource_labels(tl) + ["critical path"]
+        labels = [html_label(r) for r in resource_labels(tl)] + ["critical path"]
         n_res = len(labels) - 1
         lanes_max = max(lanes_max, len(labels))
         # The measured panel's critical path is the replay's: replaying reproduces the trace.
@@ -181,7 +181,7 @@ def timeline_figure(measured: Timeline, scenarios: list[Scenario], max_bars: int
 def phase_figure(columns: list[tuple[str, dict]]) -> go.Figure:
     """Stacked bars of ms/step per phase, one bar per column (measured, then each scenario)."""
     fig = go.Figure()
-    x = [c for c, _ in columns]
+    x = [html_label(c) for c, _ in columns]
     for phase in PHASES:
         y = [b.get(phase, 0.0) for _, b in columns]
         fig.add_trace(go.Bar(x=x, y=y, name=phase, marker_color=PHASE_COLORS[phase],
@@ -198,11 +198,12 @@ def grouped_figure(title: str, table: pd.DataFrame, xlabel: str, height: int | N
     """Horizontal grouped bars: one row per index entry, one bar per column."""
     fig = go.Figure()
     # one bar group per distinct entry: labels shortened in the middle but kept distinct (a label
-    # shared by two kernels would merge their bars on the category axis); hover has the full name
-    labels = distinct_labels([str(i) for i in table.index])
+    # shared by two kernels would merge their bars on the category axis); hover has the full name.
+    # Control characters are escaped before shortening, HTML after (an entity is never cut).
+    labels = [html_label(lab) for lab in distinct_labels([printable(i) for i in table.index])]
     for col in table.columns:
-        fig.add_trace(go.Bar(y=labels, x=table[col].round(4), name=col, orientation="h",
-                             hovertext=[f"{html.escape(str(i)[:NAME_CHARS])}<br>{col}: {v:.3f} ms"
+        fig.add_trace(go.Bar(y=labels, x=table[col].round(4), name=html_label(col), orientation="h",
+                             hovertext=[f"{html_label(i, NAME_CHARS)}<br>{html_label(col)}: {v:.3f} ms"
                                         for i, v in zip(table.index, table[col])], hoverinfo="text"))
     fig.update_layout(barmode="group", template="plotly_white", title=title, xaxis_title=xlabel,
                       height=height or max(300, 28 * len(table) * max(1, len(table.columns)) ** 0.5 + 140),
@@ -214,7 +215,7 @@ def grouped_figure(title: str, table: pd.DataFrame, xlabel: str, height: int | N
 
 
 def _table(df: pd.DataFrame, floats: str = "{:.3f}") -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    head = "".join(f"<th>{html_label(c)}</th>" for c in df.columns)
     body = []
     for row in df.itertuples(index=False):
         cells = []
@@ -224,7 +225,7 @@ def _table(df: pd.DataFrame, floats: str = "{:.3f}") -> str:
             elif isinstance(v, (int, np.integer)):
                 cells.append(f"<td class=num>{v}</td>")
             else:
-                cells.append(f"<td>{html.escape(str(v))}</td>")
+                cells.append(f"<td>{html_label(v)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -247,7 +248,7 @@ def _figure_html(fig: go.Figure, div_id: str) -> str:
 def _page(title: str, sections: list[str]) -> str:
     # plotly.js goes in once, inline: the page must work offline.
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style>"
+            f"<title>{html_label(title)}</title><style>{STYLE}</style>"
             f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
             + "".join(sections) + "</body></html>")
 
@@ -279,7 +280,7 @@ def _sections(measured: Timeline, scenarios: list[Scenario]) -> list[str]:
     for name, tl in [("replay", measured)] + [(s.name, s.timeline) for s in scenarios]:
         ct = critical_tasks(tl).rename(columns={"ms": "ms/step on path", "count": "tasks"})
         out.append(f"<details{' open' if name == 'replay' else ''}><summary>Longest contributors to the "
-                   f"critical path: {html.escape(name)}</summary>{_table(ct)}</details>")
+                   f"critical path: {html_label(name)}</summary>{_table(ct)}</details>")
 
     k = pd.DataFrame({c: kernel_table(tl) for c, tl in
                       [("replay", measured)] + [(s.name, s.timeline) for s in scenarios]})
@@ -303,7 +304,7 @@ def _sections(measured: Timeline, scenarios: list[Scenario]) -> list[str]:
 
 
 def _summary(items: list[tuple[str, str]]) -> str:
-    return "<p class=summary>" + "".join(f"<span>{html.escape(k)} <b>{html.escape(v)}</b></span>"
+    return "<p class=summary>" + "".join(f"<span>{html_label(k)} <b>{html_label(v)}</b></span>"
                                          for k, v in items) + "</p>"
 
 
@@ -318,7 +319,7 @@ def whatif_page(results: list, names: list[str] | None = None) -> str:
             for n, r in zip(names, results)]
     tr = first.trace
     err = 100 * abs(first.replay_ms - first.measured_ms) / first.measured_ms if first.measured_ms else 0.0
-    head = [f"<h1>daydream what-if: {html.escape(str(tr.path))}</h1>",
+    head = [f"<h1>daydream what-if: {html_label(tr.path)}</h1>",
             _summary([("device", str(tr.device)), ("steps", str(tr.steps)),
                       ("measured", f"{first.measured_ms:.3f} ms/step"), ("replay", f"{first.replay_ms:.3f} ms"),
                       ("replay error", f"{err:.2f}%")])]
@@ -328,7 +329,7 @@ def whatif_page(results: list, names: list[str] | None = None) -> str:
                          "change vs replay %": [100 * (r.predicted_ms / r.replay_ms - 1) if r.replay_ms else
                                                 float("nan") for r in results]})
     head += ["<h2>Scenarios</h2>", _table(rows)]
-    notes = [f"<li><b>{html.escape(s.name)}</b>: {html.escape(n)}</li>" for s in scen for n in s.notes]
+    notes = [f"<li><b>{html_label(s.name)}</b>: {html_label(n, NOTE_CHARS)}</li>" for s in scen for n in s.notes]
     if notes:
         head.append(f"<ul class=note>{''.join(notes)}</ul>")
     return _page(f"daydream what-if: {tr.path}", head + _sections(base, scen))
@@ -355,7 +356,7 @@ def job_sections(analysis: dict, bars: list[dict]) -> list[str]:
     if analysis["straggler_detail"]:
         out.append("<ul class=note>" + "".join(
             f"<li>straggler rank {s['rank']}: held its peers up {s['held_up_ms']:.3f} ms/step; "
-            f"{html.escape(s['why'])}</li>"
+            f"{html_label(s['why'], NOTE_CHARS)}</li>"
             for s in analysis["straggler_detail"]) + "</ul>")
     if analysis["collectives"]:
         out += ["<h2>Collectives</h2><p class=muted>time: transfer after the last participant arrived; "
@@ -376,7 +377,7 @@ def job_sections(analysis: dict, bars: list[dict]) -> list[str]:
                                      ("transfer", "start_ms", "end_ms", PHASE_COLORS["communication"])):
             fig.add_trace(go.Bar(y=[f"rank {b['rank']}" for b in bars], x=[b[hi] - b[lo] for b in bars],
                                  base=[b[lo] for b in bars], orientation="h", name=label, marker_color=color,
-                                 hovertext=[f"{html.escape(b['name'])}: {b[hi] - b[lo]:.3f} ms" for b in bars],
+                                 hovertext=[f"{html_label(b['name'])}: {b[hi] - b[lo]:.3f} ms" for b in bars],
                                  hoverinfo="text"))
         fig.update_layout(barmode="overlay", template="plotly_white", xaxis_title="ms (coupled replay)",
                           title="Collectives per rank", height=max(260, 22 * len(steps) + 120),
@@ -395,7 +396,7 @@ def analyze_page(analysis: dict, timeline: Timeline, bars: list[dict] | None = N
         items.append(("FLOP utilization", f"{a['flops_utilization_pct']:.1f}%"))
     if "throughput_per_s" in a:
         items.append(("throughput", f"{a['throughput_per_s']:.1f} samples/s"))
-    head = [f"<h1>daydream analyze: {html.escape(str(a['trace']))}</h1>", _summary(items)]
+    head = [f"<h1>daydream analyze: {html_label(a['trace'])}</h1>", _summary(items)]
     if "per_rank" in a:
         head += job_sections(a, bars or [])
     from daydream.report.views_html import views_sections

@@ -204,6 +204,7 @@ def from_raw(raws: list[RawTrace], path: str, step_annotation: str | None = None
 def from_columns(cols: EventColumns, path: str, step_annotation: str | None = None) -> Trace:
     """A Trace from any format's columns (daydream/trace/formats.py): steps and window found here."""
     events, warnings = _drop_untimed(cols.events)
+    warnings += cols.warnings
     if cols.skipped:
         warnings.append(f"{cols.skipped} events lacked a usable time or name and were skipped")
     if not len(events["ts"]):

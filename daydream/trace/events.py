@@ -142,6 +142,7 @@ class EventTable:
         self.thread_names: dict = {}   # (rank, pid, tid) -> name
         self.process_names: dict = {}  # (rank, pid) -> name
         self.skipped = 0
+        self.negative: list[str] = []  # what finish() left out for a negative time, in a sentence
 
     # -- building -----------------------------------------------------------------------------
     def add_rank(self, rank: int, events) -> None:
@@ -198,7 +199,7 @@ class EventTable:
                     continue
                 try:
                     ts = _ns(e["ts"])
-                    dur = max(_ns(e.get("dur", 0)), 0)
+                    dur = _ns(e.get("dur", 0))
                     args = e.get("args")
                     if not isinstance(args, dict):
                         args = {}
@@ -255,14 +256,33 @@ class EventTable:
                 self._cols[k].append(np.asarray(c[k], dtype=ints.get(k, np.int64)))
             self.args.add_dicts(args_c)
 
+    def _drop_negative(self, cols: dict) -> tuple[dict, np.ndarray]:
+        """Leave out events with a negative duration, and GPU activity with a negative timestamp.
+        No profiler records the first. GPU times are converted from the device's clock, so a GPU
+        event before the host clock's origin is a failed conversion (like the zero times of
+        `_drop_untimed`); kept, one kernel at ts < 0 stretched a 1.13 ms step's replay to 667.8 ms.
+        A CPU event may sit before the origin (an idle thread's first event). The count and the
+        first such event go into `negative`, which the trace turns into a warning."""
+        gpu = (cols["kind"] >= KERNEL) & (cols["kind"] <= GPU_SYNC)
+        bad = (cols["dur"] < 0) | (gpu & (cols["ts"] < 0))
+        if not bad.any():
+            return cols, np.arange(len(bad))
+        first = int(np.flatnonzero(bad)[0])
+        self.negative.append(f"{int(bad.sum())} events with a negative duration or GPU timestamp were left out "
+                             f"(the first: {self.names.values[cols['name'][first]][:100]!r} at ts "
+                             f"{cols['ts'][first] / 1000:g} us, dur {cols['dur'][first] / 1000:g} us)")
+        keep = np.flatnonzero(~bad)
+        return {k: v[keep] for k, v in cols.items()}, keep
+
     def finish(self) -> tuple[dict, dict, dict]:
         """The events, memory and flow tables as numpy columns, events sorted by (rank, ts, -dur)."""
         ints = {"rank": np.int32, "kind": np.int8, "name": np.int32}
         cols = {k: np.concatenate(v).astype(ints.get(k, np.int64), copy=False) if v
                 else np.zeros(0, ints.get(k, np.int64)) for k, v in self._cols.items()}
+        cols, rows = self._drop_negative(cols)  # rows: each kept event's index into `args`
         order = np.lexsort((-cols["dur"], cols["ts"], cols["rank"]))
         events = {k: v[order] for k, v in cols.items()}
-        events["args_idx"] = order.astype(np.int64)
+        events["args_idx"] = rows[order].astype(np.int64)
         memory = {k: np.asarray(v, dtype=np.int64) for k, v in self._mem.items()}
         by_time = np.lexsort((memory["ts"], memory["rank"]))
         flows = {k: np.asarray(v, dtype=bool if k == "start" else np.int64) for k, v in self._flows.items()}

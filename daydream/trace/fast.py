@@ -13,6 +13,7 @@ so the two paths accept the same inputs.
 from __future__ import annotations
 
 import bisect
+import json
 
 import msgspec
 import numpy as np
@@ -40,11 +41,19 @@ class RawEvents:
         return head[:1] == b"[" and head[1:].lstrip(b" \t\r\n")[:1] not in (b"]", b"")
 
     def dicts(self) -> list:
-        """Every event as a plain object (the generic path); [] if the array is not a list."""
+        """Every event as a plain object (the generic path); [] if the array is not a list.
+
+        A number past the double range (`1e400`) makes msgspec refuse the whole array; the standard
+        library reads it as infinity instead, and the event is skipped as having no usable time."""
         try:
             out = _ANY.decode(self.raw)
         except UnicodeDecodeError:
             raise DaydreamError("traceEvents holds bytes that are not UTF-8; not valid JSON") from None
+        except msgspec.ValidationError:
+            try:
+                out = json.loads(bytes(self.raw))
+            except RecursionError:
+                raise DaydreamError("traceEvents is nested too deeply to read; not a Kineto/Chrome trace") from None
         return out if isinstance(out, list) else []
 
 
@@ -55,8 +64,8 @@ def decode(data: bytes) -> tuple[dict, RawEvents] | None:
         top = _TOP.decode(data)
         events = RawEvents(top.pop("traceEvents"))
         meta = {k: _ANY.decode(v) for k, v in top.items()}
-    except (msgspec.DecodeError, msgspec.ValidationError, KeyError, UnicodeDecodeError):
-        return None
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError, UnicodeDecodeError, RecursionError):
+        return None  # RecursionError: nested deeper than msgspec reads (about 1,000 levels)
     return (meta, events) if events.is_nonempty_list() else None
 
 
@@ -77,7 +86,10 @@ def scan(events: RawEvents, names, to_id, kind_of, int_of) -> tuple[dict, list, 
     cols = {c: table[:, i] for i, c in enumerate(SCANNED)}  # views: EventTable.finish gathers them
     spans = np.frombuffer(out[1], np.int64).reshape(-1, 2).tolist()
     view = memoryview(events.raw)
-    others = [_ANY.decode(view[s:e]) for s, e in spans]
+    try:
+        others = [_ANY.decode(view[s:e]) for s, e in spans]
+    except (msgspec.ValidationError, RecursionError):  # 1e400 in a metadata event: the generic path
+        return None
     return (cols, others, np.frombuffer(out[2], np.int64).reshape(-1, 5),
             np.frombuffer(out[3], np.int64).reshape(-1, 7))
 
@@ -116,6 +128,6 @@ class ArgsStore:
             return {}
         try:
             out = _ANY.decode(view[starts[j]:ends[j]])
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
             return {}
         return out if isinstance(out, dict) else {}

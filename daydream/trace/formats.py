@@ -41,6 +41,7 @@ class EventColumns:
     thread_names: dict = field(default_factory=dict)   # (rank, pid, tid) -> name
     process_names: dict = field(default_factory=dict)  # (rank, pid) -> name
     skipped: int = 0                                   # events without a usable time or name
+    warnings: list = field(default_factory=list)       # other events left out, in sentences
 
 
 @runtime_checkable
@@ -65,7 +66,7 @@ def columns_of(raws: list[RawTrace]) -> EventColumns:
         meta[raw.rank] = scrub(raw.meta)
     events, memory, flows = table.finish()
     return EventColumns(events, memory, flows, table.names.values, table.args, meta,
-                        table.thread_names, table.process_names, table.skipped)
+                        table.thread_names, table.process_names, table.skipped, table.negative)
 
 
 class KinetoJSON:
