@@ -56,7 +56,7 @@ def hta(trace: Path, rounding: bool) -> dict:
 def ours(trace: Path) -> dict:
     """The same quantities with HTA's definitions, from daydream's tables (microseconds)."""
     import daydream
-    from daydream.graph.build import T_COLLECTIVE, T_KERNEL
+    from daydream.graph.schema import T_COLLECTIVE, T_KERNEL
     from daydream.sim import simulate
     from daydream.table import column
     from daydream.views import IDLE_CATEGORIES, _Scope, comm_overlap, stream_gaps

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from daydream import hardware, kernels
-from daydream.graph.build import GPU_TASK_TYPES, T_KERNEL
+from daydream.graph.schema import GPU_TASK_TYPES, T_KERNEL
 from daydream.opts import _cost as C
 from daydream.opts.context import Context
 from daydream.trace import load

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daydream.graph.build import GPU_TASK_TYPES
+from daydream.graph.schema import GPU_TASK_TYPES
 from daydream.sim import simulate
 from daydream.trace import load
 from daydream.transform.primitives import kernel_classes

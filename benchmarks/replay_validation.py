@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daydream.graph.build import (E_HANDOFF, E_LAUNCH, E_PROGRAM, E_STREAM_WAIT, E_SYNC,
-                                  GPU_TASK_TYPES)
+from daydream.graph.schema import E_HANDOFF, E_LAUNCH, E_PROGRAM, E_STREAM_WAIT, E_SYNC, GPU_TASK_TYPES
 from daydream.graph import build_graph
 from daydream.sim import simulate
 from daydream.trace import load

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from daydream.graph import PHASES, TASK_KINDS, build_graph, kernel_classes
-from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
+from daydream.graph.schema import GPU_TASK_TYPES, T_IDLE
 from daydream.sim import Timeline
 from daydream.trace import Trace
 

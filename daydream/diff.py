@@ -27,7 +27,7 @@ import numpy as np
 
 from daydream.analysis import path_increments, phase_breakdown
 from daydream.graph import PHASES
-from daydream.graph.build import GPU_TASK_TYPES
+from daydream.graph.schema import GPU_TASK_TYPES
 from daydream.sim import Timeline, simulate
 from daydream.trace import Trace
 from daydream.graph import build_graph

@@ -32,7 +32,7 @@ import re
 
 import numpy as np
 
-from daydream.graph.build import GPU_TASK_TYPES, T_COLLECTIVE, T_CPU, T_KERNEL
+from daydream.graph.schema import GPU_TASK_TYPES, T_COLLECTIVE, T_CPU, T_KERNEL
 from daydream.names import CLASSIFY_CHARS
 from daydream.sim import Timeline
 from daydream.table import column

@@ -242,7 +242,7 @@ def test_kernel_floor_is_the_lowest_fifth_percentile(family):
     import numpy as np
 
     from conftest import shared
-    from daydream.graph.build import T_KERNEL
+    from daydream.graph.schema import T_KERNEL
     from daydream.graph import build_graph
     from daydream.trace import load
     lows = []

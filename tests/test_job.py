@@ -8,7 +8,7 @@ import pytest
 
 from conftest import KinetoBuilder, shared
 from daydream import _core
-from daydream.graph.build import NO_RELEASE
+from daydream.graph.schema import NO_RELEASE
 from daydream.job.collectives import collectives_of
 from daydream.job.engine import Job, _transformed
 from daydream.job import figures

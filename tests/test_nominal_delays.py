@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daydream.graph.build import E_LAUNCH, E_SYNC
+from daydream.graph.schema import E_LAUNCH, E_SYNC
 from daydream.sim import simulate
 from daydream.trace import load
 from daydream.graph import build_graph

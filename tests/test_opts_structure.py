@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from conftest import KinetoBuilder, shared
 from daydream import hardware
 from daydream.graph import build_graph
-from daydream.graph.build import T_COLLECTIVE
+from daydream.graph.schema import T_COLLECTIVE
 from daydream.graph.phases import FORWARD
 from daydream.opts import _comm as C
 from daydream.opts.activation_checkpointing import RECOMPUTE_CPU_FACTOR

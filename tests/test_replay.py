@@ -6,7 +6,7 @@ import pytest
 
 from conftest import shared_traces
 from daydream.graph import build_graph
-from daydream.graph.build import T_SYNC
+from daydream.graph.schema import T_SYNC
 from daydream.sim import simulate
 from daydream.trace import load
 from daydream.transform import scale, select

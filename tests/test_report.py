@@ -12,7 +12,7 @@ from conftest import KinetoBuilder, shared
 from daydream.cli import main
 from daydream.errors import DaydreamError
 from daydream.graph import build_graph
-from daydream.graph.build import T_IDLE, T_KERNEL
+from daydream.graph.schema import T_IDLE, T_KERNEL
 from daydream.report.html import timeline_bars, whatif_page
 from daydream.scenarios import compare, load_scenarios, parse_scenario, split_opts
 from daydream.trace import load

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daydream.graph.build import GPU_TASK_TYPES, TaskGraph
+from daydream.graph.schema import GPU_TASK_TYPES, TaskGraph
 
 
 def kernel_classes(graph: TaskGraph) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 
 from daydream import _core
 from daydream.errors import DaydreamError
-from daydream.graph.build import TaskGraph
+from daydream.graph.schema import TaskGraph
 from daydream.table import column
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from daydream.graph import TaskGraph
-from daydream.graph.build import NO_RELEASE, T_COLLECTIVE, T_CPU, T_IDLE
+from daydream.graph.schema import NO_RELEASE, T_COLLECTIVE, T_CPU, T_IDLE
 from daydream.trace.events import ANNOTATION, CPU_OP, RUNTIME
 
 # Bytes per element of the dtype names Kineto writes (`dtype` args and aten `Input type`).

@@ -24,7 +24,7 @@ import numpy as np
 from daydream import _core
 from daydream.graph import TaskGraph
 from daydream.graph.phases import COMMUNICATION
-from daydream.graph.build import GPU_TASK_TYPES, NO_RELEASE, T_COLLECTIVE, T_CPU, T_RUNTIME
+from daydream.graph.schema import GPU_TASK_TYPES, NO_RELEASE, T_COLLECTIVE, T_CPU, T_RUNTIME
 from daydream.job.collectives import RankCollectives, collective_tasks
 from daydream.table import column
 

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from daydream import hardware, kernels
-from daydream.graph.build import (E_LAUNCH, GPU_TASK_TYPES, T_CPU,
-                                  T_KERNEL, T_MEMSET, T_RUNTIME, T_SYNC, TaskGraph)
+from daydream.graph.schema import (E_LAUNCH, GPU_TASK_TYPES, T_CPU, T_KERNEL, T_MEMSET, T_RUNTIME, T_SYNC,
+                                   TaskGraph)
 from daydream.graph.phases import BACKWARD, FORWARD, OPTIMIZER
 from daydream.trace.events import CPU_OP
 from daydream.opts._cost import is_cpu_trace
@@ -509,7 +509,7 @@ def units(fwd_dur: np.ndarray, fwd_layer: np.ndarray, requested: int) -> np.ndar
 
 def program_pred(graph: TaskGraph, idx: np.ndarray) -> np.ndarray:
     """The task before each of `idx` on its resource (-1: first)."""
-    from daydream.graph.build import E_PROGRAM
+    from daydream.graph.schema import E_PROGRAM
     e = graph.edges
     prog = e[e["kind"].to_numpy() == E_PROGRAM]
     pred = pd.Series(prog["src"].to_numpy(), index=prog["dst"].to_numpy())

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from daydream import kernels
-from daydream.graph.build import (GPU_TASK_TYPES, T_COLLECTIVE, T_CPU, T_KERNEL, T_MEMCPY,
-                                  T_MEMSET, T_RUNTIME, TaskGraph)
+from daydream.graph.schema import (GPU_TASK_TYPES, T_COLLECTIVE, T_CPU, T_KERNEL, T_MEMCPY, T_MEMSET,
+                                   T_RUNTIME, TaskGraph)
 from daydream.names import CLASSIFY_CHARS
 from daydream.transform import primitives as P
 

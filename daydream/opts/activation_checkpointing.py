@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daydream.graph.build import T_CPU, T_RUNTIME
+from daydream.graph.schema import T_CPU, T_RUNTIME
 from daydream.graph.phases import BACKWARD, FORWARD
 from daydream.opts import _comm as C
 from daydream.opts.params import Optimization, Param

@@ -48,7 +48,7 @@ import re
 import numpy as np
 
 from daydream import hardware, kernels
-from daydream.graph.build import T_KERNEL
+from daydream.graph.schema import T_KERNEL
 from daydream.graph.phases import BACKWARD, FORWARD
 from daydream.opts import _cost as C
 from daydream.opts._cost import SIXTEEN_BIT

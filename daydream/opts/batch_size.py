@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daydream.graph.build import T_CPU, T_KERNEL, T_MEMCPY, T_MEMSET
+from daydream.graph.schema import T_CPU, T_KERNEL, T_MEMCPY, T_MEMSET
 from daydream.graph.phases import BACKWARD, DATA, FORWARD
 from daydream.opts import _cost as C
 from daydream.opts.params import Optimization, Param

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from daydream.errors import DaydreamError
-from daydream.graph.build import T_CPU
+from daydream.graph.schema import T_CPU
 from daydream.graph.phases import BACKWARD, FORWARD, OPTIMIZER
 from daydream.opts import _cost as C
 from daydream.opts.params import GPU_ONLY, Optimization, unchanged_memory

@@ -45,7 +45,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from daydream.graph.build import T_CPU, T_MEMCPY, T_RUNTIME
+from daydream.graph.schema import T_CPU, T_MEMCPY, T_RUNTIME
 from daydream.graph.phases import DATA
 from daydream.opts import _comm as C
 from daydream.opts.params import Optimization, Param, unchanged_memory

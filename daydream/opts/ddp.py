@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from daydream.errors import DaydreamError
-from daydream.graph.build import T_COLLECTIVE
+from daydream.graph.schema import T_COLLECTIVE
 from daydream.opts import _comm as C
 from daydream.opts.params import Optimization, Param
 from daydream.trace.events import CPU_OP

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from daydream.errors import DaydreamError
-from daydream.graph.build import T_CPU, T_KERNEL, T_MEMSET
+from daydream.graph.schema import T_CPU, T_KERNEL, T_MEMSET
 from daydream.opts import _comm as C
 from daydream.opts.fused_optimizer import per_tensor_work
 from daydream.opts.params import Optimization, Param

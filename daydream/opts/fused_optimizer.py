@@ -36,7 +36,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from daydream.graph.build import GPU_TASK_TYPES, T_CPU, T_KERNEL, T_RUNTIME
+from daydream.graph.schema import GPU_TASK_TYPES, T_CPU, T_KERNEL, T_RUNTIME
 from daydream.graph.phases import OPTIMIZER
 from daydream.opts import _comm as C
 from daydream.opts.params import Optimization

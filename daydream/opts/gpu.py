@@ -30,7 +30,7 @@ import numpy as np
 
 from daydream import hardware, kernels
 from daydream.errors import DaydreamError
-from daydream.graph.build import T_COLLECTIVE, T_MEMCPY, T_MEMSET
+from daydream.graph.schema import T_COLLECTIVE, T_MEMCPY, T_MEMSET
 from daydream.opts import _cost as C
 from daydream.opts.params import GPU_ONLY, Optimization, Param, unchanged_memory
 from daydream.transform import primitives as P

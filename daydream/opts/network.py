@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from daydream.errors import DaydreamError
-from daydream.graph.build import T_COLLECTIVE
+from daydream.graph.schema import T_COLLECTIVE
 from daydream.opts import _comm
 from daydream.opts.params import Optimization, Param, unchanged_memory
 

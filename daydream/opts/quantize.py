@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from daydream import kernels
-from daydream.graph.build import T_KERNEL
+from daydream.graph.schema import T_KERNEL
 from daydream.graph.phases import OPTIMIZER
 from daydream.opts import _cost as C
 from daydream.opts.amp import WEIGHT_INPUT, first_per_op

@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from daydream import kernels
-from daydream.graph.build import T_CPU, T_KERNEL
+from daydream.graph.schema import T_CPU, T_KERNEL
 from daydream.graph.phases import FORWARD
 from daydream.opts import _cost as C
 from daydream.opts.amp import first_per_op

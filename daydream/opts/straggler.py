@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from daydream.errors import DaydreamError
-from daydream.graph.build import GPU_TASK_TYPES, NO_RELEASE, T_COLLECTIVE, T_IDLE
+from daydream.graph.schema import GPU_TASK_TYPES, NO_RELEASE, T_COLLECTIVE, T_IDLE
 from daydream.table import set_column
 from daydream.transform import primitives as P
 from daydream.opts.params import Optimization, Param, unchanged_memory

@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from daydream.graph import PHASES, TASK_KINDS
-from daydream.graph.build import GPU_TASK_TYPES, T_IDLE, T_RUNTIME, T_SYNC
+from daydream.graph.schema import GPU_TASK_TYPES, T_IDLE, T_RUNTIME, T_SYNC
 from daydream.files import write_atomic
 from daydream.sim import Timeline
 from daydream.trace.events import ANNOTATION, CPU_OP, PYTHON, RUNTIME

@@ -10,7 +10,7 @@ import pandas as pd
 
 from daydream.analysis import path_increments, phase_breakdown, task_categories
 from daydream.graph import PHASES, TASK_KINDS
-from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
+from daydream.graph.schema import GPU_TASK_TYPES, T_IDLE
 from daydream.sim import Timeline
 
 

@@ -26,7 +26,7 @@ from plotly.subplots import make_subplots
 from daydream.analysis import critical_path_breakdown, phase_breakdown
 from daydream.errors import DaydreamError
 from daydream.graph import PHASES, TASK_KINDS
-from daydream.graph.build import GPU_TASK_TYPES, T_IDLE
+from daydream.graph.schema import GPU_TASK_TYPES, T_IDLE
 from daydream.files import write_atomic
 from daydream.names import NOTE_CHARS, html_label, printable
 from daydream.report.frames import critical_tasks, kernel_table, layer_table, memo, resource_labels

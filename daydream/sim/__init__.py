@@ -17,7 +17,7 @@ import numpy as np
 from daydream import _core
 from daydream.errors import DaydreamError
 from daydream.graph import TaskGraph
-from daydream.graph.build import NO_RELEASE
+from daydream.graph.schema import NO_RELEASE
 from daydream.graph.half_nodes import HalfNodes, half_nodes
 from daydream.table import column
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from daydream.errors import DaydreamError
-from daydream.graph.build import (E_INSERTED, E_PROGRAM, EDGE_KINDS, NO_RELEASE, PHASES, TASK_KINDS,
-                                  TaskGraph)
+from daydream.graph.schema import E_INSERTED, E_PROGRAM, EDGE_KINDS, NO_RELEASE, TASK_KINDS, TaskGraph
+from daydream.graph.phases import PHASES
 from daydream.graph.classes import kernel_classes  # also P.kernel_classes for the optimizations
 
 

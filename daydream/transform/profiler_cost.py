@@ -30,7 +30,7 @@ def event_cost_of(run: dict | None) -> dict | None:
 
 def profiler_cost_ns(graph, us_per_event: dict) -> np.ndarray:
     """Per task, the profiler's cost (ns) recorded inside it (see the module docstring)."""
-    from daydream.graph.build import T_CPU
+    from daydream.graph.schema import T_CPU
     from daydream.table import column
     from daydream.trace.events import ANNOTATION, CPU_OP, PYTHON
     trace = graph.trace
@@ -83,7 +83,7 @@ def removable_ns(graph, cost: np.ndarray) -> np.ndarray:
     tasks = np.flatnonzero(cost > 0)
     if not len(tasks):
         return np.zeros(graph.n_tasks)
-    from daydream.graph.build import T_CPU
+    from daydream.graph.schema import T_CPU
     cpu = np.flatnonzero((graph.column("kind") == T_CPU) & np.isin(res, np.unique(res[tasks])))
     order = cpu[np.lexsort((graph.column("obs_start")[cpu], res[cpu]))]
     r = res[order]
