@@ -3,7 +3,7 @@
     python benchmarks/fit_gpu_efficiency.py [--exclude SUBSTRING ...] [TRACE ...]
 
 For every GPU kernel whose innermost aten op has recorded shapes (FLOPs F and bytes B from
-daydream.kernels.op_cost), grouped by op call (one op may launch several kernels; the group's
+daydream.costs.op_cost), grouped by op call (one op may launch several kernels; the group's
 class is that of its longest kernel):
 
     efficiency[class] = sum(ideal) / sum(time - kernels * floor)
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from daydream import hardware, kernels
+from daydream import costs, hardware
 from daydream.graph.schema import GPU_TASK_TYPES, T_KERNEL
 from daydream.opts import _cost as C
 from daydream.opts.context import Context
@@ -104,7 +104,7 @@ def fit(paths) -> pd.DataFrame:
                 if c in MEMORY:
                     t = sel.bytes.to_numpy() / dev.mem_bw
                 else:
-                    t = kernels.roofline(sel.flops.to_numpy(), sel.bytes.to_numpy(), ach, sel.dtype.to_numpy())
+                    t = costs.roofline(sel.flops.to_numpy(), sel.bytes.to_numpy(), ach, sel.dtype.to_numpy())
                 ideal += float(np.sum(t))
                 work += float(np.sum(np.maximum(sel.time - sel.n * floor, 0.0)))
                 total += float(sel.time.sum())

@@ -114,9 +114,9 @@ def flops_utilization_pct(timeline: Timeline, device) -> float | None:
     """Achieved FLOP/s of the window's kernels over the device's peak, where shapes were recorded.
 
     FLOPs come from the recorded input shapes of the aten op that launched each kernel
-    (daydream.kernels.op_cost); the peak is the device's dense peak for the op's dtype.
+    (daydream.costs.op_cost); the peak is the device's dense peak for the op's dtype.
     """
-    from daydream.kernels import compute_dtype, op_costs
+    from daydream.costs import compute_dtype, op_costs
     graph = timeline.graph
     t = graph.tasks
     trace = graph.trace

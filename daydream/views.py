@@ -191,7 +191,7 @@ def _op_work(s: _Scope, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     several kernels - cuDNN's split-K GEMM and its reduction, a BatchNorm's statistics and apply
     passes - does not say which kernel did which part). NaN where the op has no recorded shapes,
     no cost model, or several kernels."""
-    from daydream.kernels import compute_dtype, op_costs
+    from daydream.costs import compute_dtype, op_costs
     trace = s.trace
     idx = np.flatnonzero(s.gpu_win)
     op = s.graph.column("op")[idx]

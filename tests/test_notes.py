@@ -11,7 +11,7 @@ import pytest
 
 from conftest import single_graph_opts, REPO, shared_traces
 from daydream.errors import DaydreamError
-from daydream.opts.params import SPECS, parse_opt
+from daydream.opts.params import parse_opt
 from daydream.trace import load
 from daydream.whatif import UNCHANGED, whatif
 

@@ -14,7 +14,6 @@ from daydream import hardware
 from daydream.analysis import analyze
 from daydream.cli import main
 from daydream.errors import DaydreamError
-from daydream.opts.params import SPECS
 from daydream.trace import load
 from daydream.whatif import whatif
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from daydream import hardware, kernels
+from daydream import costs, hardware
 from daydream.graph.schema import (E_LAUNCH, GPU_TASK_TYPES, T_CPU, T_KERNEL, T_MEMSET, T_RUNTIME, T_SYNC,
                                    TaskGraph)
 from daydream.graph.phases import BACKWARD, FORWARD, OPTIMIZER
@@ -243,7 +243,7 @@ def op_numel_bytes(trace, row: int) -> tuple[int, float]:
     if not dims or not types:
         return 0, 0.0
     try:
-        tensors = kernels._tensors(dims, types)
+        tensors = costs.tensors_of(dims, types)
     except Exception:  # noqa: BLE001 - odd metadata on one op must not stop the model
         return 0, 0.0
     if not tensors:

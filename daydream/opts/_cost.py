@@ -21,7 +21,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from daydream import kernels
+from daydream import costs
 from daydream.graph.schema import (GPU_TASK_TYPES, T_COLLECTIVE, T_CPU, T_KERNEL, T_MEMCPY, T_MEMSET,
                                    T_RUNTIME, TaskGraph)
 from daydream.names import CLASSIFY_CHARS
@@ -116,12 +116,12 @@ class OpInfo:
         dims = [a.get("Input Dims") for a in args]
         types = [a.get("Input type") for a in args]
         conc = [a.get("Concrete Inputs") for a in args]
-        fl, by = kernels.op_costs(list(names), dims, types, conc)
-        dt = np.asarray([kernels.compute_dtype(t) if t else "" for t in types], dtype=object)
+        fl, by = costs.op_costs(list(names), dims, types, conc)
+        dt = np.asarray([costs.compute_dtype(t) if t else "" for t in types], dtype=object)
         tens = np.empty(len(rows), dtype=object)
         for i, (d, t) in enumerate(zip(dims, types)):
             try:
-                tens[i] = kernels._tensors(d, t) if d is not None and t is not None else None
+                tens[i] = costs.tensors_of(d, t) if d is not None and t is not None else None
             except Exception:  # noqa: BLE001 - odd metadata on one op must not stop the model
                 tens[i] = None
         idx = np.flatnonzero(has)

@@ -47,7 +47,7 @@ import re
 
 import numpy as np
 
-from daydream import hardware, kernels
+from daydream import costs, hardware
 from daydream.graph.schema import T_KERNEL
 from daydream.graph.phases import BACKWARD, FORWARD
 from daydream.opts import _cost as C
@@ -81,7 +81,7 @@ def weight_cast_bytes(info: C.OpInfo, idx: np.ndarray) -> np.ndarray:
         tens = info.tensors[i]
         if pos is None or not tens or pos >= len(tens):
             continue
-        out[j] = kernels._numel(tens[pos][0]) * CAST_BYTES_PER_ELEMENT
+        out[j] = costs.numel(tens[pos][0]) * CAST_BYTES_PER_ELEMENT
     return out
 
 
@@ -121,8 +121,8 @@ def apply(graph, params: dict, ctx) -> None:
     shaped = info.known()[comp]
     if shaped.any():
         i = comp[shaped]
-        old = kernels.roofline(info.flops[i], info.bytes[i], dev, src[i])
-        new = kernels.roofline(info.flops[i], info.bytes[i] * 0.5, dev, dtype)
+        old = costs.roofline(info.flops[i], info.bytes[i], dev, src[i])
+        new = costs.roofline(info.flops[i], info.bytes[i] * 0.5, dev, dtype)
         factor[shaped] = np.where(old > 0, new / np.where(old > 0, old, 1), 1.0)
     C.scale_work(graph, comp, factor, floor)
 

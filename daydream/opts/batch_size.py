@@ -10,7 +10,7 @@ Per-sample work scales, per-step work does not:
   (time in waves, at least one wave); kernels without a recorded grid scale by F. Only the work
   part scales (d = f + work, f the trace's shortest kernel, see _cost).
 * CPU traces (the aten ops' CPU time is the work): the CPU segments of aten ops that touch tensor
-  data (daydream.kernels.op_cost gives them bytes or FLOPs, or does not know them) in the forward
+  data (daydream.costs.op_cost gives them bytes or FLOPs, or does not know them) in the forward
   and backward passes scale by F; metadata ops (view, empty, ...) and Python/framework glue
   (segments with no aten op) are per-step.
 * both: CPU work of the data phase (loading, collating) scales by F.

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daydream import hardware, kernels
+from daydream import costs, hardware
 from daydream.errors import DaydreamError
 from daydream.graph.schema import T_COLLECTIVE, T_MEMCPY, T_MEMSET
 from daydream.opts import _cost as C
@@ -54,8 +54,8 @@ def factors(graph, src: hardware.Device, dst: hardware.Device) -> tuple[np.ndarr
     shaped = comp & info.known()
     if shaped.any():
         fl, by, d = info.flops[shaped], info.bytes[shaped], dt[shaped]
-        t_src = kernels.roofline(fl, by, src, d)
-        t_dst = kernels.roofline(fl, by, dst, d)
+        t_src = costs.roofline(fl, by, src, d)
+        t_dst = costs.roofline(fl, by, dst, d)
         out[shaped] = np.where(t_src > 0, t_dst / np.where(t_src > 0, t_src, 1), out[shaped])
         # A compute kernel without recorded shapes (queued before the profiler started, or its
         # op not recorded) takes the median factor of the kernels of the same name that have them.

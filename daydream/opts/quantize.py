@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daydream import kernels
+from daydream import costs
 from daydream.graph.schema import T_KERNEL
 from daydream.graph.phases import OPTIMIZER
 from daydream.opts import _cost as C
@@ -55,9 +55,9 @@ def pass_bytes(info: C.OpInfo, idx: np.ndarray, q: str) -> tuple[np.ndarray, np.
         (x, xb), (wt, wb) = tens[a], tens[w]
         k = x[-1] if x else 0
         out_numel = info.flops[i] / (2 * k) if k and np.isfinite(info.flops[i]) else np.nan
-        out[0, j] = kernels._numel(x) * (xb + qb)
+        out[0, j] = costs.numel(x) * (xb + qb)
         out[1, j] = out_numel * (ACC_BYTES + xb)
-        out[2, j] = kernels._numel(wt) * max(wb - qb, 0.0)
+        out[2, j] = costs.numel(wt) * max(wb - qb, 0.0)
     return out[0], out[1], out[2]
 
 
@@ -96,9 +96,9 @@ def apply(graph, params: dict, ctx) -> None:
     shaped = info.known()[gemm] & np.isfinite(wsaved)
     if shaped.any():
         i = gemm[shaped]
-        old = kernels.roofline(info.flops[i], info.bytes[i], dev, src[i])
+        old = costs.roofline(info.flops[i], info.bytes[i], dev, src[i])
         new_bytes = np.maximum(info.bytes[i] - wsaved[shaped], 0)
-        new = kernels.roofline(info.flops[i], new_bytes, C.with_peak(dev, q, peak_q), q)
+        new = costs.roofline(info.flops[i], new_bytes, C.with_peak(dev, q, peak_q), q)
         factor[shaped] = np.where(old > 0, new / np.where(old > 0, old, 1), 1.0)
     C.scale_work(graph, gemm, factor, C.kernel_floor_ns(graph))
     ops = first_per_op(graph, gemm) if len(gemm) else gemm

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from daydream import kernels
+from daydream import costs
 from daydream.graph.schema import T_CPU, T_KERNEL
 from daydream.graph.phases import FORWARD
 from daydream.opts import _cost as C
@@ -82,15 +82,15 @@ def attention_ops(info: C.OpInfo, block: int) -> tuple[np.ndarray, np.ndarray]:
         try:
             if name in FUSED_OPS and len(tens) >= 3:
                 base = tens[1:4] if "backward" in name and len(tens) >= 4 else tens[:3]
-                b, h, lq, lkv, _, _ = kernels._attention_dims(name.replace("_backward", "_forward"), base)
-                qkv_b[j] = sum(kernels._numel(s) * eb for s, eb in base)
+                b, h, lq, lkv, _, _ = costs.attention_dims(name.replace("_backward", "_forward"), base)
+                qkv_b[j] = sum(costs.numel(s) * eb for s, eb in base)
             elif role == "qk":
                 (a, ab), (k, kb) = tens[-2], tens[-1]
-                b, h, lq, lkv = 1, kernels._numel(a[:-2]), a[-2], k[-1]
-                qkv_b[j] = kernels._numel(a) * ab + 2 * kernels._numel(k) * kb
+                b, h, lq, lkv = 1, costs.numel(a[:-2]), a[-2], k[-1]
+                qkv_b[j] = costs.numel(a) * ab + 2 * costs.numel(k) * kb
             elif role in ("pv", "softmax"):
                 s = tens[0][0] if role == "softmax" else tens[-2][0]
-                b, h, lq, lkv = 1, kernels._numel(s[:-2]), s[-2], s[-1]
+                b, h, lq, lkv = 1, costs.numel(s[:-2]), s[-2], s[-1]
             else:
                 continue
         except (IndexError, TypeError, ValueError):
