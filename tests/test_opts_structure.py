@@ -13,7 +13,8 @@ from daydream import hardware
 from daydream.graph import build_graph
 from daydream.graph.schema import T_COLLECTIVE
 from daydream.graph.phases import FORWARD
-from daydream.opts import _comm as C
+from daydream.opts import _collectives as N
+from daydream.opts import _structure as C
 from daydream.opts.activation_checkpointing import RECOMPUTE_CPU_FACTOR
 from daydream.opts.context import Context
 from daydream.opts.dataloader import HANDOFF_NS, contention, stalls
@@ -168,14 +169,14 @@ def test_ddp_bucket_allreduce_exact(tmp_path):
 
 
 def test_collective_formulas():
-    lnk = C.Link("x", bw=100e9, latency_s=2e-6, base_s=5e-6)
-    assert C.collective_s("all_reduce", 1e9, 4, lnk) == pytest.approx(5e-6 + 6 * 2e-6 + 1.5 * 1e9 / 100e9)
-    assert C.collective_s("all_gather", 1e9, 4, lnk) == pytest.approx(5e-6 + 3 * 2e-6 + 0.75 * 1e9 / 100e9)
-    assert C.collective_s("reduce_scatter", 1e9, 1, lnk) == 0
+    lnk = N.Link("x", bw=100e9, latency_s=2e-6, base_s=5e-6)
+    assert N.collective_s("all_reduce", 1e9, 4, lnk) == pytest.approx(5e-6 + 6 * 2e-6 + 1.5 * 1e9 / 100e9)
+    assert N.collective_s("all_gather", 1e9, 4, lnk) == pytest.approx(5e-6 + 3 * 2e-6 + 0.75 * 1e9 / 100e9)
+    assert N.collective_s("reduce_scatter", 1e9, 1, lnk) == 0
     dev = hardware.lookup("H100")
-    assert C.link(dev, "nvlink", 8).bw == dev.intra_bw
-    assert C.link(dev, "nvlink", 16).bw == dev.inter_bw  # leaves the node
-    assert C.link(dev, "pcie", 8).bw == dev.pcie_bw
+    assert N.link(dev, "nvlink", 8).bw == dev.intra_bw
+    assert N.link(dev, "nvlink", 16).bw == dev.inter_bw  # leaves the node
+    assert N.link(dev, "pcie", 8).bw == dev.pcie_bw
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +269,7 @@ def test_fsdp_cpu_first_task_and_long_op_exact(tmp_path):
     assert (kinds == T_COLLECTIVE).sum() == 4 + 2  # 4 forward all-gathers; 1 backward unit: AG + RS
     # Only the first all-gather (1 MB: 4 MB of parameters / 4 units) is exposed; the others are
     # prefetched under the previous unit; the optimizer (200 us of add_) is halved.
-    ag = C.collective_s("all_gather", 1e6, 2, C.link(hardware.cpu_device(), "nvlink", 2))
+    ag = N.collective_s("all_gather", 1e6, 2, N.link(hardware.cpu_device(), "nvlink", 2))
     want = ag * 1e3 + (1200 - 100) * 1e-3
     assert simulate(out).per_step_ms == pytest.approx(want, abs=1e-6)
 

@@ -10,7 +10,7 @@ again when backward reaches it. Per step:
   time comes closest to F x the forward compute time (blocks are what models checkpoint; F=1
   recomputes the whole forward).
 * Recompute of segment k, inserted right before the first backward task of the backward part
-  that corresponds to k (daydream.opts._comm.mirror_groups):
+  that corresponds to k (daydream.opts._collectives.mirror_groups):
     - on the thread that runs that backward task (its launch call's thread on a GPU), a CPU
       task as long as RECOMPUTE_CPU_FACTOR x the CPU time the segment's forward took: the
       main thread's forward CPU tasks (op dispatch, launch calls) from the segment's first launch to the next
@@ -32,7 +32,7 @@ import numpy as np
 
 from daydream.graph.schema import T_CPU, T_RUNTIME
 from daydream.graph.phases import BACKWARD, FORWARD
-from daydream.opts import _comm as C
+from daydream.opts import _structure as C
 from daydream.opts.params import Optimization, Param
 from daydream.transform import primitives as P
 

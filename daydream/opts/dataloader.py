@@ -47,7 +47,7 @@ import pandas as pd
 
 from daydream.graph.schema import T_CPU, T_MEMCPY, T_RUNTIME
 from daydream.graph.phases import DATA
-from daydream.opts import _comm as C
+from daydream.opts import _structure as C
 from daydream.opts.params import Optimization, Param, unchanged_memory
 from daydream.sim import simulate
 from daydream.transform import primitives as P

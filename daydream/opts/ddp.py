@@ -6,7 +6,7 @@ that overlap the rest of backward. Three cases, by what the trace already has:
 1. NCCL/RCCL collective kernels (the trace is DDP already): each collective of B bytes recorded
    at n ranks is rescaled to N ranks by the cost model's ratio,
        d' = d x t(kind, B, N) / t(kind, B, n)
-   (daydream.opts._comm: t = base + steps x lat + share x B / bw), so the bandwidth the run
+   (daydream.opts._collectives: t = base + steps x lat + share x B / bw), so the bandwidth the run
    achieved is kept. B and n come from the kernel's args ("In msg nelems", "dtype", "Group
    size") or the trace's distributedInfo.
 2. c10d collective calls without kernels (DDP recorded at world size 1, e.g. hta's
@@ -35,7 +35,8 @@ import pandas as pd
 
 from daydream.errors import DaydreamError
 from daydream.graph.schema import T_COLLECTIVE
-from daydream.opts import _comm as C
+from daydream.opts import _collectives as N
+from daydream.opts import _structure as C
 from daydream.opts.params import Optimization, Param
 from daydream.trace.events import CPU_OP
 from daydream.transform import primitives as P
@@ -53,13 +54,13 @@ def _args_world(trace) -> int | None:
 def _collective_info(trace, row: int) -> tuple[str | None, float, int | None]:
     """(kind, bytes, group size) of a collective kernel or record_param_comms event."""
     a = trace.args_of(row) if row >= 0 else {}
-    kind = C.collective_kind(str(a.get("Collective name", ""))) or C.collective_kind(
+    kind = N.collective_kind(str(a.get("Collective name", ""))) or N.collective_kind(
         trace.names[int(trace.column("name")[row])] if row >= 0 else "")
     n = a.get("In msg nelems")
     out_n = a.get("Out msg nelems")
     if kind == "all_gather" and out_n:
         n = out_n  # the full, gathered size
-    nbytes = float(n) * C.C10D_DTYPE_BYTES.get(str(a.get("dtype")), 4) if n else 0.0
+    nbytes = float(n) * N.C10D_DTYPE_BYTES.get(str(a.get("dtype")), 4) if n else 0.0
     group = a.get("Group size")
     return kind, nbytes, int(group) if group else None
 
@@ -78,8 +79,8 @@ def _rescale(graph, coll: np.ndarray, world: int, lnk, ctx) -> None:
         kind = kind or "all_reduce"
         # the recorded collective ran on the device's own intra-node link (NVLink / xGMI), or the
         # inter-node fabric beyond a node: the requested interconnect changes the rate from there
-        old = C.collective_s(kind, nbytes, n_old, C.link(ctx.device, "nvlink", n_old))
-        factors[i] = C.collective_s(kind, nbytes, world, lnk) / old if old > 0 else 0.0
+        old = N.collective_s(kind, nbytes, n_old, N.link(ctx.device, "nvlink", n_old))
+        factors[i] = N.collective_s(kind, nbytes, world, lnk) / old if old > 0 else 0.0
     P.scale(graph, coll, factors)
     ctx.notes.append(f"ddp: {len(coll)} recorded collectives rescaled to world_size={world} over {lnk.name} "
                      f"(mean factor {factors.mean():.3f})"
@@ -102,8 +103,8 @@ def buckets(grads: pd.DataFrame, bucket_bytes: float) -> np.ndarray:
 
 def apply(graph, params: dict, ctx) -> None:
     world = int(params["world_size"])
-    lnk = C.link(ctx.device, params["interconnect"], world)
-    if world > 1 and (why := C.link_note("ddp", ctx.device, params["interconnect"], world)):
+    lnk = N.link(ctx.device, params["interconnect"], world)
+    if world > 1 and (why := N.link_note("ddp", ctx.device, params["interconnect"], world)):
         ctx.notes.append(why)
     t = graph.tasks
     coll = np.flatnonzero(t["kind"].to_numpy() == T_COLLECTIVE)

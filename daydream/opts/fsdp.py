@@ -1,12 +1,12 @@
 """fsdp:world_size=N,prefetch=B,interconnect=L,units=K -- fully sharded data parallel (ZeRO-3).
 
 The schedule of veScale-FSDP / PyTorch FSDP, per step, on a new communication stream (a new
-thread on a CPU trace), each collective costed by daydream.opts._comm's ring model:
+thread on a CPU trace), each collective costed by daydream.opts._collectives's ring model:
 * Units: the forward's compute (kernels of the compute stream; CPU tasks of the main thread on
   a CPU trace) cut into K units of about equal forward time (K = units, default about
   sqrt(forward tasks); cuts snap to module changes where the trace names modules). Each unit
   holds P / K of the parameter bytes P (AccumulateGrad shapes, else run.json's parameter
-  count in fp32). Backward units mirror the forward ones (daydream.opts._comm.mirror_groups).
+  count in fp32). Backward units mirror the forward ones (daydream.opts._collectives.mirror_groups).
 * Forward: unit u's first task waits for all-gather AG_f(u) of its P/K bytes,
       t_AG = base + (N-1) lat + (N-1)/N x (P/K) / bw.
   With prefetch, AG_f(u+1) is issued when unit u starts (so it overlaps unit u's compute);
@@ -27,7 +27,8 @@ import numpy as np
 
 from daydream.errors import DaydreamError
 from daydream.graph.schema import T_CPU, T_KERNEL, T_MEMSET
-from daydream.opts import _comm as C
+from daydream.opts import _collectives as N
+from daydream.opts import _structure as C
 from daydream.opts.fused_optimizer import per_tensor_work
 from daydream.opts.params import Optimization, Param
 from daydream.transform import primitives as P
@@ -38,8 +39,8 @@ def apply(graph, params: dict, ctx) -> None:
     if world == 1:
         ctx.notes.append("fsdp: world_size=1 shards nothing; nothing changed")
         return
-    lnk = C.link(ctx.device, params["interconnect"], world)
-    if why := C.link_note("fsdp", ctx.device, params["interconnect"], world):
+    lnk = N.link(ctx.device, params["interconnect"], world)
+    if why := N.link_note("fsdp", ctx.device, params["interconnect"], world):
         ctx.notes.append(why)
     prefetch = bool(params["prefetch"])
     param_bytes, source = C.parameter_bytes(graph, ctx.run)

@@ -38,7 +38,7 @@ import pandas as pd
 
 from daydream.graph.schema import GPU_TASK_TYPES, T_CPU, T_KERNEL, T_RUNTIME
 from daydream.graph.phases import OPTIMIZER
-from daydream.opts import _comm as C
+from daydream.opts import _structure as C
 from daydream.opts.params import Optimization
 from daydream.trace.events import ANNOTATION, CPU_OP, PYTHON
 from daydream.transform import primitives as P

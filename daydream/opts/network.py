@@ -2,7 +2,7 @@
 
 Each collective's transfer time T (on a multi-rank job: the time after its last participant
 arrived, see daydream.job.couple; on one rank: its kernel's duration) is rescaled by the ring cost
-model of daydream.opts._comm (NCCL ring/Simple, constants from daydream.hardware):
+model of daydream.opts._collectives (NCCL ring/Simple, constants from daydream.hardware):
 
     T' = T * t_model(new link) / t_model(recorded link)
     t_model = base + steps * latency + share * B / bw
@@ -12,7 +12,7 @@ per collective: all_reduce 2(n-1), 2(n-1)/n; all_gather, reduce_scatter, all_to_
 (n-1)/n; broadcast, reduce, send/recv (n-1) or 1, 1. n is the collective's group size, B its message
 size in bytes (all_gather/reduce_scatter: the full size). Where the trace does not record B, the
 factor is the bandwidth ratio bw_recorded / bw_new (a bandwidth-bound transfer). The recorded link
-is the device's own (daydream.opts._comm.link: NVLink/xGMI inside a node, the node-to-node fabric
+is the device's own (daydream.opts._collectives.link: NVLink/xGMI inside a node, the node-to-node fabric
 above GPUS_PER_NODE ranks); `bandwidth` replaces its per-rank per-direction bandwidth, `interconnect`
 picks another link of the device. Compute is untouched.
 """
@@ -24,7 +24,7 @@ import numpy as np
 
 from daydream.errors import DaydreamError
 from daydream.graph.schema import T_COLLECTIVE
-from daydream.opts import _comm
+from daydream.opts import _collectives
 from daydream.opts.params import Optimization, Param, unchanged_memory
 
 _SHAPE = {  # name -> (ring steps, share of B on the wire) for n ranks
@@ -38,15 +38,15 @@ _SHAPE = {  # name -> (ring steps, share of B on the wire) for n ranks
 }
 
 
-def model_s(name: str, nbytes: float, n: int, lnk: _comm.Link) -> float:
+def model_s(name: str, nbytes: float, n: int, lnk: _collectives.Link) -> float:
     """Seconds of one collective by the ring model (see the module docstring)."""
     steps, share = _SHAPE.get(name, lambda n: (n - 1, 1.0))(max(n, 2))
     return lnk.base_s + steps * lnk.latency_s + share * nbytes / lnk.bw
 
 
-def recorded_link(device, n: int) -> _comm.Link:
+def recorded_link(device, n: int) -> _collectives.Link:
     """The link a recorded collective of n ranks crossed (the device's own; see the module docstring)."""
-    return _comm.link(device, "nvlink", n)
+    return _collectives.link(device, "nvlink", n)
 
 
 def busbw_factor(name: str, n: int) -> float:
@@ -81,7 +81,7 @@ def apply(graph, params: dict, ctx) -> None:
     for t in coll.tolist():
         name, n, b = info.get(int(event[t]), ("all_reduce", max(world, 2), -1))
         old = recorded_link(ctx.device, n)
-        new = _comm.link(ctx.device, params["interconnect"], n) if params["interconnect"] else old
+        new = _collectives.link(ctx.device, params["interconnect"], n) if params["interconnect"] else old
         if params["bandwidth"] > 0:
             new = replace(new, bw=params["bandwidth"] * 1e9)
         if b < 0:
