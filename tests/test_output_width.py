@@ -71,3 +71,12 @@ def test_added_lanes_have_names_not_negative_ids():
     labels = resource_labels(whatif(tr, ["fsdp"]).predicted)
     assert not [lab for lab in labels if " -" in lab], labels
     assert any("fsdp" in lab for lab in labels)
+
+
+def test_memory_with_a_prediction_at_80_columns_cuts_nothing():
+    """Six number columns are wider than 80: the table gets wider, no category or share is cut."""
+    out = _cli("memory", str(REPO / "traces" / "pairs" / "cpu" / "resnet50" / "base"),
+               "--opt", "activation-checkpointing", "--opt", "amp")
+    assert "…" not in out
+    for category in ("parameter", "optimizer_state", "autograd_detail", "total"):
+        assert f"│ {category}" in out

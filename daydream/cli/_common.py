@@ -90,6 +90,15 @@ def print_whole(console, renderable) -> None:
     user must type are never cut to `…` on a narrow console or in a pipe (COLUMNS=80): the line
     gets longer instead. Wrappable columns still wrap to the console's width."""
     from rich.measure import Measurement
+    from rich.table import Table
+    from rich.text import Text
+    if isinstance(renderable, Table):  # a no_wrap column is as wide as its widest cell, never "…"
+        for col in renderable.columns:
+            if col.no_wrap:
+                cells = [col.header, *col.cells]
+                widest = max((c.cell_len if isinstance(c, Text) else Text.from_markup(str(c)).cell_len)
+                             for c in cells)
+                col.min_width = max(col.min_width or 0, widest)
     need = Measurement.get(console, console.options.update_width(10 ** 5), renderable).minimum
     if need <= console.width:
         console.print(renderable)
