@@ -77,6 +77,10 @@ def apply(graph, params: dict, ctx) -> None:
         if np.all(gain >= 1):
             ctx.notes.append(f"quantize: the {dev.name} entry of the hardware table has no {q} units faster "
                              f"than {src[0]}: matmul time is unchanged and the quantize passes are added")
+        else:
+            ctx.notes.append(f"quantize: {len(seg)} matmul segments run at the {dev.name} entry's {q} rate "
+                             f"({1 / float(np.median(gain)):.3g}x its {src[0]} rate), quantize passes added; "
+                             "(work that fp32 addmm does and int8 kernels skip, such as its bias copy, is not modelled)")
         ops = first_per_op(graph, seg) if len(seg) else seg
         qbytes, _, _ = pass_bytes(info, ops, q)
         ok = np.isfinite(qbytes)
@@ -109,6 +113,8 @@ def apply(graph, params: dict, ctx) -> None:
         C.insert_kernel_before(graph, ops[ok], qbytes[ok] / dev.mem_bw * 1e9 + lat, f"quantize to {q} (per-channel)", dev)
         C.insert_kernel_before(graph, ops[ok], dqbytes[ok] / dev.mem_bw * 1e9 + lat, f"dequantize from {q}", dev,
                                after=True)
+    ctx.notes.append(f"quantize: {len(gemm)} GEMM kernels at {q} ({int(shaped.sum())} priced by the roofline "
+                     f"from their shapes), {int(ok.sum())} quantize/dequantize pass pairs added")
     if (~ok).any():
         ctx.notes.append(f"quantize: {int((~ok).sum())} GEMM ops have no recorded shapes; "
                          "their quantize/dequantize passes are not modelled")
