@@ -514,3 +514,15 @@ def test_written_to_lines_escape_the_path(tmp_path):
         proc = run_cli(cmd, trace, "--json", "--report", out)
         assert proc.returncode == 0, proc.stderr
         assert "\x1b" not in proc.stderr and "written to" in proc.stderr and "\\x1b[2J" in proc.stderr
+
+
+def test_out_of_range_number_and_invalid_utf8_together_are_one_line(tmp_path):
+    """Found by benchmarks/fuzz_core.py: 1e400 sends the events to the standard library's parser,
+    which then met a byte that is not UTF-8 (a UnicodeDecodeError traceback)."""
+    from click.testing import CliRunner
+    from daydream.cli import main
+    p = tmp_path / "t.json"
+    p.write_bytes(b'{"traceEvents": [{"ph": "X", "cat": "cpu_op", "name": "a", "pid": 1, "tid": 1, "ts": 1e400, '
+                  b'"dur": 1}, {"ph": "X", "cat": "cpu_op", "name": "b\xff", "pid": 1, "tid": 1, "ts": 1, "dur": 1}]}')
+    r = CliRunner().invoke(main, ["analyze", str(p)])
+    assert r.exit_code == 2 and "not UTF-8" in r.output and len(r.output.strip().splitlines()) == 1

@@ -54,6 +54,9 @@ class RawEvents:
                 out = json.loads(bytes(self.raw))
             except RecursionError:
                 raise DaydreamError("traceEvents is nested too deeply to read; not a Kineto/Chrome trace") from None
+            except (UnicodeDecodeError, ValueError):
+                raise DaydreamError("traceEvents holds bytes that are not UTF-8 or a number out of range "
+                                    "among them; not valid JSON") from None
         return out if isinstance(out, list) else []
 
 
