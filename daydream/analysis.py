@@ -140,6 +140,20 @@ def flops_utilization_pct(timeline: Timeline, device) -> float | None:
     return round(100.0 * peak_time / ((w1 - w0) / 1e9), 3)
 
 
+def unprofiled_ms(graph, run: dict) -> float | None:
+    """Step time of `graph` once the profiler's calibrated per-event cost (run.json
+    `profiler_event_cost`) is taken out of its CPU tasks (daydream.transform.profiler_cost); None for
+    a run without a calibration, which then imports neither the transforms nor pandas."""
+    if not run.get("profiler_event_cost"):
+        return None
+    from daydream.sim import simulate
+    from daydream.transform import profiler_cost
+    cost = profiler_cost.event_cost_of(run)
+    if cost is None:
+        return None
+    return simulate(profiler_cost.without_profiler(graph, cost)).per_step_ms
+
+
 def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict:
     """The contract's `analyze --json` object."""
     from daydream.opts.context import Context
@@ -162,12 +176,8 @@ def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict
         "device_model": device.name if device else None,
         "warnings": list(trace.warnings) + ctx.notes + ([ctx.device_problem] if device is None else []),
     }
-    out["unprofiled_ms"] = None
-    if ctx.run.get("profiler_event_cost"):
-        from daydream.transform import profiler_cost as overhead
-        cost = overhead.event_cost_of(ctx.run)
-        if cost is not None:
-            out["unprofiled_ms"] = round(simulate(overhead.without_profiler(timeline.graph, cost)).per_step_ms, 6)
+    unprofiled = unprofiled_ms(timeline.graph, trace.run)
+    out["unprofiled_ms"] = None if unprofiled is None else round(unprofiled, 6)
     if ctx.run.get("plain_step_ms"):
         out["plain_step_ms"] = ctx.run["plain_step_ms"]
     if ctx.batch_size:

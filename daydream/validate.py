@@ -12,7 +12,7 @@ import numpy as np
 from daydream.opts.params import OptChoice, parse_opt
 from daydream.trace import Trace, load
 from daydream.trace.events import CPU_OP
-from daydream.whatif import run_json, whatif
+from daydream.whatif import whatif
 
 # Below this similarity of the two traces' operator mixes (weighted Jaccard index of the CPU ops per
 # step, sum_k min(a_k, b_k) / sum_k max(a_k, b_k) over op names k) two traces are not one job before
@@ -33,7 +33,7 @@ def unrelated(base: Trace, optimized: Trace) -> list[str]:
     different models or devices in run.json, different devices or rank counts in the traces, or
     operator mixes that share too little."""
     why = []
-    runs = run_json(base), run_json(optimized)
+    runs = base.run, optimized.run
     for key in ("model", "device"):
         if runs[0].get(key) and runs[1].get(key) and runs[0][key] != runs[1][key]:
             why.append(f"run.json {key} differs: {runs[0][key]} vs {runs[1][key]}")

@@ -6,10 +6,9 @@ and predicted step times, both timelines and both breakdowns.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
 
-from daydream.analysis import phase_breakdown
+from daydream.analysis import phase_breakdown, unprofiled_ms
 from daydream.graph import TaskGraph, build_graph
 from daydream.opts.context import Context
 from daydream.opts.params import OptChoice, optimization, parse_opt
@@ -70,16 +69,6 @@ def unchanged_notes(applied: list[Applied], replay_ms: float, predicted_ms: floa
     return out
 
 
-def run_json(trace: Trace) -> dict:
-    """run.json of a `daydream profile` run directory ({} for anything else or an unreadable one)."""
-    if trace.run_dir is None:
-        return {}
-    try:
-        return json.loads((trace.run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 @dataclass
 class WhatIf:
     trace: Trace
@@ -106,19 +95,11 @@ class WhatIf:
 
     @functools.cached_property
     def _unprofiled(self) -> tuple[float | None, float | None]:
-        """(replay, predicted) step times once the profiler's calibrated per-event cost is taken out
-        of the CPU tasks (daydream.transform.profiler_cost); None without a calibration in run.json."""
-        run = run_json(self.trace)
-        if not (run or {}).get("profiler_event_cost"):
-            return None, None  # (not calibrated: the transforms, and pandas, stay unimported)
-        from daydream.transform import profiler_cost as overhead
-        cost = overhead.event_cost_of(run)
-        if cost is None:
-            return None, None
-        replay = simulate(overhead.without_profiler(self.base.graph, cost)).per_step_ms
-        if self.predicted is self.base:
+        """(replay, predicted) step times without the profiler's own cost (analysis.unprofiled_ms)."""
+        replay = unprofiled_ms(self.base.graph, self.trace.run)
+        if replay is None or self.predicted is self.base:
             return replay, replay
-        return replay, simulate(overhead.without_profiler(self.predicted.graph, cost)).per_step_ms
+        return replay, unprofiled_ms(self.predicted.graph, self.trace.run)
 
     @property
     def unprofiled_ms(self) -> float | None:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import KinetoBuilder
+from conftest import REPO, KinetoBuilder
 from daydream.errors import DaydreamError
 from daydream.names import MAX_CHARS, escape_markup, html_label, one_line, printable
 from daydream.trace.reader import DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS, Limits, read_path
@@ -526,3 +526,17 @@ def test_out_of_range_number_and_invalid_utf8_together_are_one_line(tmp_path):
                   b'"dur": 1}, {"ph": "X", "cat": "cpu_op", "name": "b\xff", "pid": 1, "tid": 1, "ts": 1, "dur": 1}]}')
     r = CliRunner().invoke(main, ["analyze", str(p)])
     assert r.exit_code == 2 and "not UTF-8" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_an_unreadable_run_json_is_one_line_from_every_command(tmp_path):
+    """run.json is read once, by load; a broken one is bad input before any work."""
+    import shutil
+    from click.testing import CliRunner
+    from daydream.cli import main
+    run = tmp_path / "run"
+    shutil.copytree(REPO / "traces" / "pairs" / "cpu" / "resnet50" / "base", run)
+    (run / "run.json").write_text("{not json")
+    for args in (["analyze", str(run)], ["whatif", str(run)], ["whatif", str(run), "--opt", "amp"]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2 and "run.json: unreadable" in r.output, args
+        assert len(r.output.strip().splitlines()) == 1, r.output

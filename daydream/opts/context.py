@@ -1,7 +1,6 @@
 """What an optimization needs to know besides the graph: the device and the run's settings."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,12 +38,7 @@ class Context:
 
     @classmethod
     def of(cls, trace: Trace) -> "Context":
-        run = {}
-        if trace.run_dir is not None and (trace.run_dir / "run.json").exists():
-            try:
-                run = json.loads((trace.run_dir / "run.json").read_text())
-            except (OSError, ValueError) as exc:
-                raise DaydreamError(f"{trace.run_dir / 'run.json'}: unreadable ({exc})") from None
+        run = trace.run
         notes, problem = [], ""
         if trace.has_gpu:
             device, how = hardware.trace_device(trace.device_properties, _kernel_names(trace),

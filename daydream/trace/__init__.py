@@ -64,6 +64,7 @@ class Trace:
     process_names: dict
     step_annotation: str | None = None
     run_dir: Path | None = None
+    run: dict = field(default_factory=dict)  # run.json of a `daydream profile` run directory, else {}
     windows: dict = field(default_factory=dict)  # rank -> Window
     warnings: list = field(default_factory=list)  # what the loader had to leave out, and why
 
@@ -225,17 +226,29 @@ def load(path: str | Path, step_annotation: str | None = None) -> Trace:
     p = Path(path)
     if p.is_dir() and (p / "trace.json.gz").exists():
         trace.run_dir = p
-        trace.warnings.extend(_run_warnings(p, trace))
+        trace.run = _read_run_json(p)
+        trace.warnings.extend(_run_warnings(trace))
     return trace
 
 
-def _run_warnings(run_dir: Path, trace: Trace) -> list[str]:
-    """What run.json says about the recording that every figure should carry: an incomplete run."""
+def _read_run_json(run_dir: Path) -> dict:
+    """run.json of a run directory ({} where there is none); an unreadable one is bad input."""
     import json
+    f = run_dir / "run.json"
+    if not f.exists():
+        return {}
     try:
-        run = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return []
+        run = json.loads(f.read_text())
+    except (OSError, ValueError) as exc:
+        raise DaydreamError(f"{f}: unreadable ({exc})") from None
+    if not isinstance(run, dict):
+        raise DaydreamError(f"{f}: unreadable (not a JSON object)")
+    return run
+
+
+def _run_warnings(trace: Trace) -> list[str]:
+    """What run.json says about the recording that every figure should carry: an incomplete run."""
+    run = trace.run
     if run.get("complete", True) is not False:
         return []
     return [f"incomplete run: run.json says the recording stopped early ({run.get('profiled_steps')} of "
