@@ -8,16 +8,12 @@ import math
 
 import pytest
 
-from conftest import REPO, shared
+from conftest import REPO, shared, single_graph_opts
 from daydream.errors import DaydreamError
-from daydream.opts.params import SPECS
 from daydream.trace import load
 from daydream.whatif import whatif
 
-# Parameters where an optimization has no usable default; straggler and world-size act on a whole
-# multi-rank job (the coupled path, tests/test_job*.py), not on the one graph composed here.
-_GIVEN = {"gpu": "gpu:target=H100", "network": "network:bandwidth=10"}
-OPTS = [_GIVEN.get(n, n) for n in SPECS if n not in ("straggler", "world-size")]
+OPTS = single_graph_opts()  # gpu's default target is the H100
 
 # (optimizations in order) -> (message regex, why the refusal is right)
 PAIR_REFUSALS = {
@@ -26,7 +22,7 @@ PAIR_REFUSALS = {
 }
 CPU_REFUSALS = {
     ("cuda-graphs",): ("no GPU work", "CPU run: nothing to capture in a CUDA graph"),
-    ("gpu:target=H100",): ("no GPU work", "CPU run: no GPU work to move"),
+    ("gpu",): ("no GPU work", "CPU run: no GPU work to move"),
 }
 
 

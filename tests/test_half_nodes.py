@@ -1,4 +1,4 @@
-"""The one topological order (sim.HalfNodes) that the simulator and the transforms share.
+"""The one topological order (graph.half_nodes.HalfNodes) that the simulator and the transforms share.
 
 A synchronous copy is launched from its call's start and releases the call's end: at task level
 that is a 2-cycle (call -> copy -> call), over half-nodes a path (call start -> copy -> call end).
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from daydream.errors import DaydreamError
-from daydream.sim import half_nodes, simulate
+from daydream.graph.half_nodes import half_nodes
+from daydream.sim import simulate
 from daydream.trace import load
 from daydream.transform import add_edges, remove, topological_positions
 from daydream.graph import build_graph

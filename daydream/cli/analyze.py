@@ -109,8 +109,8 @@ def _print(result: dict, top: int = 10) -> None:
         count_w = max(5, *(len(str(k["count"])) for k in result["top_kernels"]))
         name_w = min(NAME_WIDTH, max(24, out.width - 10 - ms_w - count_w))  # 10: borders and padding
         tk.add_column("kernel", overflow="fold", ratio=1)
-        tk.add_column("ms", justify="right", no_wrap=True, min_width=ms_w)
-        tk.add_column("count", justify="right", no_wrap=True, min_width=count_w)
+        tk.add_column("ms", justify="right", no_wrap=True)
+        tk.add_column("count", justify="right", no_wrap=True)
         labels = distinct_labels([printable(k["name"]) for k in result["top_kernels"]], name_w)
         for k, label in zip(result["top_kernels"], labels):
             tk.add_row(escape_markup(label), f"{k['total_ms']:.3f}", str(k["count"]))

@@ -50,7 +50,7 @@ def _print(report, report_path):
     console = Console(emoji=False)
     title = f"memory of {escape(j['trace'])} on {escape(j['device'])}: peak {_mib(j['peak_bytes'])} MiB at {j['peak_ms']:.1f} ms"
     table = Table(title=title)
-    table.add_column("category", no_wrap=True, min_width=max(map(len, [*j["at_peak"], "total"])))
+    table.add_column("category", no_wrap=True)
     table.add_column("at peak (MiB)", justify="right", no_wrap=True)
     table.add_column("share", justify="right", no_wrap=True)
     table.add_column("max (MiB)", justify="right", no_wrap=True)

@@ -42,13 +42,11 @@ def list_opts(as_json):
             "hardware": [_device_json(d) for d in devices]})
         return
     out = stdout_console()
-    # Names and key=value spellings are what a user types: never wrapped or cut (no_wrap and a
-    # minimum width of the longest); only the prose column wraps, at spaces.
-    names = list(SPECS)
-    spellings = [f"{k}={p.default}" for s in SPECS.values() for k, p in s.params.items()]
+    # Names and key=value spellings are what a user types: never wrapped or cut (no_wrap columns,
+    # which print_whole keeps as wide as their widest cell); only the prose column wraps, at spaces.
     table = Table(title="optimizations (--opt NAME[:key=value,...])")
-    table.add_column("name", style="bold", no_wrap=True, min_width=max(map(len, names)))
-    table.add_column("key=default", no_wrap=True, min_width=max(map(len, spellings)))
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("key=default", no_wrap=True)
     table.add_column("what it models", overflow="fold", ratio=1)
     for s in SPECS.values():
         items = list(s.params.items())
@@ -59,7 +57,7 @@ def list_opts(as_json):
                           end_section=i == len(items) - 1)
     print_whole(out, table)
     hw = Table(title="hardware (gpu:target=NAME; peak dense TFLOP/s, memory and links)")
-    hw.add_column("name", style="bold", no_wrap=True, min_width=max(len(d.name) for d in devices))
+    hw.add_column("name", style="bold", no_wrap=True)
     for dt in ("fp32", "bf16", "fp16", "int8"):
         hw.add_column(dt, justify="right", no_wrap=True)
     hw.add_column("GB/s", justify="right", no_wrap=True)

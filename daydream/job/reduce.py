@@ -107,7 +107,7 @@ def _max_plus(graph: TaskGraph, coll_tasks: np.ndarray, in_window: np.ndarray):
     pred = np.empty(nodes, np.int64)
     time = np.empty(nodes, np.int64)
 
-    # One topological order of the half-node graph (as daydream.sim.half_nodes), for every run.
+    # One topological order of the half-node graph (as daydream.graph.half_nodes), for every run.
     topo = np.empty(nodes, np.int64)
     if _core.order(ptr, dst_sorted, indeg0.copy(), topo) != nodes:
         from daydream.errors import DaydreamError

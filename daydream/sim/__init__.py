@@ -4,8 +4,8 @@ Every resource's order is an edge of the graph, so replay is a longest-path comp
 DAG: a task starts at the latest (predecessor end + edge delay) of its start edges (or its release
 time if it has none) and ends at max(start + duration, latest end edge). The result does not
 depend on the order in which ready tasks are taken; the one pass below walks the half-node graph
-(`HalfNodes`) in the topological order that the graph transforms use too, so it is deterministic
-and linear in tasks + edges.
+(daydream/graph/half_nodes.py) in the topological order that the graph transforms use too, so it
+is deterministic and linear in tasks + edges.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from daydream import _core
 from daydream.errors import DaydreamError
 from daydream.graph import TaskGraph
 from daydream.graph.schema import NO_RELEASE
-from daydream.graph.half_nodes import HalfNodes, half_nodes
+from daydream.graph.half_nodes import half_nodes
 from daydream.table import column
 
 
@@ -98,7 +98,7 @@ class Timeline:
 def simulate(graph: TaskGraph) -> Timeline:
     """Replay `graph`; see the module docstring.
 
-    The walk is over the half-node graph (`HalfNodes`) in its topological order, in
+    The walk is over the half-node graph (`daydream.graph.half_nodes.HalfNodes`) in its topological order, in
     daydream/_core.c:replay: a start takes the latest of its release and its start edges, an end
     the later of its start plus the duration and its end edges.
     """
@@ -120,4 +120,4 @@ def simulate(graph: TaskGraph) -> Timeline:
     return Timeline(graph, time[0::2], time[1::2], start_pred, end_pred)
 
 
-__all__ = ["HalfNodes", "Timeline", "half_nodes", "simulate"]
+__all__ = ["Timeline", "simulate"]
