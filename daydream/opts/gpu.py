@@ -19,10 +19,16 @@ Every GPU task moves to the target T from the recorded device S (both from daydr
   Otherwise factor = mem_bw_S / mem_bw_T on the work part, as for compute kernels.
 * memcpy: host<->device copies by PCIe bandwidth, device-to-device by memory bandwidth.
 * collectives: intra-node link bandwidth ratio intra_bw_S / intra_bw_T.
-* kernel launch calls on the CPU: duration * launch_cpu_T / launch_cpu_S (the table's measured
-  launch API costs), and the launch -> kernel delay changes by launch_gpu_T - launch_gpu_S.
-* all other CPU work (Python, aten dispatch, other runtime calls) is unchanged: the host is the
-  same machine.
+* kernel launch calls on the CPU (every entry point: cudaLaunchKernel[ExC], cuLaunchKernel,
+  hip[Ext]ModuleLaunchKernel, hipLaunchKernel): duration * L_T / L_S, L the runtime's launch
+  call cost (hardware.LAUNCH_CALL_S, the median over the device's shared traces; elsewhere the
+  device's launch_cpu_s), and the launch -> kernel delay changes by launch_gpu_T - launch_gpu_S.
+* all other CPU work is unchanged: the host is the same machine. That includes Python and aten
+  dispatch (on the shared pairs the two hosts differ by 12-17% there: a host property) and the
+  other runtime calls: synchronizing calls are waiting, which the replay recomputes; memcpy /
+  memset / attribute calls are too few and too inconsistent to price per runtime (H100
+  cudaMemsetAsync: 0.24 us median on bert-small, 3.60 us on Qwen) and the two stacks make
+  different sets of them (cudaFuncGetAttributes vs hipGetDevicePropertiesR0600), docs/hardware.md.
 """
 from __future__ import annotations
 
@@ -90,6 +96,13 @@ def class_efficiency_ratio(classes: np.ndarray, src: hardware.Device, dst: hardw
     return out
 
 
+def launch_call_s(device: hardware.Device) -> float:
+    """Host cost of one kernel-launch API call on `device`'s runtime: the cross-GPU table
+    (hardware.LAUNCH_CALL_S, median over several traces) where it has the family, else the
+    device entry's single-trace measurement."""
+    return hardware.LAUNCH_CALL_S.get(device.family, device.launch_cpu_s)
+
+
 def memory_kernel_durations(d: np.ndarray, src: hardware.Device, dst: hardware.Device,
                             floor_s: float, floor_t: float) -> np.ndarray:
     """Target durations (ns) of memory-bound kernels of durations d (ns) by the devices' memory
@@ -130,8 +143,9 @@ def apply(graph, params: dict, ctx) -> None:
     calls = C.launch_calls(graph)
     names = graph.task_names()[calls]
     launch = calls[np.fromiter(("Launch" in n for n in names), bool, len(calls))]
-    if len(launch) and src.launch_cpu_s > 0:
-        P.scale(graph, launch, target.launch_cpu_s / src.launch_cpu_s)
+    cost_s, cost_t = launch_call_s(src), launch_call_s(target)
+    if len(launch) and cost_s > 0:
+        P.scale(graph, launch, cost_t / cost_s)
     kern = np.flatnonzero(C.gpu_mask(graph))
     C.shift_launch_delays(graph, kern, int(round((target.launch_gpu_s - src.launch_gpu_s) * 1e9)))
     ctx.notes.append(f"gpu: {src.name} -> {target.name}; host CPU work unchanged (same host assumed)")
