@@ -85,10 +85,20 @@ class Timeline:
         # Each task's decider: what held its end, else what held its start. Walked as Python lists
         # (a numpy scalar read costs ten times a list read).
         back = np.where(self.end_pred >= 0, self.end_pred, self.start_pred).tolist()
+        back_start = self.start_pred.tolist()
         late = (self.end > w_start).tolist()
         path = []
-        seen = set()
-        while node >= 0 and node not in seen and late[node]:
+        seen, resumed = set(), set()
+        while node >= 0 and late[node]:
+            if node in seen:
+                # Reached again through its start: a call that waits for the work it launched
+                # (a synchronous cudaMemcpyAsync ends after its copy, which starts from the call).
+                # What held the call's start continues the path.
+                if node in resumed:
+                    break
+                resumed.add(node)
+                node = back_start[node]
+                continue
             seen.add(node)
             path.append(node)
             node = back[node]
