@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from daydream import costs, hardware
+from daydream import costs
 from daydream.graph.schema import GPU_TASK_TYPES, T_KERNEL
 from daydream.opts import _cost as C
 from daydream.opts.context import Context

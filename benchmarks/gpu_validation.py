@@ -115,7 +115,8 @@ def tables(results) -> str:
                  f"over {len(errs)} directions.\n")
     text += "\n"
     text += ("Per kernel class, GPU ms per step inside the window, predicted (in-sample tables) / measured "
-             "on the target (error %):\n\n| pair | " + " | ".join(CLASSES) + " |\n|---|" + "---:|" * len(CLASSES) + "\n")
+             "on the target (error %):\n\n| pair | " + " | ".join(CLASSES) + " |\n|---|"
+             + "---:|" * len(CLASSES) + "\n")
     for r in results:
         cells = []
         for c in CLASSES:
@@ -157,17 +158,18 @@ Even with each trace's own launch cost the runtime calls explain 0.055 ms of the
 bert rows cannot reach 5% without modelling the host.
 
 **Attention on bert-small is fixed cost, not efficiency.** One call is 40.7 MFLOP and 0.58 MB
-(0.05 us at either device's achievable peak), measured 9.1 us (FlashAttention-2 `flash_fwd_kernel`,
-H100) and 27.3 us (Triton `attn_fwd`, MI300X): the difference is the two kernels' fixed cost
-(prologue, tile loads, a grid of a few blocks), not throughput. Published attention TFLOP/s
-(FlashAttention-2 paper, ROCm/AMD Triton and CK blog tables) are measured at sequence lengths of
-512-16k where the work dominates, so they cannot price a 9 us call; the only data on an attention
-kernel's fixed cost per device are these two traces, i.e. the pair itself. So the model keeps the
-kernel floor for it (0.03 ms predicted for its 4 calls on the MI300X, 0.11 ms measured) and the per-class row shows the
-miss: -72% / +283% on 0.04-0.11 ms of GPU time that overlaps host work, so it does not reach the
-step. On Qwen (20.5 GFLOP a call) the fitted attention efficiencies hold: 114 us on the H100 and
-164 us on the MI300X, within 1% in-sample. The other classes on Qwen are within 3% except reduction
-(+-13%) and copy (+-13%), whose kernels mix host copies and device transposes.
+(0.1-0.2 us at either device's roofline, memory-bound), measured 9.1 us (FlashAttention-2
+`flash_fwd_kernel`, H100) and 27.3 us (Triton `attn_fwd`, MI300X): the difference is the two
+kernels' fixed cost (prologue, tile loads, a grid of a few blocks), not throughput. Published
+attention TFLOP/s (e.g. the FlashAttention-2 paper's benchmarks, sequence lengths 512-16k) are
+measured where the work dominates, so they cannot price a 9 us call, and the only data on an
+attention kernel's fixed cost per device are these two traces, i.e. the pair itself. So no
+per-device attention fixed cost was added: the model scales the part above the kernel floor as
+work (about 7.9 us a call predicted on the MI300X against 27.3 us measured) and the per-class row
+shows the miss: -72% / +283% on 0.04-0.11 ms of GPU time that overlaps host work, so it does not
+reach the step. On Qwen (20.5 GFLOP a call) the fitted attention efficiencies hold: 114 us on the
+H100 and 164 us on the MI300X, within 1% in-sample. The other classes on Qwen are within 3%
+except reduction (+-13%) and copy (+-13%), whose kernels mix host copies and device transposes.
 """
 
 
