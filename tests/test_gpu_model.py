@@ -64,3 +64,18 @@ def test_qwen_pair_within_eight_percent(src, dst, target):
     measured = load(shared(f"tracelens/Qwen_Qwen1.5-0.5B-Chat_{dst}.json.gz")).measured_ms
     predicted = whatif(base, [f"gpu:target={target}"]).predicted_ms
     assert abs(predicted - measured) / measured <= 0.08, (predicted, measured)
+
+
+def test_committed_cross_gpu_tables_are_the_fit_of_the_shared_traces():
+    # the tables in daydream/hardware.py are what benchmarks/fit_gpu_efficiency.py gives on the
+    # shared traces (so docs/validation.md's leave-one-pair-out refit is the same procedure)
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import fit_gpu_efficiency as fitting
+    got = fitting.tables(fitting.fit([shared(t) for t in fitting.TRACES]))
+    for family in ("H100", "MI300X"):
+        assert got["KERNEL_FLOOR_S"][family] == pytest.approx(hardware.KERNEL_FLOOR_S[family], rel=0.01)
+        assert got["MEMORY_LINE"][family] == pytest.approx(hardware.MEMORY_LINE[family], rel=0.01)
+        assert got["LAUNCH_CALL_S"][family] == pytest.approx(hardware.LAUNCH_CALL_S[family], rel=0.01)
+        assert got["CLASS_EFFICIENCY"][family] == pytest.approx(hardware.CLASS_EFFICIENCY[family], rel=0.01)
