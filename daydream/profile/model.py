@@ -115,13 +115,23 @@ def _progress(enabled: bool):
                     console=console, transient=True, disable=not console.is_terminal)
 
 
+def _block_sparse(sparse: dict | None):
+    if not sparse:
+        return None
+    from tbd_suite.variants import BlockSparse
+    return BlockSparse(**sparse)
+
+
 def profile_model(name: str, device: str = "cpu", batch_size: int | None = None, steps: int = 5,
                   warmup: int = 3, amp: bool | str = False, out_dir: str | Path | None = None,
                   size: str = "small", workers: int = 0, fused: bool = False, checkpointing: bool = False,
                   seed: int = 0, with_stack: bool = True, layers: bool = True, threads: int | None = None,
-                  time_steps: int | None = None, progress: bool = True) -> dict:
+                  time_steps: int | None = None, progress: bool = True, quantize: bool = False,
+                  inference: bool = False, sparse: dict | None = None) -> dict:
     """Profile `steps` training steps of TBD model `name`; write the run directory; return run.json
-    (plus `run_dir`). `time_steps` plain steps (default: `steps`) give the no-profiler step time."""
+    (plus `run_dir`). `time_steps` plain steps (default: `steps`) give the no-profiler step time.
+    `quantize`, `inference` and `sparse` (BlockSparse fields) select the workload variants of
+    tbd_suite.variants that the quantize and sparse-attention pairs of `daydream capture` record."""
     import torch
     from torch.profiler import ProfilerActivity
 
@@ -139,7 +149,8 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         torch.set_num_threads(int(threads))
     try:
         workload.build(size=size, batch_size=batch_size, device=device, amp=amp, fused=fused,
-                       checkpointing=checkpointing, workers=workers, seed=seed)
+                       checkpointing=checkpointing, workers=workers, seed=seed, quantize=quantize,
+                       inference=inference, sparse=_block_sparse(sparse))
     except ValueError as exc:
         raise DaydreamError(f"tbd:{workload.name}: {exc}") from None
     dev = workload.device
@@ -202,6 +213,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
             "amp": workload.settings.amp or False,
             "settings": {
                 "size": size, "workers": workers, "fused": fused, "checkpointing": checkpointing, "seed": seed,
+                "quantize": quantize, "inference": inference, "sparse": sparse,
                 "optimizer": workload.optimizer_name, "loss": workload.loss_name,
                 "threads": torch.get_num_threads(),
                 "profiler": {**profiler_settings, "schedule": {"wait": 1, "warmup": 1, "active": steps}},
