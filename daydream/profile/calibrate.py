@@ -22,6 +22,16 @@ Plus `cast_bytes_per_s`: the rate of an fp32 -> bf16 copy of 1 Mi elements (byte
 per second), what autocast's weight casts cost. The inputs are made in bf16 directly (no autocast):
 the casts autocast adds are modelled separately, from this rate.
 
+Plus the int8 dynamic-quantization path (fbgemm, what the quantize what-if prices on a CPU):
+`cpu_int8_linear_speedup` = t(F.linear, fp32, with bias) / t(quantized::linear_dynamic on the
+prepacked int8 weight, same bias), forward only (the int8 op has no backward), on the matmul class's
+shapes, alternating repetitions, medians; it includes what the int8 op does besides the GEMM
+(quantizing the activation, the fused bias and dequantize epilogue) and what the fp32 op does
+(the bias copy of addmm, the weight transpose). `int8_weight_pack_ns_per_element`: median time of
+quantizing (per tensor) and packing that fp32 weight, per weight element -- what a step that
+trains on int8 forwards pays per Linear, its weights having changed. Both absent where the torch
+build has no fbgemm engine.
+
 Budget: about 1 s in all (BUDGET_S); each class stops repeating once its share is spent, so a very
 slow fallback path still yields one measurement rather than a long wait.
 """
@@ -73,6 +83,37 @@ def _once(make, dtype) -> tuple[float, float]:
     return t1 - t0, time.perf_counter() - t1
 
 
+def _int8_linear(reps: int, calls: int = 20) -> dict:
+    """`cpu_int8_linear_speedup` and `int8_weight_pack_ns_per_element` (module docstring), or {}."""
+    import torch
+    import torch.nn.functional as F
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return {}
+    torch.backends.quantized.engine = "fbgemm"
+    x, w, b = torch.randn(128, 256), torch.randn(256, 256), torch.randn(256)
+
+    def pack():
+        scale = max(float(w.abs().max()) / 127.5, 1e-8)
+        return torch.ops.quantized.linear_prepack(torch.quantize_per_tensor(w, scale, 0, torch.qint8), b)
+
+    packed = pack()
+    ops = {"fp32": lambda: F.linear(x, w, b),
+           "int8": lambda: torch.ops.quantized.linear_dynamic(x, packed, reduce_range=True), "pack": pack}
+    times = {k: [] for k in ops}
+    with torch.inference_mode():
+        for fn in ops.values():
+            fn()
+        for _ in range(reps):
+            for k, fn in ops.items():
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                times[k].append((time.perf_counter() - t0) / calls)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"cpu_int8_linear_speedup": round(med["fp32"] / med["int8"], 4),
+            "int8_weight_pack_ns_per_element": round(1e9 * med["pack"] / w.numel(), 4)}
+
+
 def measure(budget_s: float = BUDGET_S, reps: int = REPS) -> dict:
     """The calibration dict written to run.json["calibration"] (see the module docstring)."""
     import torch
@@ -93,6 +134,7 @@ def measure(budget_s: float = BUDGET_S, reps: int = REPS) -> dict:
         bwd = {d: statistics.median(t[1] for t in ts) for d, ts in times.items()}
         f32, b16 = torch.float32, torch.bfloat16
         speedup[cls] = round((fwd[f32] + bwd[f32]) / (fwd[b16] + bwd[b16]), 4)
+    int8 = _int8_linear(reps)
     x = torch.randn(CAST_ELEMENTS)
     casts = []
     for _ in range(reps + 1):
@@ -102,6 +144,7 @@ def measure(budget_s: float = BUDGET_S, reps: int = REPS) -> dict:
     return {
         "cpu_bf16_speedup": speedup,
         "cast_bytes_per_s": round(CAST_ELEMENTS * (4 + 2) / statistics.median(casts[1:])),
+        **int8,
         "threads": torch.get_num_threads(),
         "method": METHOD,
     }

@@ -37,7 +37,7 @@ SETTINGS = {
     "activation-checkpointing": ({}, lambda base: {"checkpointing": True}, "activation-checkpointing"),
     "batch-size": ({}, lambda base: {"batch_size": 2 * base}, "batch-size:factor=2"),
     "quantize-inference": ({"inference": True}, lambda base: {"quantize": True}, "quantize:dtype=int8"),
-    "quantize": ({}, lambda base: {"quantize": True}, "quantize:dtype=int8,backward=false"),
+    "quantize": ({}, lambda base: {"quantize": True}, "quantize:dtype=int8"),
     "sparse-attention-50": _sparse(0.5, False),
     "sparse-attention-50-reorder": _sparse(0.5, True),
     "sparse-attention-25": _sparse(0.25, False),
