@@ -34,6 +34,10 @@ class _Command(OneLineErrors, click.Command):
                    "its 95% interval come from the per-block medians")
 @click.option("--rep-steps", type=click.IntRange(min=1), default=10, show_default=True,
               help="steady steps per block (after --warmup steps of both configurations)")
+@click.option("--profile-tries", type=click.IntRange(min=1), default=10, show_default=True,
+              help="record each run's profiled window up to this many times, keeping the one whose steps "
+                   "spread least (stops at max/min <= 1.2): a step preempted by another process is not the "
+                   "workload's")
 @click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True,
               help="torch CPU threads (0: torch's default); 1 keeps CPU timings steady on shared machines")
 @click.option("--stack/--no-stack", default=False, show_default=True,
@@ -43,8 +47,8 @@ class _Command(OneLineErrors, click.Command):
 @click.option("--append", is_flag=True,
               help="keep the pairs of an existing OUT/index.json (same recording settings), replacing re-recorded ones")
 @click.option("--json", "as_json", is_flag=True, help="print index.json as one JSON object")
-def capture_command(models, settings, devices, size, steps, warmup, time_steps, repetitions, rep_steps, threads,
-                    stack, out, append, as_json):
+def capture_command(models, settings, devices, size, steps, warmup, time_steps, repetitions, rep_steps, profile_tries,
+                    threads, stack, out, append, as_json):
     """Record run pairs that differ in one setting, with index.json naming each pair's what-if."""
     if devices is None:
         import torch
@@ -57,6 +61,7 @@ def capture_command(models, settings, devices, size, steps, warmup, time_steps, 
                           settings=[s.strip() for s in settings.split(",") if s.strip()], devices=devices,
                           out_dir=out, size=size, steps=steps, warmup=warmup, time_steps=time_steps,
                           threads=threads or None, repetitions=repetitions, rep_steps=rep_steps, append=append,
+                          profile_tries=profile_tries,
                           with_stack=stack, progress=not as_json,
                           log=(lambda *_: None) if as_json else (lambda msg: click.echo(msg, err=True)))
     if as_json:

@@ -18,10 +18,13 @@ CPU traces (int8 dynamic quantization of nn.Linear, torch.ao on fbgemm -- what a
 work replaced is every forward aten::linear call with everything inside it (the weight transpose,
 addmm's bias copy, the GEMM, views), found by time containment on its thread; other matmuls
 (attention bmm, a tied-embedding projection, backward GEMMs) are not quantized by it.
-* With the run's measured calibration (run.json["calibration"], daydream.profile.calibrate, fp32
-  traces): each call's CPU time T becomes T / cpu_int8_linear_speedup, the measured ratio of an
-  fp32 F.linear to fbgemm's quantized::linear_dynamic (activation quantization and the fused bias
-  and dequantize epilogue included) on the recording CPU.
+* With the run's measured calibration (run.json["calibration"]["cpu_int8_linear"],
+  daydream.profile.calibrate, fp32 traces), a fixed-plus-work split per call: with T the call's
+  CPU time, P the profiler's own cost recorded inside it (daydream.transform.profiler_cost, from
+  run.json["profiler_event_cost"]; 0 without), c32 and c8 the measured per-call times of the fp32
+  and int8 paths and s the measured speed of the int8 path's shape-dependent work over the fp32's:
+      T' = P + c8 + max(T - P - c32, 0) / s
+  P stays (the events stay in the graph, and the unprofiled step time takes it out again).
 * Without one: the GEMM segments inside each call scale by peak_cpu[src] / peak_cpu[q] and a
   quantize pass of numel(x) * (b_src + b_q) / CPU mem_bw is added before the call.
 * A trace that trains (has a backward phase) re-quantizes and packs each Linear's weight every
@@ -39,6 +42,7 @@ from daydream.opts import _cost as C
 from daydream.opts.amp import WEIGHT_INPUT, first_per_op
 from daydream.opts.params import Optimization, Param
 from daydream.transform import primitives as P
+from daydream.transform import profiler_cost
 
 Q_BYTES = {"int8": 1.0, "fp8": 1.0, "int4": 0.5}
 ACC_BYTES = 4  # int32 / fp32 accumulators the dequantize pass reads
@@ -157,12 +161,21 @@ def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
     own = own[np.unique(op[own], return_index=True)[1]]  # one own task per call, in row order
     src = np.where(info.dtype[own] != "", info.dtype[own], "fp32")
     cal = (ctx.run or {}).get("calibration") or {}
-    speedup = cal.get("cpu_int8_linear_speedup") if q == "int8" and np.all(src == "fp32") else None
+    lin = cal.get("cpu_int8_linear") if q == "int8" and np.all(src == "fp32") else None
     training = bool((t["phase"].to_numpy() == BACKWARD).any())
-    before = t["dur"].to_numpy()[tasks].sum()
-    if speedup:
-        P.scale(graph, tasks, 1.0 / speedup)
-        how = f"x 1/{speedup:g} (this run's measured fp32/int8 linear calibration)"
+    dur = t["dur"].to_numpy()
+    before = dur[tasks].sum()
+    if lin:
+        total = np.bincount(calls, weights=dur[tasks], minlength=len(rows))
+        cost = profiler_cost.event_cost_of(ctx.run)
+        prof = (np.bincount(calls, weights=profiler_cost.profiler_cost_ns(graph, cost)[tasks], minlength=len(rows))
+                if cost else np.zeros(len(rows)))
+        prof = np.minimum(prof, total)
+        c32, c8 = 1e3 * lin["fp32_call_us"], 1e3 * lin["int8_call_us"]
+        new = prof + c8 + np.maximum(total - prof - c32, 0) / lin["work_speedup"]
+        P.scale(graph, tasks, (new / np.where(total > 0, total, 1))[calls])
+        how = (f"(this run's measured int8 linear calibration: {lin['int8_call_us']:g} us a call, work "
+               f"{lin['work_speedup']:g}x the fp32 path's after its {lin['fp32_call_us']:g} us a call)")
     else:
         gemm = tasks[np.isin(info.name[tasks], C.MATMUL_OPS) & (info.name[tasks] != "aten::linear")]
         tsrc = np.where(info.dtype[gemm] != "", info.dtype[gemm], "fp32")
@@ -178,7 +191,7 @@ def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
                        else np.nan for i in own])
     pack = ""
     if training:
-        per_el = cal.get("int8_weight_pack_ns_per_element") if speedup else None
+        per_el = cal.get("int8_weight_pack_ns_per_element") if lin else None
         ns = wnumel * per_el if per_el else wnumel * (4 + Q_BYTES[q]) / dev.mem_bw * 1e9
         ok = np.isfinite(ns)
         if ok.any():

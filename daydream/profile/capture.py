@@ -13,7 +13,7 @@ import orjson
 
 from daydream.errors import DaydreamError
 from daydream.profile import rundir
-from daydream.profile.model import profile_model
+from daydream.profile.model import QUIET_SPREAD, profile_model
 
 INDEX_SCHEMA = "daydream.pairs/1"
 
@@ -129,7 +129,8 @@ def default_pairs_dir() -> Path:
 
 def capture_pairs(models=DEFAULT_MODELS, settings=DEFAULT_SETTINGS, devices=("cpu",), out_dir=None,
                   size="small", steps=3, warmup=2, time_steps=8, threads: int | None = 1, with_stack=False,
-                  interleave: tuple = ("cpu",), repetitions=8, rep_steps=10, append=False, progress=True,
+                  interleave: tuple = ("cpu",), repetitions=8, rep_steps=10, profile_tries=10, append=False,
+                  progress=True,
                   log=print) -> dict:
     """Record base and optimized runs into OUT/DEVICE/MODEL/SETTING (MODEL-SIZE for sizes other
     than small) and write OUT/index.json (rewritten after every pair, so an interrupted capture keeps
@@ -148,6 +149,7 @@ def capture_pairs(models=DEFAULT_MODELS, settings=DEFAULT_SETTINGS, devices=("cp
         raise DaydreamError(f"--repetitions must be >= 2 and --rep-steps >= 1 (got {repetitions}, {rep_steps})")
     out = Path(out_dir) if out_dir else default_pairs_dir()
     recording = {"steps": steps, "warmup": warmup, "time_steps": time_steps, "threads": threads,
+                 "profile_tries": profile_tries, "quiet_spread": QUIET_SPREAD,
                  "repetitions": repetitions, "rep_steps": rep_steps, "with_stack": with_stack}
     index = {"schema": INDEX_SCHEMA, "size": size, **recording,
              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -163,7 +165,7 @@ def capture_pairs(models=DEFAULT_MODELS, settings=DEFAULT_SETTINGS, devices=("cp
     out.mkdir(parents=True, exist_ok=True)
     log(f"writing the pairs to {out}")
     common = dict(size=size, steps=steps, warmup=warmup, time_steps=time_steps, threads=threads,
-                  with_stack=with_stack, progress=progress)
+                  with_stack=with_stack, progress=progress, profile_tries=profile_tries)
     for device in devices:
         for model in models:
             name = model.removeprefix("tbd:")
@@ -219,6 +221,6 @@ def capture_pairs(models=DEFAULT_MODELS, settings=DEFAULT_SETTINGS, devices=("cp
 def _run_entry(info: dict, size: str) -> dict:
     keys = ("model", "device", "batch_size", "amp", "plain_step_ms", "plain_step_ms_median", "profiled_step_ms",
             "profiler_overhead_pct", "profiled_steps")
-    return {**{k: info[k] for k in keys}, "size": size, "settings": {k: info["settings"][k] for k in
+    return {**{k: info[k] for k in keys}, "size": size, "profile_windows": info["profile_windows"], "settings": {k: info["settings"][k] for k in
                                                                      ("workers", "fused", "checkpointing", "quantize",
                                                                       "inference", "sparse")}}
