@@ -105,9 +105,11 @@ def block_sparse_attention(q, k, v, cfg: BlockSparse):
         q, k, v = tile_permute(q), tile_permute(k), tile_permute(v)
     n = length // cfg.block
     index = cfg.kv_blocks(n, q.device)
-    kb = k.reshape(b, h, n, cfg.block, d)[:, :, index].flatten(3, 4)  # [B, H, n, k * block, d]
-    vb = v.reshape(b, h, n, cfg.block, d)[:, :, index].flatten(3, 4)
-    y = F.scaled_dot_product_attention(q.reshape(b, h, n, cfg.block, d), kb, vb).reshape(b, h, length, d)
+    # [B, H * n, k * block, d]: 4-d, so that SDPA takes its fused CPU kernel (5-d inputs fall back
+    # to the unfused math path)
+    kb = k.reshape(b, h, n, cfg.block, d)[:, :, index].reshape(b, h * n, -1, d)
+    vb = v.reshape(b, h, n, cfg.block, d)[:, :, index].reshape(b, h * n, -1, d)
+    y = F.scaled_dot_product_attention(q.reshape(b, h * n, cfg.block, d), kb, vb).reshape(b, h, length, d)
     if cfg.reorder:
         y = tile_permute(y, inverse=True)
     return y
