@@ -87,3 +87,54 @@ def test_inference_quantized_workload_runs_int8_linear():
     assert not w.model.training and not w.step().requires_grad
     assert any("DynamicQuantizedLinear" in type(m).__name__ or "quantized" in type(m).__module__
                for m in w.model.modules())
+
+
+def _cpu_run(name):
+    from pathlib import Path
+    return Path(__file__).resolve().parents[1] / "traces" / "pairs" / "cpu" / name
+
+
+def test_cpu_quantize_replaces_whole_linear_calls_and_nothing_else():
+    """The int8 op replaces aten::linear with everything inside it (addmm's bias copy included);
+    attention and other matmuls outside Linear keep their time."""
+    import numpy as np
+
+    from daydream.opts._cost import OpInfo
+    from daydream.opts.quantize import linear_calls
+    from daydream.trace import load
+    from daydream.whatif import whatif
+    trace = load(_cpu_run("transformer/base-inference"))
+    w = whatif(trace, ["quantize"])
+    g0, g1 = w.base.graph, w.predicted.graph
+    tasks, calls, rows = linear_calls(g0)
+    names = OpInfo(g0).name
+    assert len(rows) == 26 * trace.steps  # 2 encoder layers x 5 Linear + 2 decoder layers x 8
+    assert {"aten::addmm", "aten::copy_", "aten::t"} <= set(names[tasks])  # bias copy, transpose inside
+    before = g0.tasks["dur"].to_numpy()
+    after = g1.tasks["dur"].to_numpy()[:len(before)]  # tasks keep their index; new ones are appended
+    outside = np.setdiff1d(np.flatnonzero(np.isin(names, ("aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu",
+                                                          "aten::mm", "aten::matmul"))), tasks)
+    assert len(outside) and np.array_equal(before[outside], after[outside])
+    assert not np.array_equal(before[tasks], after[tasks])
+    assert any("measured int8 linear calibration" in n for n in w.notes)
+
+
+def test_cpu_quantize_per_call_cost_makes_tiny_linears_slower():
+    """With the calibration's per-call costs (int8 > fp32) and no work to speed up, every call gains
+    exactly c8 - c32; with a large work speed-up the calls shrink."""
+    import copy
+
+    import numpy as np
+
+    from daydream.opts.quantize import linear_calls
+    from daydream.trace import load
+    from daydream.whatif import whatif
+    trace = load(_cpu_run("transformer/base-inference"))
+    run = copy.deepcopy(trace.run)
+    run["calibration"]["cpu_int8_linear"] = {"fp32_call_us": 1e6, "int8_call_us": 1e6 + 5.0, "work_speedup": 4.0}
+    trace.run = run
+    w = whatif(trace, ["quantize"])
+    tasks, calls, rows = linear_calls(w.base.graph)
+    b = np.bincount(calls, weights=w.base.graph.tasks["dur"].to_numpy()[tasks])
+    a = np.bincount(calls, weights=w.predicted.graph.tasks["dur"].to_numpy()[tasks])
+    assert np.allclose(a - b, 5000, atol=50)  # ns (tasks round to whole ns): +5 us a call, no work to scale

@@ -22,9 +22,13 @@ addmm's bias copy, the GEMM, views), found by time containment on its thread; ot
   daydream.profile.calibrate, fp32 traces), a fixed-plus-work split per call: with T the call's
   CPU time, P the profiler's own cost recorded inside it (daydream.transform.profiler_cost, from
   run.json["profiler_event_cost"]; 0 without), c32 and c8 the measured per-call times of the fp32
-  and int8 paths and s the measured speed of the int8 path's shape-dependent work over the fp32's:
-      T' = P + c8 + max(T - P - c32, 0) / s
-  P stays (the events stay in the graph, and the unprofiled step time takes it out again).
+  and int8 paths and s the measured speed of the int8 path's shape-dependent work over the fp32's,
+  the fp32 work of a call is W = max(T~ - P~ - c32, 0) with T~, P~ the medians over the calls of
+  its input shapes (one shape, one amount of work: a call that absorbed another process's time
+  slice is not more work), and
+      T' = T - c32 + c8 - W + W / s
+  P and any interruption stay as they were (the events stay in the graph, and the unprofiled step
+  time takes P out again).
 * Without one: the GEMM segments inside each call scale by peak_cpu[src] / peak_cpu[q] and a
   quantize pass of numel(x) * (b_src + b_q) / CPU mem_bw is added before the call.
 * A trace that trains (has a backward phase) re-quantizes and packs each Linear's weight every
@@ -171,8 +175,14 @@ def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
         prof = (np.bincount(calls, weights=profiler_cost.profiler_cost_ns(graph, cost)[tasks], minlength=len(rows))
                 if cost else np.zeros(len(rows)))
         prof = np.minimum(prof, total)
+        # calls of one shape do the same work: their median is the call without host interruptions
+        # (another process's time slice inside a call is not GEMM work and stays as it was)
+        shape = np.unique([repr(graph.trace.args_of(r).get("Input Dims")) for r in rows], return_inverse=True)[1]
+        typical = np.array([np.median(total[shape == k]) for k in range(shape.max() + 1)])[shape]
+        typical_prof = np.array([np.median(prof[shape == k]) for k in range(shape.max() + 1)])[shape]
         c32, c8 = 1e3 * lin["fp32_call_us"], 1e3 * lin["int8_call_us"]
-        new = prof + c8 + np.maximum(total - prof - c32, 0) / lin["work_speedup"]
+        work = np.maximum(typical - typical_prof - c32, 0)
+        new = np.maximum(total + c8 - c32 + work / lin["work_speedup"] - work, 0)
         P.scale(graph, tasks, (new / np.where(total > 0, total, 1))[calls])
         how = (f"(this run's measured int8 linear calibration: {lin['int8_call_us']:g} us a call, work "
                f"{lin['work_speedup']:g}x the fp32 path's after its {lin['fp32_call_us']:g} us a call)")
