@@ -29,8 +29,10 @@ addmm's bias copy, the GEMM, views), found by time containment on its thread; ot
       T' = T - c32 + c8 - W + W / s
   P and any interruption stay as they were (the events stay in the graph, and the unprofiled step
   time takes P out again).
-* Without one: the GEMM segments inside each call scale by peak_cpu[src] / peak_cpu[q] and a
-  quantize pass of numel(x) * (b_src + b_q) / CPU mem_bw is added before the call.
+* Without one: the GEMM segments inside each call scale by peak_cpu[src] / peak_cpu[q], the other
+  ops inside it (addmm's bias copy, the weight transpose, views) are dropped, the call's own
+  segments stay (the int8 op's dispatch), and a quantize pass of numel(x) * (b_src + b_q) / CPU
+  mem_bw is added before the call.
 * A trace that trains (has a backward phase) re-quantizes and packs each Linear's weight every
   step, the weights having changed: numel(W) * int8_weight_pack_ns_per_element (calibration)
   before each call, or numel(W) * (b_src + b_q) / mem_bw without a calibration.
@@ -187,16 +189,20 @@ def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
         how = (f"(this run's measured int8 linear calibration: {lin['int8_call_us']:g} us a call, work "
                f"{lin['work_speedup']:g}x the fp32 path's after its {lin['fp32_call_us']:g} us a call)")
     else:
-        gemm = tasks[np.isin(info.name[tasks], C.MATMUL_OPS) & (info.name[tasks] != "aten::linear")]
+        is_gemm = np.isin(info.name[tasks], C.MATMUL_OPS) & (info.name[tasks] != "aten::linear")
+        gemm = tasks[is_gemm]
         tsrc = np.where(info.dtype[gemm] != "", info.dtype[gemm], "fp32")
         P.scale(graph, gemm, np.array([dev.peak(s) / peak_q for s in tsrc]))
+        # what the int8 op does not do: addmm's bias copy, the weight transpose, views (the linear
+        # call's own segments stay, as the int8 op's dispatch)
+        P.scale(graph, tasks[~is_gemm & ~np.isin(op[tasks], rows)], 0.0)
         qbytes = np.array([costs.numel(info.tensors[i][0][0]) * (info.tensors[i][0][1] + Q_BYTES[q])
                            if info.tensors[i] else np.nan for i in own])
         ok = np.isfinite(qbytes)
         if ok.any():
             P.insert_before(graph, own[ok], dur=qbytes[ok] / dev.mem_bw * 1e9, name=f"quantize to {q}", kind="cpu")
-        how = (f"GEMMs at the {dev.name} entry's {q}/{tsrc[0] if len(tsrc) else 'fp32'} peak ratio, quantize "
-               "passes added (no measured int8 calibration in this run)")
+        how = (f"GEMMs at the {dev.name} entry's {q}/{tsrc[0] if len(tsrc) else 'fp32'} peak ratio, bias "
+               "copies and transposes dropped, quantize passes added (no measured int8 calibration in this run)")
     wnumel = np.array([costs.numel(info.tensors[i][1][0]) if info.tensors[i] and len(info.tensors[i]) > 1
                        else np.nan for i in own])
     pack = ""
