@@ -138,3 +138,30 @@ def test_cpu_quantize_per_call_cost_makes_tiny_linears_slower():
     b = np.bincount(calls, weights=w.base.graph.tasks["dur"].to_numpy()[tasks])
     a = np.bincount(calls, weights=w.predicted.graph.tasks["dur"].to_numpy()[tasks])
     assert np.allclose(a - b, 5000, atol=50)  # ns (tasks round to whole ns): +5 us a call, no work to scale
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--settings", "bogus"], "unknown setting(s) bogus"),
+    (["--models", "resnet50", "--size", "small-256", "--settings", "amp"], "tbd:resnet50 has no size 'small-256'"),
+    (["--models", "resnet50", "--settings", "sparse-attention-50"], "only --models dit --size small-256"),
+])
+def test_capture_refuses_bad_input_in_one_line_before_writing(tmp_path, args, says):
+    from click.testing import CliRunner
+
+    from daydream.cli import main
+    out = tmp_path / "pairs"
+    result = CliRunner().invoke(main, ["capture", *args, "--out", str(out), "--json"])
+    assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_capture_append_refuses_other_recording_settings(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from daydream.cli import main
+    (tmp_path / "index.json").write_text(json.dumps({"schema": "daydream.pairs/1", "repetitions": 3}))
+    result = CliRunner().invoke(main, ["capture", "--models", "transformer", "--settings", "amp", "--append",
+                                       "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 2 and "--append" in result.output and "recorded with other" in result.output

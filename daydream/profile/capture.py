@@ -145,6 +145,13 @@ def capture_pairs(models=DEFAULT_MODELS, settings=DEFAULT_SETTINGS, devices=("cp
     for name in models:
         if name.removeprefix("tbd:") not in tbd_suite.REGISTRY:
             raise DaydreamError(f"unknown TBD model {name!r}; known: {', '.join(tbd_suite.names())}")
+        sizes = tbd_suite.get(name).sizes
+        if size not in sizes:
+            raise DaydreamError(f"tbd:{name.removeprefix('tbd:')} has no size {size!r}; sizes: {', '.join(sizes)}")
+    sparse = [s for s in settings if s.startswith("sparse-attention")]
+    if sparse and (size != "small-256" or any(m.removeprefix("tbd:") != "dit" for m in models)):
+        raise DaydreamError(f"{', '.join(sparse)}: block-sparse attention needs square-grid tokens in whole "
+                            f"{SPARSE_BLOCK}-token blocks, which only --models dit --size small-256 has (256 tokens)")
     if repetitions < 2 or rep_steps < 1:
         raise DaydreamError(f"--repetitions must be >= 2 and --rep-steps >= 1 (got {repetitions}, {rep_steps})")
     out = Path(out_dir) if out_dir else default_pairs_dir()
