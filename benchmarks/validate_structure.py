@@ -189,13 +189,11 @@ def section(rows: list[dict]) -> str:
 WHY = """
 Why the errors are what they are:
 
-* **Noise of the CPU corpus.** The host is a shared 2-core machine (load average 2-3 while these
-  figures were taken). The same base run's interleaved median differs by up to 1.7x between
-  pairs (ResNet-50: 28.9 to 48.3 ms), and the profiled runs' three steps differ by up to 3x
-  (fused-optimizer ResNet-50: 25.7, 52.4, 80.1 ms). In the profiled fused-optimizer runs a
-  `_foreach_add_` of the step counts takes 0.3 ms in one run and 4.8 ms in another. Errors of
-  20-60% on the CPU rows are mostly this: several measured "speedups" have the impossible sign
-  (a fused optimizer slower than the foreach one it replaces: ResNet-50, BERT medians).
+* **CPU rows.** `traces/pairs` was re-recorded on 2026-11-28 (interleaved repetitions, least
+  disturbed profiled windows); each pair's measured effect with its 95% interval, the error against
+  it, and which errors are the model's and which the host's are in "CPU pair corpus: measured
+  effects with confidence intervals" below. The figures quoted in the next three bullets come from
+  the previous recording (2026-11-26, on a host without AVX-512-BF16).
 * **fused-optimizer.** The model removes the foreach math, the per-parameter `item()` reads and
   the Python between them and keeps the step-count increment (which a fused step runs). On the
   optimizer phase alone it predicts 2.2 ms for ResNet-50 (measured 1.7), 2.1 for BERT (3.8, of

@@ -11,6 +11,7 @@ from torch import nn
 
 from tbd_suite.common import Workload, make_optimizer, run_blocks
 from tbd_suite.samplers import ImageClass, Latents, MaskedTokens, TokenPair, Tokens
+from tbd_suite.variants import block_sparse_attention
 
 
 class Attention(nn.Module):
@@ -22,6 +23,7 @@ class Attention(nn.Module):
         self.q = nn.Linear(dim, dim, bias=bias)
         self.kv = nn.Linear(dim, 2 * self.kv_heads * self.head_dim, bias=bias)
         self.out = nn.Linear(dim, dim, bias=bias)
+        self.block_sparse = None  # a tbd_suite.variants.BlockSparse pattern for self-attention
 
     def forward(self, x, context=None, causal=False, rope=None):
         b, n, _ = x.shape
@@ -30,8 +32,11 @@ class Attention(nn.Module):
         k, v = self.kv(context).view(b, context.shape[1], 2, self.kv_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
-                                           enable_gqa=self.kv_heads != self.heads)
+        if self.block_sparse is not None and context is x and not causal and self.kv_heads == self.heads:
+            y = block_sparse_attention(q, k, v, self.block_sparse)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                               enable_gqa=self.kv_heads != self.heads)
         return self.out(y.transpose(1, 2).reshape(b, n, -1))
 
 
@@ -366,6 +371,8 @@ class DiT(Workload):
                  "(the learned-variance channels are predicted but, as the VLB term is left out, not trained)")
     sizes = {
         "small": dict(channels=4, size=8, patch=2, dim=64, depth=2, heads=4, classes=10, batch=8),
+        # the small model on the paper's 32x32 latents: 256 tokens, room for 32-token attention blocks
+        "small-256": dict(channels=4, size=32, patch=2, dim=64, depth=2, heads=4, classes=10, batch=4),
         "paper": dict(channels=4, size=32, patch=2, dim=1152, depth=28, heads=16, classes=1000, batch=32),
     }
 

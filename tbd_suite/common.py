@@ -79,6 +79,9 @@ class Settings:
     checkpointing: bool
     workers: int
     seed: int
+    quantize: bool = False
+    inference: bool = False
+    sparse: object = None
 
 
 class Workload:
@@ -99,7 +102,12 @@ class Workload:
     # --- building -----------------------------------------------------------------------------
     def build(self, size: str = "small", batch_size: int | None = None, device: str = "cpu",
               amp: bool | str | None = None, fused: bool = False, checkpointing: bool = False,
-              workers: int = 0, seed: int = 0) -> "Workload":
+              workers: int = 0, seed: int = 0, quantize: bool = False, inference: bool = False,
+              sparse=None) -> "Workload":
+        """`quantize`: int8 dynamic quantization of every nn.Linear; `inference`: each step is a
+        forward pass and the loss in eval mode without autograd, no backward or optimizer;
+        `sparse`: a tbd_suite.variants.BlockSparse pattern for the self-attention (both in
+        tbd_suite.variants, for the quantize and sparse-attention pairs of `daydream capture`)."""
         if size not in self.sizes:
             raise ValueError(f"tbd:{self.name} has no size {size!r}; sizes: {', '.join(self.sizes)}")
         cfg = dict(self.sizes[size])
@@ -111,13 +119,20 @@ class Workload:
         if amp and amp not in AMP_DTYPES:
             raise ValueError(f"amp dtype must be one of {', '.join(AMP_DTYPES)}, got {amp!r}")
         self.settings = Settings(size, batch_size, str(device), amp or None, bool(fused),
-                                 bool(checkpointing), int(workers), int(seed))
+                                 bool(checkpointing), int(workers), int(seed), bool(quantize), bool(inference), sparse)
         self.cfg = cfg
         self.device = torch.device(device)
         torch.manual_seed(seed)
         self.model = self.make_model(cfg).to(self.device)
         self.model.checkpointing = bool(checkpointing)
-        self.model.train()
+        if sparse is not None:
+            for module in self.model.modules():
+                if hasattr(module, "block_sparse"):
+                    module.block_sparse = sparse
+        self.model.train(not inference)
+        if quantize:
+            from tbd_suite.variants import quantize_linears
+            quantize_linears(self.model, training=not inference)
         self.optimizers = self.make_optimizers(fused)
         self.scheduler = self.make_scheduler(self.optimizers[0])
         self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
@@ -183,6 +198,10 @@ class Workload:
     def step(self) -> torch.Tensor:
         """One full training step: data, forward, loss, backward, optimizer step. Returns the loss
         (detached, not synchronised: reading it is the caller's choice)."""
+        if self.settings.inference:
+            batch = self.next_batch()
+            with torch.inference_mode(), self.autocast(), record_function("daydream:forward"):
+                return self.compute_loss(batch)
         loss = self.train_step()
         if self.scheduler is not None:
             self.scheduler.step()

@@ -251,10 +251,14 @@ def test_committed_pair_corpus_is_complete_and_names_valid_whatifs():
     root = REPO / "traces" / "pairs"
     index = json.loads((root / "index.json").read_text())
     assert index["schema"] == "daydream.pairs/1" and index["pairs"]
+    assert index["repetitions"] >= 5 and index["rep_steps"] >= 10
     settings = set()
     for pair in index["pairs"]:
         parse_opt(pair["whatif"]["opt"])  # raises on an unknown optimization or parameter
         settings.add(pair["setting"])
+        assert len(pair["base_rep_ms"]) == len(pair["optimized_rep_ms"]) == index["repetitions"]
+        lo, hi = pair["speedup_ci"]
+        assert lo <= pair["measured_speedup"] <= hi and pair["outside_noise"] == (lo > 1 or hi < 1)
         for key in ("base", "optimized"):
             run_dir = root / pair[key]
             assert {"trace.json.gz", "run.json"} <= {p.name for p in run_dir.iterdir()}
@@ -265,9 +269,13 @@ def test_committed_pair_corpus_is_complete_and_names_valid_whatifs():
             assert opt["batch_size"] == 2 * base["batch_size"]
         if pair["setting"] == "amp":
             assert base["amp"] is False and opt["amp"] == "bf16"
-    assert settings == {"amp", "fused-optimizer", "dataloader", "activation-checkpointing", "batch-size"}
+        if pair["setting"].startswith("quantize"):
+            assert opt["settings"]["quantize"] and not base["settings"]["quantize"]
+            assert opt["settings"]["inference"] == base["settings"]["inference"] == (pair["setting"] == "quantize-inference")
+    from daydream.profile.capture import SETTINGS
+    assert settings == set(SETTINGS)
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-    assert size < 12e6
+    assert size < 16e6
 
 
 def test_fresh_cpu_run_replays_within_two_percent(resnet_run):

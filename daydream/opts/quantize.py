@@ -14,21 +14,41 @@ newer parts), for every GEMM kernel outside the optimizer (kernel time d = f + w
   reads the int32/fp32 accumulators and writes the output in the source dtype:
   numel(out) * (4 + b_src) / mem_bw + launch_gpu_s. Each new kernel is launched by a new launch
   call of launch_cpu_s on the CPU.
-CPU traces: the matmul ops' CPU segments scale by peak_cpu[src] / peak_cpu[q] (1 on the generic
-x86 entry, which has no int8/fp8 units in the table), with the quantize pass as CPU time
-before each op (bytes / CPU mem_bw).
+CPU traces (int8 dynamic quantization of nn.Linear, torch.ao on fbgemm -- what a CPU runs): the
+work replaced is every forward aten::linear call with everything inside it (the weight transpose,
+addmm's bias copy, the GEMM, views), found by time containment on its thread; other matmuls
+(attention bmm, a tied-embedding projection, backward GEMMs) are not quantized by it.
+* With the run's measured calibration (run.json["calibration"]["cpu_int8_linear"],
+  daydream.profile.calibrate, fp32 traces), a fixed-plus-work split per call: with T the call's
+  CPU time, P the profiler's own cost recorded inside it (daydream.transform.profiler_cost, from
+  run.json["profiler_event_cost"]; 0 without), c32 and c8 the measured per-call times of the fp32
+  and int8 paths and s the measured speed of the int8 path's shape-dependent work over the fp32's,
+  the fp32 work of a call is W = max(T~ - P~ - c32, 0) with T~, P~ the medians over the calls of
+  its input shapes (one shape, one amount of work: a call that absorbed another process's time
+  slice is not more work), and
+      T' = T - c32 + c8 - W + W / s
+  P and any interruption stay as they were (the events stay in the graph, and the unprofiled step
+  time takes P out again).
+* Without one: the GEMM segments inside each call scale by peak_cpu[src] / peak_cpu[q], the other
+  ops inside it (addmm's bias copy, the weight transpose, views) are dropped, the call's own
+  segments stay (the int8 op's dispatch), and a quantize pass of numel(x) * (b_src + b_q) / CPU
+  mem_bw is added before the call.
+* A trace that trains (has a backward phase) re-quantizes and packs each Linear's weight every
+  step, the weights having changed: numel(W) * int8_weight_pack_ns_per_element (calibration)
+  before each call, or numel(W) * (b_src + b_q) / mem_bw without a calibration.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from daydream import costs
-from daydream.graph.schema import T_KERNEL
-from daydream.graph.phases import OPTIMIZER
+from daydream.graph.schema import T_CPU, T_KERNEL
+from daydream.graph.phases import BACKWARD, OPTIMIZER
 from daydream.opts import _cost as C
 from daydream.opts.amp import WEIGHT_INPUT, first_per_op
 from daydream.opts.params import Optimization, Param
 from daydream.transform import primitives as P
+from daydream.transform import profiler_cost
 
 Q_BYTES = {"int8": 1.0, "fp8": 1.0, "int4": 0.5}
 ACC_BYTES = 4  # int32 / fp32 accumulators the dequantize pass reads
@@ -67,25 +87,7 @@ def apply(graph, params: dict, ctx) -> None:
     info = C.OpInfo(graph)
     peak_q = q_peak(dev, q)
     if C.is_cpu_trace(graph):
-        seg = np.flatnonzero(C.cpu_op_segments(graph, info, C.MATMUL_OPS))
-        if not len(seg):
-            ctx.notes.append("quantize: no matmul ops in the CPU trace; nothing changed")
-            return
-        src = np.where(info.dtype[seg] != "", info.dtype[seg], "fp32")
-        gain = np.array([dev.peak(s) / peak_q for s in src])
-        P.scale(graph, seg, gain)
-        if np.all(gain >= 1):
-            ctx.notes.append(f"quantize: the {dev.name} entry of the hardware table has no {q} units faster "
-                             f"than {src[0]}: matmul time is unchanged and the quantize passes are added")
-        else:
-            ctx.notes.append(f"quantize: {len(seg)} matmul segments run at the {dev.name} entry's {q} rate "
-                             f"({1 / float(np.median(gain)):.3g}x its {src[0]} rate), quantize passes added; "
-                             "(work that fp32 addmm does and int8 kernels skip, such as its bias copy, is not modelled)")
-        ops = first_per_op(graph, seg) if len(seg) else seg
-        qbytes, _, _ = pass_bytes(info, ops, q)
-        ok = np.isfinite(qbytes)
-        if ok.any():
-            P.insert_before(graph, ops[ok], dur=qbytes[ok] / dev.mem_bw * 1e9, name=f"quantize to {q}", kind="cpu")
+        _apply_cpu(graph, q, dev, info, ctx, peak_q)
         return
     t = graph.tasks
     cls = P.kernel_classes(graph)
@@ -118,6 +120,102 @@ def apply(graph, params: dict, ctx) -> None:
     if (~ok).any():
         ctx.notes.append(f"quantize: {int((~ok).sum())} GEMM ops have no recorded shapes; "
                          "their quantize/dequantize passes are not modelled")
+
+
+def linear_calls(graph) -> tuple[np.ndarray, np.ndarray]:
+    """CPU tasks inside aten::linear calls: (task indices, the index of their call in the second
+    array's order), and the trace event rows of those calls. A call's tasks are the CPU tasks on
+    its thread whose observed time lies within its span (its own segments and its children's)."""
+    tr, t = graph.trace, graph.tasks
+    names = np.asarray(tr.names, dtype=object)[tr.events["name"].to_numpy()]
+    rows = np.flatnonzero(names == "aten::linear")
+    kind, op, res = t["kind"].to_numpy(), t["op"].to_numpy(), t["resource"].to_numpy()
+    start, end = t["obs_start"].to_numpy(), t["obs_end"].to_numpy()
+    cpu = np.flatnonzero(kind == T_CPU)
+    own = cpu[np.isin(op[cpu], rows)]
+    rows = np.intersect1d(rows, op[own])  # calls with a segment of their own in the graph
+    if not len(rows):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), rows
+    first_own = {int(o): int(i) for i, o in zip(own[::-1], op[own][::-1])}
+    call_res = np.array([res[first_own[int(r)]] for r in rows])
+    ts = tr.events["ts"].to_numpy()[rows]
+    te = ts + tr.events["dur"].to_numpy()[rows]
+    tasks, calls = [], []
+    for r in np.unique(call_res):
+        mine = cpu[res[cpu] == r]
+        mine = mine[np.argsort(start[mine], kind="stable")]
+        sel = np.flatnonzero(call_res == r)
+        lo = np.searchsorted(start[mine], ts[sel], side="left")
+        hi = np.searchsorted(start[mine], te[sel], side="left")
+        for c, a, b in zip(sel.tolist(), lo.tolist(), hi.tolist()):
+            inside = mine[a:b]
+            inside = inside[end[inside] <= te[c]]
+            tasks.append(inside)
+            calls.append(np.full(len(inside), c))
+    return np.concatenate(tasks), np.concatenate(calls), rows
+
+
+def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
+    tasks, calls, rows = linear_calls(graph)
+    if not len(tasks):
+        ctx.notes.append("quantize: no aten::linear calls in the CPU trace (dynamic quantization replaces "
+                         "nn.Linear only); nothing changed")
+        return
+    t = graph.tasks
+    op = t["op"].to_numpy()
+    own = tasks[np.isin(op[tasks], rows)]
+    own = own[np.unique(op[own], return_index=True)[1]]  # one own task per call, in row order
+    src = np.where(info.dtype[own] != "", info.dtype[own], "fp32")
+    cal = (ctx.run or {}).get("calibration") or {}
+    lin = cal.get("cpu_int8_linear") if q == "int8" and np.all(src == "fp32") else None
+    training = bool((t["phase"].to_numpy() == BACKWARD).any())
+    dur = t["dur"].to_numpy()
+    before = dur[tasks].sum()
+    if lin:
+        total = np.bincount(calls, weights=dur[tasks], minlength=len(rows))
+        cost = profiler_cost.event_cost_of(ctx.run)
+        prof = (np.bincount(calls, weights=profiler_cost.profiler_cost_ns(graph, cost)[tasks], minlength=len(rows))
+                if cost else np.zeros(len(rows)))
+        prof = np.minimum(prof, total)
+        # calls of one shape do the same work: their median is the call without host interruptions
+        # (another process's time slice inside a call is not GEMM work and stays as it was)
+        shape = np.unique([repr(graph.trace.args_of(r).get("Input Dims")) for r in rows], return_inverse=True)[1]
+        typical = np.array([np.median(total[shape == k]) for k in range(shape.max() + 1)])[shape]
+        typical_prof = np.array([np.median(prof[shape == k]) for k in range(shape.max() + 1)])[shape]
+        c32, c8 = 1e3 * lin["fp32_call_us"], 1e3 * lin["int8_call_us"]
+        work = np.maximum(typical - typical_prof - c32, 0)
+        new = np.maximum(total + c8 - c32 + work / lin["work_speedup"] - work, 0)
+        P.scale(graph, tasks, (new / np.where(total > 0, total, 1))[calls])
+        how = (f"(this run's measured int8 linear calibration: {lin['int8_call_us']:g} us a call, work "
+               f"{lin['work_speedup']:g}x the fp32 path's after its {lin['fp32_call_us']:g} us a call)")
+    else:
+        is_gemm = np.isin(info.name[tasks], C.MATMUL_OPS) & (info.name[tasks] != "aten::linear")
+        gemm = tasks[is_gemm]
+        tsrc = np.where(info.dtype[gemm] != "", info.dtype[gemm], "fp32")
+        P.scale(graph, gemm, np.array([dev.peak(s) / peak_q for s in tsrc]))
+        # what the int8 op does not do: addmm's bias copy, the weight transpose, views (the linear
+        # call's own segments stay, as the int8 op's dispatch)
+        P.scale(graph, tasks[~is_gemm & ~np.isin(op[tasks], rows)], 0.0)
+        qbytes = np.array([costs.numel(info.tensors[i][0][0]) * (info.tensors[i][0][1] + Q_BYTES[q])
+                           if info.tensors[i] else np.nan for i in own])
+        ok = np.isfinite(qbytes)
+        if ok.any():
+            P.insert_before(graph, own[ok], dur=qbytes[ok] / dev.mem_bw * 1e9, name=f"quantize to {q}", kind="cpu")
+        how = (f"GEMMs at the {dev.name} entry's {q}/{tsrc[0] if len(tsrc) else 'fp32'} peak ratio, bias "
+               "copies and transposes dropped, quantize passes added (no measured int8 calibration in this run)")
+    wnumel = np.array([costs.numel(info.tensors[i][1][0]) if info.tensors[i] and len(info.tensors[i]) > 1
+                       else np.nan for i in own])
+    pack = ""
+    if training:
+        per_el = cal.get("int8_weight_pack_ns_per_element") if lin else None
+        ns = wnumel * per_el if per_el else wnumel * (4 + Q_BYTES[q]) / dev.mem_bw * 1e9
+        ok = np.isfinite(ns)
+        if ok.any():
+            P.insert_before(graph, own[ok], dur=ns[ok], name=f"quantize+pack weight to {q}", kind="cpu")
+        pack = f"; training: weights re-quantized and packed before each of {int(ok.sum())} calls"
+    steps = max(graph.steps, 1)
+    ctx.notes.append(f"quantize: {len(own)} aten::linear calls on CPU, {before / steps / 1e6:.3f} -> "
+                     f"{t['dur'].to_numpy()[tasks].sum() / steps / 1e6:.3f} ms/step {how}{pack}")
 
 
 OPTIMIZATION = Optimization(

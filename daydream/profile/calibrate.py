@@ -22,6 +22,19 @@ Plus `cast_bytes_per_s`: the rate of an fp32 -> bf16 copy of 1 Mi elements (byte
 per second), what autocast's weight casts cost. The inputs are made in bf16 directly (no autocast):
 the casts autocast adds are modelled separately, from this rate.
 
+Plus the int8 dynamic-quantization path (fbgemm, what the quantize what-if prices on a CPU), a
+fixed-plus-work split like the GPU kernels' d = f + work: `cpu_int8_linear` holds the per-call
+times of an fp32 F.linear with bias and of quantized::linear_dynamic on its prepacked int8 weight
+at a negligible shape (x 1 x 8, W 8 x 8: `fp32_call_us`, `int8_call_us` -- the int8 op's own
+per-call work: choosing the activation's quantization parameters, allocations, fbgemm set-up) and
+at the matmul class's shape (x 128 x 256, W 256 x 256: `ref_fp32_us`, `ref_int8_us`), forward only
+(the int8 op has no backward), alternating repetitions, medians; `work_speedup` = (ref_fp32 -
+fp32_call) / (ref_int8 - int8_call), the speed of the int8 path's shape-dependent work (quantizing
+the activation, the GEMM, the fused bias and dequantize epilogue) over the fp32 path's (the GEMM,
+addmm's bias copy). `int8_weight_pack_ns_per_element`: median time of quantizing (per tensor) and
+packing the 256 x 256 fp32 weight, per element -- what a step that trains on int8 forwards pays per
+Linear, its weights having changed. All absent where the torch build has no fbgemm engine.
+
 Budget: about 1 s in all (BUDGET_S); each class stops repeating once its share is spent, so a very
 slow fallback path still yields one measurement rather than a long wait.
 """
@@ -35,6 +48,7 @@ METHOD = ("alternating fp32/bf16 forward+backward microbenchmark, median of repe
 BUDGET_S = 1.0
 REPS = 5
 CAST_ELEMENTS = 1 << 20
+FIXED_SHAPE = (1, 8, 8)  # rows, in, out of the linear whose time is (almost) only the per-call cost
 
 
 def _cases():
@@ -73,6 +87,47 @@ def _once(make, dtype) -> tuple[float, float]:
     return t1 - t0, time.perf_counter() - t1
 
 
+def _int8_linear(reps: int, calls: int = 20) -> dict:
+    """`cpu_int8_linear` and `int8_weight_pack_ns_per_element` (module docstring), or {}."""
+    import torch
+    import torch.nn.functional as F
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return {}
+    torch.backends.quantized.engine = "fbgemm"
+
+    def operands(rows, inner, outer):
+        x, w, b = torch.randn(rows, inner), torch.randn(outer, inner), torch.randn(outer)
+        scale = max(float(w.abs().max()) / 127.5, 1e-8)
+        return x, w, b, lambda: torch.ops.quantized.linear_prepack(
+            torch.quantize_per_tensor(w, scale, 0, torch.qint8), b)
+
+    ops = {}
+    for shape, (rows, inner, outer) in (("ref", (128, 256, 256)), ("tiny", FIXED_SHAPE)):
+        x, w, b, pack = operands(rows, inner, outer)
+        packed = pack()
+        ops[f"fp32 {shape}"] = lambda x=x, w=w, b=b: F.linear(x, w, b)
+        ops[f"int8 {shape}"] = lambda x=x, p=packed: torch.ops.quantized.linear_dynamic(x, p, reduce_range=True)
+        if shape == "ref":
+            ops["pack"], ref_weight = pack, w.numel()
+    times = {k: [] for k in ops}
+    with torch.inference_mode():
+        for fn in ops.values():
+            fn()
+        for _ in range(reps):
+            for k, fn in ops.items():
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                times[k].append(1e6 * (time.perf_counter() - t0) / calls)
+    us = {k: statistics.median(v) for k, v in times.items()}
+    work_fp32 = max(us["fp32 ref"] - us["fp32 tiny"], 1e-3)
+    work_int8 = max(us["int8 ref"] - us["int8 tiny"], 1e-3)
+    return {"cpu_int8_linear": {"fp32_call_us": round(us["fp32 tiny"], 4), "int8_call_us": round(us["int8 tiny"], 4),
+                                "work_speedup": round(work_fp32 / work_int8, 4),
+                                "ref_fp32_us": round(us["fp32 ref"], 4), "ref_int8_us": round(us["int8 ref"], 4)},
+            "int8_weight_pack_ns_per_element": round(1e3 * us["pack"] / ref_weight, 4)}
+
+
 def measure(budget_s: float = BUDGET_S, reps: int = REPS) -> dict:
     """The calibration dict written to run.json["calibration"] (see the module docstring)."""
     import torch
@@ -93,6 +148,7 @@ def measure(budget_s: float = BUDGET_S, reps: int = REPS) -> dict:
         bwd = {d: statistics.median(t[1] for t in ts) for d, ts in times.items()}
         f32, b16 = torch.float32, torch.bfloat16
         speedup[cls] = round((fwd[f32] + bwd[f32]) / (fwd[b16] + bwd[b16]), 4)
+    int8 = _int8_linear(reps)
     x = torch.randn(CAST_ELEMENTS)
     casts = []
     for _ in range(reps + 1):
@@ -102,6 +158,7 @@ def measure(budget_s: float = BUDGET_S, reps: int = REPS) -> dict:
     return {
         "cpu_bf16_speedup": speedup,
         "cast_bytes_per_s": round(CAST_ELEMENTS * (4 + 2) / statistics.median(casts[1:])),
+        **int8,
         "threads": torch.get_num_threads(),
         "method": METHOD,
     }
