@@ -55,13 +55,11 @@ SKIPPED_BY_DESIGN = {
 }
 TOP_SINGLES = 4
 # Critical-path categories (daydream.analysis.task_categories) in a user's words.
-CATEGORY_WORDS = {"cpu": "CPU work: Python, operator dispatch, data loading", "runtime": "CUDA/HIP runtime calls",
+CATEGORY_WORDS = {"cpu": "CPU work (Python, operator dispatch, data loading)", "runtime": "CUDA/HIP runtime calls",
                   "sync": "waits for the GPU (synchronizations)", "idle": "host time the trace does not explain"}
 # Phases in a user's words where the phase name alone says too little.
 PHASE_WORDS = {"data": "data loading", "other": "other work"}
-# A phase's work counts as changed when it moves by more than this fraction of itself (and by more
-# than the display threshold below): below it the phase only moved on or off the critical path.
-WORK_CHANGED = 0.02
+
 # A prediction within this fraction of the replay is "no change" (the simulator's own noise is 0:
 # replay is exact, so this only absorbs rounding).
 NO_CHANGE = 1e-4
@@ -132,7 +130,7 @@ def _why(base: dict, base_work: dict, c: Candidate, replay_ms: float) -> str:
     def phase_change(p: str) -> str:
         was, now = base_work.get(p, 0.0), c.work.get(p, 0.0)
         span = f"{PHASE_WORDS.get(p, p)} {ms(base[p])} → {ms(c.breakdown[p])} ms"
-        if abs(now - was) > max(WORK_CHANGED * was, 0.0005 * replay_ms) and ms(now) != ms(was):
+        if ms(now) != ms(was):  # the work changed at the printed precision
             if now < was and c.breakdown[p] > base[p]:  # less work, but less of it overlapped
                 return f"{span} (its work {ms(was)} → {ms(now)} ms, but less of it overlapped with other work)"
             return f"{span} (its work {ms(was)} → {ms(now)} ms)"
@@ -164,7 +162,7 @@ def _why(base: dict, base_work: dict, c: Candidate, replay_ms: float) -> str:
     top_cat = next(iter(c.critical), None)
     if top_cat:
         words = CATEGORY_WORDS.get(top_cat, top_cat.replace("gpu_", "GPU ").replace("_", " ") + " kernels")
-        after += f"; along the critical path mostly {words}: {ms(c.critical[top_cat])} ms"
+        after += f"; along the critical path mostly {words}, {ms(c.critical[top_cat])} ms"
     parts.append(after + ".")
     if gain <= 0:
         if shrink:
