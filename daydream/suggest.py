@@ -145,12 +145,12 @@ def _why(base: dict, base_work: dict, c: Candidate, replay_ms: float) -> str:
     shrink = [p for _, p in sorted((d, p) for p, d in deltas.items() if d < 0)]
     grow = [p for _, p in sorted(((d, p) for p, d in deltas.items() if d > 0), reverse=True)]
     gain = replay_ms - c.predicted_ms
-    if gain > 0:
+    if ms(abs(gain)) == ms(0):
+        head = f"about the same step time (within {ms(10 ** -digits)} ms)"
+    elif gain > 0:
         head = f"saves {ms(gain)} ms/step ({100 * gain / replay_ms:.1f}%)"
-    elif gain < 0:
-        head = f"costs {ms(-gain)} ms/step more"
     else:
-        head = "no change in step time"
+        head = f"costs {ms(-gain)} ms/step more"
     parts = [head + "."]
     if shrink:
         parts.append("The step waits less on " + ", ".join(phase_change(p) for p in shrink[:3]) + ".")
