@@ -72,12 +72,19 @@ def test_dataloader_workers_hide_loading_exactly(tmp_path):
 
 
 def test_dataloader_one_worker_stalls_exactly(tmp_path):
-    path = _data_trace(tmp_path)
-    # 1 worker, queue of 1: step 0 takes the queued batch; during it the worker makes
-    # (400 us + hand-off) / 600 us of the next one, so step 1 waits for the rest of it
-    made = (400 * US + HANDOFF_NS) / (600 * US)
-    stall = (1 - made) * 600 * US
-    want = (2 * (HANDOFF_NS + 400 * US + INTERFERENCE) + stall) / 2 / 1e6
+    b = CpuBuilder()
+    for s in range(2):  # 900 us of loading, 100 us of model work
+        b.annotation(f"ProfilerStep#{s}", 1000 * s, 1000)
+        b.op("enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__", 1000 * s, 900)
+        b.op("aten::conv2d", 1000 * s + 900, 100)
+    path = b.write(tmp_path / "slow_data.json")
+    # 1 worker, queue of 1: step 0 takes the queued batch; during it (its 100 us of work, slowed by
+    # the interference, and the hand-off) the worker makes that / 900 us of the next batch, so
+    # step 1 waits for the rest of it
+    work = 100 * US + WORKER_INTERFERENCE * 900 * US
+    made = (work + HANDOFF_NS) / (900 * US)
+    stall = (1 - made) * 900 * US
+    want = (2 * (HANDOFF_NS + work) + stall) / 2 / 1e6
     assert predicted(path, "dataloader:workers=1,prefetch=1") == pytest.approx(want, rel=1e-6)
 
 

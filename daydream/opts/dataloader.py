@@ -16,7 +16,8 @@ thread is what the trace shows outside the DataLoader span: moving the batch to 
 data loading separates them) -- those tasks are left as they are and replayed.
 
 Per step s, with L_s the data-phase CPU time of the main thread in step s (its batch's load
-time), L the mean over the steps, R_s the rest of the step (simulated step time - L_s):
+time), L the mean over the steps, R_s the rest of the step (simulated step time - L_s, plus the
+interference below where the workers are new):
 * production: W workers each load one batch in L, a fluid W / L batches per ns, into a queue
   of at most W x P batches (P = prefetch_factor);
 * consumption: one batch at the start of each step. If a whole batch is queued it is taken at
@@ -288,9 +289,10 @@ def apply(graph, params: dict, ctx) -> None:
             P.set_duration(graph, calm, calm_dur)
         else:
             slow, lost = contention(load, workers, threads, cores)
-            wait = handoff + stalls(np.full(int(has.sum()), load * slow), rest, workers, prefetch,
-                                    _steps_before(graph.trace)) + lost
             added = WORKER_INTERFERENCE * load if had == 0 else 0.0
+            # the interference lengthens the rest of the step, during which the workers fill the queue
+            wait = handoff + stalls(np.full(int(has.sum()), load * slow), rest + added, workers, prefetch,
+                                    _steps_before(graph.trace)) + lost
             if added:
                 work = main_process_work(graph, int(rank), main, steps)
                 if len(work):
