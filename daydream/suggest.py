@@ -7,10 +7,15 @@ where it does not speed up this job's step by construction (SKIPPED_BY_DESIGN). 
 variant of each of the TOP_SINGLES best optimizations that helped is paired with each other one
 (applied in `daydream opts` order) and the pairs are simulated too.
 
-For each suggestion, `why` says in words which phases shrink (the critical-path phase breakdown
-before and after) and what then holds the step back (the largest phase and critical-path category
-after), and `memory_peak_bytes` is daydream.memory's predicted peak where the trace recorded
-memory (None where it did not).
+For each suggestion, `why` says in words how long the step waits on each phase before and after
+(the critical-path phase breakdown) and, next to it, whether that phase's work changed (the time
+its tasks take on all threads and streams) or only how much of it the step waits for: the same
+work overlapped with other work shrinks on the critical path without shrinking at all (data
+loading behind CUDA-graph replay), and the same work the step used to overlap can become what it
+waits for (GPU kernels once the host stops being the bottleneck). Then what the step waits on
+most afterwards (the largest phase and critical-path category). Where a suggestion costs time,
+its own notes say what it did. `memory_peak_bytes` is daydream.memory's predicted peak where the
+trace recorded memory (None where it did not).
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from daydream.names import CLASSIFY_CHARS
 from daydream.sim import simulate
 from daydream.trace import Trace
 from daydream.whatif import apply_optimizations
-from daydream.graph import build_graph
+from daydream.graph import PHASES, build_graph
 
 # Variants tried besides each optimization's defaults: the settings a user would try next.
 VARIANTS = {
@@ -45,11 +50,16 @@ SKIPPED_BY_DESIGN = {
     "ddp": "scales out to more GPUs: per-GPU step time only gains communication; see `daydream whatif --opt ddp`",
     "fsdp": "shards the model over more GPUs: per-GPU step time only gains communication; see "
             "`daydream whatif --opt fsdp`",
+    "network": "a change of the interconnect, not of the job, and it needs the link to try; see "
+               "`daydream whatif --opt network:interconnect=nvlink|pcie|infiniband`",
 }
 TOP_SINGLES = 4
 # Critical-path categories (daydream.analysis.task_categories) in a user's words.
 CATEGORY_WORDS = {"cpu": "CPU work (Python, operator dispatch, data loading)", "runtime": "CUDA/HIP runtime calls",
                   "sync": "waits for the GPU (synchronizations)", "idle": "host time the trace does not explain"}
+# Phases in a user's words where the phase name alone says too little.
+PHASE_WORDS = {"data": "data loading", "other": "other work"}
+
 # A prediction within this fraction of the replay is "no change" (the simulator's own noise is 0:
 # replay is exact, so this only absorbs rounding).
 NO_CHANGE = 1e-4
@@ -60,6 +70,7 @@ class Candidate:
     opts: list[OptChoice]
     predicted_ms: float = 0.0
     breakdown: dict = field(default_factory=dict)
+    work: dict = field(default_factory=dict)
     critical: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -99,38 +110,66 @@ def candidates(trace: Trace) -> tuple[list[list[OptChoice]], list[dict]]:
     return out, skipped
 
 
-def _why(base: dict, c: Candidate, replay_ms: float) -> str:
-    """Plain words: which phases shrink or grow, and what holds the step back afterwards."""
+def phase_work(graph) -> dict[str, float]:
+    """Milliseconds per step of work in each phase: its window tasks' durations summed over every
+    thread and stream (unlike the critical-path breakdown, overlap does not hide any of it)."""
+    inw = graph.column("in_window")
+    per = np.bincount(graph.column("phase")[inw], weights=graph.column("dur")[inw],
+                      minlength=len(PHASES)) / max(graph.steps, 1) / 1e6
+    return {p: float(v) for p, v in zip(PHASES, per)}
+
+
+def _why(base: dict, base_work: dict, c: Candidate, replay_ms: float) -> str:
+    """Plain words: how long the step waits on each phase before and after, whether that phase's
+    work changed or only its overlap with other work, and what the step waits on afterwards."""
     digits = 1 if replay_ms >= 50 else 3
 
     def ms(v: float) -> str:
         return f"{v:.{digits}f}"
 
-    deltas = {p: c.breakdown[p] - base[p] for p in base}
-    shrink = sorted((d, p) for p, d in deltas.items() if d < -0.0005 * replay_ms)
-    grow = sorted(((d, p) for p, d in deltas.items() if d > 0.0005 * replay_ms), reverse=True)
+    def phase_change(p: str) -> str:
+        was, now = base_work.get(p, 0.0), c.work.get(p, 0.0)
+        span = f"{PHASE_WORDS.get(p, p)} {ms(base[p])} → {ms(c.breakdown[p])} ms"
+        if ms(now) != ms(was):  # the work changed at the printed precision
+            if now < was and c.breakdown[p] > base[p]:  # less work, but less of it overlapped
+                return f"{span} (its work {ms(was)} → {ms(now)} ms, but less of it overlapped with other work)"
+            return f"{span} (its work {ms(was)} → {ms(now)} ms)"
+        if c.breakdown[p] < base[p]:
+            return f"{span} (same {ms(was)} ms of work, now overlapped with other work)"
+        return f"{span} (same work; the step now waits for more of it)"
+
+    def moved(p: str) -> bool:  # changed by more than rounding at the printed precision
+        return abs(c.breakdown[p] - base[p]) > 0.0005 * replay_ms and ms(c.breakdown[p]) != ms(base[p])
+
+    deltas = {p: c.breakdown[p] - base[p] for p in base if moved(p)}
+    shrink = [p for _, p in sorted((d, p) for p, d in deltas.items() if d < 0)]
+    grow = [p for _, p in sorted(((d, p) for p, d in deltas.items() if d > 0), reverse=True)]
     gain = replay_ms - c.predicted_ms
-    parts = []
+    if ms(abs(gain)) == ms(0):
+        head = f"about the same step time (within {ms(10 ** -digits)} ms)"
+    elif gain > 0:
+        head = f"saves {ms(gain)} ms/step ({100 * gain / replay_ms:.1f}%)"
+    else:
+        head = f"costs {ms(-gain)} ms/step more"
+    parts = [head + "."]
     if shrink:
-        parts.append("shrinks " + ", ".join(f"{p} {ms(base[p])} → {ms(c.breakdown[p])} ms" for _, p in shrink[:3]))
+        parts.append("The step waits less on " + ", ".join(phase_change(p) for p in shrink[:3]) + ".")
     if grow:
-        parts.append("grows " + ", ".join(f"{p} {ms(base[p])} → {ms(c.breakdown[p])} ms" for _, p in grow[:2]))
+        parts.append("It waits more on " + ", ".join(phase_change(p) for p in grow[:2]) + ".")
     lead = max(c.breakdown, key=c.breakdown.get)
+    after = (f"Then it waits mostly on {PHASE_WORDS.get(lead, lead)} ({ms(c.breakdown[lead])} of "
+             f"{ms(c.predicted_ms)} ms)")
     top_cat = next(iter(c.critical), None)
-    after = f"the step is then held back mostly by {lead} ({ms(c.breakdown[lead])} ms/step)"
     if top_cat:
         words = CATEGORY_WORDS.get(top_cat, top_cat.replace("gpu_", "GPU ").replace("_", " ") + " kernels")
-        after += f", on the critical path mostly {words}: {ms(c.critical[top_cat])} ms"
-    if gain > 0:
-        head = f"saves {ms(gain)} ms/step ({100 * gain / replay_ms:.1f}%)"
-    elif gain < 0:
-        head = f"costs {ms(-gain)} ms/step more"
-    else:
-        head = "no change in step time"
-    text = head + (": " + "; ".join(parts) if parts else "") + "; " + after
-    if gain <= 0 and shrink:
-        text += " (what it shrinks is not what the step waits on, or its added work outweighs it)"
-    return text
+        after += f"; along the critical path mostly {words}, {ms(c.critical[top_cat])} ms"
+    parts.append(after + ".")
+    if gain <= 0:
+        if shrink:
+            parts.append("What it shrinks is not what the step waits on, or its added work outweighs it.")
+        if c.notes:
+            parts.append("What it does: " + "; ".join(_unprefixed(n, c.opts) for n in c.notes) + ".")
+    return " ".join(parts)
 
 
 def _touched(before, after) -> bool:
@@ -172,6 +211,7 @@ def suggest(trace: Trace, top: int | None = None, progress=None) -> dict:
     base_tl = simulate(graph)
     replay_ms = base_tl.per_step_ms
     base_phases = phase_breakdown(base_tl)
+    base_work = phase_work(graph)
     singles, skipped = candidates(trace)
     done: list[Candidate] = []
 
@@ -198,10 +238,13 @@ def suggest(trace: Trace, top: int | None = None, progress=None) -> dict:
                        "phases = the replay)")
             else:
                 why = "found nothing to change in this trace (predicted step and phases = the replay)"
-            skipped.append({"name": label, "why": why + "".join(f"; {_unprefixed(n, opts)}" for n in ctx.notes
-                                                              if n not in unchanged)})
+            # an optimization that says it changed nothing: that is the reason (its other notes are
+            # about how it would have modelled the change); otherwise its notes say what it found
+            extra = [] if unchanged else [_unprefixed(n, opts) for n in ctx.notes]
+            skipped.append({"name": label, "why": why + "".join(f"; {n}" for n in extra)})
             return None
-        return Candidate(opts, tl.per_step_ms, phases, critical_path_breakdown(tl), list(ctx.notes))
+        return Candidate(opts, tl.per_step_ms, phases, phase_work(changed_graph), critical_path_breakdown(tl),
+                         list(ctx.notes))
 
     for opts in singles:
         c = run(opts)
@@ -240,7 +283,7 @@ def suggest(trace: Trace, top: int | None = None, progress=None) -> dict:
             "gain_ms": round(replay_ms - c.predicted_ms, 6),
             "memory_peak_bytes": peak,
             "breakdown": {k: round(v, 6) for k, v in c.breakdown.items()},
-            "why": _why(base_phases, c, replay_ms),
+            "why": _why(base_phases, base_work, c, replay_ms),
             "notes": c.notes,
             "memory_notes": mnotes,
         })

@@ -17,7 +17,7 @@ from daydream.opts import _collectives as N
 from daydream.opts import _structure as C
 from daydream.opts.activation_checkpointing import RECOMPUTE_CPU_FACTOR
 from daydream.opts.context import Context
-from daydream.opts.dataloader import HANDOFF_NS, contention, stalls
+from daydream.opts.dataloader import HANDOFF_NS, WORKER_INTERFERENCE, contention, stalls
 from daydream.opts.params import parse_opt
 from daydream.sim import simulate
 from daydream.trace import load
@@ -60,20 +60,31 @@ def _data_trace(tmp_path):
     return b.write(tmp_path / "data.json")
 
 
+INTERFERENCE = WORKER_INTERFERENCE * 600 * US  # the workers' cost to the main thread's 400 us, per step
+
+
 def test_dataloader_workers_hide_loading_exactly(tmp_path):
     path = _data_trace(tmp_path)
     assert load(path).measured_ms == pytest.approx(1.0)
-    # 2 workers x prefetch 2: the queue never runs dry; each step pays the hand-off and its 400 us
-    assert predicted(path, "dataloader:workers=2") == pytest.approx((HANDOFF_NS + 400 * US) / 1e6)
+    # 2 workers x prefetch 2: the queue never runs dry; each step pays the hand-off and its 400 us,
+    # slowed by the workers' interference (WORKER_INTERFERENCE x the 600 us of loading)
+    assert predicted(path, "dataloader:workers=2") == pytest.approx((HANDOFF_NS + 400 * US + INTERFERENCE) / 1e6)
 
 
 def test_dataloader_one_worker_stalls_exactly(tmp_path):
-    path = _data_trace(tmp_path)
-    # 1 worker, queue of 1: step 0 takes the queued batch; during it the worker makes
-    # (400 us + hand-off) / 600 us of the next one, so step 1 waits for the rest of it
-    made = (400 * US + HANDOFF_NS) / (600 * US)
-    stall = (1 - made) * 600 * US
-    want = (2 * (HANDOFF_NS + 400 * US) + stall) / 2 / 1e6
+    b = CpuBuilder()
+    for s in range(2):  # 900 us of loading, 100 us of model work
+        b.annotation(f"ProfilerStep#{s}", 1000 * s, 1000)
+        b.op("enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__", 1000 * s, 900)
+        b.op("aten::conv2d", 1000 * s + 900, 100)
+    path = b.write(tmp_path / "slow_data.json")
+    # 1 worker, queue of 1: step 0 takes the queued batch; during it (its 100 us of work, slowed by
+    # the interference, and the hand-off) the worker makes that / 900 us of the next batch, so
+    # step 1 waits for the rest of it
+    work = 100 * US + WORKER_INTERFERENCE * 900 * US
+    made = (work + HANDOFF_NS) / (900 * US)
+    stall = (1 - made) * 900 * US
+    want = (2 * (HANDOFF_NS + work) + stall) / 2 / 1e6
     assert predicted(path, "dataloader:workers=1,prefetch=1") == pytest.approx(want, rel=1e-6)
 
 
@@ -81,10 +92,11 @@ def test_dataloader_core_contention_exact(tmp_path):
     path = _data_trace(tmp_path)
     # 2 workers + 1 main thread on 2 cores: each loads at 2/3 speed (600 us -> 900 us a batch,
     # still queued in time), and the main thread loses L (m + W - C) / (W C) = 600/4 us a step
-    want = (HANDOFF_NS + 400 * US + 600 * US / 4) / 1e6
+    want = (HANDOFF_NS + 400 * US + INTERFERENCE + 600 * US / 4) / 1e6
     assert predicted(path, "dataloader:workers=2,cores=2") == pytest.approx(want, rel=1e-6)
-    # enough cores: no contention
-    assert predicted(path, "dataloader:workers=2,cores=3") == pytest.approx((HANDOFF_NS + 400 * US) / 1e6)
+    # enough cores: no contention (the interference stays: it is not time-slicing)
+    no_contention = (HANDOFF_NS + 400 * US + INTERFERENCE) / 1e6
+    assert predicted(path, "dataloader:workers=2,cores=3") == pytest.approx(no_contention)
     assert contention(600e3, workers=3, threads=2, cores=4) == (5 / 4, 600e3 * 1 / 12)
 
 

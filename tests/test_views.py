@@ -227,7 +227,7 @@ def test_suggest_ranks_simulates_and_says_why():
     assert ms == sorted(ms) and s["suggestions"]
     best = s["suggestions"][0]
     assert best["optimizations"][0]["name"] == "cuda-graphs"  # a forward pass bound by launching kernels
-    assert best["speedup"] > 1 and best["why"].startswith("saves") and "held back" in best["why"]
+    assert best["speedup"] > 1 and best["why"].startswith("saves") and "waits mostly on" in best["why"]
     assert all("memory_peak_bytes" in x for x in s["suggestions"])
     skipped = {k["name"]: k["why"] for k in s["skipped"]}
     # refusals listed with their reasons: this is a bf16 inference pass without a DataLoader
@@ -256,3 +256,57 @@ def test_diff_report_may_not_overwrite_an_input(tmp_path):
     r = CliRunner().invoke(main, ["diff", str(trace), str(shared(BERT)), "--report", str(trace)])
     assert r.exit_code == 2 and "is one of the inputs" in r.output
     assert trace.read_bytes() == shared(BERT).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def v100_suggestions():
+    r = CliRunner().invoke(main, ["suggest", str(shared(V100_0)), "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def _measured_gain_ms() -> tuple[float, float]:
+    """(num_workers=0 step, its measured gain from num_workers=4), from the two shipped traces."""
+    import daydream
+    base, other = daydream.load(shared(V100_0)).measured_ms, daydream.load(shared(V100_4)).measured_ms
+    return base, base - other
+
+
+def test_cuda_graphs_does_not_shrink_data_loading(v100_suggestions):
+    """A replayed graph removes the captured region's host work; the num_workers=0 loading (decode,
+    transforms, collate on the main thread) is outside it: the same work, only overlapped with the
+    GPU's replay, and `why` must say so rather than "shrinks data"."""
+    import daydream
+    from daydream.opts.context import Context
+    from daydream.opts.params import parse_opt
+    from daydream.suggest import phase_work
+    from daydream.whatif import apply_optimizations
+    tr = daydream.load(shared(V100_0))
+    graph = build_graph(tr)
+    changed = apply_optimizations(graph, [parse_opt("cuda-graphs")], Context.of(tr))
+    before, after = phase_work(graph), phase_work(changed)
+    assert after["data"] == pytest.approx(before["data"], rel=1e-9) and before["data"] > 60
+    assert after["forward"] < before["forward"] / 2  # its host work is gone, its kernels stay
+    why = next(x["why"] for x in v100_suggestions["suggestions"] if x["name"] == "cuda-graphs")
+    assert f"same {before['data']:.1f} ms of work, now overlapped with other work" in why
+    assert "waits more on backward" in why and "GPU conv kernels" in why
+
+
+def test_v100_dataloader_suggestion_against_the_measured_workers_4_trace(v100_suggestions):
+    """The dataloader line's gain against the gain measured between the two shipped traces. In-sample:
+    WORKER_INTERFERENCE was measured on this pair (docs/optimizations/dataloader.md)."""
+    base, gain = _measured_gain_ms()
+    assert v100_suggestions["replay_ms"] == pytest.approx(base, rel=1e-6)
+    loader = next(x for x in v100_suggestions["suggestions"] if x["name"] == "dataloader")
+    assert loader["gain_ms"] == pytest.approx(gain, rel=0.10)
+    assert "data loading 57.8 → 0.0 ms (its work 69.3 → 0.1 ms)" in loader["why"]
+    names = [x["name"] for x in v100_suggestions["suggestions"]]
+    # ranked by predicted step time: with CUDA graphs the main thread's loading overlaps the GPU's
+    # replay of the step, ahead of moving the loading to workers (an unvalidated prediction)
+    assert names.index("cuda-graphs") < names.index("dataloader")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15 asks for dataloader first; the simulator ranks cuda-graphs (and "
+                   "pairs with it) above it on this trace (docs/analysis.md)")
+def test_v100_suggest_ranks_dataloader_first(v100_suggestions):
+    assert v100_suggestions["suggestions"][0]["name"] == "dataloader"

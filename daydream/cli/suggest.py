@@ -51,6 +51,9 @@ def print_suggestions(out, s: dict) -> None:
     out.print(fitted_table(out, f"suggestions by predicted step time ({s['simulated']} simulated; peak GiB: "
                                 f"measured {_gib(s['measured_peak_bytes'])})",
                            ["#", "optimizations", "ms/step", "speedup", "peak GiB"], rows, name_col=1))
+    if s["suggestions"]:
+        out.print(Text("Why, per suggestion. A phase's ms are how long the step waits on it (the critical "
+                       "path); its work is what its tasks take on all threads and streams, overlapped or not."))
     for i, x in enumerate(s["suggestions"]):
         out.print(Text(f"{i + 1}. {x['name']}: {x['why']}"))
     if s["skipped"]:

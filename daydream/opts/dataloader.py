@@ -16,7 +16,8 @@ thread is what the trace shows outside the DataLoader span: moving the batch to 
 data loading separates them) -- those tasks are left as they are and replayed.
 
 Per step s, with L_s the data-phase CPU time of the main thread in step s (its batch's load
-time), L the mean over the steps, R_s the rest of the step (simulated step time - L_s):
+time), L the mean over the steps, R_s the rest of the step (simulated step time - L_s, plus the
+interference below where the workers are new):
 * production: W workers each load one batch in L, a fluid W / L batches per ns, into a queue
   of at most W x P batches (P = prefetch_factor);
 * consumption: one batch at the start of each step. If a whole batch is queued it is taken at
@@ -35,6 +36,15 @@ at C / (m + W) of a core (the Linux CFS fair share):
   the main thread loses 1 - C / (m + W) of its progress meanwhile:
       contention_s = L x (m + W - C) / (W x C)        (0 where m + W <= C)
   which the main thread pays per step on top of the hand-off and the stall.
+Interference. Even with cores to spare, loading workers slow the main process: they share its
+caches, memory bandwidth and (with SMT) its cores' pipelines. From num_workers=0 to W > 0 the main
+process's CPU work of each step (CPU segments and runtime calls on its threads, outside the data
+phase; copy and synchronize calls, which wait for the GPU, excluded) grows by
+      interference_s = WORKER_INTERFERENCE x L              (ms of main-process CPU per step)
+spread over that work in proportion to its durations (each task x (1 + interference_s / C_s),
+C_s the step's total of such work); the simulator decides how much of it reaches the critical
+path. The loading per step is L whatever W is, so other changes of a W > 0 trace keep the
+interference it recorded, and workers=0 takes it out (`uncontended`, read off the trace itself).
 Not modelled: other processes on the host (a shared machine makes every figure slower), and
 the workers' cost of moving a batch into shared memory.
 """
@@ -68,6 +78,16 @@ HANDOFF_NS = 100_000
 # (tbd_suite's samplers, traces/pairs), JPEG decoding with random crops ~20 ns/B (ImageNet at
 # ~100 images/s per core). The note names the estimate; load_ms=N replaces it.
 LOAD_NS_PER_BYTE = 3.6
+# Main-process CPU time lost per unit of CPU time the workers spend loading, on a host with cores
+# to spare (see the module docstring). Source: the ResNet-50 V100 pair (DGX Station, 20-core Xeon:
+# 4 workers + 2 main threads do not oversubscribe it): the main process's non-data CPU segments and
+# runtime calls (copy/synchronize calls excluded) take 96.5 ms/step with num_workers=0 and 120.1
+# ms/step with num_workers=4 (+24%, in every step: 104.9-145.7 against 93.6-98.7), while the
+# workers load 69.3 ms/step: (120.1 - 96.5) / 69.3 = 0.34 (benchmarks/validate_structure.py
+# --measure-interference prints these figures). One pair, one host, and the same pair as the 0 -> 4
+# check in docs/validation.md: that check is in-sample for this constant.
+WORKER_INTERFERENCE = 0.34
+_WAITS_FOR_GPU = re.compile(r"Memcpy|Synchronize")
 _STEP_NUMBER = re.compile(r"#(\d+)$")
 _SINGLE, _MULTI = "_SingleProcessDataLoaderIter", "_MultiProcessingDataLoaderIter"
 _H2D = re.compile(r"HtoD|Host to Device|H2D", re.I)
@@ -184,6 +204,25 @@ def uncontended(graph, rank: int, steps: np.ndarray) -> tuple[np.ndarray, np.nda
     return order, new
 
 
+def main_process_work(graph, rank: int, main: int, steps: np.ndarray) -> np.ndarray:
+    """The rank's main-process CPU segments and runtime calls in the steps, outside the data phase,
+    without the copy/synchronize calls that wait for the GPU: the work the workers interfere with."""
+    t = graph.tasks
+    pid = graph.resources["pid"].to_numpy()
+    sel = np.flatnonzero((t["rank"].to_numpy() == rank) & (steps >= 0) & (t["phase"].to_numpy() != DATA)
+                         & np.isin(t["kind"].to_numpy(), (T_CPU, T_RUNTIME))
+                         & (pid[t["resource"].to_numpy()] == pid[main]))
+    return sel[[_WAITS_FOR_GPU.search(n) is None for n in graph.task_names()[sel]]]
+
+
+def interfered(graph, work: np.ndarray, steps: np.ndarray, added_ns: float) -> np.ndarray:
+    """Durations of `work` with `added_ns` more per step, spread in proportion to each task's own."""
+    dur = graph.tasks["dur"].to_numpy()[work].astype(float)
+    per_step = np.bincount(steps[work], weights=dur)
+    scale = 1 + added_ns / np.maximum(per_step[steps[work]], 1.0)
+    return np.round(dur * scale).astype(np.int64)
+
+
 def apply(graph, params: dict, ctx) -> None:
     workers, prefetch = int(params["workers"]), int(params["prefetch"])
     had, how = trace_workers(ctx)
@@ -250,8 +289,14 @@ def apply(graph, params: dict, ctx) -> None:
             P.set_duration(graph, calm, calm_dur)
         else:
             slow, lost = contention(load, workers, threads, cores)
-            wait = handoff + stalls(np.full(int(has.sum()), load * slow), rest, workers, prefetch,
+            added = WORKER_INTERFERENCE * load if had == 0 else 0.0
+            # the interference lengthens the rest of the step, during which the workers fill the queue
+            wait = handoff + stalls(np.full(int(has.sum()), load * slow), rest + added, workers, prefetch,
                                     _steps_before(graph.trace)) + lost
+            if added:
+                work = main_process_work(graph, int(rank), main, steps)
+                if len(work):
+                    P.set_duration(graph, work, interfered(graph, work, steps, added))
         idx = np.flatnonzero(data)
         idx = idx[np.lexsort((idx, t["obs_start"].to_numpy()[idx]))]
         first = np.r_[True, steps[idx][1:] != steps[idx][:-1]]
@@ -270,7 +315,9 @@ def apply(graph, params: dict, ctx) -> None:
                              f"{workers} workers; main thread takes {wait.mean() / 1e6:.2f} ms/step for batches "
                              f"(hand-off and waiting)"
                              + (f", {lost / 1e6:.2f} ms of it sharing {cores} cores with {threads} main "
-                                f"thread(s)" if lost else ""))
+                                f"thread(s)" if lost else "")
+                             + f"; the loading workers slow the main process's other CPU work by "
+                               f"{added / 1e6:.2f} ms/step ({WORKER_INTERFERENCE} x the loading)")
         else:
             ctx.notes.append(f"dataloader: rank {rank}: {workers} worker(s) load batches of {load / 1e6:.2f} ms "
                              f"({source}); the main thread's hand-off and waiting go from {was:.2f} to "
