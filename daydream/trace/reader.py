@@ -268,15 +268,17 @@ def read_path(path: str | Path, limits: Limits | None = None) -> list[RawTrace]:
     return [RawTrace(str(p), _rank_of(meta, 0), meta, events)]
 
 
-def archive_members(p: str | Path, limits: Limits | None = None, read=lambda name: True):
+def archive_members(p: str | Path, limits: Limits | None = None, read=lambda name: True, hold: bool = True):
     """(name, bytes, link target) of every trace member of a tar archive (gzipped or not), in
     archive order, in one forward pass: never a seek back into a gzip stream, each member read
     once. Members for which `read(name)` is false are listed with None (not read). A hard link is
     given the bytes of the member it links to (tar stores the file once, then links) and that
     member's name; a hard link to anything else, and a symbolic link (its target may lie
-    outside), are refused."""
+    outside), are refused. With hold=False the members' bytes are not kept for links that may
+    follow (a hard link then comes with None: read its target with `read_member`), so a pass over
+    a large archive holds one member at a time."""
     p, limits = Path(p), limits or Limits()
-    kept = {}  # member name -> its bytes, for the hard links that may follow
+    kept = {}  # member name -> its bytes (None unless held), for the hard links that may follow
     try:
         with open(p, "rb") as f:
             gzipped = f.read(2) == _GZIP
@@ -305,7 +307,7 @@ def archive_members(p: str | Path, limits: Limits | None = None, read=lambda nam
                         else:
                             limits.take_bytes(m.size, name)
                         data = tar.extractfile(m).read()
-                    kept[m.name] = data
+                    kept[m.name] = data if hold else None
                     yield m.name, data, (m.linkname if m.islnk() else None)
     except (tarfile.TarError, EOFError) as exc:
         raise DaydreamError(f"{p}: unreadable tar archive ({exc})") from None
