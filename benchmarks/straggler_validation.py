@@ -1,13 +1,14 @@
 """Straggler what-if against measurement, on 2-rank gloo DDP jobs recorded here, noise-robust.
 
-    python benchmarks/straggler_validation.py [--reps 6] [--slow-ms 40] [--active 8] [--keep DIR]
+    python benchmarks/straggler_validation.py [--reps 8] [--slow-ms 40] [--active 8] [--pin] [--keep DIR]
     python benchmarks/straggler_validation.py --analyze DIR     (runs recorded before)
 
 Records `reps` interleaved pairs of traces/gloo_ddp_mlp/train.py under torchrun (base, slow, base,
 slow, ...): `base` without any slowdown, `slow` with rank 1 burning SLOW_MS extra per step. One
-thread per rank (torch, OMP, MKL) and each rank pinned to its own core (PIN_CORES=1; --no-pin
-leaves placement to the OS), so the two ranks do not compete for one core; other processes on the machine still do, which the
-repetitions and medians absorb. Then, per slow run, `whatif RUN --opt straggler:ranks=1` (the
+compute thread per rank (torch, OMP, MKL); with --pin each rank is also pinned to its own core
+(PIN_CORES=1), which here made runs noisier (a rank's gloo threads then share its one core;
+docs/validation.md). Other processes on the machine compete too, which the repetitions and the
+medians absorb. Then, per slow run, `whatif RUN --opt straggler:ranks=1` (the
 coupled job prediction, daydream.job) gives the predicted step of the job without the slowdown;
 per base run, the measured job step (slowest rank). Reported: both medians, their spread
 (min-max, and the interquartile range), the error of the median prediction against the median
@@ -72,10 +73,11 @@ def spread(values) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=6)
+    ap.add_argument("--reps", type=int, default=8)
     ap.add_argument("--slow-ms", type=float, default=40.0)
     ap.add_argument("--active", type=int, default=8, help="profiled steps per run")
-    ap.add_argument("--no-pin", action="store_true", help="let the OS place the ranks (default: one core each)")
+    ap.add_argument("--pin", action="store_true", help="pin rank r to core r (default: the OS places them; "
+                                                       "pinned, a rank's gloo threads share its one core)")
     ap.add_argument("--keep", type=Path, default=None, help="record into this directory and keep it")
     ap.add_argument("--analyze", type=Path, default=None, help="analyze runs recorded before in this directory")
     args = ap.parse_args()
@@ -83,7 +85,7 @@ def main():
     if not args.analyze:
         for i in range(args.reps):
             for kind, ms in (("base", 0.0), ("slow", args.slow_ms)):
-                wall = record(base / f"{kind}{i:02d}", ms, args.active, not args.no_pin)
+                wall = record(base / f"{kind}{i:02d}", ms, args.active, args.pin)
                 print(f"recorded {kind}{i:02d} in {wall:.1f} s (load average {os.getloadavg()[0]:.2f})", flush=True)
     runs = sorted(p for p in base.iterdir() if p.is_dir() and p.name.startswith(("base", "slow")))
     rows = [figures(r) for r in runs]
@@ -103,7 +105,7 @@ def main():
              for b, s in zip(bases, slows)]
     unslowed_compute = spread([p["compute_ms"] for r in bases for p in r["per_rank"]])
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "reps": len(bases), "slow_ms": args.slow_ms, "pinned": None if args.analyze else not args.no_pin, "active_steps": args.active,
+              "reps": len(bases), "slow_ms": args.slow_ms, "pinned": None if args.analyze else args.pin, "active_steps": args.active,
               "measured_unslowed_ms": measured, "predicted_unslowed_ms": predicted,
               "slowed_measured_ms": spread([r["measured_ms"] for r in slows]),
               "unslowed_rank_compute_ms": unslowed_compute,

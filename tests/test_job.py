@@ -256,7 +256,7 @@ def test_recorded_gloo_pair_replays_and_the_straggler_fix_helps():
     if not root.exists():
         pytest.skip("gloo corpus not present")
     with Job(str(root / "slow")) as job:
-        assert job.matching.coupled == 8 and set(job.matching.name) == {"all_reduce"}
+        assert job.matching.coupled == 16 and set(job.matching.name) == {"all_reduce"}
         np.testing.assert_allclose(job.replay.per_step_ms, job.measured_ms, rtol=1e-6)
         assert [s["rank"] for s in figures.stragglers(job)] == [1]
         pred = job.predict([parse_opt("straggler:ranks=1")]).coupled.per_step_ms
@@ -265,7 +265,7 @@ def test_recorded_gloo_pair_replays_and_the_straggler_fix_helps():
         unslowed = base.measured_ms.max()
     # Recorded minutes apart on a shared 2-core machine, whose noise alone moves this job's step by
     # 20% and more between runs (docs/validation.md): the fix must move the prediction most of the
-    # way from the slowed run to the unslowed one (9.9% off it, against 43.5% measured slowdown).
+    # way from the slowed run to the unslowed one (11.7% off it, against 144% measured slowdown).
     assert abs(pred.max() - unslowed) < 0.3 * (slowed - unslowed)
 
 
