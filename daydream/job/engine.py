@@ -162,17 +162,26 @@ class _Dask:
         out, where = [None] * n, {}
         done = as_completed()
 
+        held = {}  # task key -> the futures of the member bytes it reads, released with it
+
         def submit() -> None:
             nxt = next(items, None)
             if nxt is not None:
-                f = self.client.submit(fn, *nxt[1], pure=False)
+                # Member bytes go straight to a worker (scatter), not into the task's spec, which
+                # the scheduler in this process would keep.
+                data = [self.client.scatter(a, direct=True, hash=False) if getattr(a, "data", None) is not None
+                        else None for a in nxt[1]]
+                f = self.client.submit(fn, *(d if d is not None else a for d, a in zip(data, nxt[1])), pure=False)
                 where[f.key] = nxt[0]
+                held[f.key] = [d for d in data if d is not None]
                 done.add(f)
 
         for _ in range(IN_FLIGHT_PER_WORKER * max(len(self.client.scheduler_info()["workers"]), 1)):
             submit()
         for f in done:
             out[where.pop(f.key)] = f.result()  # a worker's exception is raised here (a DaydreamError stays one)
+            for d in held.pop(f.key):
+                d.release()
             f.release()
             if tick:
                 tick()
