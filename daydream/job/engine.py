@@ -147,8 +147,9 @@ class _Dask:
             if scheduler:
                 self.client = Client(scheduler, timeout="20s")
             else:
+                # ":0": any free port (None means 8787, and a warning on stderr when another cluster has it)
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                            dashboard_address=None, silence_logs=logging.CRITICAL)
+                                            dashboard_address=":0", silence_logs=logging.CRITICAL)
                 self.client = Client(self.cluster)
         except (OSError, TimeoutError, ValueError) as exc:
             raise DaydreamError(f"cannot reach the Dask scheduler {scheduler or '(local cluster)'}: {exc}") from None
