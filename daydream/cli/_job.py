@@ -8,6 +8,8 @@ counts them; `analyze --json` adds `per_rank`, `stragglers` and `collectives`, `
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from daydream.job.sources import rank_sources
 
 # The job's engine, figures and analysis are imported when a job is opened: a single-rank
@@ -112,12 +114,25 @@ def print_job_tables(out, result: dict) -> None:
         out.print(c)
 
 
+def _run_dir(src) -> Path | None:
+    """The rank's `daydream profile` run directory, where it has the fuller memory record
+    (memory.json.gz: what was allocated before profiling began, with categories)."""
+    p = Path(src.path)
+    if src.member is None and p.name == "trace.json.gz" and (p.parent / "memory.json.gz").is_file():
+        return p.parent
+    return None
+
+
 def _memory_peaks(src, step_annotation) -> dict:
     """A worker's part of `memory` on a job: {rank: peak bytes} of one rank's file (empty where it
-    recorded no [memory] events)."""
+    recorded no [memory] events), from its run directory's memory.json.gz where it has one."""
     from daydream.job.sources import load_rank
+    from daydream.memory import memory
     from daydream.memory.kineto import from_trace_all_ranks
     trace = load_rank(src, None, step_annotation)
+    run_dir = _run_dir(src)
+    if run_dir is not None:
+        return {trace.ranks[0]: int(memory(run_dir, step_annotation=step_annotation).peak_bytes)}
     if trace.memory_events.empty:
         return {}
     return {r: int(tl.peak_bytes) for r, tl in from_trace_all_ranks(trace).items()}
@@ -125,8 +140,8 @@ def _memory_peaks(src, step_annotation) -> dict:
 
 def memory_job(trace: str, choices, step_annotation, workers, scheduler, tick):
     """`memory` on a multi-rank TRACE: every rank's peak found per rank (in this process or on the
-    Dask cluster, the archive read once), then the report of the rank with the highest peak, as the
-    all-ranks path reports it (`rank`, `rank_peaks`)."""
+    Dask cluster, the archive read once), then the report of the rank with the highest peak
+    (`rank`, `rank_peaks`), from its run directory where `daydream profile` wrote one per rank."""
     from daydream.errors import DaydreamError
     from daydream.job.engine import executor
     from daydream.job.sources import load_rank, streamed
@@ -143,20 +158,24 @@ def memory_job(trace: str, choices, step_annotation, workers, scheduler, tick):
         raise DaydreamError(f"{trace}: no [memory] events on any rank")
     rank = max(peaks, key=peaks.get)
     src = next(s for s, d in zip(sources, found) if rank in d)
-    report = memory(load_rank(src, None, step_annotation), choices, step_annotation=step_annotation)
+    run_dir = _run_dir(src)
+    report = memory(run_dir if run_dir is not None else load_rank(src, None, step_annotation), choices,
+                    step_annotation=step_annotation)
     report.trace, report.rank, report.rank_peaks = trace, rank, peaks
     return report
 
 
 def validate_job(base: str, optimized: str, choices, step_annotation, workers, scheduler, tick) -> dict:
     """`validate` with a multi-rank BASE: OPTIMIZED's job step (its slowest rank; one trace: its
-    step) against BASE's job re-simulated coupled under the optimizations (CONTRACT.md keys)."""
+    step) against BASE's job re-simulated coupled under the optimizations (CONTRACT.md keys).
+    BASE and OPTIMIZED look unrelated only if BASE's slowest and fastest ranks both do: a slowed
+    rank runs work its peers do not (the straggler a what-if removes)."""
     from daydream.trace import load
     from daydream.validate import unrelated
     from daydream.job.sources import load_rank
     with open_job(base, step_annotation, workers, scheduler, tick) as job:
         data, _, _ = whatif_json(job, base, choices, "validate")
-        base_src, base_rank = job.sources[job.slowest], job.ranks[job.slowest]
+        compared = [(job.sources[p], job.ranks[p]) for p in dict.fromkeys((job.slowest, int(job.measured_ms.argmin())))]
         tick("base predicted")
         if is_job(optimized):
             with open_job(optimized, step_annotation, workers, scheduler, tick) as other:
@@ -167,7 +186,8 @@ def validate_job(base: str, optimized: str, choices, step_annotation, workers, s
             opt_trace = load(optimized, step_annotation)
             opt_ms = opt_trace.measured_ms
         tick("optimized loaded")
-        mismatch = unrelated(load_rank(base_src, base_rank, step_annotation), opt_trace)
+        mismatches = [unrelated(load_rank(s, r, step_annotation), opt_trace) for s, r in compared]
+        mismatch = mismatches[0] if all(mismatches) else []
     base_ms, replay_ms, pred_ms = data["measured_ms"], data["replay_ms"], data["predicted_ms"]
     return {
         "base": base, "optimized": optimized, "optimizations": data["optimizations"],
@@ -187,3 +207,13 @@ def slowest_timeline(trace: str, step_annotation, workers, scheduler, tick):
     with open_job(trace, step_annotation, workers, scheduler, tick) as job:
         timeline = job.timeline(job.slowest)
         return timeline.graph.trace, timeline, job.ranks[job.slowest]
+
+
+def suggest_of_job(result: dict, trace: str, rank: int) -> None:
+    """`suggest` on a job ranks optimizations of its slowest rank, alone (per-rank optimizations):
+    say so, and point the job-level what-ifs, which `suggest` skipped as needing a job, at `whatif`."""
+    result["rank"], result["ranks"] = rank, len(rank_sources(trace))
+    for k in result["skipped"]:
+        if k["name"].split(":")[0] in ("straggler", "world-size"):
+            k["why"] = (f"acts across the job's ranks, not on one: see `daydream whatif {trace} --opt {k['name']}`"
+                        " (suggest ranks the slowest rank's own optimizations)")

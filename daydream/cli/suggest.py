@@ -29,11 +29,15 @@ def suggest(trace, top, as_json, step_annotation, report, workers, scheduler):
     from daydream.cli import _job
     job = _job.is_job(trace)
     with progress(not as_json, 1 + (len(_job.rank_sources(trace)) if job else 0), "suggest: loading") as tick:
-        tr = _job.slowest_timeline(trace, step_annotation, workers, scheduler, tick)[0] if job else load(
-            trace, step_annotation)
+        if job:
+            tr, _, rank = _job.slowest_timeline(trace, step_annotation, workers, scheduler, tick)
+        else:
+            tr = load(trace, step_annotation)
         tick("loaded")
     with progress(not as_json, simulations(tr) + bool(report_path), "suggest") as tick:
         result = suggest_trace(tr, top, progress=tick)
+        if job:
+            _job.suggest_of_job(result, trace, rank)
         if report_path:
             from daydream.report.views_html import suggest_report
             suggest_report(result, report_path)
@@ -50,7 +54,9 @@ def _gib(b) -> str:
 
 def print_suggestions(out, s: dict) -> None:
     from daydream.cli._views import fitted_table
-    out.print(Text(f"{printable(s['trace'])}\n{printable(s['device'])}  steps={s['steps']}  measured {s['measured_ms']:.3f} ms/step  "
+    out.print(Text(f"{printable(s['trace'])}" + (f"  (rank {s['rank']}, the slowest of {s['ranks']}: its own "
+                                                 "optimizations)" if "rank" in s else "")
+                   + f"\n{printable(s['device'])}  steps={s['steps']}  measured {s['measured_ms']:.3f} ms/step  "
                    f"replay {s['replay_ms']:.3f} ms"))
     rows = [[str(i + 1), x["name"], f"{x['predicted_ms']:.3f}", f"{x['speedup']:.3f}x", _gib(x["memory_peak_bytes"])]
             for i, x in enumerate(s["suggestions"])]
