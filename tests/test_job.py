@@ -190,6 +190,26 @@ def test_reduction_equals_merged_graph_replay():
         assert (pred.coupled.arrive > REACHED).all()
 
 
+def test_an_archives_ranks_are_read_in_one_pass_per_job_pass(monkeypatch):
+    """Reading rank r of a .tar.gz alone inflates every member before it (N^2/2 for N ranks): a
+    job reads the archive once to list it, then once per pass over its ranks."""
+    from daydream.job import sources
+    from daydream.trace import reader
+    passes = []
+    real = reader.archive_members
+
+    def counted(*args, **kwargs):
+        passes.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sources, "archive_members", counted)
+    monkeypatch.setattr(reader, "archive_members", counted)  # read_member's passes
+    with Job(str(shared(DLRM))) as job:
+        assert len(job.ranks) == 8 and len(passes) == 2   # listing + loading, not 1 + 8
+        job.predict([parse_opt("straggler")])
+        assert len(passes) == 3                            # one more pass for the what-if
+
+
 def test_dask_local_cluster_gives_identical_results():
     pytest.importorskip("dask.distributed")
     path = str(shared(DLRM))

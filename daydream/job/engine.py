@@ -156,14 +156,13 @@ class _Dask:
 
     def map(self, fn, items: Iterable[tuple[int, tuple]], n: int, tick=None) -> list:
         """As _Serial.map, on the cluster: IN_FLIGHT_PER_WORKER tasks per worker submitted at a
-        time, the next taken from `items` as one finishes (an archive's member bytes travel with
-        their task, so only those in flight are held)."""
+        time, the next taken from `items` as one finishes; an archive member's bytes are scattered
+        to a worker with their task and released with it, so only those in flight are held."""
         from dask.distributed import as_completed
         items = iter(items)
         out, where = [None] * n, {}
+        held = {}  # task key -> the futures of the member bytes it reads
         done = as_completed()
-
-        held = {}  # task key -> the futures of the member bytes it reads, released with it
 
         def submit() -> None:
             nxt = next(items, None)
