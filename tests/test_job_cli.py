@@ -107,7 +107,8 @@ def test_validate_and_diff_on_a_local_cluster_match_in_process():
     r = run("diff", base, slow, "--json", "--workers", "0")
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
-    assert "the slowest" in d["base"] and d["step_delta_ms"] > 0  # slowed job: a longer step
+    assert (d["base"], d["base_rank"], d["other_rank"]) == (str(base), 0, 1)  # each job's slowest rank
+    assert d["step_delta_ms"] > 0  # the slowed job: a longer step
 
 
 def test_profile_suite_model_on_two_ranks_is_a_job(tmp_path):

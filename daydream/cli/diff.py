@@ -36,14 +36,16 @@ def diff(base, other, as_json, step_annotation, top, report, workers, scheduler)
         for path, what in ((base, "base"), (other, "other")):
             if path in jobs:  # the job's slowest rank, its coupled-replay timeline
                 tr, tl, rank = _job.slowest_timeline(path, step_annotation, workers, scheduler, tick)
-                side[what] = (tr, tl, f"{path} (rank {rank}, the slowest)")
+                side[what] = (tr, tl, rank)
             else:
                 tr = load(path, step_annotation)
                 side[what] = (tr, simulate(build_graph(tr)), None)
             tick(f"{what} loaded")
         (tb, lb, nb), (to, lo, no) = side["base"], side["other"]
         result = diff_traces(tb, to, lb, lo)
-        result.update({k: v for k, v in (("base", nb), ("other", no)) if v})
+        for key, path, rank in (("base", base, nb), ("other", other, no)):
+            if rank is not None:  # a job: its path, and which rank stands for it
+                result[key], result[f"{key}_rank"] = path, rank
         tick("compared")
         if report_path:
             from daydream.report.views_html import diff_report
@@ -57,8 +59,9 @@ def diff(base, other, as_json, step_annotation, top, report, workers, scheduler)
 
 def print_diff(out, d: dict, top: int = 10) -> None:
     from daydream.cli._views import abbreviate, fitted_table, kernel_label
-    out.print(Text(f"base  {printable(d['base'])}\n      {printable(d['base_device'])}"))
-    out.print(Text(f"other {printable(d['other'])}\n      {printable(d['other_device'])}"))
+    rank = lambda k: f" (rank {d[k + '_rank']}, the job's slowest)" if k + "_rank" in d else ""
+    out.print(Text(f"base  {printable(d['base'])}{rank('base')}\n      {printable(d['base_device'])}"))
+    out.print(Text(f"other {printable(d['other'])}{rank('other')}\n      {printable(d['other_device'])}"))
     out.print(Text(f"step time {d['base_ms']:.3f} → {d['other_ms']:.3f} ms  "
                    f"({d['step_delta_ms']:+.3f} ms, {d['step_delta_pct']:+.1f}%)"))
     if d["largest"]:
