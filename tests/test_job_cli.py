@@ -85,3 +85,59 @@ def test_a_corrupt_rank_is_one_line_even_from_a_dask_worker(tmp_path, workers):
     assert proc.stderr.strip().splitlines() == [
         f"daydream: error: {tmp_path / 'rank1.json.gz'}: truncated or corrupt gzip (compressed data ended before "
         "the end-of-stream marker); re-copy or re-record the trace"]
+
+
+def test_validate_and_diff_on_a_local_cluster_match_in_process():
+    """--workers on the other trace-reading commands: a real LocalCluster gives the same JSON."""
+    pytest.importorskip("dask.distributed")
+    from conftest import REPO
+    root = REPO / "traces" / "gloo_ddp_mlp"
+    if not root.exists():
+        pytest.skip("gloo corpus not present")
+    slow, base = root / "slow", root / "base"
+    out = {}
+    for workers in ("0", "2"):
+        r = run("validate", slow, base, "--opt", "straggler:ranks=1", "--json", "--workers", workers)
+        assert r.exit_code == 0, r.output
+        out[workers] = json.loads(r.output)
+    assert out["0"] == out["2"]
+    v = out["0"]
+    assert v["ranks"] == 2 and [p["rank"] for p in v["per_rank"]] == [0, 1]
+    assert v["predicted_ms"] < v["base_measured_ms"]  # the straggler fix shortens the slowed job
+    r = run("diff", base, slow, "--json", "--workers", "0")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert (d["base"], d["base_rank"], d["other_rank"]) == (str(base), 0, 1)  # each job's slowest rank
+    assert d["step_delta_ms"] > 0  # the slowed job: a longer step
+
+
+def test_profile_suite_model_on_two_ranks_is_a_job(tmp_path):
+    """`daydream profile --model tbd:NAME --ranks 2` records one run directory per rank (gloo DDP on
+    CPU); analyze reads them as one job and memory finds the rank with the highest peak."""
+    import subprocess
+    import sys
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", "from daydream.cli import main; main()", "profile", "--model",
+                           "tbd:transformer", "--ranks", "2", "--steps", "2", "--warmup", "1", "--time-steps", "1",
+                           "--out", str(out), "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads(proc.stdout)
+    assert info["ranks"] == 2 and sorted(p.name for p in out.iterdir()) == ["rank0", "rank1"]
+    r = run("analyze", out, "--json")
+    assert r.exit_code == 0, r.output
+    a = json.loads(r.output)
+    assert a["ranks"] == 2 and [p["rank"] for p in a["per_rank"]] == [0, 1]
+    assert {c["name"] for c in a["collectives"]} >= {"all_reduce"}
+    for p in a["per_rank"]:
+        assert p["replay_ms"] == pytest.approx(p["measured_ms"], rel=0.02)
+    # memory on the job: each rank's run directory read as `memory` reads one, the highest peak shown
+    from daydream.memory import memory
+    r = run("memory", out, "--json", "--workers", "0")
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.output)
+    each = {str(k): memory(out / f"rank{k}").as_json() for k in (0, 1)}
+    assert m["rank_peaks"] == {k: v["peak_bytes"] for k, v in each.items()}
+    top = each[str(m["rank"])]
+    assert (m["peak_bytes"], m["at_peak"]) == (top["peak_bytes"], top["at_peak"]) and m["peak_bytes"] == max(
+        v["peak_bytes"] for v in each.values())
+    assert m["at_peak"]["parameter"] > 0  # memory.json.gz: allocated before profiling began, too

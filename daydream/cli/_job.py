@@ -1,4 +1,5 @@
-"""`analyze` and `whatif` on a multi-rank TRACE: one job, its ranks coupled (daydream.job).
+"""The commands on a multi-rank TRACE: one job, its ranks coupled (daydream.job); `--workers N` /
+`--scheduler ADDRESS` say where the per-rank work runs (daydream.job.engine.executor).
 
 CONTRACT.md, "Multi-rank jobs": top-level figures are the job's, i.e. its slowest rank's (the rank
 with the longest measured step), computed from that rank's timeline in the coupled replay; `ranks`
@@ -6,6 +7,8 @@ counts them; `analyze --json` adds `per_rank`, `stragglers` and `collectives`, `
 `ranks` and `per_rank` ({rank, measured_ms, replay_ms, predicted_ms}).
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 from daydream.job.sources import rank_sources
 
@@ -109,3 +112,108 @@ def print_job_tables(out, result: dict) -> None:
                       "-" if r["busbw_gbps"] is None else f"{r['busbw_gbps']:.2f}",
                       "-" if r.get("busbw_pct_of_peak") is None else f"{r['busbw_pct_of_peak']:.1f}")
         out.print(c)
+
+
+def _run_dir(src) -> Path | None:
+    """The rank's `daydream profile` run directory, where it has the fuller memory record
+    (memory.json.gz: what was allocated before profiling began, with categories)."""
+    p = Path(src.path)
+    if src.member is None and p.name == "trace.json.gz" and (p.parent / "memory.json.gz").is_file():
+        return p.parent
+    return None
+
+
+def _memory_peaks(src, step_annotation) -> dict:
+    """A worker's part of `memory` on a job: {rank: peak bytes} of one rank's file (empty where it
+    recorded no [memory] events), from its run directory's memory.json.gz where it has one."""
+    from daydream.job.sources import load_rank
+    from daydream.memory import memory
+    from daydream.memory.kineto import from_trace_all_ranks
+    trace = load_rank(src, None, step_annotation)
+    run_dir = _run_dir(src)
+    if run_dir is not None:
+        return {trace.ranks[0]: int(memory(run_dir, step_annotation=step_annotation).peak_bytes)}
+    if trace.memory_events.empty:
+        return {}
+    return {r: int(tl.peak_bytes) for r, tl in from_trace_all_ranks(trace).items()}
+
+
+def memory_job(trace: str, choices, step_annotation, workers, scheduler, tick):
+    """`memory` on a multi-rank TRACE: every rank's peak found per rank (in this process or on the
+    Dask cluster, the archive read once), then the report of the rank with the highest peak
+    (`rank`, `rank_peaks`), from its run directory where `daydream profile` wrote one per rank."""
+    from daydream.errors import DaydreamError
+    from daydream.job.engine import executor
+    from daydream.job.sources import load_rank, streamed
+    from daydream.memory import memory
+    sources = rank_sources(trace)
+    ex = executor(len(sources), workers, scheduler)
+    try:
+        items = ((i, (s, step_annotation)) for i, s in streamed(enumerate(sources)))
+        found = ex.map(_memory_peaks, items, len(sources), (lambda: tick("rank read")) if tick else None)
+    finally:
+        ex.close()
+    peaks = {r: p for d in found for r, p in d.items()}
+    if not peaks:
+        raise DaydreamError(f"{trace}: no [memory] events on any rank")
+    rank = max(peaks, key=peaks.get)
+    src = next(s for s, d in zip(sources, found) if rank in d)
+    run_dir = _run_dir(src)
+    report = memory(run_dir if run_dir is not None else load_rank(src, None, step_annotation), choices,
+                    step_annotation=step_annotation)
+    report.trace, report.rank, report.rank_peaks = trace, rank, peaks
+    return report
+
+
+def validate_job(base: str, optimized: str, choices, step_annotation, workers, scheduler, tick) -> dict:
+    """`validate` with a multi-rank BASE: OPTIMIZED's job step (its slowest rank; one trace: its
+    step) against BASE's job re-simulated coupled under the optimizations (CONTRACT.md keys).
+    BASE and OPTIMIZED look unrelated only if BASE's slowest and fastest ranks both do: a slowed
+    rank runs work its peers do not (the straggler a what-if removes)."""
+    from daydream.trace import load
+    from daydream.validate import unrelated
+    from daydream.job.sources import load_rank
+    with open_job(base, step_annotation, workers, scheduler, tick) as job:
+        data, _, _ = whatif_json(job, base, choices, "validate")
+        compared = [(job.sources[p], job.ranks[p]) for p in dict.fromkeys((job.slowest, int(job.measured_ms.argmin())))]
+        tick("base predicted")
+        if is_job(optimized):
+            with open_job(optimized, step_annotation, workers, scheduler, tick) as other:
+                opt_ms = float(other.measured_ms.max())
+                other_src, other_rank = other.sources[other.slowest], other.ranks[other.slowest]
+            opt_trace = load_rank(other_src, other_rank, step_annotation)
+        else:
+            opt_trace = load(optimized, step_annotation)
+            opt_ms = opt_trace.measured_ms
+        tick("optimized loaded")
+        mismatches = [unrelated(load_rank(s, r, step_annotation), opt_trace) for s, r in compared]
+        mismatch = mismatches[0] if all(mismatches) else []
+    base_ms, replay_ms, pred_ms = data["measured_ms"], data["replay_ms"], data["predicted_ms"]
+    return {
+        "base": base, "optimized": optimized, "optimizations": data["optimizations"],
+        "base_measured_ms": base_ms, "base_replay_ms": replay_ms, "optimized_measured_ms": round(opt_ms, 6),
+        "predicted_ms": pred_ms,
+        "measured_speedup": round(base_ms / opt_ms, 6) if opt_ms > 0 else None,
+        "predicted_speedup": round(replay_ms / pred_ms, 6) if pred_ms > 0 else None,
+        "error_pct": round(100 * abs(pred_ms - opt_ms) / opt_ms, 4) if opt_ms > 0 else None,
+        "notes": data["notes"], "ranks": data["ranks"], "per_rank": data["per_rank"],
+        "warnings": [f"BASE and OPTIMIZED look unrelated: {w}" for w in mismatch],
+    }
+
+
+def slowest_timeline(trace: str, step_annotation, workers, scheduler, tick):
+    """(the job's slowest rank's trace, its timeline in the coupled replay, its rank), for the
+    commands that compare or rank one timeline (`diff`, `suggest`)."""
+    with open_job(trace, step_annotation, workers, scheduler, tick) as job:
+        timeline = job.timeline(job.slowest)
+        return timeline.graph.trace, timeline, job.ranks[job.slowest]
+
+
+def suggest_of_job(result: dict, trace: str, rank: int) -> None:
+    """`suggest` on a job ranks optimizations of its slowest rank, alone (per-rank optimizations):
+    say so, and point the job-level what-ifs, which `suggest` skipped as needing a job, at `whatif`."""
+    result["rank"], result["ranks"] = rank, len(rank_sources(trace))
+    for k in result["skipped"]:
+        if k["name"].split(":")[0] in ("straggler", "world-size"):
+            k["why"] = (f"acts across the job's ranks, not on one: see `daydream whatif {trace} --opt {k['name']}`"
+                        " (suggest ranks the slowest rank's own optimizations)")

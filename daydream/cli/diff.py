@@ -5,7 +5,8 @@ import click
 from rich.text import Text
 
 from daydream.cli import main
-from daydream.cli._common import emit_json, json_option, output_path, progress, step_option, stdout_console
+from daydream.cli._common import (emit_json, json_option, output_path, progress, scheduler_option, step_option,
+                                  stdout_console, workers_option)
 from daydream.graph import build_graph
 from daydream.names import printable
 
@@ -18,20 +19,33 @@ from daydream.names import printable
 @click.option("--top", default=10, show_default=True, type=click.IntRange(1, 10000),
               help="rows per table in the terminal (--json lists all)")
 @click.option("--report", default=None, metavar="OUT.html", help="write an HTML report of the differences")
-def diff(base, other, as_json, step_annotation, top, report):
+@workers_option
+@scheduler_option
+def diff(base, other, as_json, step_annotation, top, report, workers, scheduler):
     """Step time, phases, operators and kernels of OTHER against BASE, ranked by their
-    contribution to the step-time change (critical-path time per step)."""
+    contribution to the step-time change (critical-path time per step). A multi-rank BASE or OTHER
+    is its job's slowest rank, at its times in the coupled replay."""
     from daydream.diff import diff as diff_traces
     from daydream.sim import simulate
     from daydream.trace import load
     report_path = output_path(report, (".html",), inputs=(base, other))
-    with progress(not as_json, 3 + bool(report_path), "diff") as tick:
-        tb = load(base, step_annotation)
-        tick("base loaded")
-        to = load(other, step_annotation)
-        tick("other loaded")
-        lb, lo = simulate(build_graph(tb)), simulate(build_graph(to))
+    from daydream.cli import _job
+    jobs = [p for p in (base, other) if _job.is_job(p)]
+    with progress(not as_json, 3 + bool(report_path) + sum(len(_job.rank_sources(p)) for p in jobs), "diff") as tick:
+        side = {}
+        for path, what in ((base, "base"), (other, "other")):
+            if path in jobs:  # the job's slowest rank, its coupled-replay timeline
+                tr, tl, rank = _job.slowest_timeline(path, step_annotation, workers, scheduler, tick)
+                side[what] = (tr, tl, rank)
+            else:
+                tr = load(path, step_annotation)
+                side[what] = (tr, simulate(build_graph(tr)), None)
+            tick(f"{what} loaded")
+        (tb, lb, nb), (to, lo, no) = side["base"], side["other"]
         result = diff_traces(tb, to, lb, lo)
+        for key, path, rank in (("base", base, nb), ("other", other, no)):
+            if rank is not None:  # a job: its path, and which rank stands for it
+                result[key], result[f"{key}_rank"] = path, rank
         tick("compared")
         if report_path:
             from daydream.report.views_html import diff_report
@@ -45,8 +59,9 @@ def diff(base, other, as_json, step_annotation, top, report):
 
 def print_diff(out, d: dict, top: int = 10) -> None:
     from daydream.cli._views import abbreviate, fitted_table, kernel_label
-    out.print(Text(f"base  {printable(d['base'])}\n      {printable(d['base_device'])}"))
-    out.print(Text(f"other {printable(d['other'])}\n      {printable(d['other_device'])}"))
+    rank = lambda k: f" (rank {d[k + '_rank']}, the job's slowest)" if k + "_rank" in d else ""
+    out.print(Text(f"base  {printable(d['base'])}{rank('base')}\n      {printable(d['base_device'])}"))
+    out.print(Text(f"other {printable(d['other'])}{rank('other')}\n      {printable(d['other_device'])}"))
     out.print(Text(f"step time {d['base_ms']:.3f} → {d['other_ms']:.3f} ms  "
                    f"({d['step_delta_ms']:+.3f} ms, {d['step_delta_pct']:+.1f}%)"))
     if d["largest"]:

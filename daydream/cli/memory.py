@@ -8,7 +8,7 @@ from daydream.names import NOTE_CHARS, escape_markup as escape, printable
 import orjson
 
 from daydream.cli import main
-from daydream.cli._common import device_option
+from daydream.cli._common import device_option, progress, scheduler_option, workers_option
 from daydream.cli._common import print_whole
 
 
@@ -20,14 +20,22 @@ from daydream.cli._common import print_whole
 @click.option("--report", "report_path", type=click.Path(), help="write a self-contained HTML page")
 @click.option("--step-annotation", default=None, help="annotation that marks a step (default ProfilerStep#N)")
 @device_option
-def memory_cmd(trace, opts, as_json, report_path, step_annotation):
+@workers_option
+@scheduler_option
+def memory_cmd(trace, opts, as_json, report_path, step_annotation, workers, scheduler):
     """Memory breakdown at the peak and over time, measured and predicted."""
     from daydream.memory import memory
     from daydream.opts import parse_opt
     from daydream.cli._common import output_path
     choices = [parse_opt(o) for o in opts]  # reject bad --opt before reading the trace
     report_path = output_path(report_path, (".html",), inputs=(trace,))
-    report = memory(trace, choices, step_annotation=step_annotation)
+    from daydream.cli import _job
+    if _job.is_job(trace):  # every rank's peak found per rank, possibly on a Dask cluster
+        with progress(not as_json, len(_job.rank_sources(trace)) + 1, "memory") as tick:
+            report = _job.memory_job(trace, choices, step_annotation, workers, scheduler, tick)
+            tick("report")
+    else:
+        report = memory(trace, choices, step_annotation=step_annotation)
     if report_path:
         from daydream.memory.report import write_html
         write_html(report, report_path)

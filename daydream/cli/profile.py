@@ -64,17 +64,32 @@ def _print_summary(info: dict, title: str) -> None:
 @click.option("--fused", is_flag=True, help="fused optimizer kernels instead of foreach")
 @click.option("--checkpointing", is_flag=True, help="activation checkpointing over the model's blocks")
 @click.option("--no-stack", is_flag=True, help="trace without Python stacks (smaller; the memory timeline then comes from one extra step)")
+@click.option("--ranks", type=click.IntRange(min=1), default=1, show_default=True,
+              help="with --model: train it data-parallel (DDP; gloo on CPU) on N ranks under torchrun, one run "
+                   "directory per rank in OUT/rank<R>")
 @click.option("--out", type=click.Path(file_okay=False), help="run directory to write (default runs/NAME-TIME)")
 @click.option("--json", "as_json", is_flag=True, help="print run.json (plus run_dir) as one JSON object")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def profile(model, device, batch_size, steps, warmup, time_steps, amp, amp_dtype, size, workers, fused, checkpointing,
-            no_stack, out, as_json, command):
+            no_stack, ranks, out, as_json, command):
     """Profile a TBD model (--model tbd:NAME) or an unmodified script (-- python train.py ARGS).
 
     Writes a run directory: trace.json.gz, run.json and memory.json.gz.
     """
     if model and command:
         raise DaydreamError("give either --model or a command after `--`, not both")
+    if ranks > 1 and not model:
+        raise DaydreamError("--ranks goes with --model; launch a script on N ranks with "
+                            "`daydream profile -- torchrun --nproc_per_node N train.py`")
+    if model and ranks > 1:
+        from daydream.profile.ranks import profile_model_ranks
+        code, info = profile_model_ranks(model, ranks, device=device, batch_size=batch_size, steps=steps,
+                                         warmup=warmup, time_steps=time_steps, amp=amp_dtype if amp else False,
+                                         out_dir=out, size=size, workers=workers, fused=fused,
+                                         checkpointing=checkpointing, with_stack=not no_stack,
+                                         stdout=sys.stderr if as_json else None, progress=not as_json)
+        return _finish_script(code, info, as_json, ["torchrun", "-m", "daydream.profile.ranks", model], warmup,
+                              steps, time_steps, f"daydream profile {model} on {ranks} ranks")
     if model:
         from daydream.profile import profile_model
         info = profile_model(model, device=device, batch_size=batch_size, steps=steps, warmup=warmup,
@@ -94,13 +109,21 @@ def profile(model, device, batch_size, steps, warmup, time_steps, amp, amp_dtype
     code, info = profile_script(list(command), steps=steps, warmup=warmup, out_dir=out,
                                 with_stack=not no_stack, stdout=sys.stderr if as_json else None,
                                 time_steps=time_steps, progress=not as_json)
+    _finish_script(code, info, as_json, list(command), warmup, steps, time_steps,
+                   f"daydream profile {' '.join(info['command'])}" if info else "")
+
+
+def _finish_script(code, info, as_json, command, warmup, steps, time_steps, title) -> None:
+    """Report a profiled child run and exit with its status (as a shell would)."""
     if info is None:
         from daydream.profile.script import no_run_message
-        click.echo(f"daydream: {no_run_message(list(command), code, warmup, steps, time_steps)}", err=True)
+        click.echo(f"daydream: {no_run_message(command, code, warmup, steps, time_steps)}", err=True)
     elif as_json:
         click.echo(orjson.dumps({**info, "exit_code": code}).decode())
     else:
-        _print_summary(info, f"daydream profile {' '.join(info['command'])}")
+        _print_summary(info, title)
+        if info.get("ranks"):
+            click.echo(f"{info['ranks']} ranks, one run directory each: {', '.join(info['rank_dirs'])}")
     if code < 0:  # killed by signal N: report it the way a shell does
         code = 128 - code
     if code == 0 and info is None:

@@ -5,8 +5,8 @@ import click
 from rich.text import Text
 
 from daydream.cli import main
-from daydream.cli._common import (emit_json, json_option, output_path, progress, step_option, stdout_console,
-                                  trace_argument)
+from daydream.cli._common import (emit_json, json_option, output_path, progress, scheduler_option, step_option,
+                                  stdout_console, trace_argument, workers_option)
 from daydream.names import printable
 
 
@@ -17,17 +17,27 @@ from daydream.names import printable
 @json_option
 @step_option
 @click.option("--report", default=None, metavar="OUT.html", help="write an HTML report of the suggestions")
-def suggest(trace, top, as_json, step_annotation, report):
+@workers_option
+@scheduler_option
+def suggest(trace, top, as_json, step_annotation, report, workers, scheduler):
     """Simulate every applicable optimization (defaults, parameter variants and the best pairs),
-    rank them by predicted step time and say why each helps or not."""
+    rank them by predicted step time and say why each helps or not. On a multi-rank TRACE: for
+    the job's slowest rank (found by the coupled replay; its step is the job's)."""
     from daydream.suggest import simulations, suggest as suggest_trace
     from daydream.trace import load
     report_path = output_path(report, (".html",), inputs=(trace,))
-    with progress(not as_json, 1, "suggest: loading") as tick:
-        tr = load(trace, step_annotation)
+    from daydream.cli import _job
+    job = _job.is_job(trace)
+    with progress(not as_json, 1 + (len(_job.rank_sources(trace)) if job else 0), "suggest: loading") as tick:
+        if job:
+            tr, _, rank = _job.slowest_timeline(trace, step_annotation, workers, scheduler, tick)
+        else:
+            tr = load(trace, step_annotation)
         tick("loaded")
     with progress(not as_json, simulations(tr) + bool(report_path), "suggest") as tick:
         result = suggest_trace(tr, top, progress=tick)
+        if job:
+            _job.suggest_of_job(result, trace, rank)
         if report_path:
             from daydream.report.views_html import suggest_report
             suggest_report(result, report_path)
@@ -44,7 +54,9 @@ def _gib(b) -> str:
 
 def print_suggestions(out, s: dict) -> None:
     from daydream.cli._views import fitted_table
-    out.print(Text(f"{printable(s['trace'])}\n{printable(s['device'])}  steps={s['steps']}  measured {s['measured_ms']:.3f} ms/step  "
+    out.print(Text(f"{printable(s['trace'])}" + (f"  (rank {s['rank']}, the slowest of {s['ranks']}: its own "
+                                                 "optimizations)" if "rank" in s else "")
+                   + f"\n{printable(s['device'])}  steps={s['steps']}  measured {s['measured_ms']:.3f} ms/step  "
                    f"replay {s['replay_ms']:.3f} ms"))
     rows = [[str(i + 1), x["name"], f"{x['predicted_ms']:.3f}", f"{x['speedup']:.3f}x", _gib(x["memory_peak_bytes"])]
             for i, x in enumerate(s["suggestions"])]

@@ -5,7 +5,8 @@ import click
 from rich.table import Table
 
 from daydream.cli import main
-from daydream.cli._common import stdout_console, device_option, emit_json, json_option, progress, step_option
+from daydream.cli._common import (stdout_console, device_option, emit_json, json_option, progress, scheduler_option,
+                                  step_option, workers_option)
 from daydream.opts.params import parse_opt
 from daydream.names import NOTE_CHARS, escape_markup
 from daydream.trace import load
@@ -21,15 +22,23 @@ from daydream.cli._common import print_whole
 @json_option
 @step_option
 @device_option
-def validate(base, optimized, opts, as_json, step_annotation):
+@workers_option
+@scheduler_option
+def validate(base, optimized, opts, as_json, step_annotation, workers, scheduler):
     """Predict OPTIMIZED's step time from BASE under --opt and compare with what OPTIMIZED measured."""
     choices = [parse_opt(o) for o in opts]
-    with progress(not as_json, 5, "validate") as tick:
-        base_tr = load(base, step_annotation)
-        tick("base loaded")
-        opt_tr = load(optimized, step_annotation)
-        tick("optimized loaded")
-        data = run_validate(base_tr, opt_tr, choices, progress=tick)
+    from daydream.cli import _job
+    if _job.is_job(base):  # BASE's job re-simulated coupled, per-rank work where --workers says
+        n = len(_job.rank_sources(base)) * 2 + 2 + (len(_job.rank_sources(optimized)) if _job.is_job(optimized) else 0)
+        with progress(not as_json, n, "validate") as tick:
+            data = _job.validate_job(base, optimized, choices, step_annotation, workers, scheduler, tick)
+    else:
+        with progress(not as_json, 5, "validate") as tick:
+            base_tr = load(base, step_annotation)
+            tick("base loaded")
+            opt_tr = load(optimized, step_annotation)
+            tick("optimized loaded")
+            data = run_validate(base_tr, opt_tr, choices, progress=tick)
     if as_json:
         emit_json(data)
         return

@@ -11,6 +11,10 @@ cluster (`scheduler=ADDRESS`, whose workers must see the same paths). Without ei
 AUTO_CLUSTER_RANKS ranks or more start a local cluster of one worker per core (up to 8) when the
 machine has at least 4 cores; smaller jobs stay in process.
 
+Ranks come to the executor as a stream (daydream.job.sources.streamed): an archive is read once,
+front to back, and each rank's member bytes go to its task as they are inflated, a bounded number
+of tasks in flight, so neither this process nor the cluster ever holds every rank's events.
+
 Ranks are stateless on workers: a second pass (optimizations that need the whole job's figures,
 such as `straggler`, or the timeline of one rank) reloads the rank's file rather than keeping every
 rank's graph in memory.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
@@ -28,13 +33,14 @@ from daydream.job.collectives import (Matching, RankCollectives, collective_task
                                       wire_cpu_waits)
 from daydream.job.couple import Coupled, Participants, clock_offsets, recorded_transfer, solve
 from daydream.job.reduce import REACHED, summarize
-from daydream.job.sources import RankSource, load_rank, rank_sources
+from daydream.job.sources import RankSource, load_rank, rank_sources, streamed
 from daydream.opts.context import Context
 from daydream.opts.params import OptChoice
 from daydream.sim import Timeline, simulate
 from daydream.graph import build_graph
 
 AUTO_CLUSTER_RANKS = 256
+IN_FLIGHT_PER_WORKER = 4  # tasks queued per worker: enough to keep it busy while results come back
 
 
 @dataclass
@@ -108,10 +114,11 @@ def rank_timeline(src: RankSource, rank: int, step_annotation, opts, job, arrive
 
 
 class _Serial:
-    def map(self, fn, args: list[tuple], tick=None) -> list:
-        out = []
-        for a in args:
-            out.append(fn(*a))
+    def map(self, fn, items: Iterable[tuple[int, tuple]], n: int, tick=None) -> list:
+        """fn(*args) of each (position, args) of `items`, by position (0..n-1), one at a time."""
+        out = [None] * n
+        for k, a in items:
+            out[k] = fn(*a)
             if tick:
                 tick()
         return out
@@ -140,21 +147,46 @@ class _Dask:
             if scheduler:
                 self.client = Client(scheduler, timeout="20s")
             else:
+                # ":0": any free port (None means 8787, and a warning on stderr when another cluster has it)
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                            dashboard_address=None, silence_logs=logging.CRITICAL)
+                                            dashboard_address=":0", silence_logs=logging.CRITICAL)
                 self.client = Client(self.cluster)
         except (OSError, TimeoutError, ValueError) as exc:
             raise DaydreamError(f"cannot reach the Dask scheduler {scheduler or '(local cluster)'}: {exc}") from None
 
-    def map(self, fn, args: list[tuple], tick=None) -> list:
+    def map(self, fn, items: Iterable[tuple[int, tuple]], n: int, tick=None) -> list:
+        """As _Serial.map, on the cluster: IN_FLIGHT_PER_WORKER tasks per worker submitted at a
+        time, the next taken from `items` as one finishes; an archive member's bytes are scattered
+        to a worker with their task and released with it, so only those in flight are held."""
         from dask.distributed import as_completed
-        futures = [self.client.submit(fn, *a, pure=False) for a in args]
-        for f in as_completed(futures):
-            if f.status == "error":
-                f.result()  # raises the worker's exception here (a DaydreamError stays one)
+        items = iter(items)
+        out, where = [None] * n, {}
+        held = {}  # task key -> the futures of the member bytes it reads
+        done = as_completed()
+
+        def submit() -> None:
+            nxt = next(items, None)
+            if nxt is not None:
+                # Member bytes go straight to a worker (scatter), not into the task's spec, which
+                # the scheduler in this process would keep.
+                data = [self.client.scatter(a, direct=True, hash=False) if getattr(a, "data", None) is not None
+                        else None for a in nxt[1]]
+                f = self.client.submit(fn, *(d if d is not None else a for d, a in zip(data, nxt[1])), pure=False)
+                where[f.key] = nxt[0]
+                held[f.key] = [d for d in data if d is not None]
+                done.add(f)
+
+        for _ in range(IN_FLIGHT_PER_WORKER * max(len(self.client.scheduler_info()["workers"]), 1)):
+            submit()
+        for f in done:
+            out[where.pop(f.key)] = f.result()  # a worker's exception is raised here (a DaydreamError stays one)
+            for d in held.pop(f.key):
+                d.release()
+            f.release()
             if tick:
                 tick()
-        return self.client.gather(futures)
+            submit()
+        return out
 
     def call(self, fn, *args):
         return self.client.submit(fn, *args, pure=False).result()
@@ -213,8 +245,7 @@ class Job:
 
     # -- the recorded job and its coupled replay -----------------------------------------------
     def _load(self):
-        args = [(s, None, self.step_annotation, [], None) for s in self.sources]
-        results = self._exec.map(rank_pass, args, self._tick("rank loaded"))
+        results = self._each_rank(lambda pos: None, [], None, "rank loaded")
         summaries = [r[0] for r in results]
         claimed = [s.rank for s in summaries]
         self.notes = []
@@ -235,6 +266,12 @@ class Job:
         self.rec_start, self.rec_end, self.transfer = recorded_transfer(self.summaries, self.matching, self.parts,
                                                                         self.offsets)
         self.replay = solve(self.summaries, self.matching, self.parts, self.transfer, self.offsets)
+
+    def _each_rank(self, rank_of, opts, job, what: str) -> list:
+        """rank_pass of every source, by position; an archive read once (sources.streamed)."""
+        items = ((pos, (src, rank_of(pos), self.step_annotation, opts, job))
+                 for pos, src in streamed(enumerate(self.sources)))
+        return self._exec.map(rank_pass, items, len(self.sources), self._tick(what))
 
     def _tick(self, what: str):
         if self._progress is None:
@@ -272,8 +309,8 @@ class Job:
         per_rank = [o for o in opts if o not in job_level]
         if per_rank:
             job = self.info()
-            args = [(s, r, self.step_annotation, per_rank, job) for s, r in zip(self.sources, self.ranks)]
-            results = self._exec.map(rank_pass, args, self._tick("rank predicted"))
+            ranks = self.ranks
+            results = self._each_rank(lambda pos: ranks[pos], per_rank, job, "rank predicted")
             predicted = [r[1] for r in results]
             notes = list(dict.fromkeys(n for r in results for n in r[2] if n not in self.notes))
         else:

@@ -24,6 +24,7 @@ from daydream.trace import fast
 _GZIP = b"\x1f\x8b"
 _IN_CHUNK = 4 << 20    # compressed bytes read at a time
 _OUT_CHUNK = 64 << 20  # most bytes inflated at a time: the cap is checked between pieces
+_TAR_CHUNK = 1 << 20   # the same, for a tar archive read as a stream
 
 # Input limits (docs/api.md, "Input limits"). Far above any real trace we know of: the largest
 # shared trace (kineto/resnet50_v100) holds 35 MB of JSON and 75,718 events, the largest we have
@@ -100,9 +101,9 @@ def _corrupt(name: str, why) -> DaydreamError:
     return DaydreamError(f"{name}: truncated or corrupt gzip ({why}); re-copy or re-record the trace")
 
 
-def _inflated(first: bytes, read, name: str, limits: Limits):
+def _inflated(first: bytes, read, name: str, limits: Limits, out_chunk: int = _OUT_CHUNK):
     """The output of a gzip stream (one member or several, back to back), in pieces of at most
-    _OUT_CHUNK bytes, each counted against the byte cap before it is handed on: a small file that
+    `out_chunk` bytes, each counted against the byte cap before it is handed on: a small file that
     inflates to terabytes is refused once the cap is reached, holding at most one piece more.
 
     zlib-ng inflates twice as fast as zlib here (0.31 s against 0.67 s for 172 MB)."""
@@ -110,7 +111,7 @@ def _inflated(first: bytes, read, name: str, limits: Limits):
     data = first
     while True:
         try:
-            piece = d.decompress(data, _OUT_CHUNK)
+            piece = d.decompress(data, out_chunk)
         except zlib_ng.error as exc:
             raise _corrupt(name, exc) from None
         if piece:
@@ -147,10 +148,12 @@ def _gunzip(first: bytes, read, name: str, limits: Limits) -> bytes | bytearray:
 
 
 class _InflatingReader:
-    """A gzip stream as a read-only file (for tarfile's stream mode): inflated as it is read."""
+    """A gzip stream as a read-only file (for tarfile's stream mode): inflated as it is read, in
+    pieces of _TAR_CHUNK (tarfile asks for a member at a time; 64 MB pieces made a pass over a
+    large archive peak at 125 MB of buffers)."""
 
     def __init__(self, f, name: str, limits: Limits):
-        self._pieces = _inflated(f.read(_IN_CHUNK), f.read, name, limits)
+        self._pieces = _inflated(f.read(_IN_CHUNK), f.read, name, limits, _TAR_CHUNK)
         self._buf = memoryview(b"")
 
     def read(self, n: int = -1) -> bytes:
@@ -268,15 +271,17 @@ def read_path(path: str | Path, limits: Limits | None = None) -> list[RawTrace]:
     return [RawTrace(str(p), _rank_of(meta, 0), meta, events)]
 
 
-def archive_members(p: str | Path, limits: Limits | None = None, read=lambda name: True):
+def archive_members(p: str | Path, limits: Limits | None = None, read=lambda name: True, hold: bool = True):
     """(name, bytes, link target) of every trace member of a tar archive (gzipped or not), in
     archive order, in one forward pass: never a seek back into a gzip stream, each member read
     once. Members for which `read(name)` is false are listed with None (not read). A hard link is
     given the bytes of the member it links to (tar stores the file once, then links) and that
     member's name; a hard link to anything else, and a symbolic link (its target may lie
-    outside), are refused."""
+    outside), are refused. With hold=False the members' bytes are not kept for links that may
+    follow (a hard link then comes with None: read its target with `read_member`), so a pass over
+    a large archive holds one member at a time."""
     p, limits = Path(p), limits or Limits()
-    kept = {}  # member name -> its bytes, for the hard links that may follow
+    kept = {}  # member name -> its bytes (None unless held), for the hard links that may follow
     try:
         with open(p, "rb") as f:
             gzipped = f.read(2) == _GZIP
@@ -305,7 +310,7 @@ def archive_members(p: str | Path, limits: Limits | None = None, read=lambda nam
                         else:
                             limits.take_bytes(m.size, name)
                         data = tar.extractfile(m).read()
-                    kept[m.name] = data
+                    kept[m.name] = data if hold else None
                     yield m.name, data, (m.linkname if m.islnk() else None)
     except (tarfile.TarError, EOFError) as exc:
         raise DaydreamError(f"{p}: unreadable tar archive ({exc})") from None
