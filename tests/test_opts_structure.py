@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,11 +106,11 @@ def test_dataloader_resnet50_v100_pair_within_ten_percent():
 
 
 # --- fused optimizer ---------------------------------------------------------------------------
-def _optimizer_trace(tmp_path):
+def _optimizer_trace(tmp_path, rows=1000):
     b = CpuBuilder()
     b.annotation("ProfilerStep#0", 0, 1000)
     b.op("aten::mm", 0, 300)
-    b.op("torch::autograd::AccumulateGrad", 300, 10, **{"Input Dims": [[1000, 1000]], "Input type": ["float"]})
+    b.op("torch::autograd::AccumulateGrad", 300, 10, **{"Input Dims": [[rows, 1000]], "Input type": ["float"]})
     b.annotation("Optimizer.step#Adam.step", 400, 600)
     # the step count += 1 (0-dim tensor, adds 1): a fused Adam runs it too
     b.op("aten::add_", 400, 10, **{"Input Dims": [[], []], "Input type": ["float", "Scalar"],
@@ -132,6 +133,32 @@ def test_fused_optimizer_cpu_exact(tmp_path):
     fused = min(20 * US + moved / bw * 1e9, 480 * US)
     want = (1000 * US - 480 * US + round(fused)) / 1e6
     assert predicted(path, "fused-optimizer") == pytest.approx(want, abs=1e-6)
+
+
+def test_fused_optimizer_cpu_streams_a_cache_sized_update_at_the_calibrated_rate(tmp_path):
+    """With a calibration, an update whose working set is no larger than the calibrated cast's
+    (2**20 elements x 6 bytes) runs at cast_bytes_per_s; a larger one at the DRAM rate."""
+    import gzip
+    import json
+
+    from daydream.opts.fused_optimizer import CALIBRATION_CAST_BYTES
+    from daydream.profile.calibrate import CAST_ELEMENTS
+    assert CALIBRATION_CAST_BYTES == CAST_ELEMENTS * 6
+    dev = hardware.cpu_device()
+    rate = 50e9
+    for rows, cached in ((200, True), (1000, False)):
+        run = tmp_path / f"run{rows}"
+        run.mkdir()
+        (run / "trace.json.gz").write_bytes(gzip.compress(Path(_optimizer_trace(tmp_path, rows)).read_bytes()))
+        (run / "run.json").write_text(json.dumps({"schema": "daydream.run/1", "device": "cpu", "batch_size": 1,
+                                                  "settings": {"threads": 1},
+                                                  "calibration": {"cast_bytes_per_s": rate}}))
+        moved = rows * 1000 * 4 * 7
+        assert (moved <= CALIBRATION_CAST_BYTES) is cached
+        bw = rate if cached else min(dev.mem_bw, 12e9)
+        fused = min(20 * US + moved / bw * 1e9, 480 * US)
+        want = (1000 * US - 480 * US + round(fused)) / 1e6
+        assert predicted(str(run), "fused-optimizer") == pytest.approx(want, abs=1e-6)
 
 
 def test_fused_optimizer_resnet50_v100_drops_optimizer_time():
