@@ -363,3 +363,58 @@ def test_checkpointing_recompute_lands_in_backward_not_other():
     base, pred = phase_breakdown(w.base), phase_breakdown(w.predicted)
     assert pred["other"] == pytest.approx(base["other"], abs=0.01)
     assert pred["backward"] - base["backward"] == pytest.approx(w.predicted_ms - w.replay_ms, rel=0.01)
+
+
+# --- batch size: PyTorch's CPU convolution dispatch ----------------------------------------------
+def _slow_conv_run(tmp_path, calibration=True):
+    """A CPU run at batch 8, one thread: a 1x1 conv forward (300 us) and backward (400 us) on the
+    native _slow_conv2d path, a mul (100 us); run.json with an fp32 GEMM calibration."""
+    import gzip
+    b = CpuBuilder()
+    b.annotation("ProfilerStep#0", 0, 1000)
+    b.annotation("daydream:forward", 0, 400)
+    b.op("aten::_slow_conv2d_forward", 0, 300, **{
+        "Input Dims": [[8, 16, 8, 8], [32, 16, 1, 1], [], [], [], []],
+        "Input type": ["float", "float", "ScalarList", "", "ScalarList", "ScalarList"],
+        "Concrete Inputs": ["", "", "[1, 1]", "", "[1, 1]", "[0, 0]"]})
+    b.op("aten::mul", 300, 100, **{"Input Dims": [[8, 32, 8, 8], []], "Input type": ["float", "Scalar"]})
+    b.annotation("daydream:backward", 400, 600)
+    b.op("aten::_slow_conv2d_backward", 400, 400, **{
+        "Input Dims": [[8, 32, 8, 8], [8, 16, 8, 8], [32, 16, 1, 1], [], [], [], []],
+        "Input type": ["float", "float", "float", "ScalarList", "ScalarList", "ScalarList", "ScalarList"],
+        "Concrete Inputs": ["", "", "", "[1, 1]", "[1, 1]", "[0, 0]", "[True, True, False]"]})
+    run = tmp_path / "run"
+    run.mkdir()
+    b.write(tmp_path / "t.json")
+    (run / "trace.json.gz").write_bytes(gzip.compress((tmp_path / "t.json").read_bytes()))
+    info = {"schema": "daydream.run/1", "device": "cpu", "batch_size": 8, "settings": {"threads": 1}}
+    if calibration:
+        info["calibration"] = {"cpu_int8_linear": {"fp32_call_us": 2.0, "ref_fp32_us": 2.0 + 2 * 128 * 256 * 256 / 1e5}}
+    (run / "run.json").write_text(json.dumps(info))
+    return run
+
+
+def test_batch_size_moves_native_1x1_convs_to_onednn_when_the_batch_reaches_16(tmp_path):
+    from daydream.opts.batch_size import MKLDNN_MIN_BATCH
+    assert MKLDNN_MIN_BATCH == 16
+    run = _slow_conv_run(tmp_path)
+    base = whatif(load(run), []).predicted_ms
+    # calibration: c = 2 us, R = 1e5 FLOP/us (100 GFLOP/s). At batch 16 a 1x1 conv is a GEMM of
+    # f = 2 x 16 x 8 x 8 x 16 x 32 FLOPs: forward one GEMM, backward two (grad_input, grad_weight)
+    f = 2 * 16 * 8 * 8 * 16 * 32
+    gemm_us = 2.0 + f / 1e5
+    w = whatif(load(run), ["batch-size:factor=2"])
+    want = base - (300 + 400 + 100) / 1e3 + (gemm_us + 2 * gemm_us + 2 * 100) / 1e3
+    assert w.predicted_ms == pytest.approx(want, abs=1e-5)
+    assert any("move to oneDNN" in n for n in w.notes)
+    # batch 12 stays below 16: the native path, scaled by F like other tensor work
+    w = whatif(load(run), ["batch-size:factor=1.5"])
+    assert w.predicted_ms == pytest.approx(base + 0.5 * (300 + 400 + 100) / 1e3, abs=1e-5)
+    assert not any("oneDNN" in n for n in w.notes)
+
+
+def test_batch_size_without_a_gemm_calibration_scales_native_convs_by_f(tmp_path):
+    run = _slow_conv_run(tmp_path, calibration=False)
+    base = whatif(load(run), []).predicted_ms
+    w = whatif(load(run), ["batch-size:factor=2"])
+    assert w.predicted_ms == pytest.approx(base + (300 + 400 + 100) / 1e3, abs=1e-5)
