@@ -115,10 +115,11 @@ def slow_conv_switch(graph, info, factor: float, seg: np.ndarray, run: dict | No
     if not tasks:
         return np.empty(0, np.int64), np.empty(0), ""
     tasks, new = np.concatenate(tasks), np.concatenate(new)
-    note = (f"batch-size: {len(np.unique(info.op[tasks]))} native-path 1x1 convolution ops cross batch "
-            f"{MKLDNN_MIN_BATCH} and move to oneDNN (PyTorch's CPU dispatch), priced as GEMMs on the run's "
+    steps = max(int(getattr(tr, "steps", 1) or 1), 1)
+    note = (f"batch-size: {len(np.unique(info.op[tasks])) / steps:g} native-path 1x1 convolution ops a step cross "
+            f"batch {MKLDNN_MIN_BATCH} and move to oneDNN (PyTorch's CPU dispatch), priced as GEMMs on the run's "
             f"calibrated fp32 GEMM line ({c_ns / 1e3:.1f} us a call + {rate:.0f} GFLOP/s): "
-            f"{dur[tasks].sum() / 1e6:.3f} -> {new.sum() / 1e6:.3f} ms in all")
+            f"{dur[tasks].sum() / 1e6 / steps:.3f} -> {new.sum() / 1e6 / steps:.3f} ms a step")
     return tasks, new, note
 
 
