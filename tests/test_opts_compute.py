@@ -172,6 +172,34 @@ def test_amp_on_cpu_uses_the_measured_calibration(tmp_path):
     assert any("measured calibration" in n for n in w.notes)
 
 
+def test_amp_on_cpu_prices_a_gemm_by_the_two_shape_line_and_forward_apart(tmp_path):
+    """With cpu_bf16_matmul, a forward mm of f FLOPs scales by (c16 + f/R16) / (c32 + f/R32), the
+    lines through the two calibrated shapes; the combined and forward-only speedups are not used
+    for it. Built so that the lines give a factor of exactly 2 at the test's mm."""
+    from daydream.opts import _cost as C
+    from daydream.graph import build_graph
+    rate = 2e9
+    tr = load(cpu_run_dir(tmp_path, {"cpu_bf16_speedup": {"matmul": 0.25}}))
+    info = C.OpInfo(build_graph(tr))
+    f = float(info.flops[info.name == "aten::mm"][0])
+    # fp32 line through (f, f ns), (2f, 2f ns): c = 0, R = 1 FLOP/ns; bf16 through (f, 2f), (2f, 3f):
+    # c = f, R = 1 -> at f: 2f / f = 2
+    cal = {"cpu_bf16_speedup": {"matmul": 0.25}, "cpu_bf16_speedup_fwd": {"matmul": 0.5},
+           "cpu_bf16_matmul": {"flops": [f, 2 * f], "fp32_us": [f / 1e3, 2 * f / 1e3],
+                               "bf16_us": [2 * f / 1e3, 3 * f / 1e3]},
+           "cast_bytes_per_s": rate, "method": "test"}
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    w = whatif(load(cpu_run_dir(tmp_path / "b", cal)), ["amp:dtype=bf16"])
+    expected = 50 * US - 40 * US + 40 * US * 2.0 + N * N * 6 / rate * 1e9
+    assert w.predicted_ms == pytest.approx(expected / 1e6, abs=2e-6)
+    # without the two-shape calibration, the forward-only speedup applies to a forward mm
+    del cal["cpu_bf16_matmul"]
+    w = whatif(load(cpu_run_dir(tmp_path / "c", cal)), ["amp:dtype=bf16"])
+    expected = 50 * US - 40 * US + 40 * US / 0.5 + N * N * 6 / rate * 1e9
+    assert w.predicted_ms == pytest.approx(expected / 1e6, abs=2e-6)
+
+
 def test_amp_on_cpu_without_calibration_says_it_used_the_table(tmp_path):
     w = whatif(load(cpu_run_dir(tmp_path)), ["amp:dtype=bf16"])
     cpu = hardware.cpu_device()
@@ -190,6 +218,10 @@ def test_calibration_measures_every_class_within_budget():
     assert set(cal["cpu_bf16_speedup"]) == {"matmul", "conv", "attention", "elementwise"}
     assert all(v > 0 for v in cal["cpu_bf16_speedup"].values())
     assert cal["cast_bytes_per_s"] > 0 and cal["threads"] >= 1 and cal["method"]
+    for part in ("cpu_bf16_speedup_fwd", "cpu_bf16_speedup_bwd"):
+        assert set(cal[part]) == set(cal["cpu_bf16_speedup"]) and all(v > 0 for v in cal[part].values())
+    mm = cal["cpu_bf16_matmul"]
+    assert mm["flops"][1] > mm["flops"][0] and all(t > 0 for t in mm["fp32_us"] + mm["bf16_us"])
 
 
 def test_profile_on_cpu_writes_the_calibration_that_amp_reads(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,11 +118,11 @@ def test_dataloader_resnet50_v100_pair_within_ten_percent():
 
 
 # --- fused optimizer ---------------------------------------------------------------------------
-def _optimizer_trace(tmp_path):
+def _optimizer_trace(tmp_path, rows=1000):
     b = CpuBuilder()
     b.annotation("ProfilerStep#0", 0, 1000)
     b.op("aten::mm", 0, 300)
-    b.op("torch::autograd::AccumulateGrad", 300, 10, **{"Input Dims": [[1000, 1000]], "Input type": ["float"]})
+    b.op("torch::autograd::AccumulateGrad", 300, 10, **{"Input Dims": [[rows, 1000]], "Input type": ["float"]})
     b.annotation("Optimizer.step#Adam.step", 400, 600)
     # the step count += 1 (0-dim tensor, adds 1): a fused Adam runs it too
     b.op("aten::add_", 400, 10, **{"Input Dims": [[], []], "Input type": ["float", "Scalar"],
@@ -144,6 +145,32 @@ def test_fused_optimizer_cpu_exact(tmp_path):
     fused = min(20 * US + moved / bw * 1e9, 480 * US)
     want = (1000 * US - 480 * US + round(fused)) / 1e6
     assert predicted(path, "fused-optimizer") == pytest.approx(want, abs=1e-6)
+
+
+def test_fused_optimizer_cpu_streams_a_cache_sized_update_at_the_calibrated_rate(tmp_path):
+    """With a calibration, an update whose working set is no larger than the calibrated cast's
+    (2**20 elements x 6 bytes) runs at cast_bytes_per_s; a larger one at the DRAM rate."""
+    import gzip
+    import json
+
+    from daydream.opts.fused_optimizer import CALIBRATION_CAST_BYTES
+    from daydream.profile.calibrate import CAST_ELEMENTS
+    assert CALIBRATION_CAST_BYTES == CAST_ELEMENTS * 6
+    dev = hardware.cpu_device()
+    rate = 50e9
+    for rows, cached in ((200, True), (1000, False)):
+        run = tmp_path / f"run{rows}"
+        run.mkdir()
+        (run / "trace.json.gz").write_bytes(gzip.compress(Path(_optimizer_trace(tmp_path, rows)).read_bytes()))
+        (run / "run.json").write_text(json.dumps({"schema": "daydream.run/1", "device": "cpu", "batch_size": 1,
+                                                  "settings": {"threads": 1},
+                                                  "calibration": {"cast_bytes_per_s": rate}}))
+        moved = rows * 1000 * 4 * 7
+        assert (moved <= CALIBRATION_CAST_BYTES) is cached
+        bw = rate if cached else min(dev.mem_bw, 12e9)
+        fused = min(20 * US + moved / bw * 1e9, 480 * US)
+        want = (1000 * US - 480 * US + round(fused)) / 1e6
+        assert predicted(str(run), "fused-optimizer") == pytest.approx(want, abs=1e-6)
 
 
 def test_fused_optimizer_resnet50_v100_drops_optimizer_time():
@@ -348,3 +375,58 @@ def test_checkpointing_recompute_lands_in_backward_not_other():
     base, pred = phase_breakdown(w.base), phase_breakdown(w.predicted)
     assert pred["other"] == pytest.approx(base["other"], abs=0.01)
     assert pred["backward"] - base["backward"] == pytest.approx(w.predicted_ms - w.replay_ms, rel=0.01)
+
+
+# --- batch size: PyTorch's CPU convolution dispatch ----------------------------------------------
+def _slow_conv_run(tmp_path, calibration=True):
+    """A CPU run at batch 8, one thread: a 1x1 conv forward (300 us) and backward (400 us) on the
+    native _slow_conv2d path, a mul (100 us); run.json with an fp32 GEMM calibration."""
+    import gzip
+    b = CpuBuilder()
+    b.annotation("ProfilerStep#0", 0, 1000)
+    b.annotation("daydream:forward", 0, 400)
+    b.op("aten::_slow_conv2d_forward", 0, 300, **{
+        "Input Dims": [[8, 16, 8, 8], [32, 16, 1, 1], [], [], [], []],
+        "Input type": ["float", "float", "ScalarList", "", "ScalarList", "ScalarList"],
+        "Concrete Inputs": ["", "", "[1, 1]", "", "[1, 1]", "[0, 0]"]})
+    b.op("aten::mul", 300, 100, **{"Input Dims": [[8, 32, 8, 8], []], "Input type": ["float", "Scalar"]})
+    b.annotation("daydream:backward", 400, 600)
+    b.op("aten::_slow_conv2d_backward", 400, 400, **{
+        "Input Dims": [[8, 32, 8, 8], [8, 16, 8, 8], [32, 16, 1, 1], [], [], [], []],
+        "Input type": ["float", "float", "float", "ScalarList", "ScalarList", "ScalarList", "ScalarList"],
+        "Concrete Inputs": ["", "", "", "[1, 1]", "[1, 1]", "[0, 0]", "[True, True, False]"]})
+    run = tmp_path / "run"
+    run.mkdir()
+    b.write(tmp_path / "t.json")
+    (run / "trace.json.gz").write_bytes(gzip.compress((tmp_path / "t.json").read_bytes()))
+    info = {"schema": "daydream.run/1", "device": "cpu", "batch_size": 8, "settings": {"threads": 1}}
+    if calibration:
+        info["calibration"] = {"cpu_int8_linear": {"fp32_call_us": 2.0, "ref_fp32_us": 2.0 + 2 * 128 * 256 * 256 / 1e5}}
+    (run / "run.json").write_text(json.dumps(info))
+    return run
+
+
+def test_batch_size_moves_native_1x1_convs_to_onednn_when_the_batch_reaches_16(tmp_path):
+    from daydream.opts.batch_size import MKLDNN_MIN_BATCH
+    assert MKLDNN_MIN_BATCH == 16
+    run = _slow_conv_run(tmp_path)
+    base = whatif(load(run), []).predicted_ms
+    # calibration: c = 2 us, R = 1e5 FLOP/us (100 GFLOP/s). At batch 16 a 1x1 conv is a GEMM of
+    # f = 2 x 16 x 8 x 8 x 16 x 32 FLOPs: forward one GEMM, backward two (grad_input, grad_weight)
+    f = 2 * 16 * 8 * 8 * 16 * 32
+    gemm_us = 2.0 + f / 1e5
+    w = whatif(load(run), ["batch-size:factor=2"])
+    want = base - (300 + 400 + 100) / 1e3 + (gemm_us + 2 * gemm_us + 2 * 100) / 1e3
+    assert w.predicted_ms == pytest.approx(want, abs=1e-5)
+    assert any("move to oneDNN" in n for n in w.notes)
+    # batch 12 stays below 16: the native path, scaled by F like other tensor work
+    w = whatif(load(run), ["batch-size:factor=1.5"])
+    assert w.predicted_ms == pytest.approx(base + 0.5 * (300 + 400 + 100) / 1e3, abs=1e-5)
+    assert not any("oneDNN" in n for n in w.notes)
+
+
+def test_batch_size_without_a_gemm_calibration_scales_native_convs_by_f(tmp_path):
+    run = _slow_conv_run(tmp_path, calibration=False)
+    base = whatif(load(run), []).predicted_ms
+    w = whatif(load(run), ["batch-size:factor=2"])
+    assert w.predicted_ms == pytest.approx(base + (300 + 400 + 100) / 1e3, abs=1e-5)

@@ -33,6 +33,14 @@ build takes, which no table can know, so the model reads a MEASURED calibration:
     attention  aten::_scaled_dot_product_*_attention* (CPU_ATTENTION_OPS),
     elementwise the activation and dropout ops that consume the bf16 outputs of those
                (CPU_ACTIVATION_OPS: gelu, silu, relu, tanh, sigmoid, dropout and their backward).
+  Where the calibration has them, the forward and backward segments use the forward and backward
+  speedups apart (cpu_bf16_speedup_fwd/_bwd: a path can be slow one way only -- this host's bf16
+  attention backward is ~9x slower than fp32, its forward 1.4x), and matmul segments whose op's
+  FLOPs f are known use the two-shape GEMM calibration (cpu_bf16_matmul): per dtype the line
+  t = c + f / R through its two points (c the per-call cost, R the GEMM rate), and
+      factor = (c_bf16 + f / R_bf16) / (c_fp32 + f / R_fp32)
+  applied to the recorded time -- bf16's per-call set-up (~12 us a GEMM on an AVX-512-BF16 EPYC)
+  outweighs its faster arithmetic on a 256 x 64 x 64 GEMM and not on a 256 x 256 x 256 one.
   Wrapper ops (aten::linear, aten::conv2d, aten::convolution, aten::scaled_dot_product_attention)
   keep their own time: it is dispatch, not arithmetic. Each forward matmul/conv op gets a weight
   cast before it of numel * 6 bytes / cast_bytes_per_s (the calibration's measured cast rate).
@@ -167,6 +175,33 @@ def calibration(ctx, dtype: str) -> tuple[dict, float] | None:
     return speedup, float(rate) if isinstance(rate, (int, float)) and rate > 0 else 0.0
 
 
+def _per_pass(cal: dict, key: str, speedup: dict) -> dict:
+    """The forward or backward speedups by class (`key`), the combined one where not measured."""
+    part = cal.get(key) if isinstance(cal.get(key), dict) else {}
+    return {c: float(part[c]) if isinstance(part.get(c), (int, float)) and part[c] > 0 else v
+            for c, v in speedup.items()}
+
+
+def gemm_line(cal: dict, dtype_key: str) -> tuple[float, float] | None:
+    """(c ns, R FLOP/ns) of t = c + f / R through cpu_bf16_matmul's two points, or None."""
+    mm = cal.get("cpu_bf16_matmul") or {}
+    f, t = mm.get("flops") or [], mm.get(dtype_key) or []
+    if len(f) != 2 or len(t) != 2 or not f[1] > f[0] or not t[1] > t[0]:
+        return None
+    rate = (f[1] - f[0]) / (1e3 * (t[1] - t[0]))
+    return max(1e3 * t[0] - f[0] / rate, 0.0), rate
+
+
+def gemm_factors(cal: dict, flops: np.ndarray) -> np.ndarray | None:
+    """bf16 / fp32 time of a GEMM of `flops` FLOPs by the two-shape calibration (NaN where
+    unknown), or None when the run has no two-shape calibration."""
+    lines = gemm_line(cal, "fp32_us"), gemm_line(cal, "bf16_us")
+    if None in lines:
+        return None
+    (c32, r32), (c16, r16) = lines
+    return (c16 + flops / r16) / (c32 + flops / r32)
+
+
 def cpu_classes(graph, info) -> np.ndarray:
     """Per task: the calibrated class of its CPU segment ('' for other work and non-CPU tasks)."""
     out = np.full(len(info.name), "", dtype=object)
@@ -185,9 +220,14 @@ def _apply_cpu(graph, dtype, dev, info, ctx) -> None:
     if cal is not None:
         speedup, cast_rate = cal
         factor = np.ones(len(cls))
-        passes = np.isin(phase, (FORWARD, BACKWARD))
-        for c, s in speedup.items():
-            factor[(cls == c) & passes] = 1.0 / s
+        raw = ctx.run["calibration"]
+        for ph, key in ((FORWARD, "cpu_bf16_speedup_fwd"), (BACKWARD, "cpu_bf16_speedup_bwd")):
+            for c, s in _per_pass(raw, key, speedup).items():
+                factor[(cls == c) & (phase == ph)] = 1.0 / s
+        gemm = gemm_factors(raw, info.flops)
+        if gemm is not None:
+            mm = (cls == "matmul") & np.isin(phase, (FORWARD, BACKWARD)) & np.isfinite(gemm) & (info.flops > 0)
+            factor[mm] = gemm[mm]
         idx = np.flatnonzero(factor != 1.0)
         P.scale(graph, idx, factor[idx])
         cast_rate = cast_rate or dev.mem_bw

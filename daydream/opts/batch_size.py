@@ -13,11 +13,19 @@ Per-sample work scales, per-step work does not:
   data (daydream.costs.op_cost gives them bytes or FLOPs, or does not know them) in the forward
   and backward passes scale by F; metadata ops (view, empty, ...) and Python/framework glue
   (segments with no aten op) are per-step.
+  One exception, PyTorch's own CPU convolution dispatch (aten/src/ATen/native/Convolution.cpp,
+  ConvParams::use_mkldnn): an fp32 1x1, stride-1 convolution runs on the native im2col+GEMM path
+  (_slow_conv2d_forward/_backward: "THNN is faster when single-threaded") only while the batch is
+  below MKLDNN_MIN_BATCH = 16 and torch runs one intra-op thread, else on oneDNN. When the new
+  batch crosses 16, those ops are priced as the GEMMs oneDNN runs them as, on the run's
+  calibrated fp32 GEMM line (see slow_conv_switch); without a calibration they scale by F.
 * both: CPU work of the data phase (loading, collating) scales by F.
 Per-step and unchanged: the optimizer, collectives (gradients do not grow with the batch),
 kernel launches and other runtime calls, Python overhead.
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -49,6 +57,72 @@ def occupancy_factor(factor: float, blocks: np.ndarray, sms: int) -> np.ndarray:
     return np.where(np.isfinite(blocks), out, factor)
 
 
+# ConvParams::use_mkldnn (PyTorch 2.x): fp32 1x1 stride-1 convolutions go to oneDNN from this batch on.
+MKLDNN_MIN_BATCH = 16
+SLOW_CONV_FWD, SLOW_CONV_BWD = "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward"
+REF_GEMM_FLOPS = 2 * 128 * 256 * 256  # the calibration's reference fp32 linear (cpu_int8_linear)
+
+
+def gemm_line(run: dict | None) -> tuple[float, float] | None:
+    """(c ns, R FLOP/ns) of the run's fp32 GEMM, t = c + f / R, from its calibration
+    (run.json["calibration"]["cpu_int8_linear"], daydream.profile.calibrate: an fp32 F.linear at
+    x 1 x 8, W 8 x 8 -- the per-call cost c -- and at x 128 x 256, W 256 x 256), or None."""
+    lin = ((run or {}).get("calibration") or {}).get("cpu_int8_linear") or {}
+    call, ref = lin.get("fp32_call_us"), lin.get("ref_fp32_us")
+    if not isinstance(call, (int, float)) or not isinstance(ref, (int, float)) or ref <= call:
+        return None
+    return 1e3 * call, REF_GEMM_FLOPS / (1e3 * (ref - call))
+
+
+def slow_conv_switch(graph, info, factor: float, seg: np.ndarray, run: dict | None
+                     ) -> tuple[np.ndarray, np.ndarray, str]:
+    """(tasks, new durations, note) for the native-path 1x1 convolutions (segments of `seg`) that
+    the new batch moves onto oneDNN (module docstring); empty when none does or the run has no
+    fp32 GEMM calibration to price them with.
+
+    A 1x1 stride-1 convolution is a GEMM of (N H W) x Cin x Cout; oneDNN runs it as one, so each
+    of its GEMMs costs what the run's calibrated fp32 GEMM line says (gemm_line):
+        GEMMs   = 1 forward; backward: grad_input and/or grad_weight (output_mask), 1 or 2
+        f       = 2 N' H W Cin Cout,  N' = N x F
+        time'   = GEMMs x (c + f / R)
+    An op split into several segments gets time' in proportion to their recorded durations."""
+    tr = graph.trace
+    dur = graph.tasks["dur"].to_numpy().astype(float)
+    cand = seg[np.isin(info.name[seg], (SLOW_CONV_FWD, SLOW_CONV_BWD))]
+    line = gemm_line(run)
+    if not len(cand) or line is None:
+        return np.empty(0, np.int64), np.empty(0), ""
+    c_ns, rate = line
+    tasks, new = [], []
+    for row in np.unique(info.op[cand]):
+        args = tr.args_of(row)
+        mine = cand[info.op[cand] == row]
+        name = str(info.name[mine[0]])
+        dims, conc = args.get("Input Dims") or [], args.get("Concrete Inputs") or []
+        x, w = (dims[0], dims[1]) if name == SLOW_CONV_FWD else (dims[1], dims[2]) if len(dims) > 2 else ([], [])
+        if len(x) != 4 or len(w) != 4 or list(w[2:]) != [1, 1]:
+            continue
+        batch = x[0]
+        if not (batch < MKLDNN_MIN_BATCH <= round(batch * factor)):
+            continue
+        gemms = 1
+        if name == SLOW_CONV_BWD:
+            mask = re.findall(r"True|False", conc[6]) if len(conc) > 6 and conc[6] else ["True", "True"]
+            gemms = max(mask[:2].count("True"), 1)
+        flops = 2.0 * batch * factor * w[0] * w[1] * x[2] * x[3]
+        tasks.append(mine)
+        new.append(gemms * (c_ns + flops / rate) * dur[mine] / max(dur[mine].sum(), 1.0))
+    if not tasks:
+        return np.empty(0, np.int64), np.empty(0), ""
+    tasks, new = np.concatenate(tasks), np.concatenate(new)
+    steps = max(int(getattr(tr, "steps", 1) or 1), 1)
+    note = (f"batch-size: {len(np.unique(info.op[tasks])) / steps:g} native-path 1x1 convolution ops a step cross "
+            f"batch {MKLDNN_MIN_BATCH} and move to oneDNN (PyTorch's CPU dispatch), priced as GEMMs on the run's "
+            f"calibrated fp32 GEMM line ({c_ns / 1e3:.1f} us a call + {rate:.0f} GFLOP/s): "
+            f"{dur[tasks].sum() / 1e6 / steps:.3f} -> {new.sum() / 1e6 / steps:.3f} ms a step")
+    return tasks, new, note
+
+
 def apply(graph, params: dict, ctx) -> None:
     factor = float(params["factor"])
     t = graph.tasks
@@ -60,7 +134,11 @@ def apply(graph, params: dict, ctx) -> None:
         info = C.OpInfo(graph)
         tensor_work = (info.op >= 0) & ~((info.flops == 0) & (info.bytes == 0))
         seg = np.flatnonzero((kind == T_CPU) & passes & tensor_work)
-        P.scale(graph, seg, factor)
+        switched, switched_ns, note = slow_conv_switch(graph, info, factor, seg, ctx.run)
+        P.scale(graph, np.setdiff1d(seg, switched), factor)
+        if len(switched):
+            P.set_duration(graph, switched, switched_ns)
+            ctx.notes.append(note)
     else:
         cls = P.kernel_classes(graph)
         kern = np.flatnonzero((kind == T_KERNEL) & passes & ~np.isin(cls, ("optimizer", "communication")))

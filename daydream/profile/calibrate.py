@@ -35,6 +35,20 @@ addmm's bias copy). `int8_weight_pack_ns_per_element`: median time of quantizing
 packing the 256 x 256 fp32 weight, per element -- what a step that trains on int8 forwards pays per
 Linear, its weights having changed. All absent where the torch build has no fbgemm engine.
 
+Plus, because one speedup per class cannot describe ops far from the class's shape or a path
+that is slow in one direction only (this host's bf16 attention: forward 1.4x, backward ~9x slower
+than fp32):
+* `cpu_bf16_speedup_fwd` / `cpu_bf16_speedup_bwd`: the same medians, forward and backward apart
+  (t_fp32_fwd / t_bf16_fwd, t_fp32_bwd / t_bf16_bwd);
+* `cpu_bf16_matmul`: the forward F.linear (no bias) at two shapes, GEMM_SHAPES = x 256 x 64,
+  W 64 x 64 and the matmul class's x 128 x 256, W 256 x 256 (rows, in, out), fp32 and bf16
+  alternating, medians: {"flops": [2 r i o ...], "fp32_us": [...], "bf16_us": [...]}. The amp
+  model fits t = c + FLOPs / R per dtype through the two points (c: the per-call cost, R: the
+  GEMM rate), so a 64-wide layer, where bf16's per-call set-up outweighs its faster arithmetic,
+  is priced differently from a 256-wide one.
+Re-measure the corpus's calibration on the host that recorded it with
+`python benchmarks/validate_compute.py --calibrate-corpus`.
+
 Budget: about 1 s in all (BUDGET_S); each class stops repeating once its share is spent, so a very
 slow fallback path still yields one measurement rather than a long wait.
 """
@@ -49,6 +63,7 @@ BUDGET_S = 1.0
 REPS = 5
 CAST_ELEMENTS = 1 << 20
 FIXED_SHAPE = (1, 8, 8)  # rows, in, out of the linear whose time is (almost) only the per-call cost
+GEMM_SHAPES = ((256, 64, 64), (128, 256, 256))  # rows, in, out: the two points of cpu_bf16_matmul
 
 
 def _cases():
@@ -128,12 +143,36 @@ def _int8_linear(reps: int, calls: int = 20) -> dict:
             "int8_weight_pack_ns_per_element": round(1e3 * us["pack"] / ref_weight, 4)}
 
 
+def _bf16_matmul(reps: int, calls: int = 20) -> dict:
+    """`cpu_bf16_matmul` (module docstring): forward F.linear times at GEMM_SHAPES, fp32 and bf16."""
+    import torch
+    import torch.nn.functional as F
+    out = {"flops": [2 * r * i * o for r, i, o in GEMM_SHAPES], "fp32_us": [], "bf16_us": []}
+    with torch.no_grad():
+        for rows, inner, outer in GEMM_SHAPES:
+            ops = {}
+            for key, dtype in (("fp32_us", torch.float32), ("bf16_us", torch.bfloat16)):
+                x, w = torch.randn(rows, inner, dtype=dtype), torch.randn(outer, inner, dtype=dtype)
+                ops[key] = lambda x=x, w=w: F.linear(x, w)
+                ops[key]()
+            times = {k: [] for k in ops}
+            for _ in range(reps):
+                for k, fn in ops.items():
+                    t0 = time.perf_counter()
+                    for _ in range(calls):
+                        fn()
+                    times[k].append(1e6 * (time.perf_counter() - t0) / calls)
+            for k, v in times.items():
+                out[k].append(round(statistics.median(v), 4))
+    return out
+
+
 def measure(budget_s: float = BUDGET_S, reps: int = REPS) -> dict:
     """The calibration dict written to run.json["calibration"] (see the module docstring)."""
     import torch
     cases = _cases()
     share = budget_s * 0.9 / len(cases)
-    speedup = {}
+    speedup, speedup_fwd, speedup_bwd = {}, {}, {}
     for cls, make in cases.items():
         start = time.perf_counter()
         for dtype in (torch.float32, torch.bfloat16):  # warm-up: first calls pick kernels, allocate
@@ -148,6 +187,8 @@ def measure(budget_s: float = BUDGET_S, reps: int = REPS) -> dict:
         bwd = {d: statistics.median(t[1] for t in ts) for d, ts in times.items()}
         f32, b16 = torch.float32, torch.bfloat16
         speedup[cls] = round((fwd[f32] + bwd[f32]) / (fwd[b16] + bwd[b16]), 4)
+        speedup_fwd[cls] = round(fwd[f32] / fwd[b16], 4)
+        speedup_bwd[cls] = round(bwd[f32] / bwd[b16], 4)
     int8 = _int8_linear(reps)
     x = torch.randn(CAST_ELEMENTS)
     casts = []
@@ -157,8 +198,12 @@ def measure(budget_s: float = BUDGET_S, reps: int = REPS) -> dict:
         casts.append(time.perf_counter() - t0)
     return {
         "cpu_bf16_speedup": speedup,
+        "cpu_bf16_speedup_fwd": speedup_fwd,
+        "cpu_bf16_speedup_bwd": speedup_bwd,
+        "cpu_bf16_matmul": _bf16_matmul(reps),
         "cast_bytes_per_s": round(CAST_ELEMENTS * (4 + 2) / statistics.median(casts[1:])),
         **int8,
         "threads": torch.get_num_threads(),
         "method": METHOD,
     }
+
