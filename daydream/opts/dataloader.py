@@ -22,7 +22,8 @@ interference below where the workers are new):
   of at most W x P batches (P = prefetch_factor);
 * consumption: one batch at the start of each step. If a whole batch is queued it is taken at
   once, else the main thread stalls until it is: stall_s = (1 - B) x L / W;
-* the main thread pays HANDOFF_NS + stall_s in place of L_s.
+* the main thread pays HANDOFF + stall_s in place of L_s (HANDOFF: the run's measured DataLoader
+  calibration where run.json has one, else HANDOFF_NS; see the comment above COLLATE_BYTES_PER_ELEMENT).
 The queue starts full at the first step the profiler saw, drained by the steps before it
 (ProfilerStep#N says there were N) at the rate production fell short. In steady state this is
 stall = max(0, L / W - R): the workers hide loading when W batches take no longer than W steps.
@@ -354,7 +355,8 @@ def apply(graph, params: dict, ctx) -> None:
                              + (f", {lost / 1e6:.2f} ms of it sharing {cores} cores with {threads} main "
                                 f"thread(s)" if lost else "")
                              + f"; the loading workers slow the main process's other CPU work by "
-                               f"{added / 1e6:.2f} ms/step ({WORKER_INTERFERENCE} x the loading)")
+                               f"{added / 1e6:.2f} ms/step ({WORKER_INTERFERENCE} x the loading"
+                               + (f" + {stretch:g} x its CPU work, measured" if stretch else "") + ")")
         else:
             ctx.notes.append(f"dataloader: rank {rank}: {workers} worker(s) load batches of {load / 1e6:.2f} ms "
                              f"({source}); the main thread's hand-off and waiting go from {was:.2f} to "
