@@ -19,6 +19,9 @@ cost figure.
     (CONTRACT.md's error of the optimized step time, the base held at its interleaved median).
 
     python benchmarks/validate_pairs.py [--json] [--write-docs] [--index traces/pairs/index.json]
+    python benchmarks/validate_pairs.py --calibrate-dataloader   # measure the DataLoader calibration
+        here (daydream.profile.calibrate.measure_dataloader, the corpus's thread count) and add it to
+        every CPU run.json of the corpus (runs recorded before `daydream profile` measured it)
 """
 from __future__ import annotations
 
@@ -123,12 +126,36 @@ def write_docs(rs: list[dict], index_path: Path) -> None:
     os.replace(tmp, path)
 
 
+def calibrate_dataloader(index_path: Path) -> None:
+    """Measure the DataLoader calibration once and merge it into every CPU run.json's calibration."""
+    import torch
+
+    from daydream.profile import calibrate
+    doc = json.loads(index_path.read_text())
+    torch.set_num_threads(int(doc.get("threads") or 1))
+    cal = calibrate.measure_dataloader()
+    cal["dataloader"]["recorded"] = ("added to this committed run by benchmarks/validate_pairs.py "
+                                     "--calibrate-dataloader on the machine that recorded the run")
+    for run_json in sorted(index_path.parent.glob("cpu/*/*/run.json")):
+        info = json.loads(run_json.read_text())
+        info["calibration"] = {**(info.get("calibration") or {}), **cal}
+        tmp = run_json.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        os.replace(tmp, run_json)
+    print(json.dumps(cal, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--index", type=Path, default=PAIRS / "index.json")
     ap.add_argument("--json", action="store_true", help="print the rows as one JSON object")
     ap.add_argument("--write-docs", action="store_true", help="rewrite this section of docs/validation.md")
+    ap.add_argument("--calibrate-dataloader", action="store_true",
+                    help="measure the DataLoader calibration here and add it to the corpus's CPU run.json files")
     args = ap.parse_args()
+    if args.calibrate_dataloader:
+        calibrate_dataloader(args.index)
+        return
     rs = rows(args.index)
     if args.json:
         print(json.dumps({"rows": rs}))

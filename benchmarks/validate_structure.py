@@ -199,18 +199,17 @@ Why the errors are what they are:
   the Python between them and keeps the step-count increment (which a fused step runs). On the
   optimizer phase alone it predicts 2.2 ms for ResNet-50 (measured 1.7), 2.1 for BERT (3.8, of
   which 2.1 ms is the noisy step-count add) and 2.7 for the Transformer (3.7).
-* **dataloader.** The model predicts a small gain (loading leaves the main thread) plus the core
-  contention of 2 workers and 1 main thread on 2 cores (L/4 a step); the runs measured a loss of
-  3-34%. On torch 2.13 and this host the main thread's `_MultiProcessingDataLoaderIter.__next__`
-  takes 2.6-13 ms a step even for batches of a few KB (measured here with 8 x 128 and 8 x 3 x 64 x 64 batches: 0.9-1.1 ms at
-  best, 3.4-4.2 ms median with the batch already queued), against the 100 us hand-off measured
-  on the torch 1.8 V100 trace that `HANDOFF_NS` keeps. The V100 pair is the one this
-  model was built for: 0→4 is 0.01% in-sample (`WORKER_INTERFERENCE`, the main process's CPU
-  work added per ms of worker loading, 0.34, was measured on it; 7.8% without that term), 4→0
-  5.2%. On these CPU pairs the interference term moves 4 of the 5 predictions toward the
-  measurement (ResNet-50 18.7 → 18.3%, BERT 24.8 → 22.0, ViT 5.3 → 4.7, Transformer 49.6 → 48.9)
-  and LLaMA away (20.8 → 21.3, a pair whose measured "speedup" has the impossible sign): its only
-  out-of-sample evidence, and a weak one.
+* **dataloader.** From num_workers=0 the model moves the loading off the main thread and charges
+  the hand-off of a queued batch, plus the core contention of 2 workers and 1 main thread on 2
+  cores (L/4 a step). The CPU corpus's run.json files carry the hand-off measured on the recording
+  host (`run.json["calibration"]["dataloader"]`, `benchmarks/validate_pairs.py
+  --calibrate-dataloader`: a real 2-worker DataLoader over zero tensors, 1.33 ms a queued batch +
+  0.97 ns/B, main-thread compute stretch 0.000), in place of the 100 us `HANDOFF_NS` of the torch
+  1.8 V100 trace: that is most of the 1.4-3.5 ms a step the plain interleaved medians lose. The
+  profiled 2-worker windows are slower still (their main-thread ops 20-40% longer, BERT's shorter),
+  which the plain medians do not show, so the profiled-time errors here stay larger than the
+  median ones. The V100 pair, with no calibration, keeps the constants: 0→4 is 0.01% in-sample
+  (`WORKER_INTERFERENCE`, 0.34, was measured on it; 7.8% without that term), 4→0 5.2%.
 * **activation-checkpointing.** CPU recompute costs 1.3 forwards of the recomputed blocks
   (`--measure-recompute`: 1.21-1.48), not 1: non-reentrant checkpointing runs Python
   saved-tensor hooks per saved tensor at recompute and at unpack. Against the medians this

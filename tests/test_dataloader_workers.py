@@ -77,3 +77,53 @@ def test_resnet50_v100_pair_both_directions_within_ten_percent():
     assert down["error_pct"] <= 10.0 and down["predicted_ms"] > down["base_measured_ms"] * 1.15
     # the hand-off is never called loading
     assert not any("loading moved" in n for n in down["notes"])
+
+
+def _run_dir(tmp_path, calibration: dict | None):
+    """A run directory: two 1 ms steps whose DataLoader span (600 us) collates two 3x4x4 samples
+    (aten::stack inside it), then 400 us of model work; run.json with `calibration` when given."""
+    import gzip
+    events = []
+    for s in range(2):
+        t0 = 1000 * s
+        events += [{"ph": "X", "cat": "user_annotation", "name": f"ProfilerStep#{s}", "pid": 1, "tid": 1,
+                    "ts": t0, "dur": 1000, "args": {}},
+                   {"ph": "X", "cat": "cpu_op", "name": "enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__",
+                    "pid": 1, "tid": 1, "ts": t0, "dur": 600, "args": {}},
+                   {"ph": "X", "cat": "cpu_op", "name": "aten::stack", "pid": 1, "tid": 1, "ts": t0 + 500,
+                    "dur": 50, "args": {"Input Dims": [[[3, 4, 4], [3, 4, 4]], []]}},
+                   {"ph": "X", "cat": "cpu_op", "name": "aten::conv2d", "pid": 1, "tid": 1,
+                    "ts": t0 + 600, "dur": 400, "args": {}}]
+    d = tmp_path / ("cal" if calibration else "plain")
+    d.mkdir()
+    with gzip.open(d / "trace.json.gz", "wt") as f:
+        json.dump({"schemaVersion": 1, "traceEvents": events}, f)
+    (d / "run.json").write_text(json.dumps({"settings": {"workers": 0, "threads": 1},
+                                            **({"calibration": calibration} if calibration else {})}))
+    return d
+
+
+def test_measured_dataloader_calibration_replaces_the_handoff_constant(tmp_path):
+    cal = {"dataloader": {"workers": 2, "handoff_fixed_us": 1000.0, "handoff_ns_per_byte": 0.5,
+                          "compute_stretch": 0.1}}
+    plain = whatif(load(_run_dir(tmp_path, None)), ["dataloader:workers=2"])
+    out = whatif(load(_run_dir(tmp_path, cal)), ["dataloader:workers=2"])
+    # per step: the hand-off 1000 us + 0.5 ns x (2 x 48 fp32 = 384 B) in place of HANDOFF_NS, and
+    # the 400 us of model work 10% longer; the queue (2 workers x 2) never runs dry
+    handoff = 1000 * US + 0.5 * 384
+    assert out.predicted_ms - plain.predicted_ms == pytest.approx((handoff - HANDOFF_NS + 0.1 * 400 * US) / 1e6,
+                                                                  rel=1e-6)
+    assert any("measured DataLoader calibration" in n and "0.4 kB" in n for n in out.notes)
+
+
+def test_measure_dataloader_times_a_real_multiprocess_loader():
+    import torch
+
+    from daydream.profile import calibrate
+    torch.set_num_threads(1)
+    cal = calibrate.measure_dataloader(workers=1, block=2, reps=1)["dataloader"]
+    assert cal["workers"] == 1 and cal["threads"] == 1
+    # a multi-process hand-off (queue get, unpickling shared-memory handles) is never free, and
+    # costs more than a single-process next() that only indexes the trivial dataset
+    assert cal["handoff_fixed_us"] > 0 and cal["handoff_fixed_us"] > cal["single_process_next_us"] / 2
+    assert cal["handoff_ns_per_byte"] >= 0 and cal["compute_stretch"] >= 0 and cal["compute_ms"] > 0

@@ -22,7 +22,8 @@ interference below where the workers are new):
   of at most W x P batches (P = prefetch_factor);
 * consumption: one batch at the start of each step. If a whole batch is queued it is taken at
   once, else the main thread stalls until it is: stall_s = (1 - B) x L / W;
-* the main thread pays HANDOFF_NS + stall_s in place of L_s.
+* the main thread pays HANDOFF + stall_s in place of L_s (HANDOFF: the run's measured DataLoader
+  calibration where run.json has one, else HANDOFF_NS; see the comment above COLLATE_BYTES_PER_ELEMENT).
 The queue starts full at the first step the profiler saw, drained by the steps before it
 (ProfilerStep#N says there were N) at the rate production fell short. In steady state this is
 stall = max(0, L / W - R): the workers hide loading when W batches take no longer than W steps.
@@ -87,6 +88,15 @@ LOAD_NS_PER_BYTE = 3.6
 # --measure-interference prints these figures). One pair, one host, and the same pair as the 0 -> 4
 # check in docs/validation.md: that check is in-sample for this constant.
 WORKER_INTERFERENCE = 0.34
+# Where the run carries a measured DataLoader calibration (run.json["calibration"]["dataloader"],
+# daydream.profile.calibrate.measure_dataloader: a real DataLoader with W workers over a trivial
+# dataset on the recording machine, batch already queued), the hand-off is
+#     handoff = handoff_fixed_us + handoff_ns_per_byte x batch bytes
+# in place of HANDOFF_NS, and the main process's CPU work of each step (as for the interference
+# above) grows by compute_stretch x that work on top of WORKER_INTERFERENCE x L. Batch bytes: the
+# H2D copies per step (GPU traces), else the collate's aten::stack inputs (CPU traces, with
+# record_shapes), counted at COLLATE_BYTES_PER_ELEMENT.
+COLLATE_BYTES_PER_ELEMENT = 4  # fp32 samples; integer labels (8 B) are a few elements per sample
 _WAITS_FOR_GPU = re.compile(r"Memcpy|Synchronize")
 _STEP_NUMBER = re.compile(r"#(\d+)$")
 _SINGLE, _MULTI = "_SingleProcessDataLoaderIter", "_MultiProcessingDataLoaderIter"
@@ -100,14 +110,15 @@ def _steps_before(trace) -> int:
     return min(nums) if nums else 0
 
 
-def stalls(load_ns: np.ndarray, rest_ns: np.ndarray, workers: int, prefetch: int, before: int) -> np.ndarray:
+def stalls(load_ns: np.ndarray, rest_ns: np.ndarray, workers: int, prefetch: int, before: int,
+           handoff: float = HANDOFF_NS) -> np.ndarray:
     """Main-thread wait per step for its batch (see module docstring)."""
     load = float(np.mean(load_ns))
     if load <= 0:
         return np.zeros(len(rest_ns))
     rate = workers / load
     cap = float(workers * prefetch)
-    mean_rest = float(np.mean(rest_ns)) + HANDOFF_NS
+    mean_rest = float(np.mean(rest_ns)) + handoff
     backlog = cap
     for _ in range(before):
         backlog = min(cap, max(backlog - 1, 0.0) + mean_rest * rate) if backlog >= 1 else \
@@ -119,7 +130,7 @@ def stalls(load_ns: np.ndarray, rest_ns: np.ndarray, workers: int, prefetch: int
         else:
             out[s] = (1 - backlog) / rate
             backlog = 0.0
-        backlog = min(cap, backlog + (rest + HANDOFF_NS) * rate)
+        backlog = min(cap, backlog + (rest + handoff) * rate)
     return out
 
 
@@ -160,6 +171,24 @@ def batch_bytes(graph, steps: np.ndarray, rank: int) -> float:
     per_step = np.bincount(steps[sel], weights=nbytes)
     per_step = per_step[per_step > 0]
     return float(np.median(per_step)) if len(per_step) else 0.0
+
+
+def collated_bytes(graph, data: np.ndarray) -> float:
+    """Bytes per batch that the collate stacked (aten::stack inputs in the main thread's data phase,
+    record_shapes), per batch taken: a CPU trace's batch size, where no H2D copy shows it."""
+    idx = np.flatnonzero(data)
+    names = graph.task_names()[idx]
+    ev = graph.tasks["event"].to_numpy()[idx]
+    total = 0.0
+    for e in np.unique(ev[(names == "aten::stack") & (ev >= 0)]):
+        dims = (graph.trace.args_of(int(e)).get("Input Dims") or [[]])[0] or []
+        total += sum(float(np.prod(d)) if d else 1.0 for d in dims if isinstance(d, list))
+    return total * COLLATE_BYTES_PER_ELEMENT / max(batches(graph, data), 1)
+
+
+def calibrated_handoff(cal: dict, nbytes: float) -> float:
+    """The measured hand-off in ns of a batch of `nbytes` (see the comment above COLLATE_BYTES...)."""
+    return float(cal["handoff_fixed_us"]) * 1e3 + float(cal.get("handoff_ns_per_byte") or 0.0) * nbytes
 
 
 def batches(graph, data: np.ndarray) -> int:
@@ -241,6 +270,7 @@ def apply(graph, params: dict, ctx) -> None:
     launch = t["launch"].to_numpy()
     launchers[launch[launch >= 0]] = True
     kind = t["kind"].to_numpy()
+    cal = ((ctx.run or {}).get("calibration") or {}).get("dataloader")
     timeline = simulate(graph)
     keep, drop, new_dur = [], [], []
     for rank in np.unique(t["rank"].to_numpy()):
@@ -262,9 +292,16 @@ def apply(graph, params: dict, ctx) -> None:
                              "(no ProfilerStep marks each batch's step); the loader model needs one batch per "
                              "step (pass --step-annotation); nothing changed")
             continue
+        stretch = 0.0
         if had == 0:
             # the main thread's data phase is the loading itself
             load, handoff, source = float(main_data[has].mean()), HANDOFF_NS, "recorded on the main thread"
+            if cal and workers:
+                nbytes = batch_bytes(graph, steps, int(rank)) or collated_bytes(graph, data)
+                handoff, stretch = calibrated_handoff(cal, nbytes), float(cal.get("compute_stretch") or 0.0)
+                ctx.notes.append(f"dataloader: rank {rank}: hand-off {handoff / 1e6:.2f} ms per batch of "
+                                 f"{nbytes / 1e3:.1f} kB and main-thread compute x {1 + stretch:.3f} from this "
+                                 f"run's measured DataLoader calibration ({cal.get('workers')} workers; run.json)")
         else:
             # the main thread's data phase is the hand-off (plus any wait for a batch); the loading
             # ran in the workers: recorded there, given as load_ms, or estimated from the batch bytes
@@ -290,13 +327,14 @@ def apply(graph, params: dict, ctx) -> None:
         else:
             slow, lost = contention(load, workers, threads, cores)
             added = WORKER_INTERFERENCE * load if had == 0 else 0.0
+            work = main_process_work(graph, int(rank), main, steps)
+            if had == 0 and stretch and len(work):  # measured stretch of the main process's work
+                added += stretch * float(t["dur"].to_numpy()[work].sum()) / int(has.sum())
             # the interference lengthens the rest of the step, during which the workers fill the queue
             wait = handoff + stalls(np.full(int(has.sum()), load * slow), rest + added, workers, prefetch,
-                                    _steps_before(graph.trace)) + lost
-            if added:
-                work = main_process_work(graph, int(rank), main, steps)
-                if len(work):
-                    P.set_duration(graph, work, interfered(graph, work, steps, added))
+                                    _steps_before(graph.trace), handoff) + lost
+            if added and len(work):
+                P.set_duration(graph, work, interfered(graph, work, steps, added))
         idx = np.flatnonzero(data)
         idx = idx[np.lexsort((idx, t["obs_start"].to_numpy()[idx]))]
         first = np.r_[True, steps[idx][1:] != steps[idx][:-1]]
@@ -317,7 +355,8 @@ def apply(graph, params: dict, ctx) -> None:
                              + (f", {lost / 1e6:.2f} ms of it sharing {cores} cores with {threads} main "
                                 f"thread(s)" if lost else "")
                              + f"; the loading workers slow the main process's other CPU work by "
-                               f"{added / 1e6:.2f} ms/step ({WORKER_INTERFERENCE} x the loading)")
+                               f"{added / 1e6:.2f} ms/step ({WORKER_INTERFERENCE} x the loading"
+                               + (f" + {stretch:g} x its CPU work, measured" if stretch else "") + ")")
         else:
             ctx.notes.append(f"dataloader: rank {rank}: {workers} worker(s) load batches of {load / 1e6:.2f} ms "
                              f"({source}); the main thread's hand-off and waiting go from {was:.2f} to "

@@ -207,3 +207,98 @@ def measure(budget_s: float = BUDGET_S, reps: int = REPS) -> dict:
         "method": METHOD,
     }
 
+
+# --- DataLoader workers (the dataloader what-if) --------------------------------------------------
+# What W DataLoader worker processes cost the main process on THIS machine, which no constant
+# measured elsewhere knows (torch 1.8 on a 20-core Xeon: 0.1 ms a hand-off; torch 2.13 on a 2-core
+# VM: 1-4 ms, and the main thread's compute stretched while workers run). Method
+# (`measure_dataloader`): a real DataLoader over a trivial dataset (zero tensors: the loading itself
+# costs nothing, only the worker machinery remains), one batch per "step" of a fixed compute block
+# (F.linear chain, ~DL_COMPUTE_MS) that leaves the workers time to refill the queue, so next() finds
+# its batch already queued. Steps alternate between num_workers=0 and num_workers=W (blocks of
+# DL_BLOCK steps, so a load change on a shared machine hits both alike); medians:
+#   handoff_fixed_us    next() with W workers, batch of DL_SMALL_ELEMENTS fp32 (per-call cost)
+#   handoff_ns_per_byte (next() at DL_LARGE_ELEMENTS - next() at DL_SMALL) / byte difference
+#   compute_stretch     compute block with W workers / without - 1 (>= 0): the main thread's own
+#                       work slowed by the workers' per-batch activity (wake-ups, shared-memory
+#                       set-up and release), on a host whose cores they share
+DL_WORKERS = 2
+DL_COMPUTE_MS = 4.0
+DL_BLOCK = 4
+DL_REPS = 6
+DL_SMALL_ELEMENTS = 16
+DL_LARGE_ELEMENTS = 1 << 20  # 4 MiB fp32 batch
+DL_METHOD = ("real DataLoader over zero tensors, batch already queued, alternating num_workers=0/W "
+             "blocks around a fixed compute block, medians (daydream.profile.calibrate.measure_dataloader)")
+
+
+class _Zeros:
+    """A trivial map-style dataset: `length` fp32 zero tensors of `elements` each."""
+
+    def __init__(self, elements: int, length: int):
+        self.elements, self.length = elements, length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        import torch
+        return torch.zeros(self.elements)
+
+
+def measure_dataloader(workers: int = DL_WORKERS, block: int = DL_BLOCK, reps: int = DL_REPS) -> dict:
+    """{"dataloader": {...}} for run.json["calibration"] (see the comment above)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    x, w = torch.randn(64, 256), torch.randn(256, 256)
+    t0 = time.perf_counter()
+    calls = 0
+    while time.perf_counter() - t0 < 0.02:
+        F.linear(x, w)
+        calls += 1
+    calls = max(1, int(calls * DL_COMPUTE_MS / 20))
+
+    def compute() -> float:
+        t = time.perf_counter()
+        for _ in range(calls):
+            F.linear(x, w)
+        return time.perf_counter() - t
+
+    steps = block * reps
+    loaders = {}
+    for elements in (DL_SMALL_ELEMENTS, DL_LARGE_ELEMENTS):
+        for n in (0, workers):
+            loaders[elements, n] = iter(DataLoader(_Zeros(elements, 2 * steps + 8), batch_size=1,
+                                                   num_workers=n, persistent_workers=n > 0))
+    handoff = {k: [] for k in loaders}
+    work = {k: [] for k in loaders}
+    try:
+        for it in loaders.values():  # workers started, first batches queued
+            next(it)
+        for _ in range(reps):
+            for key in ((DL_SMALL_ELEMENTS, 0), (DL_SMALL_ELEMENTS, workers),
+                        (DL_LARGE_ELEMENTS, workers), (DL_LARGE_ELEMENTS, 0)):
+                it = loaders[key]
+                for _ in range(block):
+                    work[key].append(compute())
+                    t = time.perf_counter()
+                    batch = next(it)
+                    handoff[key].append(time.perf_counter() - t)
+                    del batch
+    finally:
+        for it in loaders.values():
+            if hasattr(it, "_shutdown_workers"):
+                it._shutdown_workers()
+    med = {k: statistics.median(v) for k, v in handoff.items()}
+    small, large = med[DL_SMALL_ELEMENTS, workers], med[DL_LARGE_ELEMENTS, workers]
+    per_byte = max(large - small, 0.0) / ((DL_LARGE_ELEMENTS - DL_SMALL_ELEMENTS) * 4)
+    base = statistics.median(work[DL_SMALL_ELEMENTS, 0] + work[DL_LARGE_ELEMENTS, 0])
+    loaded = statistics.median(work[DL_SMALL_ELEMENTS, workers] + work[DL_LARGE_ELEMENTS, workers])
+    return {"dataloader": {"workers": workers, "handoff_fixed_us": round(small * 1e6, 2),
+                           "handoff_ns_per_byte": round(per_byte * 1e9, 5),
+                           "compute_stretch": round(max(loaded / base - 1, 0.0), 4),
+                           "compute_ms": round(base * 1e3, 3), "single_process_next_us":
+                               round(med[DL_SMALL_ELEMENTS, 0] * 1e6, 2),
+                           "threads": torch.get_num_threads(), "method": DL_METHOD}}
