@@ -57,22 +57,24 @@ def env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
-def loop_ms(model: str, steps: int) -> tuple[float, float]:
-    """(wall, thread CPU) milliseconds of the script's training loop of `steps` steps."""
+def loop_ms(model: str, steps: int) -> tuple[float, float, int]:
+    """(wall ms, thread CPU ms, optimizer steps) of the script's training loop of `steps` loop steps."""
     out = subprocess.run(command(model, steps) + ["--report-time"], capture_output=True, text=True, env=env(),
                          check=True).stdout
-    m = re.search(r"loop_ms ([\d.]+) cpu_ms ([\d.]+)", out)
-    return float(m.group(1)), float(m.group(2))
+    m = re.search(r"loop_ms ([\d.]+) cpu_ms ([\d.]+) steps (\d+)(?: optimizer_steps (\d+))?", out)
+    return float(m.group(1)), float(m.group(2)), int(m.group(4) or m.group(3))
 
 
 def independent_ms(model: str) -> tuple[float, float]:
-    """Per-step (wall, CPU) ms from (t(4N) - t(N)) / 3N, PAIRS pairs of runs interleaved, medians: load
-    from other processes that changes between two runs would otherwise land in the difference."""
+    """Per-step (wall, CPU) ms from (t(4N) - t(N)) / (k(4N) - k(N)), k the optimizer steps the loop ran
+    (daydream's step, the unit of plain_step_ms: wgan's loop step holds 6), PAIRS pairs of runs
+    interleaved, medians: load from other processes that changes between two runs would otherwise
+    land in the difference."""
     walls, cpus = [], []
     for _ in range(PAIRS):
-        (w1, c1), (w4, c4) = loop_ms(model, N), loop_ms(model, 4 * N)
-        walls.append((w4 - w1) / (3 * N))
-        cpus.append((c4 - c1) / (3 * N))
+        (w1, c1, k1), (w4, c4, k4) = loop_ms(model, N), loop_ms(model, 4 * N)
+        walls.append((w4 - w1) / (k4 - k1))
+        cpus.append((c4 - c1) / (k4 - k1))
     return statistics.median(walls), statistics.median(cpus)
 
 
