@@ -57,22 +57,24 @@ def env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
-def loop_ms(model: str, steps: int) -> tuple[float, float]:
-    """(wall, thread CPU) milliseconds of the script's training loop of `steps` steps."""
+def loop_ms(model: str, steps: int) -> tuple[float, float, int]:
+    """(wall ms, thread CPU ms, optimizer steps) of the script's training loop of `steps` loop steps."""
     out = subprocess.run(command(model, steps) + ["--report-time"], capture_output=True, text=True, env=env(),
                          check=True).stdout
-    m = re.search(r"loop_ms ([\d.]+) cpu_ms ([\d.]+)", out)
-    return float(m.group(1)), float(m.group(2))
+    m = re.search(r"loop_ms ([\d.]+) cpu_ms ([\d.]+) steps (\d+)(?: optimizer_steps (\d+))?", out)
+    return float(m.group(1)), float(m.group(2)), int(m.group(4) or m.group(3))
 
 
 def independent_ms(model: str) -> tuple[float, float]:
-    """Per-step (wall, CPU) ms from (t(4N) - t(N)) / 3N, PAIRS pairs of runs interleaved, medians: load
-    from other processes that changes between two runs would otherwise land in the difference."""
+    """Per-step (wall, CPU) ms from (t(4N) - t(N)) / (k(4N) - k(N)), k the optimizer steps the loop ran
+    (daydream's step, the unit of plain_step_ms: wgan's loop step holds 6), PAIRS pairs of runs
+    interleaved, medians: load from other processes that changes between two runs would otherwise
+    land in the difference."""
     walls, cpus = [], []
     for _ in range(PAIRS):
-        (w1, c1), (w4, c4) = loop_ms(model, N), loop_ms(model, 4 * N)
-        walls.append((w4 - w1) / (3 * N))
-        cpus.append((c4 - c1) / (3 * N))
+        (w1, c1, k1), (w4, c4, k4) = loop_ms(model, N), loop_ms(model, 4 * N)
+        walls.append((w4 - w1) / (k4 - k1))
+        cpus.append((c4 - c1) / (k4 - k1))
     return statistics.median(walls), statistics.median(cpus)
 
 
@@ -118,7 +120,7 @@ else:
 for _ in range(3):
     step()
 times = {k: [] for k in settings}
-for _ in range(rounds):
+for r in range(rounds):
     for name, kw in settings.items():
         prof = None if kw is None else profile(activities=[ProfilerActivity.CPU], **kw)
         if prof: prof.start()
@@ -127,15 +129,36 @@ for _ in range(rounds):
             if i:  # the first step of a block pays the profiler's start
                 times[name].append(1e3 * dt)
         if prof: prof.stop()
-print(json.dumps({k: statistics.median(v) for k, v in times.items()}))
+        if prof and r == rounds - 1 and name == list(settings)[-1]:  # events per step, daydream's settings
+            import os, tempfile
+            from daydream.profile.overhead import _count
+            with tempfile.TemporaryDirectory() as tmp:
+                prof.export_chrome_trace(os.path.join(tmp, "t.json"))
+                with open(os.path.join(tmp, "t.json")) as f:
+                    counts = _count(json.load(f)["traceEvents"])
+print(json.dumps({"cpu_ms": {k: statistics.median(v) for k, v in times.items()},
+                  "events_per_step": {k: v / (block + 1) for k, v in counts.items()}}))
 '''
 
 
 def overhead_by_setting(model: str) -> dict:
     out = subprocess.run([sys.executable, "-c", SETTINGS_RUNNER, model, json.dumps(SETTINGS), str(SCRIPTS),
                           str(ROUNDS), str(BLOCK)], capture_output=True, text=True, env=env(), check=True).stdout
-    med = json.loads(out.strip().splitlines()[-1])
-    return {"cpu_ms": med, "overhead_pct": {k: 100 * (v / med["plain"] - 1) for k, v in med.items() if k != "plain"}}
+    got = json.loads(out.strip().splitlines()[-1])
+    med = got["cpu_ms"]
+    return {"cpu_ms": med, "overhead_pct": {k: 100 * (v / med["plain"] - 1) for k, v in med.items() if k != "plain"},
+            "events_per_step": got["events_per_step"]}
+
+
+def paid_vs_calibrated(row: dict) -> dict:
+    """The profiler's cost per recorded event in this model, measured in one process (daydream's settings
+    vs none, thread CPU time, the same steps), against what the run's calibration charges for the same
+    events: where the two differ, unprofiled_ms misses plain_step_ms by the difference."""
+    n = row["events_per_step"]
+    paid_ms = row["cpu_ms"]["+stack"] - row["cpu_ms"]["plain"]
+    charged_ms = sum(row["us_per_event"].get(k, 0.0) * v for k, v in n.items()) / 1e3
+    total = sum(n.values()) or 1
+    return {"paid_us_per_event": 1e3 * paid_ms / total, "charged_us_per_event": 1e3 * charged_ms / total}
 
 
 def measure(model: str, out_dir: Path) -> dict:
@@ -143,6 +166,7 @@ def measure(model: str, out_dir: Path) -> dict:
     row = {"model": model, **profiled(model, out_dir)}
     row["independent_ms"], row["independent_cpu_ms"] = independent_ms(model)
     row.update(overhead_by_setting(model))
+    row.update(paid_vs_calibrated(row))
     m, r, p = row["measured_ms"], row["replay_ms"], row["mean_profiler_step_ms"]
     row["replay_error_pct"] = 100 * abs(r - m) / m
     row["window_vs_steps_pct"] = 100 * abs(m - p) / p
@@ -155,7 +179,7 @@ def measure(model: str, out_dir: Path) -> dict:
 def table(rows: list[dict]) -> str:
     head = ("| model | steps | measured ms | mean ProfilerStep ms | \\|m−s\\| % | replay ms | \\|r−m\\| % | plain ms "
             "| independent ms (CPU ms) | plain vs indep. % | unprofiled ms | unprof. vs plain % | overhead cpu / +shapes / "
-            "+memory / +stack % | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "+memory / +stack % | µs/event paid / charged | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         o = r["overhead_pct"]
@@ -164,7 +188,8 @@ def table(rows: list[dict]) -> str:
             f"{r['window_vs_steps_pct']:.2f} | {r['replay_ms']:.2f} | {r['replay_error_pct']:.2f} | "
             f"{r['plain_step_ms']:.2f} | {r['independent_ms']:.2f} ({r['independent_cpu_ms']:.2f}) | {r['plain_vs_independent_pct']:+.1f} | "
             f"{r['unprofiled_ms']:.2f} | {r['unprofiled_vs_plain_pct']:+.1f} | "
-            f"{o['cpu']:.0f} / {o['+shapes']:.0f} / {o['+memory']:.0f} / {o['+stack']:.0f} | {r['load_average']:.1f} |")
+            f"{o['cpu']:.0f} / {o['+shapes']:.0f} / {o['+memory']:.0f} / {o['+stack']:.0f} | "
+            f"{r['paid_us_per_event']:.2f} / {r['charged_us_per_event']:.2f} | {r['load_average']:.1f} |")
     return "\n".join(lines)
 
 
@@ -191,7 +216,8 @@ def main():
         print(f"{model:13s} measured {r['measured_ms']:8.2f} steps-mean {r['mean_profiler_step_ms']:8.2f} "
               f"replay {r['replay_ms']:8.2f} plain {r['plain_step_ms']:8.2f} indep {r['independent_ms']:8.2f} "
               f"unprof {r['unprofiled_ms']:8.2f} ({r['unprofiled_vs_plain_pct']:+.1f}%) "
-              f"overhead {json.dumps({k: round(v) for k, v in r['overhead_pct'].items()})} [{r['seconds']:.0f}s]",
+              f"overhead {json.dumps({k: round(v) for k, v in r['overhead_pct'].items()})} "
+              f"us/event paid {r['paid_us_per_event']:.2f} charged {r['charged_us_per_event']:.2f} [{r['seconds']:.0f}s]",
               flush=True)
         r["load_average"] = os.getloadavg()[0]
         Path(args.results).write_text(json.dumps({"rows": rows}, indent=1))

@@ -168,7 +168,9 @@ def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict
         "steps": trace.steps,
         "measured_ms": round(measured, 6),
         "breakdown": {"measured": phase_breakdown(timeline)},
-        "gpu_busy_pct": busy_pct(timeline, gpu=True) if trace.has_gpu else 0.0,
+        # null, not 0.0, on a trace with no GPU events: nothing was measured (`has_gpu` says why)
+        "gpu_busy_pct": busy_pct(timeline, gpu=True) if trace.has_gpu else None,
+        "has_gpu": bool(trace.has_gpu),
         "cpu_busy_pct": busy_pct(timeline, gpu=False),
         "top_kernels": top_kernels(timeline),
         "critical_path": critical_path_breakdown(timeline),

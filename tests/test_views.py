@@ -310,3 +310,21 @@ def test_v100_dataloader_suggestion_against_the_measured_workers_4_trace(v100_su
                    "pairs with it) above it on this trace (docs/analysis.md)")
 def test_v100_suggest_ranks_dataloader_first(v100_suggestions):
     assert v100_suggestions["suggestions"][0]["name"] == "dataloader"
+
+
+def test_analyze_of_a_cpu_trace_says_there_is_no_gpu():
+    """A trace without GPU events has no GPU busy figure: the text says so and shows no GPU columns;
+    --json keeps the contract's `gpu_busy_pct` key, null, with `has_gpu` false."""
+    cpu_run = str(REPO / "traces" / "pairs" / "cpu" / "bert" / "base")
+    r = CliRunner().invoke(main, ["analyze", cpu_run, "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert "gpu_busy_pct" in d and d["gpu_busy_pct"] is None and d["has_gpu"] is False
+    r = CliRunner().invoke(main, ["analyze", cpu_run])
+    assert r.exit_code == 0, r.output
+    assert "no GPU in the trace" in r.output and "GPU busy" not in r.output
+    header = next(line for line in r.output.splitlines() if line.startswith("operator "))
+    assert header.split() == ["operator", "count", "cpu", "self"]
+    # a GPU trace keeps its figure and columns
+    d = json.loads(CliRunner().invoke(main, ["analyze", str(shared(V100_0)), "--json"]).output)
+    assert d["has_gpu"] is True and 0 < d["gpu_busy_pct"] <= 100

@@ -87,17 +87,19 @@ def print_views(out, result: dict, top: int = 10) -> None:
     ops = result.get("operators") or []
     if ops:
         by_shape = "input_dims" in ops[0]
+        gpu = 6 if result.get("has_gpu", True) else 4  # no GPU columns on a trace without a GPU
         rows = [[o["name"] + (f" {shape_text(o['input_dims'])}" if by_shape and o["input_dims"] else ""), o["count"],
                  _f(o["total_ms"] / steps), _f(o["self_ms"] / steps), _f(o["gpu_ms"] / steps),
-                 _f(o["gpu_step_pct"], 1)] for o in ops[:top]]
+                 _f(o["gpu_step_pct"], 1)][:gpu] for o in ops[:top]]
         out.print(fitted_table(out, f"operators{' by input shape' if by_shape else ''} (ms/step; top {len(rows)} "
-                                    f"of {len(ops)})", ["operator", "count", "cpu", "self", "gpu", "gpu%"], rows))
+                                    f"of {len(ops)})", ["operator", "count", "cpu", "self", "gpu", "gpu%"][:gpu], rows))
     mods = result.get("modules") or []
     if mods:
-        rows = [[m["name"], m["count"], _f(m["total_ms"] / steps), _f(m["gpu_ms"] / steps), _f(m["gpu_step_pct"], 1)]
-                for m in mods[:top]]
+        gpu = 5 if result.get("has_gpu", True) else 3
+        rows = [[m["name"], m["count"], _f(m["total_ms"] / steps), _f(m["gpu_ms"] / steps),
+                 _f(m["gpu_step_pct"], 1)][:gpu] for m in mods[:top]]
         out.print(fitted_table(out, f"modules (ms/step; top {len(rows)} of {len(mods)})",
-                               ["module", "count", "cpu", "gpu", "gpu%"], rows))
+                               ["module", "count", "cpu", "gpu", "gpu%"][:gpu], rows))
     ks = result.get("kernels") or []
     if ks:
         rows = []

@@ -80,7 +80,9 @@ def _print(result: dict, top: int = 10) -> None:
     out = stdout_console()
     out.print(f"[bold]{escape_markup(result['trace'])}[/]  {escape_markup(result['device'])}  steps={result['steps']}"
               f"  ranks={result['ranks']}")
-    out.print(f"step time [bold]{result['measured_ms']:.3f} ms[/]   GPU busy {result['gpu_busy_pct']:.1f}%"
+    gpu = ("no GPU in the trace" if result.get("gpu_busy_pct") is None
+           else f"GPU busy {result['gpu_busy_pct']:.1f}%")
+    out.print(f"step time [bold]{result['measured_ms']:.3f} ms[/]   {gpu}"
               f"   CPU busy {result['cpu_busy_pct']:.1f}%"
               + (f"   FLOP utilization {result['flops_utilization_pct']:.1f}%" if "flops_utilization_pct" in result else "")
               + (f"   throughput {result['throughput_per_s']:.1f}/s" if "throughput_per_s" in result else ""))

@@ -32,6 +32,12 @@ recorded per step (counted in the profiler's own trace). A cost that the noise m
 The trace's durations are wall clock, so the costs are scaled by the calibration's own plain steps'
 wall / CPU time (>= 1; about 1 on an idle machine, the factor by which other processes stretch this
 one's CPU work on a busy one): `us_per_event_wall`, what the model subtracts.
+
+Accuracy (docs/profiling.md, "Why three models missed"): measured in one process, the events of
+seq2seq, wgan, resnet50 and bert cost 0.43-0.50 us each under daydream's settings, and fresh
+calibrations charge 0.35-0.54 us per event of the same mix; a calibration hit by a burst of load
+charges up to twice that (seq2seq's -41 %). A model whose step has a large working set pays more per
+event than this small cached step (the tiny classifier: 0.77 us), and is under-corrected.
 """
 from __future__ import annotations
 

@@ -391,7 +391,8 @@ def analyze_page(analysis: dict, timeline: Timeline, bars: list[dict] | None = N
     a multi-rank job's (with `per_rank`) adds its own sections (`job_sections`)."""
     a = analysis
     items = [("device", str(a["device"])), ("steps", str(a["steps"])), ("step time", f"{a['measured_ms']:.3f} ms"),
-             ("GPU busy", f"{a['gpu_busy_pct']:.1f}%"), ("CPU busy", f"{a['cpu_busy_pct']:.1f}%")]
+             ("GPU busy", "no GPU in the trace" if a["gpu_busy_pct"] is None else f"{a['gpu_busy_pct']:.1f}%"),
+             ("CPU busy", f"{a['cpu_busy_pct']:.1f}%")]
     if "flops_utilization_pct" in a:
         items.append(("FLOP utilization", f"{a['flops_utilization_pct']:.1f}%"))
     if "throughput_per_s" in a:
