@@ -26,9 +26,15 @@ the tracer) is stepped in alternating blocks of BLOCK_STEPS steps, REPS rounds, 
     ops                        CPU activity, record_shapes as the run          -> c_op  = d_ops / n_op
     ops+memory                 ... plus profile_memory as the run              -> c_mem = d_mem / n_mem
     ops+memory+stack           ... plus with_stack/with_modules as the run     -> c_py  = d_py / n_py
-where d is the increase of the median per-step thread CPU time (time.thread_time, which a busy
-machine's other processes do not inflate) over the previous setting and n the events of that kind
-recorded per step (counted in the profiler's own trace). A cost that the noise makes negative is 0.
+where d is the increase of the per-step thread CPU time (time.thread_time, which a busy machine's
+other processes inflate far less than wall time) over the previous setting and n the events of that
+kind recorded per step (counted in the profiler's own trace). d is estimated robustly: the first
+step of every block is dropped (the first step after a profiler start pays its warm-up), each
+round's blocks give one paired difference of their median steps (the blocks of one round run
+back to back, so they share the machine's load of that moment), and the cost is the median over
+the REPS rounds. A single burst of load then moves one round, not the result (before: medians
+pooled over all rounds, first steps included; a burst made seq2seq's calibration charge 0.95 us
+per event against 0.45 paid, docs/profiling.md). A cost that the noise makes negative is 0.
 The trace's durations are wall clock, so the costs are scaled by the calibration's own plain steps'
 wall / CPU time (>= 1; about 1 on an idle machine, the factor by which other processes stretch this
 one's CPU work on a busy one): `us_per_event_wall`, what the model subtracts.
@@ -51,14 +57,17 @@ import time
 from daydream.transform.profiler_cost import KINDS
 
 METHOD = ("a small training step in alternating blocks without the profiler and with its settings added one "
-          "at a time; median thread CPU time per step over recorded events (daydream.profile.overhead)")
+          "at a time, first step of each block dropped; median over rounds of the paired differences of the "
+          "blocks' median thread CPU time per step, over recorded events (daydream.profile.overhead)")
 
 
 CALIBRATION_MODEL = "Linear 64, LayerNorm, GELU, softmax attention, batch 4 x 16 tokens, AdamW"
 # Few profiled steps in all: torch turns every recorded event into a Python object at stop (~1 s per
-# 10k events on a busy machine), which is most of the calibration's cost.
-BLOCK_STEPS = 2
-REPS = 5
+# 10k events on a busy machine), which is most of the calibration's cost. Each block's first step is
+# dropped (profiler warm-up), so BLOCK_STEPS - 1 steps per block are timed; REPS rounds, median over
+# rounds of the paired differences.
+BLOCK_STEPS = 3
+REPS = 15
 
 
 def _calibration_step():
@@ -148,7 +157,7 @@ def _measure(settings: dict, reps: int, block: int, threads: int) -> dict:
     step = _calibration_step()
     for _ in range(3):
         step()
-    times = {k: [] for k in levels}
+    times = {k: [] for k in levels}  # per level: one list of timed steps per round
     plain_wall = []
     counts = None
     for r in range(reps):
@@ -157,12 +166,16 @@ def _measure(settings: dict, reps: int, block: int, threads: int) -> dict:
             if prof is not None:
                 prof.start()
             try:
-                for _ in range(block):
+                timed = []
+                for i in range(block):
                     t0, w0 = time.thread_time(), time.perf_counter()
                     step()
-                    times[name].append(time.thread_time() - t0)
+                    if i == 0:
+                        continue  # the first step after a (profiler) start pays its warm-up
+                    timed.append(time.thread_time() - t0)
                     if kw is None:
                         plain_wall.append(time.perf_counter() - w0)
+                times[name].append(timed)
             finally:
                 if prof is not None:
                     prof.stop()
@@ -173,17 +186,21 @@ def _measure(settings: dict, reps: int, block: int, threads: int) -> dict:
                     with open(path, "rb") as f:
                         counts = _count(orjson.loads(f.read()).get("traceEvents", []))
     per_step = {k: v / block for k, v in (counts or dict.fromkeys(KINDS, 0)).items()}
-    median_us = {k: 1e6 * statistics.median(v) for k, v in times.items()}
+    # One median step per block (level, round); a level's step_us is the median over rounds.
+    block_us = {k: [1e6 * statistics.median(b) for b in v] for k, v in times.items()}
+    median_us = {k: statistics.median(v) for k, v in block_us.items()}
     names = list(levels)
     cost = dict.fromkeys(KINDS, 0.0)
     for prev, cur in zip(names, names[1:]):
         kind = {"ops": "op", "memory": "memory", "python": "python"}[cur]
         n = per_step[kind]
         if n > 0:
-            cost[kind] = max(0.0, (median_us[cur] - median_us[prev]) / n)
+            paired = [c - p for c, p in zip(block_us[cur], block_us[prev])]
+            cost[kind] = max(0.0, statistics.median(paired) / n)
     # The trace's durations are wall clock: on a machine whose other processes take CPU from this one
     # every CPU task, the profiler's work included, is stretched by wall / CPU time.
-    stretch = max(1.0, statistics.median(plain_wall) / statistics.median(times["plain"]))
+    plain_cpu = [t for b in times["plain"] for t in b]
+    stretch = max(1.0, statistics.median(plain_wall) / statistics.median(plain_cpu))
     return {
         "us_per_event": {k: round(v, 4) for k, v in cost.items()},
         "wall_per_cpu": round(stretch, 4),
