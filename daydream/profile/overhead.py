@@ -28,13 +28,15 @@ the tracer) is stepped in alternating blocks of BLOCK_STEPS steps, REPS rounds, 
     ops+memory+stack           ... plus with_stack/with_modules as the run     -> c_py  = d_py / n_py
 where d is the increase of the per-step thread CPU time (time.thread_time, which a busy machine's
 other processes inflate far less than wall time) over the previous setting and n the events of that
-kind recorded per step (counted in the profiler's own trace). d is estimated robustly: the first
-step of every block is dropped (the first step after a profiler start pays its warm-up), each
+kind recorded per step (counted in the profiler's own trace). d is estimated robustly: each
 round's blocks give one paired difference of their median steps (the blocks of one round run
 back to back, so they share the machine's load of that moment), and the cost is the median over
 the REPS rounds. A single burst of load then moves one round, not the result (before: medians
-pooled over all rounds, first steps included; a burst made seq2seq's calibration charge 0.95 us
-per event against 0.45 paid, docs/profiling.md). A cost that the noise makes negative is 0.
+pooled over all rounds; a burst made seq2seq's calibration charge 0.95 us per event against 0.45
+paid, docs/profiling.md). The first step after each profiler start is kept: dropping it (tried,
+2026-11-28 17:47, quiet host) lowered the charge to 0.29-0.42 us/event in the profiled process and
+left 12 of 13 models under-corrected by 16-52 %, where the first step's extra cost had matched
+what a long profiled run pays per event. A cost that the noise makes negative is 0.
 The trace's durations are wall clock, so the costs are scaled by the calibration's own plain steps'
 wall / CPU time (>= 1; about 1 on an idle machine, the factor by which other processes stretch this
 one's CPU work on a busy one): `us_per_event_wall`, what the model subtracts.
@@ -57,17 +59,16 @@ import time
 from daydream.transform.profiler_cost import KINDS
 
 METHOD = ("a small training step in alternating blocks without the profiler and with its settings added one "
-          "at a time, first step of each block dropped; median over rounds of the paired differences of the "
+          "at a time; median over rounds of the paired differences of the "
           "blocks' median thread CPU time per step, over recorded events (daydream.profile.overhead)")
 
 
 CALIBRATION_MODEL = "Linear 64, LayerNorm, GELU, softmax attention, batch 4 x 16 tokens, AdamW"
 # Few profiled steps in all: torch turns every recorded event into a Python object at stop (~1 s per
-# 10k events on a busy machine), which is most of the calibration's cost. Each block's first step is
-# dropped (profiler warm-up), so BLOCK_STEPS - 1 steps per block are timed; REPS rounds, median over
+# 10k events on a busy machine), which is most of the calibration's cost. REPS rounds, median over
 # rounds of the paired differences.
-BLOCK_STEPS = 3
-REPS = 15
+BLOCK_STEPS = 2
+REPS = 5
 
 
 def _calibration_step():
@@ -167,11 +168,9 @@ def _measure(settings: dict, reps: int, block: int, threads: int) -> dict:
                 prof.start()
             try:
                 timed = []
-                for i in range(block):
+                for _ in range(block):
                     t0, w0 = time.thread_time(), time.perf_counter()
                     step()
-                    if i == 0:
-                        continue  # the first step after a (profiler) start pays its warm-up
                     timed.append(time.thread_time() - t0)
                     if kw is None:
                         plain_wall.append(time.perf_counter() - w0)
