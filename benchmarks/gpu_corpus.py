@@ -103,7 +103,6 @@ def check(device_name: str, out: Path) -> int:
 def _profile_loop(step, device, steps: int, time_steps: int, warmup: int, out: Path, info: dict) -> dict:
     """Warm up, time plain steps, profile `steps` steady steps (after the schedule's wait and
     warm-up step), write trace.json.gz and run.json into `out`."""
-    import torch
     from torch.profiler import ProfilerActivity, profile, schedule
 
     from daydream.profile import rundir
