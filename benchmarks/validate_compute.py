@@ -102,7 +102,7 @@ def calibrate_corpus() -> None:
            "benchmarks/validate_compute.py --calibrate-corpus on the machine that recorded the run"}
     for run_json in sorted(PAIRS.glob("cpu/*/*/run.json")):
         info = json.loads(run_json.read_text())
-        info["calibration"] = cal
+        info["calibration"] = {**(info.get("calibration") or {}), **cal}  # keeps e.g. the dataloader key
         tmp = run_json.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(info, indent=2) + "\n")
         os.replace(tmp, run_json)
