@@ -100,7 +100,9 @@ def profiled(model: str, out_dir: Path) -> dict:
     return {"measured_ms": trace.measured_ms, "replay_ms": timeline.per_step_ms,
             "mean_profiler_step_ms": statistics.mean(steps), "steps": trace.steps,
             "plain_step_ms": run["plain_step_ms"], "profiled_step_ms": run["profiled_step_ms"],
-            "unprofiled_ms": result["unprofiled_ms"], "us_per_event": run["profiler_event_cost"]["us_per_event"],
+            "unprofiled_ms": result["unprofiled_ms"], "us_per_event": result["profiler_cost"]["us_per_event"],
+            "cost_source": result["profiler_cost"]["source"],
+            "calibrated_us_per_event": run["profiler_event_cost"]["us_per_event_wall"],
             "complete": run["complete"]}
 
 
@@ -172,14 +174,16 @@ def measure(model: str, out_dir: Path) -> dict:
     row["window_vs_steps_pct"] = 100 * abs(m - p) / p
     row["plain_vs_independent_pct"] = 100 * (row["plain_step_ms"] - row["independent_ms"]) / row["independent_ms"]
     row["unprofiled_vs_plain_pct"] = 100 * (row["unprofiled_ms"] - row["plain_step_ms"]) / row["plain_step_ms"]
+    row["unprofiled_vs_independent_pct"] = 100 * (row["unprofiled_ms"] - row["independent_ms"]) / row["independent_ms"]
     row["seconds"] = time.perf_counter() - t0
     return row
 
 
 def table(rows: list[dict]) -> str:
     head = ("| model | steps | measured ms | mean ProfilerStep ms | \\|m−s\\| % | replay ms | \\|r−m\\| % | plain ms "
-            "| independent ms (CPU ms) | plain vs indep. % | unprofiled ms | unprof. vs plain % | overhead cpu / +shapes / "
-            "+memory / +stack % | µs/event paid / charged | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "| independent ms (CPU ms) | plain vs indep. % | unprofiled ms | unprof. vs plain % | unprof. vs indep. % "
+            "| overhead cpu / +shapes / +memory / +stack % | µs/event paid / charged (source) | load |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         o = r["overhead_pct"]
@@ -188,9 +192,20 @@ def table(rows: list[dict]) -> str:
             f"{r['window_vs_steps_pct']:.2f} | {r['replay_ms']:.2f} | {r['replay_error_pct']:.2f} | "
             f"{r['plain_step_ms']:.2f} | {r['independent_ms']:.2f} ({r['independent_cpu_ms']:.2f}) | {r['plain_vs_independent_pct']:+.1f} | "
             f"{r['unprofiled_ms']:.2f} | {r['unprofiled_vs_plain_pct']:+.1f} | "
+            f"{_fmt(r.get('unprofiled_vs_independent_pct'))} | "
             f"{o['cpu']:.0f} / {o['+shapes']:.0f} / {o['+memory']:.0f} / {o['+stack']:.0f} | "
-            f"{r['paid_us_per_event']:.2f} / {r['charged_us_per_event']:.2f} | {r['load_average']:.1f} |")
+            f"{r['paid_us_per_event']:.2f} / {r['charged_us_per_event']:.2f} ({r.get('cost_source', 'calibration')}) "
+            f"| {r['load_average']:.1f} |")
+    within = [r for r in rows if abs(r["unprofiled_vs_plain_pct"]) <= 15]
+    indep = [r for r in rows if r.get("unprofiled_vs_independent_pct") is not None]
+    within_indep = [r for r in indep if abs(r["unprofiled_vs_independent_pct"]) <= 15]
+    lines.append(f"\nunprofiled_ms within 15% of plain_step_ms on {len(within)} of {len(rows)} (in-sample where the "
+                 f"source is `run`); within 15% of the independent timing on {len(within_indep)} of {len(indep)}.")
     return "\n".join(lines)
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:+.1f}"
 
 
 def main():

@@ -140,18 +140,19 @@ def flops_utilization_pct(timeline: Timeline, device) -> float | None:
     return round(100.0 * peak_time / ((w1 - w0) / 1e9), 3)
 
 
-def unprofiled_ms(graph, run: dict) -> float | None:
-    """Step time of `graph` once the profiler's calibrated per-event cost (run.json
-    `profiler_event_cost`) is taken out of its CPU tasks (daydream.transform.profiler_cost); None for
-    a run without a calibration, which then imports neither the transforms nor pandas."""
-    if not run.get("profiler_event_cost"):
+def unprofiled_ms(graph, trace: Trace) -> float | None:
+    """Step time of `graph` once the profiler's per-event cost (profiler_cost.event_cost_of: the
+    run.json calibration, scaled to the run's own measured overhead on a CPU-only trace) is taken out
+    of its CPU tasks; None for a run without a calibration, which then imports neither the transforms
+    nor pandas."""
+    if not (trace.run or {}).get("profiler_event_cost"):
         return None
     from daydream.sim import simulate
     from daydream.transform import profiler_cost
-    cost = profiler_cost.event_cost_of(run)
+    cost = profiler_cost.event_cost_of(trace)
     if cost is None:
         return None
-    return simulate(profiler_cost.without_profiler(graph, cost)).per_step_ms
+    return simulate(profiler_cost.without_profiler(graph, cost.us_per_event)).per_step_ms
 
 
 def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict:
@@ -178,8 +179,11 @@ def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict
         "device_model": device.name if device else None,
         "warnings": list(trace.warnings) + ctx.notes + ([ctx.device_problem] if device is None else []),
     }
-    unprofiled = unprofiled_ms(timeline.graph, trace.run)
+    unprofiled = unprofiled_ms(timeline.graph, trace)
     out["unprofiled_ms"] = None if unprofiled is None else round(unprofiled, 6)
+    if unprofiled is not None:
+        from daydream.transform import profiler_cost
+        out["profiler_cost"] = profiler_cost.event_cost_of(trace).to_json()
     if ctx.run.get("plain_step_ms"):
         out["plain_step_ms"] = ctx.run["plain_step_ms"]
     if ctx.batch_size:

@@ -96,10 +96,10 @@ class WhatIf:
     @functools.cached_property
     def _unprofiled(self) -> tuple[float | None, float | None]:
         """(replay, predicted) step times without the profiler's own cost (analysis.unprofiled_ms)."""
-        replay = unprofiled_ms(self.base.graph, self.trace.run)
+        replay = unprofiled_ms(self.base.graph, self.trace)
         if replay is None or self.predicted is self.base:
             return replay, replay
-        return replay, unprofiled_ms(self.predicted.graph, self.trace.run)
+        return replay, unprofiled_ms(self.predicted.graph, self.trace)
 
     @property
     def unprofiled_ms(self) -> float | None:

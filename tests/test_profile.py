@@ -16,6 +16,7 @@ from daydream.errors import DaydreamError
 from daydream.graph import build_graph
 from daydream.opts.params import parse_opt
 from daydream.profile import rundir
+from conftest import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_KEYS = {"schema", "kind", "model", "device", "device_name", "batch_size", "steps", "warmup", "amp",
@@ -331,7 +332,7 @@ def test_unprofiled_step_time_in_analyze_and_whatif(resnet_run):
     out, run = resnet_run
     trace = load(out)
     result = whatif(trace, ["fused-optimizer"]).to_json()
-    cost = overhead.event_cost_of(run)
+    cost = overhead.event_cost_of(trace).us_per_event
     graph = build_graph(trace)
     removed_ms = overhead.profiler_cost_ns(graph, cost)[graph.column("in_window")].sum() / 1e6 / trace.steps
     assert removed_ms > 0
@@ -347,6 +348,34 @@ def test_unprofiled_step_time_in_analyze_and_whatif(resnet_run):
     assert analyze(trace)["unprofiled_ms"] == pytest.approx(result["unprofiled_ms"], rel=1e-6)
     plain = load(REPO / "tests" / "data" / "cpu_resnet50_sleeping_thread.json.gz")
     assert whatif(plain).to_json()["unprofiled_ms"] is None and analyze(plain)["unprofiled_ms"] is None
+
+
+def test_profiler_cost_is_scaled_to_the_runs_own_overhead_on_cpu_only():
+    """On a CPU-only run the calibrated per-event costs keep their ratios and are scaled so that a
+    step's events cost the run's profiled minus plain medians; medians that imply a factor outside
+    RUN_SCALE_BAND, and GPU traces, keep the calibration (the former with a note)."""
+    from daydream.trace import load
+    from daydream.transform import profiler_cost as overhead
+    trace = load(REPO / "traces" / "pairs" / "cpu" / "llama" / "base")
+    run = trace.run
+    cost = overhead.event_cost_of(trace)
+    calibrated = overhead.calibrated_cost(run)
+    n = overhead.events_per_step(trace)
+    assert cost.source == "run" and n["op"] > 100
+    charged_ms = sum(cost.us_per_event[k] * n[k] for k in overhead.KINDS) / 1e3
+    assert charged_ms == pytest.approx(run["profiled_step_ms_median"] - run["plain_step_ms_median"], rel=1e-9)
+    assert cost.us_per_event["op"] / calibrated["op"] == pytest.approx(cost.scale)
+    assert cost.us_per_event["memory"] / calibrated["memory"] == pytest.approx(cost.scale)
+    # A plain median slower than the profiled one (noise on a loaded host): the calibration, said so.
+    trace.run = {**run, "plain_step_ms_median": run["profiled_step_ms_median"] + 1.0}
+    noisy = overhead.event_cost_of(trace)
+    assert noisy.source == "calibration" and noisy.us_per_event == calibrated and "outside 0.25-4x" in noisy.note
+    # A GPU trace: its step hides CPU cost behind the GPU, so the calibration as it is.
+    gpu = load(SHARED / "tracelens" / "gaunernst_bert-small-uncased_h100.json.gz")
+    gpu.run = dict(run)
+    assert overhead.event_cost_of(gpu).source == "calibration" and overhead.event_cost_of(gpu).note is None
+    trace.run = {}
+    assert overhead.event_cost_of(trace) is None
 
 
 def test_validate_warns_when_base_and_optimized_look_unrelated():

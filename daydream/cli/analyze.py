@@ -87,9 +87,13 @@ def _print(result: dict, top: int = 10) -> None:
               + (f"   FLOP utilization {result['flops_utilization_pct']:.1f}%" if "flops_utilization_pct" in result else "")
               + (f"   throughput {result['throughput_per_s']:.1f}/s" if "throughput_per_s" in result else ""))
     if result.get("unprofiled_ms") is not None:
-        out.print(f"without the profiler: [bold]{result['unprofiled_ms']:.3f} ms[/] estimated (its calibrated "
-                  "per-event cost removed)"
+        cost = result.get("profiler_cost") or {}
+        basis = ("its per-event cost, scaled to this run's profiled minus plain steps, removed"
+                 if cost.get("source") == "run" else "its calibrated per-event cost removed")
+        out.print(f"without the profiler: [bold]{result['unprofiled_ms']:.3f} ms[/] estimated ({basis})"
                   + (f", {result['plain_step_ms']:.3f} ms timed" if result.get("plain_step_ms") else ""))
+        if cost.get("note"):
+            out.print(f"[yellow]note:[/] {escape(cost['note'])}")
     for warning in result["warnings"]:
         out.print(f"[yellow]warning:[/] {escape(warning)}")
     phases = Table(title="critical path by phase (ms/step)")

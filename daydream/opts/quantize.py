@@ -173,8 +173,9 @@ def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
     before = dur[tasks].sum()
     if lin:
         total = np.bincount(calls, weights=dur[tasks], minlength=len(rows))
-        cost = profiler_cost.event_cost_of(ctx.run)
-        prof = (np.bincount(calls, weights=profiler_cost.profiler_cost_ns(graph, cost)[tasks], minlength=len(rows))
+        cost = profiler_cost.event_cost_of(graph.trace)
+        prof = (np.bincount(calls, weights=profiler_cost.profiler_cost_ns(graph, cost.us_per_event)[tasks],
+                            minlength=len(rows))
                 if cost else np.zeros(len(rows)))
         prof = np.minimum(prof, total)
         # calls of one shape do the same work: their median is the call without host interruptions
