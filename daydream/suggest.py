@@ -1,5 +1,12 @@
 """`daydream suggest TRACE`: every applicable optimization simulated, ranked by predicted step time.
 
+Ranking (`rank="checked"`, the default): suggestions whose every optimization was checked against
+a measured pair on this kind of device (the record's `checked_against`, docs/validation.md) come
+first, by predicted step time; then the rest, by predicted step time, marked as the model's figures
+alone. A user tries first what has been shown to hold, and sees the unchecked figure beside it
+(the V100 trace: dataloader, checked on that pair, first; CUDA graphs, predicted faster but never
+measured against a real capture, after it). `rank="predicted"` ranks by predicted step time only.
+
 Candidates are each optimization at its defaults plus the parameter variants in VARIANTS, built
 from one graph and one replay (daydream.scenarios). An optimization is skipped, with the reason,
 where it refuses the trace (its DaydreamError), where it says it changed nothing (its note), or
@@ -63,6 +70,21 @@ PHASE_WORDS = {"data": "data loading", "other": "other work"}
 # A prediction within this fraction of the replay is "no change" (the simulator's own noise is 0:
 # replay is exact, so this only absorbs rounding).
 NO_CHANGE = 1e-4
+
+
+RANKINGS = ("checked", "predicted")
+
+
+def device_class(trace: Trace) -> str:
+    """The kind of device whose measured pairs apply to this trace: "gpu" or "cpu"."""
+    return "gpu" if trace.has_gpu else "cpu"
+
+
+def checked_against(opts: list[OptChoice], kind: str) -> str | None:
+    """The measured pairs every optimization of `opts` was checked against on `kind`, or None where one
+    of them has none."""
+    found = [SPECS[o.name].checked_against.get(kind) for o in opts]
+    return None if not all(found) else "; ".join(f"{o.name}: {f}" for o, f in zip(opts, found))
 
 
 @dataclass
@@ -205,8 +227,12 @@ def _memory_peaks(trace: Trace, opt_lists: list[list[OptChoice]]) -> tuple[int |
     return int(report.peak_bytes), peaks, notes
 
 
-def suggest(trace: Trace, top: int | None = None, progress=None) -> dict:
-    """The contract's `suggest --json` object. `progress(label)` is called once per simulation."""
+def suggest(trace: Trace, top: int | None = None, progress=None, rank: str = "checked") -> dict:
+    """The contract's `suggest --json` object. `progress(label)` is called once per simulation;
+    `rank` is one of RANKINGS (module docstring)."""
+    if rank not in RANKINGS:
+        raise DaydreamError(f"suggest: rank {rank!r} is not one of {', '.join(RANKINGS)}")
+    kind = device_class(trace)
     graph = build_graph(trace)
     base_tl = simulate(graph)
     replay_ms = base_tl.per_step_ms
@@ -271,7 +297,8 @@ def suggest(trace: Trace, top: int | None = None, progress=None) -> dict:
             c = run(pair)
             if c:
                 done.append(c)
-    done.sort(key=lambda c: (c.predicted_ms, len(c.opts), c.label))
+    checked = {id(c): checked_against(c.opts, kind) for c in done}
+    done.sort(key=lambda c: (rank == "checked" and checked[id(c)] is None, c.predicted_ms, len(c.opts), c.label))
     measured_peak, peaks, memory_notes = _memory_peaks(trace, [c.opts for c in done])
     suggestions = []
     for c, peak, mnotes in zip(done, peaks, memory_notes):
@@ -284,12 +311,14 @@ def suggest(trace: Trace, top: int | None = None, progress=None) -> dict:
             "memory_peak_bytes": peak,
             "breakdown": {k: round(v, 6) for k, v in c.breakdown.items()},
             "why": _why(base_phases, base_work, c, replay_ms),
+            "checked_against": checked[id(c)],
             "notes": c.notes,
             "memory_notes": mnotes,
         })
     return {"trace": trace.path, "device": trace.device, "steps": trace.steps,
             "measured_ms": round(trace.measured_ms, 6), "replay_ms": round(replay_ms, 6),
             "measured_peak_bytes": measured_peak, "breakdown": base_phases,
+            "ranking": rank, "device_class": kind,
             "suggestions": suggestions[:top] if top else suggestions, "simulated": len(done),
             "skipped": skipped}
 

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import REPO, shared
+from daydream.errors import DaydreamError
 from daydream.cli import main
 from daydream.graph import build_graph
 
@@ -300,16 +301,31 @@ def test_v100_dataloader_suggestion_against_the_measured_workers_4_trace(v100_su
     loader = next(x for x in v100_suggestions["suggestions"] if x["name"] == "dataloader")
     assert loader["gain_ms"] == pytest.approx(gain, rel=0.10)
     assert "data loading 57.8 → 0.0 ms (its work 69.3 → 0.1 ms)" in loader["why"]
-    names = [x["name"] for x in v100_suggestions["suggestions"]]
-    # ranked by predicted step time: with CUDA graphs the main thread's loading overlaps the GPU's
-    # replay of the step, ahead of moving the loading to workers (an unvalidated prediction)
-    assert names.index("cuda-graphs") < names.index("dataloader")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 asks for dataloader first; the simulator ranks cuda-graphs (and "
-                   "pairs with it) above it on this trace (docs/analysis.md)")
-def test_v100_suggest_ranks_dataloader_first(v100_suggestions):
-    assert v100_suggestions["suggestions"][0]["name"] == "dataloader"
+def test_v100_suggest_ranks_the_checked_dataloader_first(v100_suggestions):
+    """Ranked checked-first: dataloader, checked against the V100 num_workers pair, leads; CUDA graphs
+    (no measured pair on a GPU) follow, each group by predicted step time. By predicted time alone
+    CUDA graphs lead: the main thread's loading overlaps the GPU's replay of the step."""
+    s = v100_suggestions
+    assert s["ranking"] == "checked" and s["device_class"] == "gpu"
+    assert s["suggestions"][0]["name"] == "dataloader"
+    assert "V100" in s["suggestions"][0]["checked_against"]
+    flags = [x["checked_against"] is not None for x in s["suggestions"]]
+    assert flags == sorted(flags, reverse=True)  # checked lines first
+    for group in (True, False):  # each group by predicted step time
+        times = [x["predicted_ms"] for x, f in zip(s["suggestions"], flags) if f is group]
+        assert times == sorted(times)
+    cuda = next(x for x in s["suggestions"] if x["name"] == "cuda-graphs")
+    assert cuda["checked_against"] is None and cuda["predicted_ms"] < s["suggestions"][0]["predicted_ms"]
+    from daydream.suggest import suggest
+    from daydream.trace import load
+    by_time = suggest(load(shared(V100_0)), rank="predicted")
+    names = [x["name"] for x in by_time["suggestions"]]
+    assert by_time["ranking"] == "predicted" and names.index("cuda-graphs") < names.index("dataloader")
+    assert [x["predicted_ms"] for x in by_time["suggestions"]] == sorted(x["predicted_ms"] for x in by_time["suggestions"])
+    with pytest.raises(DaydreamError, match="rank 'fastest' is not one of checked, predicted"):
+        suggest(load(shared(V100_0)), rank="fastest")
 
 
 def test_analyze_of_a_cpu_trace_says_there_is_no_gpu():

@@ -16,13 +16,17 @@ from daydream.names import printable
               help="keep the N best suggestions (default: all)")
 @json_option
 @step_option
+@click.option("--rank", "ranking", default="checked", show_default=True, type=click.Choice(["checked", "predicted"]),
+              help="checked: optimizations checked against a measured pair on this kind of device first, "
+                   "each group by predicted step time; predicted: by predicted step time only")
 @click.option("--report", default=None, metavar="OUT.html", help="write an HTML report of the suggestions")
 @workers_option
 @scheduler_option
-def suggest(trace, top, as_json, step_annotation, report, workers, scheduler):
+def suggest(trace, top, ranking, as_json, step_annotation, report, workers, scheduler):
     """Simulate every applicable optimization (defaults, parameter variants and the best pairs),
-    rank them by predicted step time and say why each helps or not. On a multi-rank TRACE: for
-    the job's slowest rank (found by the coupled replay; its step is the job's)."""
+    rank them (those checked against a measured pair on this kind of device first, then by
+    predicted step time) and say why each helps or not. On a multi-rank TRACE: for the job's
+    slowest rank (found by the coupled replay; its step is the job's)."""
     from daydream.suggest import simulations, suggest as suggest_trace
     from daydream.trace import load
     report_path = output_path(report, (".html",), inputs=(trace,))
@@ -35,7 +39,7 @@ def suggest(trace, top, as_json, step_annotation, report, workers, scheduler):
             tr = load(trace, step_annotation)
         tick("loaded")
     with progress(not as_json, simulations(tr) + bool(report_path), "suggest") as tick:
-        result = suggest_trace(tr, top, progress=tick)
+        result = suggest_trace(tr, top, progress=tick, rank=ranking)
         if job:
             _job.suggest_of_job(result, trace, rank)
         if report_path:
@@ -58,16 +62,24 @@ def print_suggestions(out, s: dict) -> None:
                                                  "optimizations)" if "rank" in s else "")
                    + f"\n{printable(s['device'])}  steps={s['steps']}  measured {s['measured_ms']:.3f} ms/step  "
                    f"replay {s['replay_ms']:.3f} ms"))
-    rows = [[str(i + 1), x["name"], f"{x['predicted_ms']:.3f}", f"{x['speedup']:.3f}x", _gib(x["memory_peak_bytes"])]
+    kind = s.get("device_class", "cpu").upper()
+    rows = [[str(i + 1), x["name"], f"{x['predicted_ms']:.3f}", f"{x['speedup']:.3f}x", _gib(x["memory_peak_bytes"]),
+             "yes" if x.get("checked_against") else "no"]
             for i, x in enumerate(s["suggestions"])]
-    out.print(fitted_table(out, f"suggestions by predicted step time ({s['simulated']} simulated; peak GiB: "
+    order = ("checked first, then by predicted step time" if s.get("ranking", "checked") == "checked"
+             else "by predicted step time")
+    out.print(fitted_table(out, f"suggestions, {order} ({s['simulated']} simulated; peak GiB: "
                                 f"measured {_gib(s['measured_peak_bytes'])})",
-                           ["#", "optimizations", "ms/step", "speedup", "peak GiB"], rows, name_col=1))
+                           ["#", "optimizations", "ms/step", "speedup", "peak GiB", "checked"], rows, name_col=1))
     if s["suggestions"]:
+        out.print(Text(f"checked: every optimization of the line was checked against a measured pair on a {kind} "
+                       "(docs/validation.md); 'no' lines are the model's figures alone."))
         out.print(Text("Why, per suggestion. A phase's ms are how long the step waits on it (the critical "
                        "path); its work is what its tasks take on all threads and streams, overlapped or not."))
     for i, x in enumerate(s["suggestions"]):
-        out.print(Text(f"{i + 1}. {x['name']}: {x['why']}"))
+        out.print(Text(f"{i + 1}. {x['name']}: {x['why']}"
+                       + (f" Checked against: {x['checked_against']}." if x.get("checked_against") else
+                          f" Not yet checked against a measured pair on a {kind}.")))
     if s["skipped"]:
         out.print(Text("skipped:", style="bold"))
         for k in s["skipped"]:

@@ -388,4 +388,8 @@ OPTIMIZATION = Optimization(
     apply=apply,
     memory=unchanged_memory("dataloader: workers use host memory only; device memory unchanged"),
     doc="docs/optimizations/dataloader.md",
+    checked_against={
+        "cpu": "5 CPU pairs, num_workers 0 -> 2 (traces/pairs)",
+        "gpu": "ResNet-50 on a V100, num_workers 0 <-> 4 (shared kineto traces)",
+    },
 )

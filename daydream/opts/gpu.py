@@ -160,4 +160,7 @@ OPTIMIZATION = Optimization(
     apply=apply,
     memory=unchanged_memory("gpu: same bytes on the target device; the capacity check uses the target"),
     doc="docs/optimizations/gpu.md",
+    checked_against={
+        "gpu": "bert-small and Qwen1.5-0.5B, H100 <-> MI300X (shared tracelens traces)",
+    },
 )

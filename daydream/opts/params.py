@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -58,6 +58,10 @@ class Optimization:
     `memory(state, **params)` transforms a `daydream.memory.predict.State` (the memory model),
     given as the function or as "module:function" where it lives elsewhere; `doc` is the page
     that states the model's formula and constants (docs/optimizations/NAME.md for built-ins).
+    `checked_against` names, per device class ("cpu", "gpu"), the measured pairs (the job run with
+    and without the optimization) its predictions were checked against in docs/validation.md; a
+    class it lacks has no such pair yet, and `daydream suggest` ranks the model's figures there after
+    the checked ones.
     """
     name: str
     summary: str
@@ -65,6 +69,7 @@ class Optimization:
     apply: Callable
     memory: Callable | str
     doc: str
+    checked_against: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if not _NAME.fullmatch(self.name or ""):

@@ -228,4 +228,7 @@ OPTIMIZATION = Optimization(
     apply=apply,
     memory="daydream.memory.predict:quantize",
     doc="docs/optimizations/quantize.md",
+    checked_against={
+        "cpu": "5 CPU pairs, int8 inference and training-like (traces/pairs)",
+    },
 )

@@ -104,4 +104,7 @@ OPTIMIZATION = Optimization(
     apply=apply,
     memory=unchanged_memory("straggler: the same work at another speed; device memory unchanged"),
     doc="docs/optimizations/straggler.md",
+    checked_against={
+        "cpu": "2-rank gloo DDP job with one rank slowed (benchmarks/straggler_validation.py)",
+    },
 )

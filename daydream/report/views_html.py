@@ -135,14 +135,20 @@ def suggest_page(s: dict) -> str:
                       ("replay", f"{s['replay_ms']:.3f} ms"), ("simulated", str(s["simulated"]))])]
     rows = [{"#": i + 1, "optimizations": x["name"], "predicted ms/step": x["predicted_ms"],
              "speedup": x["speedup"], "peak GiB": (x["memory_peak_bytes"] / 2**30) if x["memory_peak_bytes"]
-             is not None else float("nan"), "why": x["why"]} for i, x in enumerate(s["suggestions"])]
+             is not None else float("nan"), "checked against": x.get("checked_against") or "no measured pair yet",
+             "why": x["why"]} for i, x in enumerate(s["suggestions"])]
     df = pd.DataFrame(rows)
-    out = head + ["<h2 id=view-suggestions>Suggestions, best first</h2>"]
+    order = ("checked against a measured pair first, then by predicted step time"
+             if s.get("ranking", "checked") == "checked" else "by predicted step time")
+    out = head + [f"<h2 id=view-suggestions>Suggestions, {order}</h2>"]
     if not df.empty:
-        fig = go.Figure(go.Bar(y=df["optimizations"].str.slice(0, 60), x=df["predicted ms/step"], orientation="h"))
+        checked = [x.get("checked_against") is not None for x in s["suggestions"]]
+        fig = go.Figure(go.Bar(y=df["optimizations"].str.slice(0, 60), x=df["predicted ms/step"], orientation="h",
+                               marker_color=["#1f77b4" if c else "#aec7e8" for c in checked]))
         fig.add_vline(x=s["replay_ms"], line_dash="dash", annotation_text="replay")
         fig.update_layout(template="plotly_white", yaxis=dict(autorange="reversed"), xaxis_title="ms per step",
-                          height=max(300, 26 * len(df) + 120), title="Predicted step time")
+                          height=max(300, 26 * len(df) + 120),
+                          title="Predicted step time (pale: not yet checked against a measured pair)")
         out += [_figure_html(fig, "suggestions"),
                 "<style>#why td{white-space:normal}</style><div id=why>" + _table(df) + "</div>"]
     if s["skipped"]:
