@@ -35,7 +35,7 @@ def list_opts(as_json):
     devices = [hardware.DEVICES[n] for n in hardware.names()]
     if as_json:
         emit_json({"optimizations": [
-            {"name": s.name, "help": s.summary,
+            {"name": s.name, "help": s.summary, "checked_against": dict(s.checked_against),
              "params": [{"name": k, "default": p.default, "help": p.help, "type": p.kind.__name__,
                          "low": p.low, "high": p.high, "choices": list(p.choices)}
                         for k, p in s.params.items()]} for s in SPECS.values()],
@@ -50,7 +50,8 @@ def list_opts(as_json):
     table.add_column("what it models", overflow="fold", ratio=1)
     for s in SPECS.values():
         items = list(s.params.items())
-        table.add_row(s.name, "" if items else "-", s.summary, end_section=not items)
+        checked = ", ".join(sorted(s.checked_against)).upper() or "no device yet"
+        table.add_row(s.name, "" if items else "-", f"{s.summary} (checked against measured pairs on: {checked})", end_section=not items)
         for i, (k, p) in enumerate(items):
             extra = _param_range(p)
             table.add_row("", f"{k}={p.default}", p.help + (f" ({extra})" if extra else ""),
