@@ -82,9 +82,10 @@ def device_class(trace: Trace) -> str:
 
 def checked_against(opts: list[OptChoice], kind: str) -> str | None:
     """The measured pairs every optimization of `opts` was checked against on `kind`, or None where one
-    of them has none."""
+    of them has none or is set outside the parameter values its pairs used (`checked_params`)."""
     found = [SPECS[o.name].checked_against.get(kind) for o in opts]
-    return None if not all(found) else "; ".join(f"{o.name}: {f}" for o, f in zip(opts, found))
+    same_path = all(o.params.get(k) in values for o in opts for k, values in SPECS[o.name].checked_params.items())
+    return None if not all(found) or not same_path else "; ".join(f"{o.name}: {f}" for o, f in zip(opts, found))
 
 
 @dataclass

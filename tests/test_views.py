@@ -344,3 +344,19 @@ def test_analyze_of_a_cpu_trace_says_there_is_no_gpu():
     # a GPU trace keeps its figure and columns
     d = json.loads(CliRunner().invoke(main, ["analyze", str(shared(V100_0)), "--json"]).output)
     assert d["has_gpu"] is True and 0 < d["gpu_busy_pct"] <= 100
+
+
+def test_a_setting_outside_the_measured_pairs_is_not_checked():
+    """checked_params: amp was measured in bf16 on CPU and quantize in int8; fp16 amp (priced from the
+    hardware table) and fp8 quantize are the model's figures alone. Other parameters (dataloader
+    workers) keep the check: the same model, another value."""
+    from daydream.opts.params import parse_opt
+    from daydream.suggest import checked_against
+    assert checked_against([parse_opt("amp")], "cpu") and not checked_against([parse_opt("amp:dtype=fp16")], "cpu")
+    assert checked_against([parse_opt("quantize")], "cpu")
+    assert not checked_against([parse_opt("quantize:dtype=fp8")], "cpu")
+    assert checked_against([parse_opt("dataloader:workers=8")], "gpu")
+    assert not checked_against([parse_opt("cuda-graphs")], "gpu") and not checked_against([parse_opt("amp")], "gpu")
+    pair = checked_against([parse_opt("amp"), parse_opt("dataloader")], "cpu")
+    assert pair.startswith("amp: ") and "; dataloader: " in pair
+    assert not checked_against([parse_opt("amp"), parse_opt("cuda-graphs")], "cpu")

@@ -52,8 +52,11 @@ def suggest(trace, top, ranking, as_json, step_annotation, report, workers, sche
     print_suggestions(stdout_console(), result)
 
 
-def _gib(b) -> str:
-    return "–" if b is None else f"{b / 2**30:.2f}"
+def _size(b) -> str:
+    """Bytes in the unit that keeps 2-3 significant digits (GiB for GPU jobs, MiB for small CPU runs)."""
+    if b is None:
+        return "–"
+    return f"{b / 2**30:.2f} GiB" if b >= 2**30 else f"{b / 2**20:.1f} MiB"
 
 
 def print_suggestions(out, s: dict) -> None:
@@ -63,14 +66,14 @@ def print_suggestions(out, s: dict) -> None:
                    + f"\n{printable(s['device'])}  steps={s['steps']}  measured {s['measured_ms']:.3f} ms/step  "
                    f"replay {s['replay_ms']:.3f} ms"))
     kind = s.get("device_class", "cpu").upper()
-    rows = [[str(i + 1), x["name"], f"{x['predicted_ms']:.3f}", f"{x['speedup']:.3f}x", _gib(x["memory_peak_bytes"]),
+    rows = [[str(i + 1), x["name"], f"{x['predicted_ms']:.3f}", f"{x['speedup']:.3f}x", _size(x["memory_peak_bytes"]),
              "yes" if x.get("checked_against") else "no"]
             for i, x in enumerate(s["suggestions"])]
     order = ("checked first, then by predicted step time" if s.get("ranking", "checked") == "checked"
              else "by predicted step time")
-    out.print(fitted_table(out, f"suggestions, {order} ({s['simulated']} simulated; peak GiB: "
-                                f"measured {_gib(s['measured_peak_bytes'])})",
-                           ["#", "optimizations", "ms/step", "speedup", "peak GiB", "checked"], rows, name_col=1))
+    out.print(fitted_table(out, f"suggestions, {order} ({s['simulated']} simulated; memory peak "
+                                f"measured {_size(s['measured_peak_bytes'])})",
+                           ["#", "optimizations", "ms/step", "speedup", "peak", "checked"], rows, name_col=1))
     if s["suggestions"]:
         out.print(Text(f"checked: every optimization of the line was checked against a measured pair on a {kind} "
                        "(docs/validation.md); 'no' lines are the model's figures alone."))

@@ -269,4 +269,5 @@ OPTIMIZATION = Optimization(
     checked_against={
         "cpu": "5 CPU pairs, bf16: resnet50, bert, llama, vit, transformer (traces/pairs)",
     },
+    checked_params={"dtype": ("bf16",)},
 )

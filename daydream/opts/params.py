@@ -61,7 +61,9 @@ class Optimization:
     `checked_against` names, per device class ("cpu", "gpu"), the measured pairs (the job run with
     and without the optimization) its predictions were checked against in docs/validation.md; a
     class it lacks has no such pair yet, and `daydream suggest` ranks the model's figures there after
-    the checked ones.
+    the checked ones. `checked_params` names parameters whose other values take another path
+    through the model (amp's dtype: bf16 was measured on CPU, fp16 is priced from the hardware
+    table) with the values the pairs used; a setting outside them is not checked.
     """
     name: str
     summary: str
@@ -70,6 +72,7 @@ class Optimization:
     memory: Callable | str
     doc: str
     checked_against: dict[str, str] = field(default_factory=dict)
+    checked_params: dict[str, tuple] = field(default_factory=dict)
 
     def __post_init__(self):
         if not _NAME.fullmatch(self.name or ""):

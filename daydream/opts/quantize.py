@@ -231,4 +231,5 @@ OPTIMIZATION = Optimization(
     checked_against={
         "cpu": "5 CPU pairs, int8 inference and training-like (traces/pairs)",
     },
+    checked_params={"dtype": ("int8",)},
 )
