@@ -91,14 +91,14 @@ def print_views(out, result: dict, top: int = 10) -> None:
         rows = [[o["name"] + (f" {shape_text(o['input_dims'])}" if by_shape and o["input_dims"] else ""), o["count"],
                  _f(o["total_ms"] / steps), _f(o["self_ms"] / steps), _f(o["gpu_ms"] / steps),
                  _f(o["gpu_step_pct"], 1)][:gpu] for o in ops[:top]]
-        out.print(fitted_table(out, f"operators{' by input shape' if by_shape else ''} (ms/step; top {len(rows)} "
-                                    f"of {len(ops)})", ["operator", "count", "cpu", "self", "gpu", "gpu%"][:gpu], rows))
+        out.print(fitted_table(out, f"operators{' by input shape' if by_shape else ''} (ms/step, count over {steps} "
+                                    f"steps; top {len(rows)} of {len(ops)})", ["operator", "count", "cpu", "self", "gpu", "gpu%"][:gpu], rows))
     mods = result.get("modules") or []
     if mods:
         gpu = 5 if result.get("has_gpu", True) else 3
         rows = [[m["name"], m["count"], _f(m["total_ms"] / steps), _f(m["gpu_ms"] / steps),
                  _f(m["gpu_step_pct"], 1)][:gpu] for m in mods[:top]]
-        out.print(fitted_table(out, f"modules (ms/step; top {len(rows)} of {len(mods)})",
+        out.print(fitted_table(out, f"modules (ms/step, count over {steps} steps; top {len(rows)} of {len(mods)})",
                                ["module", "count", "cpu", "gpu", "gpu%"][:gpu], rows))
     ks = result.get("kernels") or []
     if ks:
@@ -108,7 +108,7 @@ def print_views(out, result: dict, top: int = 10) -> None:
             rows.append([kernel_label(k["name"]), k["count"], _f(k["total_ms"] / steps), _f(k["mean_ms"]),
                          _f(k.get("occupancy_pct"), 0), _f(k.get("flops_utilization_pct"), 1),
                          _f(k.get("bandwidth_utilization_pct"), 1), tc])
-        out.print(fitted_table(out, f"kernels (ms/step; mean ms per call; top {len(rows)} of {len(ks)})",
+        out.print(fitted_table(out, f"kernels (ms/step; mean ms per call; count over {steps} steps; top {len(rows)} of {len(ks)})",
                                ["kernel", "count", "ms", "mean", "occ%", "flop%", "bw%", "TC"], rows))
     idle = result.get("idle") or {}
     if idle:
