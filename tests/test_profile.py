@@ -201,6 +201,22 @@ def test_profile_unmodified_script_passes_output_and_exit_code_through(script, t
     assert trace.measured_ms * 1e3 * 3 == pytest.approx(last - first + _window_overrun_us(out), rel=1e-3)
 
 
+def test_python_frames_enclosing_the_last_kept_step_are_cut_at_its_end():
+    """A loop body that holds several optimizer steps (a GAN's) starts inside the kept steps and runs
+    past them: its frame is cut at the last kept step's end, so the window is the kept steps. Frames
+    inside the steps, frames that started before them and operators are left as they are."""
+    events = [
+        {"ph": "X", "cat": "python_function", "name": "train.py(40): train_step", "ts": 150.0, "dur": 200.0},
+        {"ph": "X", "cat": "python_function", "name": "train.py(10): <module>", "ts": 50.0, "dur": 900.0},
+        {"ph": "X", "cat": "python_function", "name": "nn/module.py: forward", "ts": 160.0, "dur": 20.0},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 290.0, "dur": 30.0},
+        {"ph": "X", "cat": "python_function", "name": "after.py: later", "ts": 300.0, "dur": 50.0},
+    ]
+    assert rundir.clip_enclosing_frames(events, 100.0, 300.0) == 1
+    assert events[0]["dur"] == 150.0  # cut at 300
+    assert [e["dur"] for e in events[1:]] == [900.0, 20.0, 30.0, 50.0]
+
+
 @pytest.mark.parametrize("crash", [True, False])
 def test_script_that_stops_early_keeps_whole_steps_and_warns(script, tmp_path, crash, capfd):
     """Crashing in step 6 or simply ending after 5 steps: ProfilerStep#1 and #2 are whole, the step the

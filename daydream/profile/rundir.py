@@ -137,8 +137,32 @@ def export_trace(prof, staging: Path, keep_steps: int | None = None) -> int:
         kept = {e["name"] for e in cpu_steps[:keep_steps]}
         trace["traceEvents"] = [e for e in events if not is_step(e) or e["name"] in kept]
         cpu_steps = cpu_steps[:keep_steps]
+    if cpu_steps:
+        first, last = cpu_steps[0], cpu_steps[-1]
+        clipped = clip_enclosing_frames(trace["traceEvents"], float(first["ts"]),
+                                        float(last["ts"]) + float(last.get("dur", 0)))
+        if clipped:
+            trace["daydream_clipped_frames"] = clipped
     write_json_gz(staging / "trace.json.gz", trace)
     return len(cpu_steps)
+
+
+def clip_enclosing_frames(events: list, start_us: float, end_us: float) -> int:
+    """Cut, at `end_us`, the Python frames that start inside the kept steps [start_us, end_us) and
+    run on past them; returns how many. Such a frame encloses the step boundary (a loop body that
+    holds several optimizer steps, as a GAN's does) and the window's rule (CONTRACT.md: it ends at
+    the latest end of the CPU events that start inside the steps) would otherwise stretch the window
+    past the last kept step by whatever the script did next. Operators never straddle the end: the
+    last kept step ends at an optimizer-step hook, outside every op."""
+    n = 0
+    for e in events:
+        if e.get("ph") != "X" or e.get("cat") != "python_function":
+            continue
+        ts = float(e.get("ts", 0))
+        if start_us <= ts < end_us < ts + float(e.get("dur", 0)):
+            e["dur"] = end_us - ts
+            n += 1
+    return n
 
 
 def export_memory(prof, staging: Path, device: str, layers: dict | None, aligned: bool = True,
