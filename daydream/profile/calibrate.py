@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 
 METHOD = ("alternating fp32/bf16 forward+backward microbenchmark, median of repetitions, "
           "run's thread count (daydream.profile.calibrate)")
@@ -189,7 +190,9 @@ def measure(budget_s: float = BUDGET_S, reps: int = REPS) -> dict:
         speedup[cls] = round((fwd[f32] + bwd[f32]) / (fwd[b16] + bwd[b16]), 4)
         speedup_fwd[cls] = round(fwd[f32] / fwd[b16], 4)
         speedup_bwd[cls] = round(bwd[f32] / bwd[b16], 4)
-    int8 = _int8_linear(reps)
+    with warnings.catch_warnings():  # torch deprecates quantize_per_tensor; not the user's script's warning
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
+        int8 = _int8_linear(reps)
     x = torch.randn(CAST_ELEMENTS)
     casts = []
     for _ in range(reps + 1):
