@@ -209,12 +209,17 @@ def test_python_frames_enclosing_the_last_kept_step_are_cut_at_its_end():
         {"ph": "X", "cat": "python_function", "name": "train.py(40): train_step", "ts": 150.0, "dur": 200.0},
         {"ph": "X", "cat": "python_function", "name": "train.py(10): <module>", "ts": 50.0, "dur": 900.0},
         {"ph": "X", "cat": "python_function", "name": "nn/module.py: forward", "ts": 160.0, "dur": 20.0},
-        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 290.0, "dur": 30.0},
+        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 250.0, "dur": 30.0},
         {"ph": "X", "cat": "python_function", "name": "after.py: later", "ts": 300.0, "dur": 50.0},
     ]
     assert rundir.clip_enclosing_frames(events, 100.0, 300.0) == 1
     assert events[0]["dur"] == 150.0  # cut at 300
     assert [e["dur"] for e in events[1:]] == [900.0, 20.0, 30.0, 50.0]
+    # an annotation that starts inside and closes after the last step's end (the Optimizer.step span
+    # around the step hook) stays enclosed: the frame is cut at its end instead
+    events[0]["dur"] = 200.0
+    events.append({"ph": "X", "cat": "user_annotation", "name": "Optimizer.step#SGD.step", "ts": 280.0, "dur": 30.0})
+    assert rundir.clip_enclosing_frames(events, 100.0, 300.0) == 1 and events[0]["dur"] == 160.0
 
 
 @pytest.mark.parametrize("crash", [True, False])

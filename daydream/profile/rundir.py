@@ -147,20 +147,29 @@ def export_trace(prof, staging: Path, keep_steps: int | None = None) -> int:
     return len(cpu_steps)
 
 
+CPU_SPAN_CATS = ("cpu_op", "user_annotation", "cuda_runtime", "cuda_driver")
+
+
 def clip_enclosing_frames(events: list, start_us: float, end_us: float) -> int:
-    """Cut, at `end_us`, the Python frames that start inside the kept steps [start_us, end_us) and
-    run on past them; returns how many. Such a frame encloses the step boundary (a loop body that
-    holds several optimizer steps, as a GAN's does) and the window's rule (CONTRACT.md: it ends at
-    the latest end of the CPU events that start inside the steps) would otherwise stretch the window
-    past the last kept step by whatever the script did next. Operators never straddle the end: the
-    last kept step ends at an optimizer-step hook, outside every op."""
+    """Cut the Python frames that start inside the kept steps [start_us, end_us) and run on past
+    them; returns how many. Such a frame encloses the step boundary (a loop body that holds several
+    optimizer steps, as a GAN's does) and the window's rule (CONTRACT.md: it ends at the latest end
+    of the CPU events that start inside the steps) would otherwise stretch the window past the last
+    kept step by whatever the script did next. They are cut where the other CPU spans that start
+    inside the steps end (at least `end_us`): operators never straddle the last step's end (an
+    optimizer-step hook), but the `Optimizer.step` span that runs the hook does close ~0.1 ms after
+    it, and a frame enclosing it must still enclose it (the graph nests them)."""
+    cut = end_us
+    for e in events:
+        if e.get("ph") == "X" and e.get("cat") in CPU_SPAN_CATS and start_us <= float(e.get("ts", 0)) < end_us:
+            cut = max(cut, float(e["ts"]) + float(e.get("dur", 0)))
     n = 0
     for e in events:
         if e.get("ph") != "X" or e.get("cat") != "python_function":
             continue
         ts = float(e.get("ts", 0))
-        if start_us <= ts < end_us < ts + float(e.get("dur", 0)):
-            e["dur"] = end_us - ts
+        if start_us <= ts < end_us and cut < ts + float(e.get("dur", 0)):
+            e["dur"] = cut - ts
             n += 1
     return n
 
