@@ -18,7 +18,8 @@ profiler's cost on its own step: the median profiled step minus the median plain
 `profiled_step_ms_median`, `plain_step_ms_median`: one timer, one process). On such a trace every
 recorded event costs the same, what the run paid per event:
 
-    c = (profiled median - plain median) / (sum_k n_k, the events of a step in the window)
+    c = (profiled median - plain median) / (the events of the median step: the median over the
+                                            window's steps of the events each records)
 
 The run measures only the total; the calibration's split between kinds is noise-dominated (one
 kind's cost doubles between calibrations while the weighted sum moves much less, and a kind can
@@ -27,8 +28,8 @@ between phases (an optimizer's many allocations) and distorts what-ifs that remo
 calibration's ratios, fused-optimizer predicted a slower step without the profiler on a user script
 (5.52 -> 5.71 ms; 5.50 -> 5.49 ms with one cost; the CPU corpus, recorded without Python stacks,
 scores the same either way, docs/profiling.md). The run's figure is accepted where it is within
-RUN_SCALE_BAND of the calibration's (s = run total / calibrated total per step, sum_k c_k n_k, c_k the calibration's
-wall-clock costs); outside it the two medians disagree with the calibration by more than its own
+RUN_SCALE_BAND of the calibration's (s = c sum_k n_k / sum_k c_k n_k, n_k the mean events of kind k per step, c_k the
+calibration's wall-clock costs); outside it the two medians disagree with the calibration by more than its own
 spread (e.g. a plain median slower than the profiled one on a loaded host) and the calibration is
 used as it is, with a note. Checked against run.json's own `plain_step_ms` this is in-sample (the unprofiled replay of a
 CPU-only step then lands near the plain median by construction); the out-of-sample check is an
@@ -87,6 +88,22 @@ def events_per_step(trace) -> dict:
             "memory": int(((mem_ts >= w.start) & (mem_ts < w.end)).sum()) / steps}
 
 
+def events_in_median_step(trace) -> float:
+    """The median over the window's steps of the events (all kinds) recorded in each step: the step
+    that the run's median step times describe. Steps can differ (a GAN's generator step records more
+    than its critic steps), and a median step time over mean events would undercharge them."""
+    from daydream.trace.events import ANNOTATION, CPU_OP, PYTHON
+    from daydream.table import column
+    spans = trace.window.step_spans
+    if not len(spans):
+        return 0.0
+    ts, kind = trace.column("ts"), trace.column("kind")
+    stamps = np.sort(np.concatenate([ts[np.isin(kind, (CPU_OP, ANNOTATION, PYTHON))],
+                                     column(trace, "memory_events", "ts")]))
+    counts = np.searchsorted(stamps, spans[:, 1], side="left") - np.searchsorted(stamps, spans[:, 0], side="left")
+    return float(np.median(counts))
+
+
 def event_cost_of(trace) -> EventCost | None:
     """The per-event cost to take out of `trace`'s graphs (see the module docstring), or None when its
     run was not calibrated (a plain trace file)."""
@@ -101,14 +118,17 @@ def event_cost_of(trace) -> EventCost | None:
     charged_ms = sum(cost[k] * n[k] for k in KINDS) / 1e3
     if charged_ms <= 0:
         return EventCost(cost, "calibration", 1.0)
-    scale = (profiled - plain) / charged_ms
+    median_events = events_in_median_step(trace)
+    if median_events <= 0:
+        return EventCost(cost, "calibration", 1.0)
+    per_event = (profiled - plain) * 1e3 / median_events  # us
+    scale = per_event * sum(n.values()) / 1e3 / charged_ms
     low, high = RUN_SCALE_BAND
     if not low <= scale <= high:
         return EventCost(cost, "calibration", 1.0,
                          f"the run's profiled and plain step medians ({profiled:.3f} and {plain:.3f} ms) imply "
                          f"{scale:.2f}x the calibrated per-event cost, outside {low:g}-{high:g}x: the calibration "
                          "is used as it is")
-    per_event = (profiled - plain) * 1e3 / sum(n.values())  # us; sum(n) > 0 since charged_ms > 0
     return EventCost(dict.fromkeys(KINDS, per_event), "run", scale)
 
 
