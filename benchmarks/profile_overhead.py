@@ -259,7 +259,7 @@ def main():
         doc = REPO / "docs" / "profiling.md"
         text = doc.read_text()
         loads = [r["load_average"] for r in rows]
-        when = (f"{rows[0].get('measured_at', 'earlier')}, re-analysed {rows[0]['reanalyzed']} (`--reanalyze`: the "
+        when = (f"{rows[0].get('measured_at', 'earlier')} to {rows[-1].get('measured_at', '')[11:]}, re-analysed {rows[0]['reanalyzed']} (`--reanalyze`: the "
                 "run directories' columns read again by the current daydream, timings as measured)"
                 if args.from_results and rows and rows[0].get("reanalyzed")
                 else time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
