@@ -1,6 +1,6 @@
 """Straggler what-if against measurement, on 2-rank gloo DDP jobs recorded here, noise-robust.
 
-    python benchmarks/straggler_validation.py [--reps 8] [--slow-ms 40] [--active 8] [--pin] [--keep DIR]
+    python benchmarks/straggler_validation.py [--reps 12] [--slow-ms 80] [--active 8] [--batch 256] [--pin] [--keep DIR]
     python benchmarks/straggler_validation.py --analyze DIR     (runs recorded before)
 
 Records `reps` interleaved pairs of traces/gloo_ddp_mlp/train.py under torchrun (base, slow, base,
@@ -34,10 +34,10 @@ TRAIN = REPO / "traces" / "gloo_ddp_mlp" / "train.py"
 OUT = REPO / "benchmarks" / "results" / "straggler_validation.json"
 
 
-def record(out: Path, slow_ms: float, active: int, pin: bool) -> float:
+def record(out: Path, slow_ms: float, active: int, pin: bool, batch: int) -> float:
     """One 2-rank run into `out` (rank0.json, rank1.json); returns its wall seconds."""
     out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OUT=str(out), SLOW_RANK="1", SLOW_RANK_MS=str(slow_ms), ACTIVE=str(active),
+    env = dict(os.environ, OUT=str(out), SLOW_RANK="1", SLOW_RANK_MS=str(slow_ms), ACTIVE=str(active), BATCH=str(batch),
                PIN_CORES="1" if pin else "0", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -73,11 +73,13 @@ def spread(values) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=8)
-    ap.add_argument("--slow-ms", type=float, default=40.0)
+    ap.add_argument("--reps", type=int, default=12)
+    ap.add_argument("--slow-ms", type=float, default=80.0)
     ap.add_argument("--active", type=int, default=8, help="profiled steps per run")
+    ap.add_argument("--batch", type=int, default=256, help="rows per step (the MLP is 6 x 512 wide)")
     ap.add_argument("--pin", action="store_true", help="pin rank r to core r (default: the OS places them; "
                                                        "pinned, a rank's gloo threads share its one core)")
+    ap.add_argument("--out", type=Path, default=OUT, help="where the JSON result goes")
     ap.add_argument("--keep", type=Path, default=None, help="record into this directory and keep it")
     ap.add_argument("--analyze", type=Path, default=None, help="analyze runs recorded before in this directory")
     args = ap.parse_args()
@@ -85,7 +87,7 @@ def main():
     if not args.analyze:
         for i in range(args.reps):
             for kind, ms in (("base", 0.0), ("slow", args.slow_ms)):
-                wall = record(base / f"{kind}{i:02d}", ms, args.active, args.pin)
+                wall = record(base / f"{kind}{i:02d}", ms, args.active, args.pin, args.batch)
                 print(f"recorded {kind}{i:02d} in {wall:.1f} s (load average {os.getloadavg()[0]:.2f})", flush=True)
     runs = sorted(p for p in base.iterdir() if p.is_dir() and p.name.startswith(("base", "slow")))
     rows = [figures(r) for r in runs]
@@ -105,7 +107,7 @@ def main():
              for b, s in zip(bases, slows)]
     unslowed_compute = spread([p["compute_ms"] for r in bases for p in r["per_rank"]])
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "reps": len(bases), "slow_ms": args.slow_ms, "pinned": None if args.analyze else args.pin, "active_steps": args.active,
+              "reps": len(bases), "slow_ms": args.slow_ms, "batch": args.batch, "pinned": None if args.analyze else args.pin, "active_steps": args.active,
               "measured_unslowed_ms": measured, "predicted_unslowed_ms": predicted,
               "slowed_measured_ms": spread([r["measured_ms"] for r in slows]),
               "unslowed_rank_compute_ms": unslowed_compute,
@@ -115,9 +117,9 @@ def main():
     print(f"predicted from slowed runs: median {predicted['median']:.2f} ms (IQR {predicted['q1']:.2f}-"
           f"{predicted['q3']:.2f}, range {predicted['min']:.2f}-{predicted['max']:.2f})")
     print(f"error of the medians: {error:.2f}%;  per pair: " + ", ".join(f"{p['error_pct']:.1f}%" for p in pairs))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run with torchrun (`benchmarks/straggler_validation.py` drives it). Environment: OUT (where
 rank<r>.json goes), SLOW_RANK and SLOW_RANK_MS (that rank burns that many ms per step in extra
-matmuls before its forward), PIN_CORES=1 (rank r runs on core r mod cores: the two ranks never
+matmuls before its forward), BATCH (rows per step, default 64), PIN_CORES=1 (rank r runs on core r mod cores: the two ranks never
 share a core), ACTIVE (profiled steps). One thread per rank (torch and OMP/MKL), so that a rank's
 compute does not depend on how many cores the machine has free.
 """
@@ -21,7 +21,7 @@ def main():
     model = torch.nn.Sequential(*[torch.nn.Linear(512, 512) for _ in range(6)])
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.01)
-    x = torch.randn(64, 512)
+    x = torch.randn(int(os.environ.get("BATCH", "64")), 512)
     slow = float(os.environ.get("SLOW_RANK_MS", "0")) if r == int(os.environ.get("SLOW_RANK", "-1")) else 0
     active = int(os.environ.get("ACTIVE", "4"))
     with profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=2, active=active, repeat=1),
