@@ -19,6 +19,9 @@ error_median_pct = 100 * |predicted_median_ms - optimized_step_ms| / optimized_s
     python benchmarks/validate_compute.py [--json] [--no-docs]
     python benchmarks/validate_compute.py --calibrate-corpus   # write a bf16 calibration measured
         on this machine into every CPU run.json of traces/pairs (the machine that recorded them)
+    python benchmarks/validate_compute.py --calibrate-linear-shapes   # re-time each CPU run's own
+        Linear shapes here (calibrate.measure_linear_shapes, the shapes read from its trace) and add
+        them to its run.json (runs recorded before `daydream profile` measured them)
 """
 from __future__ import annotations
 
@@ -109,13 +112,49 @@ def calibrate_corpus() -> None:
     print(json.dumps(cal, indent=2))
 
 
+def calibrate_linear_shapes() -> None:
+    """Add `cpu_linear_shapes` (the run's own Linear shapes re-timed here) to every CPU run.json."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from daydream.profile import calibrate
+    doc = json.loads((PAIRS / "index.json").read_text())
+    torch.set_num_threads(int(doc.get("threads") or 1))
+    for run_json in sorted(PAIRS.glob("cpu/*/*/run.json")):
+        trace = load(run_json.parent)
+        names = np.asarray(trace.names, dtype=object)[trace.events["name"].to_numpy()]
+        rows = np.flatnonzero(names == "aten::linear")
+        dur = trace.events["dur"].to_numpy()
+        shapes = calibrate.linear_shapes((trace.args_of(r).get("Input Dims"), dur[r]) for r in rows)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
+            measured = calibrate.measure_linear_shapes(shapes)
+        if not measured:
+            continue
+        measured["cpu_linear_shapes"]["recorded"] = ("added to this committed run by benchmarks/validate_compute.py "
+                                                     "--calibrate-linear-shapes on the machine that recorded the run")
+        info = json.loads(run_json.read_text())
+        info["calibration"] = {**(info.get("calibration") or {}), **measured}
+        tmp = run_json.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        os.replace(tmp, run_json)
+        print(f"{run_json.parent.relative_to(PAIRS)}: {len(measured['cpu_linear_shapes']['shapes'])} shapes")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print the rows as one JSON object")
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/validation.md")
     ap.add_argument("--calibrate-corpus", action="store_true",
                     help="measure the bf16 calibration here and write it into traces/pairs CPU run.json files")
+    ap.add_argument("--calibrate-linear-shapes", action="store_true",
+                    help="re-time each CPU run's own Linear shapes here and write them into its run.json")
     args = ap.parse_args()
+    if args.calibrate_linear_shapes:
+        calibrate_linear_shapes()
+        return
     if args.calibrate_corpus:
         calibrate_corpus()
         return

@@ -74,6 +74,22 @@ def numel(shape) -> int:
     return int(math.prod(int(s) for s in shape)) if shape is not None else 0
 
 
+def linear_shape(dims) -> dict | None:
+    """{"x": input shape, "w": weight shape, "bias": has a bias} of an aten::linear call's recorded
+    "Input Dims", or None where they are not a Linear's."""
+    if not isinstance(dims, (list, tuple)) or len(dims) < 2:
+        return None
+    x, w = dims[0], dims[1]
+    if not (_is_shape(x) and _is_shape(w) and len(w) == 2 and x and x[-1] == w[1]):
+        return None
+    bias = len(dims) > 2 and _is_shape(dims[2]) and len(dims[2]) == 1
+    return {"x": [int(v) for v in x], "w": [int(v) for v in w], "bias": bool(bias)}
+
+
+def linear_shape_key(shape: dict) -> tuple:
+    return tuple(shape["x"]), tuple(shape["w"]), bool(shape["bias"])
+
+
 def _is_shape(x) -> bool:
     return isinstance(x, (list, tuple)) and all(isinstance(s, (int, np.integer)) for s in x)
 

@@ -49,11 +49,18 @@ class _Int8ForwardLinear(torch.autograd.Function):
         return grad_x, grad_w, g2.sum(0) if ctx.has_bias else None
 
 
+def int8_forward_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """F.linear with fbgemm's dynamic int8 GEMM forward (weights quantized and packed per call) and an
+    fp32 backward: what a step that trains on int8 forwards runs (also timed by
+    daydream.profile.calibrate.measure_linear_shapes)."""
+    return _Int8ForwardLinear.apply(x, weight, bias)
+
+
 class Int8ForwardLinear(nn.Linear):
     """nn.Linear whose forward runs fbgemm's dynamic int8 GEMM on this step's weights."""
 
     def forward(self, x):
-        return _Int8ForwardLinear.apply(x, self.weight, self.bias)
+        return int8_forward_linear(x, self.weight, self.bias)
 
 
 def quantize_linears(model: nn.Module, training: bool) -> nn.Module:

@@ -224,6 +224,14 @@ def test_calibration_measures_every_class_within_budget():
     assert mm["flops"][1] > mm["flops"][0] and all(t > 0 for t in mm["fp32_us"] + mm["bf16_us"])
 
 
+def test_linear_shapes_are_distinct_most_time_first_and_only_linears():
+    from daydream.profile import calibrate
+    calls = [([[4, 8], [16, 8], [16]], 5.0), ([[2, 3, 8], [4, 8], []], 1.0), ([[4, 8], [16, 8], [16]], 5.0),
+             ([[2, 3, 8], [4, 8], []], 20.0), ([[4, 8], [16, 7], []], 99.0), ([[4, 8]], 99.0), ("junk", 1.0)]
+    assert calibrate.linear_shapes(calls) == [{"x": [2, 3, 8], "w": [4, 8], "bias": False},
+                                              {"x": [4, 8], "w": [16, 8], "bias": True}]
+
+
 def test_profile_on_cpu_writes_the_calibration_that_amp_reads(tmp_path):
     import json
 
@@ -234,6 +242,11 @@ def test_profile_on_cpu_writes_the_calibration_that_amp_reads(tmp_path):
     cal = json.loads((out / "run.json").read_text())["calibration"]
     assert set(cal["cpu_bf16_speedup"]) >= {"matmul", "conv", "attention", "elementwise"}
     assert cal["threads"] == 1
+    # the run's own Linear shapes, re-timed (llama small: 4 distinct shapes, none with a bias)
+    shapes = cal["cpu_linear_shapes"]["shapes"]
+    assert {(tuple(s["w"]), s["bias"]) for s in shapes} == {((64, 64), False), ((344, 64), False),
+                                                            ((64, 172), False), ((512, 64), False)}
+    assert all(s[k] > 0 for s in shapes for k in ("fp32_fwd_us", "int8_fwd_us", "fp32_train_us", "int8_train_us"))
     w = whatif(load(out), ["amp:dtype=bf16"])
     assert any("measured calibration" in n for n in w.notes)
     assert w.predicted_ms != w.replay_ms

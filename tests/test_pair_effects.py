@@ -116,7 +116,30 @@ def test_cpu_quantize_replaces_whole_linear_calls_and_nothing_else():
                                                           "aten::mm", "aten::matmul"))), tasks)
     assert len(outside) and np.array_equal(before[outside], after[outside])
     assert not np.array_equal(before[tasks], after[tasks])
-    assert any("measured int8 linear calibration" in n for n in w.notes)
+    assert any("at their own shapes' measured int8 - fp32 forward time" in n for n in w.notes)
+
+
+@pytest.mark.parametrize("run, fwd, train", [("transformer/base-inference", "int8_fwd_us", "fp32_fwd_us"),
+                                             ("transformer/base", "int8_train_us", "fp32_train_us")])
+def test_cpu_quantize_prices_each_call_by_its_shapes_measured_difference(run, fwd, train):
+    """run.json's cpu_linear_shapes: every call of a measured shape changes by exactly int8 - fp32 at
+    that shape (inference: forward; training: forward + backward, packing included); nothing is added."""
+    import numpy as np
+
+    from daydream import costs
+    from daydream.opts.quantize import linear_calls
+    from daydream.trace import load
+    from daydream.whatif import whatif
+    trace = load(_cpu_run(run))
+    measured = {costs.linear_shape_key(s): s for s in trace.run["calibration"]["cpu_linear_shapes"]["shapes"]}
+    w = whatif(trace, ["quantize"])
+    tasks, calls, rows = linear_calls(w.base.graph)
+    b = np.bincount(calls, weights=w.base.graph.tasks["dur"].to_numpy()[tasks])
+    a = np.bincount(calls, weights=w.predicted.graph.tasks["dur"].to_numpy()[tasks])
+    want = [1e3 * (m[fwd] - m[train]) for m in (measured[costs.linear_shape_key(costs.linear_shape(
+        trace.args_of(r)["Input Dims"]))] for r in rows)]
+    assert np.allclose(a - b, np.maximum(b + want, 0) - b, atol=len(tasks))  # ns; tasks round to whole ns
+    assert len(w.predicted.graph.tasks) == len(w.base.graph.tasks)  # no pack tasks: the measurement has it
 
 
 def test_cpu_quantize_per_call_cost_makes_tiny_linears_slower():
@@ -132,6 +155,7 @@ def test_cpu_quantize_per_call_cost_makes_tiny_linears_slower():
     trace = load(_cpu_run("transformer/base-inference"))
     run = copy.deepcopy(trace.run)
     run["calibration"]["cpu_int8_linear"] = {"fp32_call_us": 1e6, "int8_call_us": 1e6 + 5.0, "work_speedup": 4.0}
+    del run["calibration"]["cpu_linear_shapes"]  # the reference-shape model: shapes not re-timed
     trace.run = run
     w = whatif(trace, ["quantize"])
     tasks, calls, rows = linear_calls(w.base.graph)

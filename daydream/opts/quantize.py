@@ -18,7 +18,11 @@ CPU traces (int8 dynamic quantization of nn.Linear, torch.ao on fbgemm -- what a
 work replaced is every forward aten::linear call with everything inside it (the weight transpose,
 addmm's bias copy, the GEMM, views), found by time containment on its thread; other matmuls
 (attention bmm, a tied-embedding projection, backward GEMMs) are not quantized by it.
-* With the run's measured calibration (run.json["calibration"]["cpu_int8_linear"],
+* A call whose shape the run re-timed (run.json["calibration"]["cpu_linear_shapes"],
+  daydream.profile.calibrate.measure_linear_shapes: fp32 and int8 forward, and training forward +
+  backward, at that shape, unprofiled): T' = max(T + t_int8 - t_fp32, 0), forward times without a
+  backward phase, training times (weight packing included) with one.
+* Otherwise, with the run's reference calibration (run.json["calibration"]["cpu_int8_linear"],
   daydream.profile.calibrate, fp32 traces), a fixed-plus-work split per call: with T the call's
   CPU time, P the profiler's own cost recorded inside it (daydream.transform.profiler_cost, from
   run.json["profiler_event_cost"]; 0 without), c32 and c8 the measured per-call times of the fp32
@@ -34,7 +38,7 @@ addmm's bias copy, the GEMM, views), found by time containment on its thread; ot
   segments stay (the int8 op's dispatch), and a quantize pass of numel(x) * (b_src + b_q) / CPU
   mem_bw is added before the call.
 * A trace that trains (has a backward phase) re-quantizes and packs each Linear's weight every
-  step, the weights having changed: numel(W) * int8_weight_pack_ns_per_element (calibration)
+  step (calls not priced at their own shape), the weights having changed: numel(W) * int8_weight_pack_ns_per_element (calibration)
   before each call, or numel(W) * (b_src + b_q) / mem_bw without a calibration.
 """
 from __future__ import annotations
@@ -155,6 +159,23 @@ def linear_calls(graph) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(tasks), np.concatenate(calls), rows
 
 
+def _measured_deltas(graph, rows, cal: dict, training: bool) -> np.ndarray:
+    """Per call row: the measured change of its time, ns (int8 - fp32 at its own shape, training or
+    inference; run.json["calibration"]["cpu_linear_shapes"]), NaN where its shape was not measured."""
+    out = np.full(len(rows), np.nan)
+    measured = {costs.linear_shape_key(s): s for s in ((cal.get("cpu_linear_shapes") or {}).get("shapes") or [])
+                if "int8_fwd_us" in s}
+    if not measured:
+        return out
+    new, old = ("int8_train_us", "fp32_train_us") if training else ("int8_fwd_us", "fp32_fwd_us")
+    for j, r in enumerate(rows.tolist()):
+        shape = costs.linear_shape(graph.trace.args_of(r).get("Input Dims"))
+        m = measured.get(costs.linear_shape_key(shape)) if shape else None
+        if m:
+            out[j] = 1e3 * (m[new] - m[old])
+    return out
+
+
 def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
     tasks, calls, rows = linear_calls(graph)
     if not len(tasks):
@@ -167,12 +188,26 @@ def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
     own = own[np.unique(op[own], return_index=True)[1]]  # one own task per call, in row order
     src = np.where(info.dtype[own] != "", info.dtype[own], "fp32")
     cal = (ctx.run or {}).get("calibration") or {}
-    lin = cal.get("cpu_int8_linear") if q == "int8" and np.all(src == "fp32") else None
+    fp32_int8 = q == "int8" and np.all(src == "fp32")
+    lin = cal.get("cpu_int8_linear") if fp32_int8 else None
     training = bool((t["phase"].to_numpy() == BACKWARD).any())
     dur = t["dur"].to_numpy()
     before = dur[tasks].sum()
-    if lin:
-        total = np.bincount(calls, weights=dur[tasks], minlength=len(rows))
+    total = np.bincount(calls, weights=dur[tasks], minlength=len(rows))
+    # 1. calls whose own shape was re-timed at calibration: T' = T + (int8 - fp32) at that shape
+    delta = _measured_deltas(graph, rows, cal, training) if fp32_int8 else np.full(len(rows), np.nan)
+    at_shape = np.isfinite(delta)
+    if at_shape.any():
+        new = np.maximum(total + np.where(at_shape, delta, 0), 0)
+        sel = at_shape[calls]
+        P.scale(graph, tasks[sel], (new / np.where(total > 0, total, 1))[calls[sel]])
+    rest = ~at_shape[calls]  # tasks of the calls left to the models below
+    how = []
+    if at_shape.any():
+        how.append(f"{int(at_shape.sum())} calls of {len(rows)} at their own shapes' measured int8 - fp32 "
+                   f"{'training (forward + backward, weights packed per call)' if training else 'forward'} time")
+    if rest.any() and lin:
+        # 2. a fixed-plus-work split from the two reference shapes (module docstring)
         cost = profiler_cost.event_cost_of(graph.trace)
         prof = (np.bincount(calls, weights=profiler_cost.profiler_cost_ns(graph, cost.us_per_event)[tasks],
                             minlength=len(rows))
@@ -186,37 +221,44 @@ def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
         c32, c8 = 1e3 * lin["fp32_call_us"], 1e3 * lin["int8_call_us"]
         work = np.maximum(typical - typical_prof - c32, 0)
         new = np.maximum(total + c8 - c32 + work / lin["work_speedup"] - work, 0)
-        P.scale(graph, tasks, (new / np.where(total > 0, total, 1))[calls])
-        how = (f"(this run's measured int8 linear calibration: {lin['int8_call_us']:g} us a call, work "
-               f"{lin['work_speedup']:g}x the fp32 path's after its {lin['fp32_call_us']:g} us a call)")
-    else:
-        is_gemm = np.isin(info.name[tasks], C.MATMUL_OPS) & (info.name[tasks] != "aten::linear")
-        gemm = tasks[is_gemm]
+        P.scale(graph, tasks[rest], (new / np.where(total > 0, total, 1))[calls[rest]])
+        how.append(f"{int((~at_shape).sum())} calls by this run's measured int8 linear calibration "
+                   f"({lin['int8_call_us']:g} us a call, work {lin['work_speedup']:g}x the fp32 path's after "
+                   f"its {lin['fp32_call_us']:g} us a call)")
+    elif rest.any():
+        # 3. no measurement: peak ratios
+        mine = tasks[rest]
+        is_gemm = np.isin(info.name[mine], C.MATMUL_OPS) & (info.name[mine] != "aten::linear")
+        gemm = mine[is_gemm]
         tsrc = np.where(info.dtype[gemm] != "", info.dtype[gemm], "fp32")
         P.scale(graph, gemm, np.array([dev.peak(s) / peak_q for s in tsrc]))
         # what the int8 op does not do: addmm's bias copy, the weight transpose, views (the linear
         # call's own segments stay, as the int8 op's dispatch)
-        P.scale(graph, tasks[~is_gemm & ~np.isin(op[tasks], rows)], 0.0)
+        P.scale(graph, mine[~is_gemm & ~np.isin(op[mine], rows)], 0.0)
+        left = own[~at_shape]
         qbytes = np.array([costs.numel(info.tensors[i][0][0]) * (info.tensors[i][0][1] + Q_BYTES[q])
-                           if info.tensors[i] else np.nan for i in own])
+                           if info.tensors[i] else np.nan for i in left])
         ok = np.isfinite(qbytes)
         if ok.any():
-            P.insert_before(graph, own[ok], dur=qbytes[ok] / dev.mem_bw * 1e9, name=f"quantize to {q}", kind="cpu")
-        how = (f"GEMMs at the {dev.name} entry's {q}/{tsrc[0] if len(tsrc) else 'fp32'} peak ratio, bias "
-               "copies and transposes dropped, quantize passes added (no measured int8 calibration in this run)")
-    wnumel = np.array([costs.numel(info.tensors[i][1][0]) if info.tensors[i] and len(info.tensors[i]) > 1
-                       else np.nan for i in own])
+            P.insert_before(graph, left[ok], dur=qbytes[ok] / dev.mem_bw * 1e9, name=f"quantize to {q}", kind="cpu")
+        how.append(f"{int((~at_shape).sum())} calls with GEMMs at the {dev.name} entry's {q}/"
+                   f"{tsrc[0] if len(tsrc) else 'fp32'} peak ratio, bias copies and transposes dropped, quantize "
+                   "passes added (no measured int8 calibration in this run)")
     pack = ""
-    if training:
+    left = own[~at_shape]
+    if training and len(left):
+        # weights re-quantized and packed every step (the calls priced at their own shapes include it)
+        wnumel = np.array([costs.numel(info.tensors[i][1][0]) if info.tensors[i] and len(info.tensors[i]) > 1
+                           else np.nan for i in left])
         per_el = cal.get("int8_weight_pack_ns_per_element") if lin else None
         ns = wnumel * per_el if per_el else wnumel * (4 + Q_BYTES[q]) / dev.mem_bw * 1e9
         ok = np.isfinite(ns)
         if ok.any():
-            P.insert_before(graph, own[ok], dur=ns[ok], name=f"quantize+pack weight to {q}", kind="cpu")
-        pack = f"; training: weights re-quantized and packed before each of {int(ok.sum())} calls"
+            P.insert_before(graph, left[ok], dur=ns[ok], name=f"quantize+pack weight to {q}", kind="cpu")
+        pack = f"; training: weights re-quantized and packed before each of {int(ok.sum())} other calls"
     steps = max(graph.steps, 1)
     ctx.notes.append(f"quantize: {len(own)} aten::linear calls on CPU, {before / steps / 1e6:.3f} -> "
-                     f"{t['dur'].to_numpy()[tasks].sum() / steps / 1e6:.3f} ms/step {how}{pack}")
+                     f"{t['dur'].to_numpy()[tasks].sum() / steps / 1e6:.3f} ms/step: {'; '.join(how)}{pack}")
 
 
 OPTIMIZATION = Optimization(

@@ -208,8 +208,9 @@ class _ScriptProfiler:
         self.status("calibrating")
         settings = {"record_shapes": True, "profile_memory": True, "with_stack": self.with_stack,
                     "with_modules": True}
-        calibration = ({**calibrate.measure(), **calibrate.measure_dataloader()} if self.device == "cpu"
-                       else None)
+        calibration = ({**calibrate.measure(), **calibrate.measure_dataloader(),
+                        **calibrate.measure_linear_shapes(calibrate.linear_shapes_of_profiler(self.prof))}
+                       if self.device == "cpu" else None)
         event_cost = overhead.measure_event_cost(settings)
         info = {
             "schema": rundir.RUN_SCHEMA,

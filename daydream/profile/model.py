@@ -218,7 +218,8 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         workload.close()
         calibration = None
         if dev.type == "cpu":  # same process, same thread count as the profiled steps
-            calibration = {**calibrate.measure(), **calibrate.measure_dataloader(max(int(workers or 0), 2))}
+            calibration = {**calibrate.measure(), **calibrate.measure_dataloader(max(int(workers or 0), 2)),
+                           **calibrate.measure_linear_shapes(calibrate.linear_shapes_of_profiler(prof))}
             advance("bf16 calibration")
         profiler_settings = {"record_shapes": True, "profile_memory": True, "with_stack": with_stack,
                              "with_modules": True}
