@@ -19,9 +19,9 @@ error_median_pct = 100 * |predicted_median_ms - optimized_step_ms| / optimized_s
     python benchmarks/validate_compute.py [--json] [--no-docs]
     python benchmarks/validate_compute.py --calibrate-corpus   # write a bf16 calibration measured
         on this machine into every CPU run.json of traces/pairs (the machine that recorded them)
-    python benchmarks/validate_compute.py --calibrate-linear-shapes   # re-time each CPU run's own
-        Linear shapes here (calibrate.measure_linear_shapes, the shapes read from its trace) and add
-        them to its run.json (runs recorded before `daydream profile` measured them)
+    python benchmarks/validate_compute.py --calibrate-shapes   # re-time each CPU run's own Linear,
+        GEMM and attention shapes here (daydream.profile.shapes, read from its trace) and add them to
+        its run.json (runs recorded before `daydream profile` measured them)
 """
 from __future__ import annotations
 
@@ -112,35 +112,27 @@ def calibrate_corpus() -> None:
     print(json.dumps(cal, indent=2))
 
 
-def calibrate_linear_shapes() -> None:
-    """Add `cpu_linear_shapes` (the run's own Linear shapes re-timed here) to every CPU run.json."""
-    import warnings
-
-    import numpy as np
+def calibrate_shapes() -> None:
+    """Add `cpu_linear_shapes` and `cpu_op_shapes` (the run's own shapes re-timed here) to every CPU run.json."""
     import torch
 
-    from daydream.profile import calibrate
+    from daydream.profile import shapes
     doc = json.loads((PAIRS / "index.json").read_text())
     torch.set_num_threads(int(doc.get("threads") or 1))
+    note = ("added to this committed run by benchmarks/validate_compute.py --calibrate-shapes on the machine "
+            "that recorded the run")
     for run_json in sorted(PAIRS.glob("cpu/*/*/run.json")):
-        trace = load(run_json.parent)
-        names = np.asarray(trace.names, dtype=object)[trace.events["name"].to_numpy()]
-        rows = np.flatnonzero(names == "aten::linear")
-        dur = trace.events["dur"].to_numpy()
-        shapes = calibrate.linear_shapes((trace.args_of(r).get("Input Dims"), dur[r]) for r in rows)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
-            measured = calibrate.measure_linear_shapes(shapes)
-        if not measured:
-            continue
-        measured["cpu_linear_shapes"]["recorded"] = ("added to this committed run by benchmarks/validate_compute.py "
-                                                     "--calibrate-linear-shapes on the machine that recorded the run")
+        measured = shapes.measure_run_shapes(load(run_json.parent))
+        for part in measured.values():
+            part["recorded"] = note
         info = json.loads(run_json.read_text())
-        info["calibration"] = {**(info.get("calibration") or {}), **measured}
+        cal = {k: v for k, v in (info.get("calibration") or {}).items() if k not in ("cpu_linear_shapes", "cpu_op_shapes")}
+        info["calibration"] = {**cal, **measured}
         tmp = run_json.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(info, indent=2) + "\n")
         os.replace(tmp, run_json)
-        print(f"{run_json.parent.relative_to(PAIRS)}: {len(measured['cpu_linear_shapes']['shapes'])} shapes")
+        print(f"{run_json.parent.relative_to(PAIRS)}: " + ", ".join(f"{k} {len(next(iter(v.values())))}"
+                                                                   for k, v in measured.items()))
 
 
 def main() -> None:
@@ -149,11 +141,11 @@ def main() -> None:
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/validation.md")
     ap.add_argument("--calibrate-corpus", action="store_true",
                     help="measure the bf16 calibration here and write it into traces/pairs CPU run.json files")
-    ap.add_argument("--calibrate-linear-shapes", action="store_true",
-                    help="re-time each CPU run's own Linear shapes here and write them into its run.json")
+    ap.add_argument("--calibrate-shapes", action="store_true",
+                    help="re-time each CPU run's own Linear/GEMM/attention shapes here, into its run.json")
     args = ap.parse_args()
-    if args.calibrate_linear_shapes:
-        calibrate_linear_shapes()
+    if args.calibrate_shapes:
+        calibrate_shapes()
         return
     if args.calibrate_corpus:
         calibrate_corpus()

@@ -90,6 +90,12 @@ def linear_shape_key(shape: dict) -> tuple:
     return tuple(shape["x"]), tuple(shape["w"]), bool(shape["bias"])
 
 
+def op_shape_key(name: str, args: dict) -> str:
+    """What identifies one op call's shape (daydream.profile.shapes): name, sizes, strides and
+    scalar arguments as recorded."""
+    return repr((name, args.get("Input Dims"), args.get("Input Strides"), args.get("Concrete Inputs")))
+
+
 def _is_shape(x) -> bool:
     return isinstance(x, (list, tuple)) and all(isinstance(s, (int, np.integer)) for s in x)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -224,12 +225,19 @@ def test_calibration_measures_every_class_within_budget():
     assert mm["flops"][1] > mm["flops"][0] and all(t > 0 for t in mm["fp32_us"] + mm["bf16_us"])
 
 
-def test_linear_shapes_are_distinct_most_time_first_and_only_linears():
-    from daydream.profile import calibrate
-    calls = [([[4, 8], [16, 8], [16]], 5.0), ([[2, 3, 8], [4, 8], []], 1.0), ([[4, 8], [16, 8], [16]], 5.0),
-             ([[2, 3, 8], [4, 8], []], 20.0), ([[4, 8], [16, 7], []], 99.0), ([[4, 8]], 99.0), ("junk", 1.0)]
-    assert calibrate.linear_shapes(calls) == [{"x": [2, 3, 8], "w": [4, 8], "bias": False},
-                                              {"x": [4, 8], "w": [16, 8], "bias": True}]
+def test_run_shapes_are_distinct_most_time_first_and_only_linears():
+    from conftest import REPO
+    from daydream import costs
+    from daydream.profile import shapes
+    trace = load(REPO / "traces" / "pairs" / "cpu" / "llama" / "base")
+    lin = shapes.linear_shapes(trace)
+    assert [s["w"] for s in lin][:2] == [[344, 64], [64, 64]] and len(lin) == 4  # MLP up (x2 calls), q/o projections
+    ops = shapes.op_shapes(trace)
+    assert ops[0]["op"] == shapes.ATTENTION_BWD and {o["op"] for o in ops} == {shapes.ATTENTION_BWD,
+                                                                                shapes.ATTENTION_FWD, "aten::mm"}
+    assert costs.linear_shape([[4, 8], [16, 7], []]) is None and costs.linear_shape([[4, 8]]) is None
+    assert costs.linear_shape("junk") is None
+    assert costs.linear_shape([[4, 8], [16, 8], [16]]) == {"x": [4, 8], "w": [16, 8], "bias": True}
 
 
 def test_profile_on_cpu_writes_the_calibration_that_amp_reads(tmp_path):
@@ -284,3 +292,35 @@ def test_cross_vendor_pairs_within_15pct():
     for src, dst, target in (("h100", "mi300", "MI300X"), ("mi300", "h100", "H100")):
         w = whatif(load(shared(f"tracelens/gaunernst_bert-small-uncased_{src}.json.gz")), [f"gpu:target={target}"])
         assert abs(w.predicted_ms - bert[dst]) / bert[dst] < 0.15
+
+
+def test_cpu_amp_prices_ops_at_their_own_shapes_additively():
+    """run.json's cpu_op_shapes: each re-timed GEMM/attention op's recorded time T becomes
+    max(T + t16 - t32, T * min(t16 / t32, 1)) -- the llama attention backward is 8x slower in bf16
+    here, which the reference-shape class calibration (4x) missed -- and each forward Linear call
+    gets its measured autocast casts before it."""
+    from daydream import costs
+    from daydream.opts._cost import OpInfo
+    from conftest import REPO
+    from daydream.graph.schema import T_CPU
+    trace = load(REPO / "traces" / "pairs" / "cpu" / "llama" / "base")
+    ops = trace.run["calibration"]["cpu_op_shapes"]["ops"]
+    times = {costs.op_shape_key(o["op"], {"Input Dims": o["dims"], "Input Strides": o["strides"],
+                                          "Concrete Inputs": o["concrete"]}): (o["fp32_us"], o["bf16_us"]) for o in ops}
+    w = whatif(trace, ["amp:dtype=bf16"])
+    g0, g1 = w.base.graph, w.predicted.graph
+    info = OpInfo(g0)
+    rows = g0.tasks["op"].to_numpy()
+    kind = g0.tasks["kind"].to_numpy()
+    before, after = g0.tasks["dur"].to_numpy(), g1.tasks["dur"].to_numpy()[:len(g0.tasks)]
+    checked = 0
+    for r in np.unique(rows[info.name == "aten::_scaled_dot_product_flash_attention_for_cpu_backward"]):
+        seg = np.flatnonzero((rows == r) & (kind == T_CPU))
+        t32, t16 = times[costs.op_shape_key(info.name[seg[0]], trace.args_of(int(r)))]
+        want = max(before[seg].sum() + 1e3 * (t16 - t32), before[seg].sum() * min(t16 / t32, 1))
+        assert after[seg].sum() == pytest.approx(want, abs=len(seg))
+        checked += 1
+    assert checked == 6  # 2 layers x 3 steps
+    casts = [n for n in np.asarray(g1.names, dtype=object)[g1.tasks["name"].to_numpy()] if "autocast casts" in n]
+    assert len(casts) == 33  # 11 Linear calls a step, 3 steps
+    assert any("own shapes' measured bf16 - fp32" in n for n in w.notes)

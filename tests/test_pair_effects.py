@@ -100,7 +100,7 @@ def test_cpu_quantize_replaces_whole_linear_calls_and_nothing_else():
     import numpy as np
 
     from daydream.opts._cost import OpInfo
-    from daydream.opts.quantize import linear_calls
+    from daydream.opts._cost import linear_calls
     from daydream.trace import load
     from daydream.whatif import whatif
     trace = load(_cpu_run("transformer/base-inference"))
@@ -127,7 +127,7 @@ def test_cpu_quantize_prices_each_call_by_its_shapes_measured_difference(run, fw
     import numpy as np
 
     from daydream import costs
-    from daydream.opts.quantize import linear_calls
+    from daydream.opts._cost import linear_calls
     from daydream.trace import load
     from daydream.whatif import whatif
     trace = load(_cpu_run(run))
@@ -149,7 +149,7 @@ def test_cpu_quantize_per_call_cost_makes_tiny_linears_slower():
 
     import numpy as np
 
-    from daydream.opts.quantize import linear_calls
+    from daydream.opts._cost import linear_calls
     from daydream.trace import load
     from daydream.whatif import whatif
     trace = load(_cpu_run("transformer/base-inference"))

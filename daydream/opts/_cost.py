@@ -262,6 +262,39 @@ def cpu_op_segments(graph: TaskGraph, info: OpInfo, ops: tuple | re.Pattern) -> 
     return (k == T_CPU) & hit
 
 
+def linear_calls(graph) -> tuple[np.ndarray, np.ndarray]:
+    """CPU tasks inside aten::linear calls: (task indices, the index of their call in the second
+    array's order), and the trace event rows of those calls. A call's tasks are the CPU tasks on
+    its thread whose observed time lies within its span (its own segments and its children's)."""
+    tr, t = graph.trace, graph.tasks
+    names = np.asarray(tr.names, dtype=object)[tr.events["name"].to_numpy()]
+    rows = np.flatnonzero(names == "aten::linear")
+    kind, op, res = t["kind"].to_numpy(), t["op"].to_numpy(), t["resource"].to_numpy()
+    start, end = t["obs_start"].to_numpy(), t["obs_end"].to_numpy()
+    cpu = np.flatnonzero(kind == T_CPU)
+    own = cpu[np.isin(op[cpu], rows)]
+    rows = np.intersect1d(rows, op[own])  # calls with a segment of their own in the graph
+    if not len(rows):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), rows
+    first_own = {int(o): int(i) for i, o in zip(own[::-1], op[own][::-1])}
+    call_res = np.array([res[first_own[int(r)]] for r in rows])
+    ts = tr.events["ts"].to_numpy()[rows]
+    te = ts + tr.events["dur"].to_numpy()[rows]
+    tasks, calls = [], []
+    for r in np.unique(call_res):
+        mine = cpu[res[cpu] == r]
+        mine = mine[np.argsort(start[mine], kind="stable")]
+        sel = np.flatnonzero(call_res == r)
+        lo = np.searchsorted(start[mine], ts[sel], side="left")
+        hi = np.searchsorted(start[mine], te[sel], side="left")
+        for c, a, b in zip(sel.tolist(), lo.tolist(), hi.tolist()):
+            inside = mine[a:b]
+            inside = inside[end[inside] <= te[c]]
+            tasks.append(inside)
+            calls.append(np.full(len(inside), c))
+    return np.concatenate(tasks), np.concatenate(calls), rows
+
+
 __all__ = ["OpInfo", "COMPUTE_CLASSES", "MEMORY_CLASSES", "MATMUL_OPS", "name_dtype", "task_dtype",
            "kernel_floor_ns", "scale_work", "launch_calls", "insert_kernel_before", "gpu_mask",
-           "shift_launch_delays", "is_cpu_trace", "cpu_op_segments", "T_COLLECTIVE"]
+           "shift_launch_delays", "is_cpu_trace", "cpu_op_segments", "linear_calls", "T_COLLECTIVE"]

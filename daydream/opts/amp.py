@@ -213,10 +213,71 @@ def cpu_classes(graph, info) -> np.ndarray:
     return out
 
 
+def measured_op_factors(graph, info, raw: dict) -> np.ndarray:
+    """Per task: the factor on the CPU segments of an op whose own recorded shape the run re-timed
+    (run.json's cpu_op_shapes, daydream.profile.shapes), NaN elsewhere. Additive: with T the op's
+    recorded time (its segments' sum) and t32, t16 the measured times, T' = max(T + t16 - t32,
+    T * t16 / t32 where that is < T): another process's time slice or the profiler's own cost in T
+    is not arithmetic and is not multiplied by a slow path's ratio (a bert trace's 400 us attention
+    backward, 97 us re-timed, 14x slower in bf16: x14 would add 5.2 ms, the difference 1.3 ms)."""
+    out = np.full(len(info.name), np.nan)
+    ops = (raw.get("cpu_op_shapes") or {}).get("ops") or []
+    times = {costs.op_shape_key(o["op"], {"Input Dims": o["dims"], "Input Strides": o["strides"],
+                                          "Concrete Inputs": o["concrete"]}): (1e3 * o["fp32_us"], 1e3 * o["bf16_us"])
+             for o in ops if o.get("fp32_us", 0) > 0 and o.get("bf16_us", 0) > 0}
+    if not times:
+        return out
+    rows, dur = graph.tasks["op"].to_numpy(), graph.tasks["dur"].to_numpy()
+    seg = np.flatnonzero(C.cpu_op_segments(graph, info, tuple({o["op"] for o in ops})))
+    if not len(seg):
+        return out
+    row_ids, inverse = np.unique(rows[seg], return_inverse=True)
+    total = np.bincount(inverse, weights=dur[seg], minlength=len(row_ids))
+    factor = np.full(len(row_ids), np.nan)
+    first = np.unique(inverse, return_index=True)[1]
+    for j, r in enumerate(row_ids.tolist()):
+        t = times.get(costs.op_shape_key(info.name[seg[first[j]]], graph.trace.args_of(r)))
+        if t is None or total[j] <= 0:
+            continue
+        t32, t16 = t
+        new = max(total[j] + t16 - t32, total[j] * min(t16 / t32, 1.0))
+        factor[j] = new / total[j]
+    out[seg] = factor[inverse]
+    return out
+
+
+def linear_casts(graph, raw: dict, training: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forward aten::linear calls whose shape the run re-timed: (the first own task of each, the
+    cast time autocast adds to it in ns -- forward casts, plus the gradients' casts back when the
+    trace trains --, and every task inside those calls)."""
+    measured = {costs.linear_shape_key(s): s for s in ((raw.get("cpu_linear_shapes") or {}).get("shapes") or [])
+                if "cast_fwd_us" in s}
+    none = np.zeros(0, np.int64)
+    if not measured:
+        return none, np.zeros(0), none
+    tasks, calls, rows = C.linear_calls(graph)
+    op, phase = graph.tasks["op"].to_numpy(), graph.tasks["phase"].to_numpy()
+    first, ns, inside = [], [], []
+    for j, r in enumerate(rows.tolist()):
+        shape = costs.linear_shape(graph.trace.args_of(r).get("Input Dims"))
+        m = measured.get(costs.linear_shape_key(shape)) if shape else None
+        mine = tasks[calls == j]
+        own = mine[op[mine] == r]
+        if m is None or not len(own) or phase[own[0]] != FORWARD:
+            continue
+        first.append(own.min())
+        ns.append(1e3 * (m["cast_fwd_us"] + (m["cast_bwd_us"] if training else 0.0)))
+        inside.append(mine)
+    if not first:
+        return none, np.zeros(0), none
+    return np.array(first), np.array(ns), np.concatenate(inside)
+
+
 def _apply_cpu(graph, dtype, dev, info, ctx) -> None:
     cls = cpu_classes(graph, info)
     phase = graph.tasks["phase"].to_numpy()
     cal = calibration(ctx, dtype)
+    cast_at, cast_ns, cast_inside = np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)
     if cal is not None:
         speedup, cast_rate = cal
         factor = np.ones(len(cls))
@@ -228,12 +289,22 @@ def _apply_cpu(graph, dtype, dev, info, ctx) -> None:
         if gemm is not None:
             mm = (cls == "matmul") & np.isin(phase, (FORWARD, BACKWARD)) & np.isfinite(gemm) & (info.flops > 0)
             factor[mm] = gemm[mm]
+        at_shape = measured_op_factors(graph, info, raw)
+        own = np.isfinite(at_shape) & (cls != "") & np.isin(phase, (FORWARD, BACKWARD))
+        factor[own] = at_shape[own]
         idx = np.flatnonzero(factor != 1.0)
         P.scale(graph, idx, factor[idx])
+        if dtype == "bf16":
+            training = bool((phase == BACKWARD).any())
+            cast_at, cast_ns, cast_inside = linear_casts(graph, raw, training)
         cast_rate = cast_rate or dev.mem_bw
         shown = {c: round(v, 3) for c, v in speedup.items()}
+        measured = (f"; {len(np.unique(graph.tasks['op'].to_numpy()[own]))} GEMM/attention ops changed by their "
+                    f"own shapes' measured {dtype} - fp32 time" if own.any() else "")
+        casts = (f"; autocast casts of {len(cast_at)} Linear calls at their shapes' measured copy times"
+                 if len(cast_at) else "")
         ctx.notes.append(f"amp on CPU: measured calibration of this run's CPU (run.json): fp32/{dtype} "
-                         f"speedups {shown}; < 1 means {dtype} is slower here")
+                         f"speedups {shown}; < 1 means {dtype} is slower here{measured}{casts}")
     else:
         ratio = dev.peak("fp32") / dev.peak(dtype)
         P.scale(graph, np.flatnonzero(np.isin(cls, ("matmul", "conv"))), ratio)
@@ -248,7 +319,10 @@ def _apply_cpu(graph, dtype, dev, info, ctx) -> None:
         ctx.notes.append(f"amp on CPU: {why}; matmul/conv time x {ratio:.3g} from the hardware table "
                          f"(peak fp32 / peak {dtype} of {dev.name}), which cannot know this CPU's "
                          f"{dtype} paths: re-profile with `daydream profile` for a measured one")
+    if len(cast_at):
+        P.insert_before(graph, cast_at, dur=cast_ns, name=f"autocast casts fp32<->{dtype} (measured)", kind="cpu")
     fwd = np.flatnonzero(np.isin(cls, ("matmul", "conv")) & (phase == FORWARD))
+    fwd = np.setdiff1d(fwd, cast_inside)  # their casts are the measured ones above
     fwd = first_per_op(graph, fwd) if len(fwd) else fwd
     nbytes = weight_cast_bytes(info, fwd)
     ok = np.isfinite(nbytes)

@@ -19,7 +19,7 @@ work replaced is every forward aten::linear call with everything inside it (the 
 addmm's bias copy, the GEMM, views), found by time containment on its thread; other matmuls
 (attention bmm, a tied-embedding projection, backward GEMMs) are not quantized by it.
 * A call whose shape the run re-timed (run.json["calibration"]["cpu_linear_shapes"],
-  daydream.profile.calibrate.measure_linear_shapes: fp32 and int8 forward, and training forward +
+  daydream.profile.shapes: fp32 and int8 forward, and training forward +
   backward, at that shape, unprofiled): T' = max(T + t_int8 - t_fp32, 0), forward times without a
   backward phase, training times (weight packing included) with one.
 * Otherwise, with the run's reference calibration (run.json["calibration"]["cpu_int8_linear"],
@@ -46,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 
 from daydream import costs
-from daydream.graph.schema import T_CPU, T_KERNEL
+from daydream.graph.schema import T_KERNEL
 from daydream.graph.phases import BACKWARD, OPTIMIZER
 from daydream.opts import _cost as C
 from daydream.opts.amp import WEIGHT_INPUT, first_per_op
@@ -126,39 +126,6 @@ def apply(graph, params: dict, ctx) -> None:
                          "their quantize/dequantize passes are not modelled")
 
 
-def linear_calls(graph) -> tuple[np.ndarray, np.ndarray]:
-    """CPU tasks inside aten::linear calls: (task indices, the index of their call in the second
-    array's order), and the trace event rows of those calls. A call's tasks are the CPU tasks on
-    its thread whose observed time lies within its span (its own segments and its children's)."""
-    tr, t = graph.trace, graph.tasks
-    names = np.asarray(tr.names, dtype=object)[tr.events["name"].to_numpy()]
-    rows = np.flatnonzero(names == "aten::linear")
-    kind, op, res = t["kind"].to_numpy(), t["op"].to_numpy(), t["resource"].to_numpy()
-    start, end = t["obs_start"].to_numpy(), t["obs_end"].to_numpy()
-    cpu = np.flatnonzero(kind == T_CPU)
-    own = cpu[np.isin(op[cpu], rows)]
-    rows = np.intersect1d(rows, op[own])  # calls with a segment of their own in the graph
-    if not len(rows):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), rows
-    first_own = {int(o): int(i) for i, o in zip(own[::-1], op[own][::-1])}
-    call_res = np.array([res[first_own[int(r)]] for r in rows])
-    ts = tr.events["ts"].to_numpy()[rows]
-    te = ts + tr.events["dur"].to_numpy()[rows]
-    tasks, calls = [], []
-    for r in np.unique(call_res):
-        mine = cpu[res[cpu] == r]
-        mine = mine[np.argsort(start[mine], kind="stable")]
-        sel = np.flatnonzero(call_res == r)
-        lo = np.searchsorted(start[mine], ts[sel], side="left")
-        hi = np.searchsorted(start[mine], te[sel], side="left")
-        for c, a, b in zip(sel.tolist(), lo.tolist(), hi.tolist()):
-            inside = mine[a:b]
-            inside = inside[end[inside] <= te[c]]
-            tasks.append(inside)
-            calls.append(np.full(len(inside), c))
-    return np.concatenate(tasks), np.concatenate(calls), rows
-
-
 def _measured_deltas(graph, rows, cal: dict, training: bool) -> np.ndarray:
     """Per call row: the measured change of its time, ns (int8 - fp32 at its own shape, training or
     inference; run.json["calibration"]["cpu_linear_shapes"]), NaN where its shape was not measured."""
@@ -177,7 +144,7 @@ def _measured_deltas(graph, rows, cal: dict, training: bool) -> np.ndarray:
 
 
 def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
-    tasks, calls, rows = linear_calls(graph)
+    tasks, calls, rows = C.linear_calls(graph)
     if not len(tasks):
         ctx.notes.append("quantize: no aten::linear calls in the CPU trace (dynamic quantization replaces "
                          "nn.Linear only); nothing changed")

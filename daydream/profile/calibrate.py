@@ -46,7 +46,7 @@ than fp32):
   model fits t = c + FLOPs / R per dtype through the two points (c: the per-call cost, R: the
   GEMM rate), so a 64-wide layer, where bf16's per-call set-up outweighs its faster arithmetic,
   is priced differently from a 256-wide one.
-Plus `cpu_linear_shapes`: the run's own Linear shapes re-timed (`measure_linear_shapes`, below).
+Plus, at the run's own shapes (daydream.profile.shapes): `cpu_linear_shapes` and `cpu_op_shapes`.
 Re-measure the corpus's calibration on the host that recorded it with
 `python benchmarks/validate_compute.py --calibrate-corpus` (and `--calibrate-linear-shapes`).
 
@@ -58,8 +58,6 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
-
-from daydream import costs
 
 METHOD = ("alternating fp32/bf16 forward+backward microbenchmark, median of repetitions, "
           "run's thread count (daydream.profile.calibrate)")
@@ -168,112 +166,6 @@ def _bf16_matmul(reps: int, calls: int = 20) -> dict:
                     times[k].append(1e6 * (time.perf_counter() - t0) / calls)
             for k, v in times.items():
                 out[k].append(round(statistics.median(v), 4))
-    return out
-
-
-# --- the run's own Linear shapes -----------------------------------------------------------------
-# One reference shape cannot price a 64-wide layer: at x 256 x 64, W 64 x 64 the int8 path is 1.1x
-# faster than fp32, at the reference 128 x 256 x 256 4.3x (this host, fbgemm, 1 thread). So the
-# Linear calls of the profiled steps are re-timed at their own shapes (`measure_linear_shapes`):
-# per distinct (input, weight, bias) shape, in order of the calls' total time in the trace, at most
-# LINEAR_SHAPES_MAX shapes within LINEAR_BUDGET_S, each path in alternating repetitions, medians of
-# per-call times (us):
-#   fp32_fwd_us    F.linear, no autograd
-#   int8_fwd_us    quantized::linear_dynamic on the prepacked int8 weight (inference: weights
-#                  quantized once)
-#   fp32_train_us  F.linear forward + backward (input, weight and bias require grad)
-#   int8_train_us  tbd_suite.variants.int8_forward_linear forward + backward: the weight quantized
-#                  and packed in every call, fbgemm's int8 GEMM forward, an fp32 backward
-# Stored as run.json["calibration"]["cpu_linear_shapes"] = {"shapes": [{"x", "w", "bias", ...}],
-# "method", "threads"}; the quantize what-if prices each call of a measured shape by the difference.
-LINEAR_SHAPES_MAX = 12
-LINEAR_BUDGET_S = 3.0
-LINEAR_METHOD = ("the run's own aten::linear shapes re-timed without the profiler: fp32 / int8 dynamic forward, "
-                 "fp32 / int8-forward training (forward + backward), alternating repetitions, medians "
-                 "(daydream.profile.calibrate.measure_linear_shapes)")
-
-
-def linear_shapes(calls) -> list[dict]:
-    """Distinct Linear shapes of (recorded input shapes, duration) pairs, most total time first."""
-    total: dict = {}
-    shapes: dict = {}
-    for dims, dur in calls:
-        shape = costs.linear_shape(dims)
-        if shape is not None:
-            key = costs.linear_shape_key(shape)
-            shapes[key] = shape
-            total[key] = total.get(key, 0.0) + float(dur)
-    return [shapes[k] for k in sorted(total, key=lambda k: -total[k])][:LINEAR_SHAPES_MAX]
-
-
-def linear_shapes_of_profiler(prof) -> list[dict]:
-    """The Linear shapes of a finished torch.profiler.profile (record_shapes=True)."""
-    return linear_shapes((e.input_shapes, e.cpu_time_total) for e in prof.events() if e.name == "aten::linear")
-
-
-def measure_linear_shapes(shapes: list[dict], reps: int = REPS, calls: int = 20,
-                          budget_s: float = LINEAR_BUDGET_S) -> dict:
-    """`cpu_linear_shapes` (see above) for `shapes`, or {} when there are none. Changes the process's
-    quantized engine to fbgemm (the engine the int8 path is timed on)."""
-    import torch
-    if not shapes:
-        return {}
-    int8 = "fbgemm" in torch.backends.quantized.supported_engines
-    if int8:
-        torch.backends.quantized.engine = "fbgemm"
-    with warnings.catch_warnings():  # torch deprecates quantize_per_tensor; not the user's script's warning
-        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
-        out = _time_linear_shapes(shapes, reps, calls, budget_s, int8)
-    return {"cpu_linear_shapes": {"shapes": out, "threads": torch.get_num_threads(), "method": LINEAR_METHOD}}
-
-
-def _time_linear_shapes(shapes, reps, calls, budget_s, int8) -> list[dict]:
-    import torch
-    import torch.nn.functional as F
-    if int8:
-        from tbd_suite.variants import int8_forward_linear
-    start = time.perf_counter()
-    out = []
-    for shape in shapes:
-        if time.perf_counter() - start > budget_s:
-            break
-        x = torch.randn(*shape["x"])
-        w = torch.randn(*shape["w"])
-        b = torch.randn(shape["w"][0]) if shape["bias"] else None
-        xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
-        bg = b.clone().requires_grad_() if b is not None else None
-        ones = torch.ones(*shape["x"][:-1], shape["w"][0])
-
-        def train(fn):
-            def run():
-                xg.grad = wg.grad = None
-                if bg is not None:
-                    bg.grad = None
-                fn(xg, wg, bg).backward(ones)
-            return run
-
-        def no_grad(fn):
-            def run():
-                with torch.no_grad():
-                    fn()
-            return run
-
-        ops = {"fp32_fwd_us": no_grad(lambda: F.linear(x, w, b)), "fp32_train_us": train(F.linear)}
-        if int8:
-            scale = max(float(w.abs().max()) / 127.5, 1e-8)
-            packed = torch.ops.quantized.linear_prepack(torch.quantize_per_tensor(w, scale, 0, torch.qint8), b)
-            ops["int8_fwd_us"] = no_grad(lambda: torch.ops.quantized.linear_dynamic(x, packed, reduce_range=True))
-            ops["int8_train_us"] = train(int8_forward_linear)
-        times = {k: [] for k in ops}
-        for fn in ops.values():
-            fn()
-        for _ in range(reps):
-            for k, fn in ops.items():
-                t0 = time.perf_counter()
-                for _ in range(calls):
-                    fn()
-                times[k].append(1e6 * (time.perf_counter() - t0) / calls)
-        out.append({**shape, **{k: round(statistics.median(v), 4) for k, v in times.items()}})
     return out
 
 

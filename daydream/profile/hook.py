@@ -194,7 +194,8 @@ class _ScriptProfiler:
 
         import torch
 
-        from daydream.profile import calibrate, overhead, rundir
+        from daydream.profile import calibrate, overhead, rundir, shapes
+        from daydream.trace import load
         if self.prof is None:
             print(f"daydream: the script ended after {self.count} optimizer step(s), before profiling began "
                   f"(after {self.warmup} warm-up steps); no run directory written", file=sys.stderr)
@@ -208,9 +209,8 @@ class _ScriptProfiler:
         self.status("calibrating")
         settings = {"record_shapes": True, "profile_memory": True, "with_stack": self.with_stack,
                     "with_modules": True}
-        calibration = ({**calibrate.measure(), **calibrate.measure_dataloader(),
-                        **calibrate.measure_linear_shapes(calibrate.linear_shapes_of_profiler(self.prof))}
-                       if self.device == "cpu" else None)
+        calibration = ({**calibrate.measure(), **calibrate.measure_dataloader()} if self.device == "cpu"
+                       else None)
         event_cost = overhead.measure_event_cost(settings)
         info = {
             "schema": rundir.RUN_SCHEMA,
@@ -242,6 +242,8 @@ class _ScriptProfiler:
         self.status("writing")
         with rundir.staged(self.out) as staging:
             info["profiled_steps"] = rundir.export_trace(self.prof, staging, keep_steps=kept)
+            if calibration is not None:  # at the run's own shapes, read from the trace just written
+                calibration.update(shapes.measure_run_shapes(load(staging / "trace.json.gz")))
             error = rundir.export_memory(self.prof, staging, self.device, None)
             info["files"] = {"trace": "trace.json.gz", "memory": None if error else "memory.json.gz"}
             if error:

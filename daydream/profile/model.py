@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from daydream.errors import DaydreamError
-from daydream.profile import calibrate, overhead, rundir
+from daydream.profile import calibrate, overhead, rundir, shapes
+from daydream.trace import load
 from daydream.names import escape_markup
 
 
@@ -218,8 +219,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         workload.close()
         calibration = None
         if dev.type == "cpu":  # same process, same thread count as the profiled steps
-            calibration = {**calibrate.measure(), **calibrate.measure_dataloader(max(int(workers or 0), 2)),
-                           **calibrate.measure_linear_shapes(calibrate.linear_shapes_of_profiler(prof))}
+            calibration = {**calibrate.measure(), **calibrate.measure_dataloader(max(int(workers or 0), 2))}
             advance("bf16 calibration")
         profiler_settings = {"record_shapes": True, "profile_memory": True, "with_stack": with_stack,
                              "with_modules": True}
@@ -259,6 +259,8 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
             bar.update(task, description=f"{model_name} writing {escape_markup(out)}")
         with rundir.staged(out) as staging:
             info["profiled_steps"] = rundir.export_trace(prof, staging)
+            if calibration is not None:  # at the run's own shapes, read from the trace just written
+                calibration.update(shapes.measure_run_shapes(load(staging / "trace.json.gz")))
             error = rundir.export_memory(memory_prof, staging, str(dev), module_bytes,
                                          aligned=with_stack, recording=_memory_facts(dev, convolutions))
             info["files"] = {"trace": "trace.json.gz", "memory": None if error else "memory.json.gz"}

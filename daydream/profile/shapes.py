@@ -1,0 +1,221 @@
+"""Calibrations at the run's own shapes: the profiled steps' Linear calls and GEMM/attention ops
+re-timed without the profiler, in the precisions the what-ifs ask about.
+
+Why: one reference shape cannot price a small layer. On this 2-core EPYC (1 thread) int8 dynamic
+quantization is 1.1x faster than fp32 at x 256 x 64, W 64 x 64 and 4.3x at 128 x 256 x 256; a bf16
+CPU flash-attention backward is 4.2x slower than fp32 at the reference 8 x 4 x 64 x 32 and 10.5x at
+llama-small's 4 x 4 x 64 x 16 (grouped-query, causal). So after the profiled steps
+`measure_run_shapes(trace)` reads the distinct shapes from the exported trace and times each, at
+most MAX_SHAPES per kind, most total time in the trace first, within BUDGET_S per kind; every
+figure is the median over REPS alternating repetitions (so a load change on a shared machine hits
+both precisions alike) of the mean over CALLS calls, in us per call.
+
+run.json["calibration"]["cpu_linear_shapes"]["shapes"]: per aten::linear shape {"x", "w", "bias"}
+  fp32_fwd_us / fp32_train_us  F.linear; forward only (no autograd) / forward + backward
+  int8_fwd_us                  quantized::linear_dynamic on its prepacked int8 weight (fbgemm)
+  int8_train_us                tbd_suite.variants.int8_forward_linear forward + backward (weight
+                               quantized and packed per call, fp32 backward)
+  cast_fwd_us                  the fp32 -> bf16 copies autocast makes of the input, the weight and
+                               the bias (.to(bfloat16) of each)
+  cast_bwd_us                  the bf16 -> fp32 copies of their gradients (ToCopyBackward0)
+  The quantize what-if prices a call by int8 - fp32; the amp what-if adds the casts (the GEMM
+  inside the call is priced by cpu_op_shapes).
+run.json["calibration"]["cpu_op_shapes"]["ops"]: per (op, Input Dims, Input Strides, Concrete Inputs)
+  of the GEMM ops (aten::mm, addmm, bmm, baddbmm) and CPU flash attention (forward and backward)
+  whose tensor inputs are all fp32: fp32_us and bf16_us, the aten op itself called on tensors of
+  the recorded sizes and strides (the backward attention op on its own forward's outputs). The amp
+  what-if scales each such op by bf16_us / fp32_us.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+
+import numpy as np
+
+from daydream import costs
+
+MAX_SHAPES = 24
+BUDGET_S = 3.0
+REPS = 5
+CALLS = 10
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+ATTENTION_FWD = "aten::_scaled_dot_product_flash_attention_for_cpu"
+ATTENTION_BWD = "aten::_scaled_dot_product_flash_attention_for_cpu_backward"
+OPS = (*GEMM_OPS, ATTENTION_FWD, ATTENTION_BWD)
+METHOD = ("the run's own shapes re-timed without the profiler after the profiled steps, alternating "
+          "repetitions, medians, the run's thread count (daydream.profile.shapes)")
+
+
+def _calls(trace, names) -> list[tuple[int, str]]:
+    all_names = np.asarray(trace.names, dtype=object)[trace.events["name"].to_numpy()]
+    rows = np.flatnonzero(np.isin(all_names, names))
+    return [(int(r), all_names[r]) for r in rows]
+
+
+def _most_time_first(items) -> list:
+    """Distinct values of (key, value, duration) items, most total duration first, MAX_SHAPES."""
+    total, value = {}, {}
+    for key, v, dur in items:
+        value[key] = v
+        total[key] = total.get(key, 0.0) + float(dur)
+    return [value[k] for k in sorted(total, key=lambda k: -total[k])][:MAX_SHAPES]
+
+
+def linear_shapes(trace) -> list[dict]:
+    dur = trace.events["dur"].to_numpy()
+    items = []
+    for r, _ in _calls(trace, ["aten::linear"]):
+        shape = costs.linear_shape(trace.args_of(r).get("Input Dims"))
+        if shape is not None:
+            items.append((costs.linear_shape_key(shape), shape, dur[r]))
+    return _most_time_first(items)
+
+
+def op_shapes(trace) -> list[dict]:
+    dur = trace.events["dur"].to_numpy()
+    items = []
+    for r, name in _calls(trace, list(OPS)):
+        args = trace.args_of(r)
+        dims, types = args.get("Input Dims") or [], args.get("Input type") or []
+        tensors = [t for d, t in zip(dims, types) if isinstance(d, list) and d]
+        if tensors and all(t == "float" for t in tensors):
+            items.append((costs.op_shape_key(name, args), {"op": name, "dims": dims, "strides": args.get("Input Strides"),
+                                              "concrete": args.get("Concrete Inputs")}, dur[r]))
+    return _most_time_first(items)
+
+
+def measure_run_shapes(trace, budget_s: float = BUDGET_S) -> dict:
+    """`cpu_linear_shapes` and `cpu_op_shapes` for a loaded trace of this process's run (module
+    docstring); {} parts are left out. Sets the quantized engine to fbgemm where it exists."""
+    import torch
+    out = {}
+    with warnings.catch_warnings():  # torch deprecates quantize_per_tensor; not the user's script's warning
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
+        linear = [_time_linear(s) for s in _within(linear_shapes(trace), budget_s)]
+    if linear:
+        out["cpu_linear_shapes"] = {"shapes": linear, "threads": torch.get_num_threads(), "method": METHOD}
+    ops = [m for m in (_time_op(s) for s in _within(op_shapes(trace), budget_s)) if m]
+    if ops:
+        out["cpu_op_shapes"] = {"ops": ops, "threads": torch.get_num_threads(), "method": METHOD}
+    return out
+
+
+def _within(items, budget_s):
+    start = time.perf_counter()
+    for item in items:
+        if time.perf_counter() - start > budget_s:
+            return
+        yield item
+
+
+def _median_us(ops: dict) -> dict:
+    """{name: us per call} of {name: fn}, alternating repetitions, medians."""
+    times = {k: [] for k in ops}
+    for fn in ops.values():
+        fn()
+    for _ in range(REPS):
+        for k, fn in ops.items():
+            t0 = time.perf_counter()
+            for _ in range(CALLS):
+                fn()
+            times[k].append(1e6 * (time.perf_counter() - t0) / CALLS)
+    return {k: round(statistics.median(v), 4) for k, v in times.items()}
+
+
+def _time_linear(shape: dict) -> dict:
+    import torch
+    import torch.nn.functional as F
+    x32, w32 = torch.randn(*shape["x"]), torch.randn(*shape["w"])
+    b32 = torch.randn(shape["w"][0]) if shape["bias"] else None
+    ones = torch.ones(*shape["x"][:-1], shape["w"][0])
+
+    def leaves(dtype):
+        return [t.detach().to(dtype, copy=True).requires_grad_() if t is not None else None for t in (x32, w32, b32)]
+
+    def train(fn, dtype):
+        x, w, b = leaves(dtype)
+
+        def run():
+            x.grad = w.grad = None
+            if b is not None:
+                b.grad = None
+            fn(x, w, b).backward(ones)
+        return run
+
+    def forward(fn, args):
+        def run():
+            with torch.no_grad():
+                fn(*args)
+        return run
+
+    present = [t for t in (x32, w32, b32) if t is not None]
+    half = [t.to(torch.bfloat16) for t in present]
+
+    def casts(tensors, dtype):
+        def run():
+            for t in tensors:
+                t.to(dtype)
+        return run
+
+    ops = {"fp32_fwd_us": forward(F.linear, (x32, w32, b32)), "fp32_train_us": train(F.linear, torch.float32),
+           "cast_fwd_us": casts(present, torch.bfloat16), "cast_bwd_us": casts(half, torch.float32)}
+    if "fbgemm" in torch.backends.quantized.supported_engines:
+        from tbd_suite.variants import int8_forward_linear
+        torch.backends.quantized.engine = "fbgemm"
+        scale = max(float(w32.abs().max()) / 127.5, 1e-8)
+        packed = torch.ops.quantized.linear_prepack(torch.quantize_per_tensor(w32, scale, 0, torch.qint8), b32)
+        ops["int8_fwd_us"] = forward(lambda x: torch.ops.quantized.linear_dynamic(x, packed, reduce_range=True),
+                                     (x32,))
+        ops["int8_train_us"] = train(int8_forward_linear, torch.float32)
+    return {**shape, **_median_us(ops)}
+
+
+def _scalar(text: str):
+    if text in ("True", "False"):
+        return text == "True"
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _arguments(shape: dict, dtype):
+    """The op's positional arguments: tensors of the recorded sizes and strides in `dtype`, scalars
+    as recorded, None for an absent optional."""
+    import torch
+    concrete = shape.get("concrete") or [""] * len(shape["dims"])
+    strides = shape.get("strides") or [None] * len(shape["dims"])
+    args = []
+    for dims, stride, value in zip(shape["dims"], strides, concrete):
+        if isinstance(dims, list) and dims:
+            t = torch.empty_strided(dims, stride, dtype=dtype) if stride else torch.empty(dims, dtype=dtype)
+            args.append(t.normal_())
+        else:
+            args.append(_scalar(value) if value not in ("", None) else None)
+    return args
+
+
+def _time_op(shape: dict) -> dict | None:
+    """fp32_us and bf16_us of one recorded op shape, or None where the op cannot be replayed."""
+    import torch
+    name = shape["op"]
+    fns = {}
+    try:
+        for key, dtype in (("fp32_us", torch.float32), ("bf16_us", torch.bfloat16)):
+            args = _arguments(shape, dtype)
+            if name == ATTENTION_BWD:  # grad_out, q, k, v, out, logsumexp, dropout_p, is_causal, mask, scale
+                q, k, v = args[1:4]
+                out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, *args[6:8])[:2]
+                args = [args[0], q, k, v, out, lse, *args[6:]]
+            op = getattr(torch.ops.aten, name.split("::", 1)[1]).default
+            schema = op._schema.arguments
+            pos = [a for a, arg in zip(args, schema) if not arg.kwarg_only]
+            kw = {arg.name: a for a, arg in zip(args, schema) if arg.kwarg_only}
+            fns[key] = (lambda op=op, pos=pos, kw=kw: op(*pos, **kw))
+            fns[key]()
+    except (RuntimeError, TypeError, ValueError, IndexError):
+        return None
+    with torch.no_grad():
+        return {**shape, **_median_us(fns)}
