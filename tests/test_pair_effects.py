@@ -189,3 +189,38 @@ def test_capture_append_refuses_other_recording_settings(tmp_path):
     result = CliRunner().invoke(main, ["capture", "--models", "transformer", "--settings", "amp", "--append",
                                        "--out", str(tmp_path), "--json"])
     assert result.exit_code == 2 and "--append" in result.output and "recorded with other" in result.output
+
+
+def test_cpu_sparse_attention_prices_calls_by_the_re_timed_realization():
+    """run.json's cpu_sparse_attention: each forward flash-attention op of the measured shape changes
+    by sparse - dense forward, each backward op by the rest of the training step's difference; with
+    reorder the measured times include the permutation, so no reorder task is inserted."""
+    import numpy as np
+
+    from daydream.opts._cost import OpInfo
+    from daydream.graph.schema import T_CPU
+    from daydream.opts.sparse_attention import CPU_BWD, CPU_FWD
+    from daydream.trace import load
+    from daydream.whatif import whatif
+    trace = load(_cpu_run("dit-small-256/base"))
+    entry = trace.run["calibration"]["cpu_sparse_attention"]["shapes"][0]
+    v = next(x for x in entry["sparse"] if x["block"] == 32 and x["density"] == 0.25 and x["reorder"])
+    d_fwd = 1e3 * (v["fwd_us"] - entry["dense_fwd_us"])
+    d_bwd = 1e3 * (v["train_us"] - entry["dense_train_us"]) - d_fwd
+    w = whatif(trace, ["sparse-attention:density=0.25,block=32,reorder=true"])
+    g0, g1 = w.base.graph, w.predicted.graph
+    assert len(g1.tasks) == len(g0.tasks)  # nothing inserted
+    info = OpInfo(g0)
+    rows, kind = g0.tasks["op"].to_numpy(), g0.tasks["kind"].to_numpy()
+    before, after = g0.tasks["dur"].to_numpy(), g1.tasks["dur"].to_numpy()
+    seen = {CPU_FWD: 0, CPU_BWD: 0}
+    for name, delta in ((CPU_FWD, d_fwd), (CPU_BWD, d_bwd)):
+        for r in np.unique(rows[(info.name == name) & (kind == T_CPU)]):
+            seg = np.flatnonzero((rows == r) & (kind == T_CPU))
+            assert after[seg].sum() == pytest.approx(max(before[seg].sum() + delta, 0), abs=len(seg))
+            seen[name] += 1
+    assert seen[CPU_FWD] == seen[CPU_BWD] > 0
+    assert any("re-timed block-sparse attention" in n for n in w.notes)
+    # a block size the run did not re-time keeps the cost model (density scaling)
+    w = whatif(trace, ["sparse-attention:density=0.25,block=16,reorder=false"])
+    assert not any("re-timed" in n for n in w.notes)

@@ -17,6 +17,10 @@ once per attention layer: one permutation kernel before each forward attention o
 writing Q, K and V: 2 * (|Q| + |K| + |V|) bytes / mem_bw + launch_gpu_s, launched by a new call
 of launch_cpu_s (on CPU traces: CPU time bytes / CPU mem_bw). For unfused attention V is taken
 as large as K. Ops without recorded shapes get no permutation (a note says how many).
+CPU runs that re-timed block-sparse attention at their own shapes (run.json calibration
+cpu_sparse_attention, daydream.profile.shapes): each flash-attention op of a measured shape changes
+by the measured difference instead, interpolated in density (measured_delta); no mask or reorder
+cost is added to those calls.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ import numpy as np
 
 from daydream import costs
 from daydream.graph.schema import T_CPU, T_KERNEL
-from daydream.graph.phases import FORWARD
+from daydream.graph.phases import BACKWARD, FORWARD
 from daydream.opts import _cost as C
 from daydream.opts.amp import first_per_op
 from daydream.opts.params import Optimization, Param, unchanged_memory
@@ -102,6 +106,71 @@ def attention_ops(info: C.OpInfo, block: int) -> tuple[np.ndarray, np.ndarray]:
     return out_att, np.stack([out_mask, out_qkv])
 
 
+CPU_FWD = "aten::_scaled_dot_product_flash_attention_for_cpu"
+CPU_BWD = "aten::_scaled_dot_product_flash_attention_for_cpu_backward"
+
+
+def measured_delta(entry: dict, density: float, block: int, reorder: bool, training: bool
+                   ) -> tuple[float, float] | None:
+    """(forward, backward) change of one attention call, us, by the run's re-timed block-sparse
+    attention at this shape (daydream.profile.shapes): linear in density between the measured
+    densities and dense (density 1: no change), extrapolated below the lowest; None where the block
+    size or reorder setting was not measured."""
+    pts = sorted((v["density"], v["fwd_us"], v["train_us"]) for v in entry["sparse"]
+                 if v["block"] == block and v["reorder"] == reorder)
+    if not pts:
+        return None
+    d = np.array([p[0] for p in pts] + [1.0])
+    fwd = np.array([p[1] - entry["dense_fwd_us"] for p in pts] + [0.0])
+    train = np.array([p[2] - entry["dense_train_us"] for p in pts] + [0.0])
+
+    def at(y):
+        if density >= d[0] or len(d) < 2:
+            return float(np.interp(density, d, y))
+        return float(y[0] + (density - d[0]) * (y[1] - y[0]) / (d[1] - d[0]))
+    f = at(fwd)
+    return (f, at(train) - f) if training else (f, 0.0)
+
+
+def _apply_measured(graph, info, params: dict, ctx) -> np.ndarray:
+    """CPU traces whose run re-timed block-sparse attention at its shapes: each flash-attention op
+    of a measured shape changes by the measured difference (forward op: the forward's; backward op:
+    the rest of the training step's). Returns the tasks so priced."""
+    entries = {repr((e["q"], e["k"], e["v"])): e
+               for e in ((((ctx.run or {}).get("calibration") or {}).get("cpu_sparse_attention") or {})
+                         .get("shapes") or [])}
+    priced = np.zeros(len(info.name), bool)
+    if not entries:
+        return priced
+    training = bool((graph.tasks["phase"].to_numpy() == BACKWARD).any())
+    rows, dur = graph.tasks["op"].to_numpy(), graph.tasks["dur"].to_numpy()
+    seg = np.flatnonzero(C.cpu_op_segments(graph, info, (CPU_FWD, CPU_BWD)))
+    new = dur.copy()
+    calls = 0
+    for r in np.unique(rows[seg]).tolist():
+        mine = seg[rows[seg] == r]
+        name = info.name[mine[0]]
+        dims = graph.trace.args_of(r).get("Input Dims") or []
+        qkv = dims[:3] if name == CPU_FWD else dims[1:4]
+        entry = entries.get(repr(tuple(qkv))) if len(qkv) == 3 else None
+        delta = entry and measured_delta(entry, params["density"], params["block"], params["reorder"], training)
+        if not delta:
+            continue
+        d = 1e3 * (delta[0] if name == CPU_FWD else delta[1])
+        total = dur[mine].sum()
+        if total > 0:
+            new[mine] = dur[mine] * max(total + d, 0.0) / total
+            priced[mine] = True
+            calls += name == CPU_FWD
+    if priced.any():
+        idx = np.flatnonzero(priced)
+        P.set_duration(graph, idx, new[idx])
+        ctx.notes.append(f"sparse-attention: {calls} attention calls priced by this run's re-timed block-sparse "
+                         f"attention at their shapes (tbd_suite.variants, block {params['block']}, "
+                         f"reorder={str(params['reorder']).lower()}; run.json calibration)")
+    return priced
+
+
 def apply(graph, params: dict, ctx) -> None:
     density, block, reorder = params["density"], params["block"], params["reorder"]
     dev = ctx.device
@@ -111,10 +180,16 @@ def apply(graph, params: dict, ctx) -> None:
     phase = graph.tasks["phase"].to_numpy()
     cpu_trace = C.is_cpu_trace(graph)
     before = graph.tasks["dur"].to_numpy().copy()
+    measured = np.zeros(len(kind), bool)
     if cpu_trace:
-        work = np.flatnonzero((kind == T_CPU) & is_att)
+        measured = _apply_measured(graph, info, params, ctx)
+        if measured.any():  # the SDPA wrapper's dispatch is inside the measured calls' times
+            measured |= C.cpu_op_segments(graph, info, ("aten::scaled_dot_product_attention",))
+        work = np.flatnonzero((kind == T_CPU) & is_att & ~measured)
         P.set_duration(graph, work, graph.tasks["dur"].to_numpy()[work] * density
                        + mask_b[work] / dev.mem_bw * 1e9)
+        if measured.any():
+            work = np.union1d(work, np.flatnonzero(measured))
     else:
         cls = P.kernel_classes(graph)
         work = np.flatnonzero((kind == T_KERNEL) & ((cls == "attention") | (is_att & np.isin(
@@ -135,7 +210,7 @@ def apply(graph, params: dict, ctx) -> None:
     if not reorder:
         return
     # one permutation per forward attention layer: the fused op, or the QK bmm of unfused attention
-    first = work[phase[work] == FORWARD]
+    first = work[(phase[work] == FORWARD) & ~measured[work]]  # the measured times include their reorder
     first = first_per_op(graph, first) if len(first) else first
     role = np.array([unfused_role(info.name[i], info.tensors[i]) for i in first], dtype=object)
     layer = first[np.isin(info.name[first], FUSED_OPS) | (role == "qk")]
@@ -165,7 +240,7 @@ OPTIMIZATION = Optimization(
                             "activations in the recording; unchanged"),
     doc="docs/optimizations/sparse-attention.md",
     checked_against={
-        "cpu": ("DiT on CPU, FlexAttention at 50% and 25% block density, with and without reordering "
-                "(traces/pairs)"),
+        "cpu": ("DiT on CPU, block-gathered sparse attention at 50% and 25% block density, with and "
+                "without reordering (traces/pairs)"),
     },
 )

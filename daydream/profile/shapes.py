@@ -24,7 +24,13 @@ run.json["calibration"]["cpu_op_shapes"]["ops"]: per (op, Input Dims, Input Stri
   of the GEMM ops (aten::mm, addmm, bmm, baddbmm) and CPU flash attention (forward and backward)
   whose tensor inputs are all fp32: fp32_us and bf16_us, the aten op itself called on tensors of
   the recorded sizes and strides (the backward attention op on its own forward's outputs). The amp
-  what-if scales each such op by bf16_us / fp32_us.
+  what-if prices each such op by bf16_us - fp32_us.
+run.json["calibration"]["cpu_sparse_attention"]["shapes"]: per non-causal attention shape of those
+  ops {"q", "k", "v"}: dense_fwd_us / dense_train_us (F.scaled_dot_product_attention, forward /
+  forward + backward) and "sparse": [{"block", "density", "reorder", "fwd_us", "train_us"}] of
+  tbd_suite.variants.block_sparse_attention (key/value blocks gathered per query block, dense SDPA
+  on them; reorder: PAROAttention's tile permutation around it) at block sizes SPARSE_BLOCKS and
+  densities SPARSE_DENSITIES. The sparse-attention what-if interpolates between them and dense.
 """
 from __future__ import annotations
 
@@ -44,6 +50,8 @@ GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 ATTENTION_FWD = "aten::_scaled_dot_product_flash_attention_for_cpu"
 ATTENTION_BWD = "aten::_scaled_dot_product_flash_attention_for_cpu_backward"
 OPS = (*GEMM_OPS, ATTENTION_FWD, ATTENTION_BWD)
+SPARSE_BLOCKS = (32, 64)
+SPARSE_DENSITIES = (0.25, 0.5)
 METHOD = ("the run's own shapes re-timed without the profiler after the profiled steps, alternating "
           "repetitions, medians, the run's thread count (daydream.profile.shapes)")
 
@@ -99,7 +107,74 @@ def measure_run_shapes(trace, budget_s: float = BUDGET_S) -> dict:
     ops = [m for m in (_time_op(s) for s in _within(op_shapes(trace), budget_s)) if m]
     if ops:
         out["cpu_op_shapes"] = {"ops": ops, "threads": torch.get_num_threads(), "method": METHOD}
+    sparse = [m for m in (_time_sparse(s) for s in _within(sparse_shapes(ops), budget_s)) if m]
+    if sparse:
+        out["cpu_sparse_attention"] = {"shapes": sparse, "threads": torch.get_num_threads(), "method": METHOD}
     return out
+
+
+def sparse_shapes(ops: list[dict]) -> list[dict]:
+    """The distinct non-causal attention shapes (q, k, v sizes; no grouped-query heads) of the
+    re-timed forward flash-attention ops, for the block-sparse re-timing."""
+    out, seen = [], set()
+    for o in ops:
+        if o["op"] != ATTENTION_FWD or len(o["dims"]) < 5:
+            continue
+        q, k, v = o["dims"][:3]
+        causal = (o.get("concrete") or [""] * 5)[4] == "True"
+        key = repr((q, k, v))
+        if causal or key in seen or not (len(q) == 4 and q == k == v):
+            continue
+        seen.add(key)
+        out.append({"q": q, "k": k, "v": v})
+    return out
+
+
+def _time_sparse(shape: dict) -> dict | None:
+    """Dense attention and tbd_suite.variants.block_sparse_attention, forward and training (forward
+    + backward), at one attention shape: per block size of SPARSE_BLOCKS dividing its length, at
+    SPARSE_DENSITIES, with and without the token reorder (where the tokens form a square grid)."""
+    import torch
+    import torch.nn.functional as F
+
+    from tbd_suite.variants import BlockSparse, block_sparse_attention
+    length = shape["q"][2]
+    q, k, v = (torch.randn(*shape["q"], requires_grad=True) for _ in range(3))
+    grad = torch.ones(*shape["q"])
+
+    def run(fn, train):
+        def go():
+            if train:
+                q.grad = k.grad = v.grad = None
+                fn(q, k, v).backward(grad)
+            else:
+                with torch.no_grad():
+                    fn(q, k, v)
+        return go
+
+    ops = {"dense_fwd_us": run(F.scaled_dot_product_attention, False),
+           "dense_train_us": run(F.scaled_dot_product_attention, True)}
+    variants = []
+    for block in SPARSE_BLOCKS:
+        if length % block or length // block < 2:
+            continue
+        for density in SPARSE_DENSITIES:
+            for reorder in (False, True):
+                cfg = BlockSparse(density, block, reorder)
+                try:
+                    block_sparse_attention(q.detach(), k.detach(), v.detach(), cfg)
+                except ValueError:  # no square token grid for the reorder
+                    continue
+                name = f"{block}/{density}/{reorder}"
+                variants.append((name, cfg))
+                ops[f"{name} fwd"] = run(lambda q, k, v, cfg=cfg: block_sparse_attention(q, k, v, cfg), False)
+                ops[f"{name} train"] = run(lambda q, k, v, cfg=cfg: block_sparse_attention(q, k, v, cfg), True)
+    if not variants:
+        return None
+    us = _median_us(ops)
+    return {**shape, "dense_fwd_us": us["dense_fwd_us"], "dense_train_us": us["dense_train_us"],
+            "sparse": [{"block": cfg.block, "density": cfg.density, "reorder": cfg.reorder,
+                        "fwd_us": us[f"{name} fwd"], "train_us": us[f"{name} train"]} for name, cfg in variants]}
 
 
 def _within(items, budget_s):
