@@ -113,7 +113,7 @@ def calibrate_corpus() -> None:
 
 
 def calibrate_shapes() -> None:
-    """Add `cpu_linear_shapes` and `cpu_op_shapes` (the run's own shapes re-timed here) to every CPU run.json."""
+    """Add the shape calibrations (daydream.profile.shapes) a CPU run.json lacks, re-timed here."""
     import torch
 
     from daydream.profile import shapes
@@ -122,11 +122,12 @@ def calibrate_shapes() -> None:
     note = ("added to this committed run by benchmarks/validate_compute.py --calibrate-shapes on the machine "
             "that recorded the run")
     for run_json in sorted(PAIRS.glob("cpu/*/*/run.json")):
-        measured = shapes.measure_run_shapes(load(run_json.parent))
+        info = json.loads(run_json.read_text())
+        cal = info.get("calibration") or {}
+        # keep what `daydream profile` measured when it recorded the run; add the parts it did not
+        measured = {k: v for k, v in shapes.measure_run_shapes(load(run_json.parent)).items() if k not in cal}
         for part in measured.values():
             part["recorded"] = note
-        info = json.loads(run_json.read_text())
-        cal = {k: v for k, v in (info.get("calibration") or {}).items() if k not in ("cpu_linear_shapes", "cpu_op_shapes")}
         info["calibration"] = {**cal, **measured}
         tmp = run_json.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(info, indent=2) + "\n")

@@ -96,6 +96,28 @@ def op_shape_key(name: str, args: dict) -> str:
     return repr((name, args.get("Input Dims"), args.get("Input Strides"), args.get("Concrete Inputs")))
 
 
+def conv_key(name: str, dims, concrete) -> str | None:
+    """What identifies a CPU convolution's shape in both directions: input and weight sizes,
+    stride, padding, dilation and groups, from an aten::convolution call (input, weight, bias,
+    stride, padding, dilation, transposed, output_padding, groups) or an aten::convolution_backward
+    call (grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed,
+    output_padding, groups, output_mask); None for a transposed or unrecorded one."""
+    at = {"aten::convolution": (0, 1, 3, 4, 5, 6, 8), "aten::convolution_backward": (1, 2, 4, 5, 6, 7, 9)}.get(name)
+    if at is None or not isinstance(dims, list) or not isinstance(concrete, list) or len(concrete) <= at[-1] \
+            or len(dims) <= at[1]:
+        return None
+    x, w, stride, pad, dil, transposed, groups = (dims[at[0]], dims[at[1]], *(concrete[i] for i in at[2:]))
+    if transposed != "False" or not (_is_shape(x) and _is_shape(w) and x and w):
+        return None
+    return repr((list(x), list(w), stride, pad, dil, groups))
+
+
+def conv_shape_key(shape: dict) -> str:
+    """conv_key of a re-timed convolution entry (daydream.profile.shapes, cpu_conv_shapes)."""
+    return repr((list(shape["x"]), list(shape["w"]), shape["stride"], shape["padding"], shape["dilation"],
+                 shape["groups"]))
+
+
 def _is_shape(x) -> bool:
     return isinstance(x, (list, tuple)) and all(isinstance(s, (int, np.integer)) for s in x)
 

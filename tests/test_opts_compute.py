@@ -324,3 +324,29 @@ def test_cpu_amp_prices_ops_at_their_own_shapes_additively():
     casts = [n for n in np.asarray(g1.names, dtype=object)[g1.tasks["name"].to_numpy()] if "autocast casts" in n]
     assert len(casts) == 33  # 11 Linear calls a step, 3 steps
     assert any("own shapes' measured bf16 - fp32" in n for n in w.notes)
+
+
+@pytest.mark.parametrize("opt, variant", [("amp:dtype=bf16", "bf16"), ("batch-size:factor=2", "fp32_x2")])
+def test_cpu_convolutions_priced_by_their_re_timed_shapes(opt, variant):
+    """run.json's cpu_conv_shapes: each aten::convolution call (forward) and aten::convolution_backward
+    call, with everything inside it, changes by exactly t_variant - t_fp32 at its shape -- a 1x1
+    convolution that bf16 or a doubled batch moves from ATen's native path to oneDNN included."""
+    from conftest import REPO
+    from daydream import costs
+    trace = load(REPO / "traces" / "pairs" / "cpu" / "resnet50" / "base")
+    measured = {costs.conv_shape_key(s): s for s in trace.run["calibration"]["cpu_conv_shapes"]["shapes"]}
+    w = whatif(trace, [opt])
+    g0, g1 = w.base.graph, w.predicted.graph
+    before, after = g0.tasks["dur"].to_numpy(), g1.tasks["dur"].to_numpy()[:len(g0.tasks)]
+    checked = 0
+    for name, part in ((C.CONV_FWD, "fwd"), (C.CONV_BWD, "bwd")):
+        tasks, calls, rows = C.op_calls(g0, name)
+        for j, r in enumerate(rows.tolist()):
+            a = trace.args_of(r)
+            m = measured[costs.conv_key(name, a["Input Dims"], a["Concrete Inputs"])]
+            mine = tasks[calls == j]
+            want = max(before[mine].sum() + 1e3 * (m[f"{variant}_{part}_us"] - m[f"fp32_{part}_us"]), 0)
+            assert after[mine].sum() == pytest.approx(want, abs=len(mine) + 1)
+            checked += 1
+    assert checked == 2 * 51  # 17 convolutions x 3 steps, forward and backward
+    assert any("convolution calls" in n for n in w.notes)

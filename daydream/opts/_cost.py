@@ -262,13 +262,18 @@ def cpu_op_segments(graph: TaskGraph, info: OpInfo, ops: tuple | re.Pattern) -> 
     return (k == T_CPU) & hit
 
 
-def linear_calls(graph) -> tuple[np.ndarray, np.ndarray]:
-    """CPU tasks inside aten::linear calls: (task indices, the index of their call in the second
+def linear_calls(graph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """op_calls of aten::linear."""
+    return op_calls(graph, "aten::linear")
+
+
+def op_calls(graph, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CPU tasks inside the calls of op `name`: (task indices, the index of their call in the third
     array's order), and the trace event rows of those calls. A call's tasks are the CPU tasks on
     its thread whose observed time lies within its span (its own segments and its children's)."""
     tr, t = graph.trace, graph.tasks
     names = np.asarray(tr.names, dtype=object)[tr.events["name"].to_numpy()]
-    rows = np.flatnonzero(names == "aten::linear")
+    rows = np.flatnonzero(names == name)
     kind, op, res = t["kind"].to_numpy(), t["op"].to_numpy(), t["resource"].to_numpy()
     start, end = t["obs_start"].to_numpy(), t["obs_end"].to_numpy()
     cpu = np.flatnonzero(kind == T_CPU)
@@ -295,6 +300,45 @@ def linear_calls(graph) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(tasks), np.concatenate(calls), rows
 
 
+CONV_FWD, CONV_BWD = "aten::convolution", "aten::convolution_backward"
+
+
+def measured_conv_calls(graph, calibration: dict, variant: str, scale: float = 1.0
+                        ) -> tuple[np.ndarray, np.ndarray, int]:
+    """CPU convolution calls (forward aten::convolution, backward aten::convolution_backward)
+    whose shape the run re-timed (calibration["cpu_conv_shapes"], daydream.profile.shapes):
+    (the CPU tasks inside them, each task's factor, the number of calls) such that each call's
+    recorded time T becomes max(T + scale * (t_variant - t_fp32), 0), forward and backward times
+    apart; `variant` is "bf16" or "fp32_x2". Additive, like amp's op shapes: host noise and the
+    profiler's own cost in T are not multiplied."""
+    measured = {costs.conv_shape_key(s): s for s in ((calibration.get("cpu_conv_shapes") or {}).get("shapes") or [])
+                if f"{variant}_fwd_us" in s}
+    none = np.zeros(0, np.int64)
+    if not measured:
+        return none, np.zeros(0), 0
+    dur = graph.tasks["dur"].to_numpy()
+    out_tasks, out_factor, n = [], [], 0
+    for name, part in ((CONV_FWD, "fwd"), (CONV_BWD, "bwd")):
+        tasks, calls, rows = op_calls(graph, name)
+        if not len(rows):
+            continue
+        total = np.bincount(calls, weights=dur[tasks], minlength=len(rows))
+        factor = np.full(len(rows), np.nan)
+        for j, r in enumerate(rows.tolist()):
+            a = graph.trace.args_of(r)
+            m = measured.get(costs.conv_key(name, a.get("Input Dims"), a.get("Concrete Inputs")))
+            if m is not None and total[j] > 0:
+                d = 1e3 * scale * (m[f"{variant}_{part}_us"] - m[f"fp32_{part}_us"])
+                factor[j] = max(total[j] + d, 0.0) / total[j]
+        ok = np.isfinite(factor[calls])
+        out_tasks.append(tasks[ok])
+        out_factor.append(factor[calls][ok])
+        n += int(np.isfinite(factor).sum())
+    if not out_tasks:
+        return none, np.zeros(0), 0
+    return np.concatenate(out_tasks), np.concatenate(out_factor), n
+
+
 __all__ = ["OpInfo", "COMPUTE_CLASSES", "MEMORY_CLASSES", "MATMUL_OPS", "name_dtype", "task_dtype",
            "kernel_floor_ns", "scale_work", "launch_calls", "insert_kernel_before", "gpu_mask",
-           "shift_launch_delays", "is_cpu_trace", "cpu_op_segments", "linear_calls", "T_COLLECTIVE"]
+           "shift_launch_delays", "is_cpu_trace", "cpu_op_segments", "linear_calls", "op_calls", "measured_conv_calls", "T_COLLECTIVE"]

@@ -292,6 +292,9 @@ def _apply_cpu(graph, dtype, dev, info, ctx) -> None:
         at_shape = measured_op_factors(graph, info, raw)
         own = np.isfinite(at_shape) & (cls != "") & np.isin(phase, (FORWARD, BACKWARD))
         factor[own] = at_shape[own]
+        conv, conv_f, n_conv = C.measured_conv_calls(graph, raw, "bf16") if dtype == "bf16" else (None, None, 0)
+        if n_conv:
+            factor[conv] = conv_f  # whole convolution calls, their native/oneDNN children included
         idx = np.flatnonzero(factor != 1.0)
         P.scale(graph, idx, factor[idx])
         if dtype == "bf16":
@@ -303,6 +306,9 @@ def _apply_cpu(graph, dtype, dev, info, ctx) -> None:
                     f"own shapes' measured {dtype} - fp32 time" if own.any() else "")
         casts = (f"; autocast casts of {len(cast_at)} Linear calls at their shapes' measured copy times"
                  if len(cast_at) else "")
+        if n_conv:
+            measured += (f"; {n_conv} convolution calls (forward and backward) changed by their own shapes' "
+                         f"measured {dtype} - fp32 time")
         ctx.notes.append(f"amp on CPU: measured calibration of this run's CPU (run.json): fp32/{dtype} "
                          f"speedups {shown}; < 1 means {dtype} is slower here{measured}{casts}")
     else:

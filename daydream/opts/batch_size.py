@@ -19,6 +19,10 @@ Per-sample work scales, per-step work does not:
   below MKLDNN_MIN_BATCH = 16 and torch runs one intra-op thread, else on oneDNN. When the new
   batch crosses 16, those ops are priced as the GEMMs oneDNN runs them as, on the run's
   calibrated fp32 GEMM line (see slow_conv_switch); without a calibration they scale by F.
+  Where the run re-timed its convolutions at 1x and 2x its batch (run.json calibration
+  cpu_conv_shapes, daydream.profile.shapes: aten::convolution, so on the path the dispatcher
+  picks at each batch), each forward aten::convolution and backward aten::convolution_backward
+  call of a measured shape, with everything inside it, becomes T + (F - 1) * (t_2x - t_1x) instead.
 * both: CPU work of the data phase (loading, collating) scales by F.
 Per-step and unchanged: the optimizer, collectives (gradients do not grow with the batch),
 kernel launches and other runtime calls, Python overhead.
@@ -134,11 +138,22 @@ def apply(graph, params: dict, ctx) -> None:
         info = C.OpInfo(graph)
         tensor_work = (info.op >= 0) & ~((info.flops == 0) & (info.bytes == 0))
         seg = np.flatnonzero((kind == T_CPU) & passes & tensor_work)
+        # convolutions the run re-timed at twice its batch (daydream.profile.shapes): linear in the
+        # batch through the two measured points, whichever path (native, oneDNN) each one takes
+        conv, conv_f, n = C.measured_conv_calls(graph, (ctx.run or {}).get("calibration") or {}, "fp32_x2",
+                                                scale=factor - 1.0)
+        seg = np.setdiff1d(seg, conv)
         switched, switched_ns, note = slow_conv_switch(graph, info, factor, seg, ctx.run)
         P.scale(graph, np.setdiff1d(seg, switched), factor)
         if len(switched):
             P.set_duration(graph, switched, switched_ns)
             ctx.notes.append(note)
+        if n:
+            P.scale(graph, conv, conv_f)
+            steps = max(graph.steps, 1)
+            ctx.notes.append(f"batch-size: {n / steps:g} convolution calls a step (forward and backward) priced by "
+                             "this run's re-timed convolutions at 1x and 2x its batch, linear in the batch"
+                             + ("" if factor == 2 else f" (factor {factor:g} extrapolated from x2)"))
     else:
         cls = P.kernel_classes(graph)
         kern = np.flatnonzero((kind == T_KERNEL) & passes & ~np.isin(cls, ("optimizer", "communication")))

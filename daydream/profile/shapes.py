@@ -25,6 +25,14 @@ run.json["calibration"]["cpu_op_shapes"]["ops"]: per (op, Input Dims, Input Stri
   whose tensor inputs are all fp32: fp32_us and bf16_us, the aten op itself called on tensors of
   the recorded sizes and strides (the backward attention op on its own forward's outputs). The amp
   what-if prices each such op by bf16_us - fp32_us.
+run.json["calibration"]["cpu_conv_shapes"]["shapes"]: per fp32 2-d convolution shape of the trace's
+  aten::convolution calls {"x", "w", "bias", "stride", "padding", "dilation", "groups",
+  "input_grad"}: fp32_fwd_us / fp32_bwd_us, bf16_fwd_us / bf16_bwd_us and fp32_x2_fwd_us /
+  fp32_x2_bwd_us (the batch doubled) of aten::convolution itself -- the dispatcher picks oneDNN or
+  ATen's native path as in the run, so a bf16 or a doubled batch that moves a 1x1 convolution
+  from the native path to oneDNN is timed on the path it takes -- forward without autograd, the
+  backward as torch.autograd.grad on a kept graph. The amp and batch-size what-ifs price each
+  convolution call (forward and backward) by the difference.
 run.json["calibration"]["cpu_sparse_attention"]["shapes"]: per non-causal attention shape of those
   ops {"q", "k", "v"}: dense_fwd_us / dense_train_us (F.scaled_dot_product_attention, forward /
   forward + backward) and "sparse": [{"block", "density", "reorder", "fwd_us", "train_us"}] of
@@ -107,10 +115,70 @@ def measure_run_shapes(trace, budget_s: float = BUDGET_S) -> dict:
     ops = [m for m in (_time_op(s) for s in _within(op_shapes(trace), budget_s)) if m]
     if ops:
         out["cpu_op_shapes"] = {"ops": ops, "threads": torch.get_num_threads(), "method": METHOD}
+    convs = [m for m in (_time_conv(s) for s in _within(conv_shapes(trace), budget_s)) if m]
+    if convs:
+        out["cpu_conv_shapes"] = {"shapes": convs, "threads": torch.get_num_threads(), "method": METHOD}
     sparse = [m for m in (_time_sparse(s) for s in _within(sparse_shapes(ops), budget_s)) if m]
     if sparse:
         out["cpu_sparse_attention"] = {"shapes": sparse, "threads": torch.get_num_threads(), "method": METHOD}
     return out
+
+
+def conv_shapes(trace) -> list[dict]:
+    """The distinct fp32, non-transposed 2-d convolutions of the trace's aten::convolution calls,
+    with whether their backward computes the input's gradient (its output_mask, False for the
+    first layer on the images)."""
+    dur = trace.events["dur"].to_numpy()
+    input_grad = {}
+    for r, name in _calls(trace, ["aten::convolution_backward"]):
+        a = trace.args_of(r)
+        key = costs.conv_key(name, a.get("Input Dims"), a.get("Concrete Inputs"))
+        if key:
+            input_grad[key] = str((a.get("Concrete Inputs") or [""])[-1]).startswith("[True")
+    items = []
+    for r, name in _calls(trace, ["aten::convolution"]):
+        a = trace.args_of(r)
+        dims, conc, types = a.get("Input Dims") or [], a.get("Concrete Inputs") or [], a.get("Input type") or []
+        key = costs.conv_key(name, dims, conc)
+        if key is None or len(dims[0]) != 4 or types[:2] != ["float", "float"]:
+            continue
+        shape = {"x": dims[0], "w": dims[1], "bias": bool(dims[2]), "stride": conc[3], "padding": conc[4],
+                 "dilation": conc[5], "groups": conc[8], "input_grad": input_grad.get(key, True)}
+        items.append((key, shape, dur[r]))
+    return _most_time_first(items)
+
+
+def _time_conv(shape: dict) -> dict | None:
+    """Forward and backward of one convolution at the dispatcher (aten::convolution picks oneDNN or
+    ATen's native path, as in the run): fp32, bf16, and fp32 with the batch doubled."""
+    import json
+
+    import torch
+    stride, padding, dilation = (json.loads(shape[k]) for k in ("stride", "padding", "dilation"))
+    groups = int(shape["groups"])
+    ops = {}
+    for tag, dtype, batch in (("fp32", torch.float32, 1), ("bf16", torch.bfloat16, 1), ("fp32_x2", torch.float32, 2)):
+        x = torch.randn(shape["x"][0] * batch, *shape["x"][1:], dtype=dtype, requires_grad=shape["input_grad"])
+        w = torch.randn(*shape["w"], dtype=dtype, requires_grad=True)
+        b = torch.randn(shape["w"][0], dtype=dtype, requires_grad=True) if shape["bias"] else None
+
+        def conv(x=x, w=w, b=b):
+            return torch.ops.aten.convolution(x, w, b, stride, padding, dilation, False, [0, 0], groups)
+        try:
+            y = conv()
+        except RuntimeError:
+            return None
+        leaves = [t for t in (x, w, b) if t is not None and t.requires_grad]
+        grad = torch.randn_like(y)
+
+        def forward(conv=conv):
+            with torch.no_grad():
+                conv()
+
+        def backward(y=y, leaves=leaves, grad=grad):
+            torch.autograd.grad(y, leaves, grad, retain_graph=True)
+        ops[f"{tag}_fwd_us"], ops[f"{tag}_bwd_us"] = forward, backward
+    return {**shape, **_median_us(ops)}
 
 
 def sparse_shapes(ops: list[dict]) -> list[dict]:
