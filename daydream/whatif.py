@@ -95,11 +95,16 @@ class WhatIf:
 
     @functools.cached_property
     def _unprofiled(self) -> tuple[float | None, float | None]:
-        """(replay, predicted) step times without the profiler's own cost (analysis.unprofiled_ms)."""
+        """(replay, predicted) step times without the profiler's own cost (analysis.unprofiled_ms).
+        The prediction applies the optimizations to the graph with that cost already taken out, so
+        an optimization that removes many small recorded ops removes their unprofiled time, never
+        more: their events' cost, carried over into the tasks after them, stays out."""
         replay = unprofiled_ms(self.base.graph, self.trace)
         if replay is None or self.predicted is self.base:
             return replay, replay
-        return replay, unprofiled_ms(self.predicted.graph, self.trace)
+        from daydream.transform import profiler_cost
+        clean = profiler_cost.without_profiler(self.base.graph, profiler_cost.event_cost_of(self.trace).us_per_event)
+        return replay, simulate(apply_optimizations(clean, self.optimizations, Context.of(self.trace))).per_step_ms
 
     @property
     def unprofiled_ms(self) -> float | None:

@@ -209,3 +209,12 @@ def test_scanner_times_equal_pythons_on_random_decimals():
                      lambda v: E._int_id(v, table._odd), table._kind_of, lambda v: E._as_int(v, None))
     want = np.round(np.array([float(v) for v in vals]) * 1000.0).astype(np.int64)
     assert cols[0]["ts"].tolist() == want.tolist()
+
+
+def test_tensor_broadcasting_is_not_communication():
+    """F.mse_loss calls torch.broadcast_tensors; a broadcast collective is still communication."""
+    from daydream.graph.phases import COMMUNICATION, phase_of_names
+    names = ["aten::broadcast_tensors", "torch/functional.py(47): broadcast_tensors", "aten::broadcast_to",
+             "c10d::broadcast_", "record_param_comms", "nccl:broadcast", "gloo:broadcast"]
+    got = phase_of_names(names)
+    assert [bool(p == COMMUNICATION) for p in got] == [False, False, False, True, True, True, True]

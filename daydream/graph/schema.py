@@ -40,12 +40,16 @@ class TaskGraph:
     trace: Trace
     steps: int
     names: list  # task and layer names are codes into this list
+    # True once the profiler's own per-event cost is out of the durations
+    # (daydream.transform.profiler_cost.without_profiler)
+    without_profiler: bool = False
 
     def copy(self) -> "TaskGraph":
         def dup(name):
             t = stored(self, name)
             return {k: v.copy() for k, v in t.items()} if isinstance(t, dict) else t.copy()
-        return TaskGraph(dup("tasks"), dup("edges"), dup("resources"), self.trace, self.steps, list(self.names))
+        return TaskGraph(dup("tasks"), dup("edges"), dup("resources"), self.trace, self.steps, list(self.names),
+                         self.without_profiler)
 
     def column(self, key: str) -> np.ndarray:
         """One column of the tasks table as a numpy array."""

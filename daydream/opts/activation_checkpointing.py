@@ -14,7 +14,9 @@ again when backward reaches it. Per step:
     - on the thread that runs that backward task (its launch call's thread on a GPU), a CPU
       task as long as RECOMPUTE_CPU_FACTOR x the CPU time the segment's forward took: the
       main thread's forward CPU tasks (op dispatch, launch calls) from the segment's first launch to the next
-      segment's first launch (on a CPU trace: the segment's own tasks);
+      segment's first launch; on a CPU trace the segment's own tasks' time plus
+      CHECKPOINT_BWD_NS_PER_OP per top-level aten op of the segment, and the checkpointed forward itself
+      gets CHECKPOINT_FWD_NS_PER_OP per op (a task before the segment);
     - on a GPU, on the compute stream right before that backward kernel, one task as long as
       the segment's forward kernels together, launched from the start of that CPU task. The
       pair takes max(CPU, GPU) when nothing else waits, as a launch-bound or GPU-bound forward
@@ -23,8 +25,8 @@ again when backward reaches it. Per step:
   non-reentrant torch.utils.checkpoint runs a Python saved-tensor hook per saved tensor when
   the recompute saves it and again when backward unpacks it, on top of the forward itself.
   The GPU side (the forward's kernels) is unchanged.
-Not modelled: the checkpointed forward's own pack hooks (measured 0.94-1.16 x the plain
-forward, i.e. noise-level) and the RNG state save/restore of checkpointed dropout.
+Not modelled: on GPU traces the checkpointed forward's own hooks (0.94-1.16 x the plain forward
+on blocks of large ops, noise-level), and the RNG state save/restore of checkpointed dropout.
 """
 from __future__ import annotations
 
@@ -41,6 +43,33 @@ from daydream.transform import primitives as P
 # TransformerEncoderLayer(64, 4, 128) blocks, 1.31 for 6 Conv-BN-ReLU(16 ch) blocks, median of 30
 # alternating steps each (`python benchmarks/validate_structure.py --measure-recompute`).
 RECOMPUTE_CPU_FACTOR = 1.3
+# On a CPU trace the recompute and the checkpointed forward are priced per op instead (the
+# factor above is what the per-op costs add up to on blocks of large ops). Non-reentrant
+# torch.utils.checkpoint runs Python for every op of a checkpointed block, in the forward (saved-
+# tensor pack hooks) and again in the recompute (pack and unpack), which dominates blocks of small
+# ops: 50 blocks' worth of tiny elementwise ops (3 aten ops x 10 x 5 blocks, 16 and 4096 elements)
+# ran their checkpointed forward 1.86 us an op slower than plain and their backward 1 forward +
+# 2.90 us an op slower (medians of 50 alternating steps, torch 2.13, 1 thread, this repository's
+# AVX512 EPYC host; `python benchmarks/validate_structure.py --measure-recompute`). The same
+# constants give the compute-bound blocks' factors above: 6 Conv-BN-ReLU blocks, 18 ops,
+# +0.05 ms on a 2.9 ms forward (measured 0.98 forwards); 4 encoder layers, ~120 ops, +0.35 ms on
+# a 1.4 ms forward (measured 1.25).
+CHECKPOINT_FWD_NS_PER_OP = 1860
+CHECKPOINT_BWD_NS_PER_OP = 2900
+
+
+def _top_level_ops(trace, rows: np.ndarray) -> int:
+    """How many of the aten op events `rows` are not inside another of them (aten::linear counts,
+    its aten::t and aten::addmm do not): the ops a checkpointed block's Python hooks see."""
+    rows = np.unique(rows)
+    if not len(rows):
+        return 0
+    ts = trace.events["ts"].to_numpy()[rows]
+    end = ts + trace.events["dur"].to_numpy()[rows]
+    order = np.argsort(ts, kind="stable")
+    ts, end = ts[order], end[order]
+    reach = np.maximum.accumulate(end)
+    return int(1 + np.count_nonzero(ts[1:] >= reach[:-1]))
 
 
 def chosen_segments(seg_time: np.ndarray, fraction: float) -> int:
@@ -63,6 +92,9 @@ def apply(graph, params: dict, ctx) -> None:
     start = t["obs_start"].to_numpy()
     kind = t["kind"].to_numpy()
     cpu_anchor, cpu_ns, gpu_anchor, gpu_ns = [], [], [], []
+    hook_anchor, hook_ns = [], []  # CPU traces: the checkpointed forward's per-op hooks
+    op_rows = t["op"].to_numpy()
+    is_aten = np.char.startswith(np.asarray(graph.names, dtype=str), "aten::")[t["name"].to_numpy()] if cpu else None
     recomputed, total = 0.0, 0.0
     host = {}  # rank -> forward CPU work of its main thread (the launches of recomputed kernels)
     for rank, step, fwd, bwd in C.forward_backward_steps(graph, steps):
@@ -85,8 +117,12 @@ def apply(graph, params: dict, ctx) -> None:
             if len(back) == 0:
                 continue
             if cpu:
+                mine = fwd[seg == s]
+                n_ops = _top_level_ops(graph.trace, op_rows[mine[is_aten[mine] & (op_rows[mine] >= 0)]])
                 cpu_anchor.append(int(back[0]))
-                cpu_ns.append(RECOMPUTE_CPU_FACTOR * float(seg_time[s]))
+                cpu_ns.append(float(seg_time[s]) + CHECKPOINT_BWD_NS_PER_OP * n_ops)
+                hook_anchor.append(int(mine[0]))
+                hook_ns.append(CHECKPOINT_FWD_NS_PER_OP * n_ops)
                 continue
             lo, hi = first_launch[s], first_launch[s + 1]
             host_ns = float(dur[in_step & (start >= lo) & (start < hi)].sum())
@@ -102,6 +138,9 @@ def apply(graph, params: dict, ctx) -> None:
     has_cpu = cpu_anchor >= 0
     new_cpu = P.insert_before(graph, cpu_anchor[has_cpu], dur=cpu_ns[has_cpu], name="recompute forward (checkpoint)",
                               kind="cpu", phase=BACKWARD)
+    if hook_anchor:
+        P.insert_before(graph, np.asarray(hook_anchor, np.int64), dur=np.asarray(hook_ns),
+                        name="checkpoint hooks (checkpointed forward)", kind="cpu", phase=FORWARD)
     if len(gpu_anchor):
         new_gpu = P.insert_before(graph, gpu_anchor, dur=np.asarray(gpu_ns),
                                   name="recomputed forward kernels (checkpoint)", kind="kernel", phase=BACKWARD)

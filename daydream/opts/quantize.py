@@ -175,7 +175,7 @@ def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
                    f"{'training (forward + backward, weights packed per call)' if training else 'forward'} time")
     if rest.any() and lin:
         # 2. a fixed-plus-work split from the two reference shapes (module docstring)
-        cost = profiler_cost.event_cost_of(graph.trace)
+        cost = None if graph.without_profiler else profiler_cost.event_cost_of(graph.trace)
         prof = (np.bincount(calls, weights=profiler_cost.profiler_cost_ns(graph, cost.us_per_event)[tasks],
                             minlength=len(rows))
                 if cost else np.zeros(len(rows)))

@@ -213,4 +213,5 @@ def without_profiler(graph, us_per_event: dict):
     out = graph.copy()
     cut = removable_ns(out, profiler_cost_ns(out, us_per_event))
     set_column(out, "tasks", "dur", out.column("dur") - np.rint(cut).astype(np.int64))
+    out.without_profiler = True
     return out
