@@ -54,6 +54,7 @@ MAX_SHAPES = 24
 BUDGET_S = 3.0
 REPS = 5
 CALLS = 10
+SHAPE_BUDGET_S = 1.0  # about what one shape's timings may take (_median_us)
 GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 ATTENTION_FWD = "aten::_scaled_dot_product_flash_attention_for_cpu"
 ATTENTION_BWD = "aten::_scaled_dot_product_flash_attention_for_cpu_backward"
@@ -254,16 +255,23 @@ def _within(items, budget_s):
 
 
 def _median_us(ops: dict) -> dict:
-    """{name: us per call} of {name: fn}, alternating repetitions, medians."""
+    """{name: us per call} of {name: fn}, alternating repetitions, medians. A shape whose calls are
+    slow gets fewer calls per repetition (at least one) and, if need be, fewer repetitions (at least
+    three), so that one large layer stays near SHAPE_BUDGET_S instead of taking minutes."""
     times = {k: [] for k in ops}
-    for fn in ops.values():
+    one = 0.0
+    for fn in ops.values():  # warm-up, and what one call of each costs
+        t0 = time.perf_counter()
         fn()
-    for _ in range(REPS):
+        one += time.perf_counter() - t0
+    calls = max(1, min(CALLS, int(SHAPE_BUDGET_S / max(REPS * one, 1e-9))))
+    reps = REPS if calls > 1 or REPS * one <= SHAPE_BUDGET_S else 3
+    for _ in range(reps):
         for k, fn in ops.items():
             t0 = time.perf_counter()
-            for _ in range(CALLS):
+            for _ in range(calls):
                 fn()
-            times[k].append(1e6 * (time.perf_counter() - t0) / CALLS)
+            times[k].append(1e6 * (time.perf_counter() - t0) / calls)
     return {k: round(statistics.median(v), 4) for k, v in times.items()}
 
 
