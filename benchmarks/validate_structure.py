@@ -228,11 +228,11 @@ def section(rows: list[dict]) -> str:
 WHY = """
 Why the errors are what they are:
 
-* **CPU rows.** `traces/pairs` was re-recorded on 2026-11-28 (interleaved repetitions, least
-  disturbed profiled windows); each pair's measured effect with its 95% interval, the error against
-  it, and which errors are the model's and which the host's are in "CPU pair corpus: measured
-  effects with confidence intervals" below. The figures quoted in the next three bullets come from
-  the previous recording (2026-11-26, on a host without AVX-512-BF16).
+* **CPU rows.** `traces/pairs` was re-recorded on 2026-11-29 on an idle host (interleaved
+  repetitions, least disturbed profiled windows); each pair's measured effect with its 95%
+  interval, the error against it, and what each model needed are in "CPU pair corpus: measured
+  effects with confidence intervals" below. The optimizer-phase figures in the next bullet come
+  from the recording of 2026-11-26 (a host without AVX-512-BF16).
 * **fused-optimizer.** The model removes the foreach math, the per-parameter `item()` reads and
   the Python between them and keeps the step-count increment (which a fused step runs). On the
   optimizer phase alone it predicts 2.2 ms for ResNet-50 (measured 1.7), 2.1 for BERT (3.8, of
@@ -248,11 +248,12 @@ Why the errors are what they are:
   which the plain medians do not show, so the profiled-time errors here stay larger than the
   median ones. The V100 pair, with no calibration, keeps the constants: 0→4 is 0.01% in-sample
   (`WORKER_INTERFERENCE`, 0.34, was measured on it; 7.8% without that term), 4→0 5.2%.
-* **activation-checkpointing.** CPU recompute costs 1.3 forwards of the recomputed blocks
-  (`--measure-recompute`: 1.21-1.48), not 1: non-reentrant checkpointing runs Python
-  saved-tensor hooks per saved tensor at recompute and at unpack. Against the medians this
-  brings four of five models within 11%; the Transformer (21.8%) recomputes more than that
-  (its checkpointed forward is also slower than its plain one in the profiled run).
+* **activation-checkpointing.** On a CPU the recompute costs the recomputed blocks' forward plus
+  the checkpoint's Python per top-level op (2.9 µs at recompute, 1.86 µs in the checkpointed
+  forward; `--measure-recompute`, which also reproduces the large-op blocks' 0.86-1.28 forwards):
+  non-reentrant checkpointing runs saved-tensor hooks for every op. GPU traces keep the factor 1.3
+  on the host time. On the corpus: 0.5-6.9% on four models, resnet50 15.8% (its recompute costs
+  more than a forward; not explained).
 * **DDP/FSDP.** No multi-rank CPU or GPU pair was recorded, so they are validated by exact
   synthetic timelines and direction tests (tests/test_opts_structure.py), not here.
 """
