@@ -321,6 +321,19 @@ def test_plain_step_time_is_a_median_and_overhead_never_negative():
     assert rundir.summarize_steps([], [5.0])["plain_step_ms"] is None
 
 
+def test_plain_step_time_of_a_gan_is_the_profiled_windows_mix_of_step_kinds():
+    """Steps of two kinds (kind 1: a generator update inside the critic step): the window holds 4 of
+    kind 0 and 1 of kind 1, so the plain step is 0.8 x median(kind 0) + 0.2 x median(kind 1); one
+    kind missing among the plain steps, or a single kind, keeps the plain median."""
+    plain = [5.0, 3.0, 3.2, 2.8, 3.1, 5.4, 3.0, 2.9, 3.3, 3.0]
+    kinds = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    s = rundir.summarize_steps(plain, [6.0, 9.0, 5.0, 5.0, 5.1], kinds, [0, 1, 0, 0, 0])
+    assert s["plain_step_ms"] == pytest.approx(0.8 * 3.0 + 0.2 * 5.2)
+    assert s["plain_step_ms_median"] == 3.05 and s["step_kinds"]["1"]["plain_steps"] == 2
+    assert rundir.summarize_steps(plain, [6.0, 9.0], [0] * 10, [0, 1])["plain_step_ms"] == 3.05
+    assert "step_kinds" not in rundir.summarize_steps(plain, [5.0] * 5, kinds, [0] * 5)
+
+
 def test_profiler_cost_carries_over_to_the_next_segments_of_its_thread(resnet_run):
     """A cost larger than its segment moves on to the following segments of the same thread
     (removable_ns); nothing is taken from a task beyond its duration."""

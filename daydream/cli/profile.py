@@ -10,6 +10,18 @@ from daydream.cli import main
 from daydream.errors import DaydreamError
 
 
+def _plain_text(info: dict, ms) -> str:
+    if info["plain_step_ms"] is None:
+        return "- (the run ended before a step could be timed without the profiler)"
+    n = len(info["step_ms"]["plain"])
+    kinds = {k: v for k, v in (info.get("step_kinds") or {}).items() if isinstance(v, dict)}
+    if not kinds:
+        return f"{ms(info['plain_step_ms'])} (median of {n} steady-state steps)"
+    mix = ", ".join(f"{v['profiled_steps']} at {ms(v['plain_median_ms'])}" for v in kinds.values())
+    return (f"{ms(info['plain_step_ms'])} (the profiled steps' mix of {len(kinds)} kinds, each its median "
+            f"over {n} steady-state steps: {mix})")
+
+
 def _print_summary(info: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -27,9 +39,7 @@ def _print_summary(info: dict, title: str) -> None:
         ("device", f"{info['device']} ({info['device_name']})"),
         ("profiled steps", f"{info['profiled_steps']} whole steps of {info['steps']}"
                            + ("" if info.get("complete", True) else " [yellow](incomplete run)[/]")),
-        ("step without profiler", f"{ms(info['plain_step_ms'])} (median of {len(info['step_ms']['plain'])} "
-                                  "steady-state steps)" if info["plain_step_ms"] is not None
-         else "- (the run ended before a step could be timed without the profiler)"),
+        ("step without profiler", _plain_text(info, ms)),
         ("step with profiler", ms(info["profiled_step_ms"]) + f" (mean of {len(info['step_ms']['profiled'])})"),
         ("profiler overhead", "-" if info["profiler_overhead_pct"] is None else
          f"{info['profiler_overhead_pct']:+.1f} % (median vs median)"),

@@ -55,6 +55,8 @@ class _ScriptProfiler:
         self.count = 0             # optimizer steps (hooks) so far
         self.last = None
         self.plain, self.profiled = [], []
+        self.plain_kinds, self.profiled_kinds = [], []  # other optimizers' steps in each timed step
+        self.others = 0
         self.prof = None
         self.stopped_at = None     # hook count at which the profiler was stopped
         self.device = "cpu"
@@ -111,12 +113,16 @@ class _ScriptProfiler:
             params = [p for g in optimizer.param_groups for p in g["params"]]
             if params and params[0].is_cuda:
                 self.device = f"cuda:{params[0].device.index or 0}"
-        elif id(optimizer) != self.first or os.getpid() != self.pid:
+        elif os.getpid() != self.pid:
+            return
+        elif id(optimizer) != self.first:
+            self.others += 1  # another optimizer's step inside this training step (a GAN's generator)
             return
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         now = time.perf_counter()
         interval = None if self.last is None else 1e3 * (now - self.last)
+        kind, self.others = self.others, 0
         self.last = now
         self.count += 1
         w, n = self.warmup, self.steps
@@ -128,6 +134,7 @@ class _ScriptProfiler:
         elif self.count <= w + 1 + n:
             if self.count >= w + 2:
                 self.profiled.append(interval)
+                self.profiled_kinds.append(kind)
             self.status("profiling")
             if self.count == w + 1 + n:
                 self.arm_stop()
@@ -139,6 +146,7 @@ class _ScriptProfiler:
                 self.stop_profiler()
             elif self.count > self.stopped_at + self.stopped_inside_step:
                 self.plain.append(interval)
+                self.plain_kinds.append(kind)
             self.status("timing without profiler")
             if len(self.plain) >= self.time_steps:
                 self.finish(True)
@@ -232,7 +240,7 @@ class _ScriptProfiler:
             },
             "versions": rundir.versions(),
             "cpu_count": os.cpu_count(),  # cores the run shared (the dataloader what-if's contention model)
-            **rundir.summarize_steps(self.plain, self.profiled),
+            **rundir.summarize_steps(self.plain, self.profiled, self.plain_kinds, self.profiled_kinds),
             "time_steps": self.time_steps,
             "optimizer_steps": self.count,
             **({"calibration": calibration} if calibration else {}),

@@ -220,10 +220,17 @@ def write_run_json(staging: Path, info: dict) -> None:
     (staging / "run.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
 
 
-def summarize_steps(plain: list[float], profiled: list[float]) -> dict:
+def summarize_steps(plain: list[float], profiled: list[float], plain_kinds: list[int] | None = None,
+                    profiled_kinds: list[int] | None = None) -> dict:
     """Wall-clock step times with and without the profiler, and the profiler's overhead.
 
     plain_step_ms     median of the steady-state steps timed WITHOUT the profiler (after warm-up);
+                      where the profiled steps are of several kinds (`*_kinds`: how many steps of
+                      other optimizers each training step held -- a GAN's generator update falls
+                      into one critic step in five), the window's mix of kinds, each at the median
+                      of its plain steps: sum_k (profiled steps of kind k / profiled steps) x
+                      median(plain steps of kind k), so that it describes the same steps the
+                      profiled window's mean does (plain_step_ms_median keeps the plain median);
     profiled_step_ms  mean of the profiled steps (what the trace's window measures per step);
     profiler_overhead_pct = 100 * (profiled median - plain median) / plain median, medians so that one
     step slowed by another process on a shared machine moves neither side. The profiler only adds
@@ -233,11 +240,22 @@ def summarize_steps(plain: list[float], profiled: list[float]) -> dict:
         return None if not xs else round(statistics.median(xs), 4)
     p, q = median(plain), median(profiled)
     mean_profiled = sum(profiled) / len(profiled) if profiled else None
+    mixed = None
+    kinds = sorted(set(profiled_kinds or []))
+    if len(kinds) > 1 and plain_kinds and len(plain_kinds) == len(plain) \
+            and all(k in plain_kinds for k in kinds):
+        mixed = {str(k): {"profiled_steps": profiled_kinds.count(k), "plain_steps": plain_kinds.count(k),
+                          "plain_median_ms": median([t for t, j in zip(plain, plain_kinds) if j == k])}
+                 for k in kinds}
+    plain_step = p if mixed is None else round(sum(
+        v["profiled_steps"] / len(profiled_kinds) * v["plain_median_ms"] for v in mixed.values()), 4)
     return {
         "plain_step_ms_median": p,
         "profiled_step_ms_median": q,
         "step_ms": {"plain": [round(x, 4) for x in plain], "profiled": [round(x, 4) for x in profiled]},
-        "plain_step_ms": p,
+        **({"step_kinds": {"meaning": "other optimizers' steps within each training step", **mixed}}
+           if mixed else {}),
+        "plain_step_ms": plain_step,
         "profiled_step_ms": None if mean_profiled is None else round(mean_profiled, 4),
         "profiler_overhead_pct": None if not p or q is None else round(max(0.0, 100.0 * (q - p) / p), 2),
     }
