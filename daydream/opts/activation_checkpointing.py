@@ -14,9 +14,9 @@ again when backward reaches it. Per step:
     - on the thread that runs that backward task (its launch call's thread on a GPU), a CPU
       task as long as RECOMPUTE_CPU_FACTOR x the CPU time the segment's forward took: the
       main thread's forward CPU tasks (op dispatch, launch calls) from the segment's first launch to the next
-      segment's first launch; on a CPU trace the segment's own tasks' time plus
-      CHECKPOINT_BWD_NS_PER_OP per top-level aten op of the segment, and the checkpointed forward itself
-      gets CHECKPOINT_FWD_NS_PER_OP per op (a task before the segment);
+      segment's first launch; on a CPU trace the segment's own tasks' time plus the checkpoint's
+      hook time of its top-level aten ops by what each saves (CHECKPOINT_NS), and the
+      checkpointed forward itself gets its forward hook time (a task before the segment);
     - on a GPU, on the compute stream right before that backward kernel, one task as long as
       the segment's forward kernels together, launched from the start of that CPU task. The
       pair takes max(CPU, GPU) when nothing else waits, as a launch-bound or GPU-bound forward
@@ -29,6 +29,8 @@ Not modelled: on GPU traces the checkpointed forward's own hooks (0.94-1.16 x th
 on blocks of large ops, noise-level), and the RNG state save/restore of checkpointed dropout.
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -45,31 +47,71 @@ from daydream.transform import primitives as P
 RECOMPUTE_CPU_FACTOR = 1.3
 # On a CPU trace the recompute and the checkpointed forward are priced per op instead (the
 # factor above is what the per-op costs add up to on blocks of large ops). Non-reentrant
-# torch.utils.checkpoint runs Python for every op of a checkpointed block, in the forward (saved-
-# tensor pack hooks) and again in the recompute (pack and unpack), which dominates blocks of small
-# ops: 50 blocks' worth of tiny elementwise ops (3 aten ops x 10 x 5 blocks, 16 and 4096 elements)
-# ran their checkpointed forward 1.86 us an op slower than plain and their backward 1 forward +
-# 2.90 us an op slower (medians of 50 alternating steps, torch 2.13, 1 thread, this repository's
-# AVX512 EPYC host; `python benchmarks/validate_structure.py --measure-recompute`). The same
-# constants give the compute-bound blocks' factors above: 6 Conv-BN-ReLU blocks, 18 ops,
-# +0.05 ms on a 2.9 ms forward (measured 0.98 forwards); 4 encoder layers, ~120 ops, +0.35 ms on
-# a 1.4 ms forward (measured 1.25).
-CHECKPOINT_FWD_NS_PER_OP = 1860
-CHECKPOINT_BWD_NS_PER_OP = 2900
+# torch.utils.checkpoint runs Python for every tensor an op saves for its backward, in the
+# forward (pack hooks) and again in the recompute (pack, unpack, metadata checks), which dominates
+# blocks of small ops. Per top-level op, by what the op saves, (checkpointed forward, backward
+# beyond one recomputed forward) in ns, measured on 5 checkpointed blocks of 10 modules each
+# (torch 2.13, 1 thread, this repository's AVX512 EPYC host, medians of 40 alternating steps;
+# `python benchmarks/validate_structure.py --measure-recompute`): BatchNorm2d 19.3 / 29.2 us,
+# LayerNorm 16.1 / 27.3, Conv2d 8.2 / 16.2, Linear 9.0 / 15.6, ReLU 4.8 / 8.5, GELU 5.4 / 9.1,
+# Softmax 5.0 / 9.4; ops that save no tensor (views, adds, a multiply by a scalar) next to
+# nothing (a chain of mul-by-scalar, add and ReLU: 1.86 / 2.90 us an op, the ReLU's share).
+CHECKPOINT_NS = {
+    "normalization": (17700, 28200),  # batch/layer/group/instance/RMS norm: input, weight, statistics
+    "weighted": (8600, 15900),        # convolution, linear, matmul: input and weight
+    "saves one": (5000, 9000),        # activations, softmax, dropout, a product of two tensors
+    "saves none": (0, 0),             # views, casts, additions, sums and means, products with a scalar
+}
+_NORM = re.compile(r"^aten::(batch_norm|layer_norm|group_norm|instance_norm|rms_norm|native_batch_norm|native_layer_norm)")
+_WEIGHTED = re.compile(r"^aten::(convolution|_convolution|conv[123]d|conv_transpose[123]d|linear|matmul|mm|bmm|addmm|"
+                       r"baddbmm|einsum|bilinear|embedding|scaled_dot_product_attention)$")
+_SAVES_NONE = re.compile(r"^aten::(add|add_|sub|sub_|neg|view|reshape|_reshape_alias|transpose|permute|t|expand|"
+                         r"flatten|unflatten|contiguous|cat|stack|split|chunk|slice|select|unsqueeze|squeeze|"
+                         r"to|_to_copy|copy_|clone|detach|zeros|zeros_like|empty|empty_like|ones|ones_like|"
+                         r"full|arange|alias|as_strided|narrow|unbind|size|item|lift_fresh|dropout|type_as|"
+                         r"view_as|reshape_as|expand_as|sum|mean)$")
 
 
-def _top_level_ops(trace, rows: np.ndarray) -> int:
-    """How many of the aten op events `rows` are not inside another of them (aten::linear counts,
-    its aten::t and aten::addmm do not): the ops a checkpointed block's Python hooks see."""
+def checkpoint_class(name: str, dims) -> str:
+    """What a top-level op saves for its backward, for CHECKPOINT_NS (from its name and whether its
+    second input is a tensor: x * 2 saves nothing, x * y saves both)."""
+    if _NORM.match(name):
+        return "normalization"
+    if _WEIGHTED.match(name):
+        return "weighted"
+    if _SAVES_NONE.match(name):
+        return "saves none"
+    if name in ("aten::mul", "aten::mul_", "aten::div", "aten::div_"):
+        tensors = [d for d in (dims or []) if isinstance(d, list) and d]
+        return "saves one" if len(tensors) >= 2 else "saves none"
+    return "saves one"
+
+
+def _top_level_ops(trace, rows: np.ndarray) -> np.ndarray:
+    """The aten op events among `rows` that are not inside another of them (aten::linear, not its
+    aten::t and aten::addmm): the ops whose saved tensors a checkpointed block's hooks handle."""
     rows = np.unique(rows)
     if not len(rows):
-        return 0
+        return rows
     ts = trace.events["ts"].to_numpy()[rows]
     end = ts + trace.events["dur"].to_numpy()[rows]
     order = np.argsort(ts, kind="stable")
-    ts, end = ts[order], end[order]
+    rows, ts, end = rows[order], ts[order], end[order]
     reach = np.maximum.accumulate(end)
-    return int(1 + np.count_nonzero(ts[1:] >= reach[:-1]))
+    top = np.r_[True, ts[1:] >= reach[:-1]]
+    return rows[top]
+
+
+def checkpoint_ns(trace, rows: np.ndarray) -> tuple[float, float]:
+    """(checkpointed forward, recompute beyond the forward) hook time of the top-level ops `rows`."""
+    names = trace.names
+    kinds = trace.events["name"].to_numpy()[rows]
+    fwd = bwd = 0.0
+    for r, k in zip(rows.tolist(), kinds.tolist()):
+        f, b = CHECKPOINT_NS[checkpoint_class(names[k], trace.args_of(r).get("Input Dims"))]
+        fwd += f
+        bwd += b
+    return fwd, bwd
 
 
 def chosen_segments(seg_time: np.ndarray, fraction: float) -> int:
@@ -118,11 +160,12 @@ def apply(graph, params: dict, ctx) -> None:
                 continue
             if cpu:
                 mine = fwd[seg == s]
-                n_ops = _top_level_ops(graph.trace, op_rows[mine[is_aten[mine] & (op_rows[mine] >= 0)]])
+                top = _top_level_ops(graph.trace, op_rows[mine[is_aten[mine] & (op_rows[mine] >= 0)]])
+                hook_fwd, hook_bwd = checkpoint_ns(graph.trace, top)
                 cpu_anchor.append(int(back[0]))
-                cpu_ns.append(float(seg_time[s]) + CHECKPOINT_BWD_NS_PER_OP * n_ops)
+                cpu_ns.append(float(seg_time[s]) + hook_bwd)
                 hook_anchor.append(int(mine[0]))
-                hook_ns.append(CHECKPOINT_FWD_NS_PER_OP * n_ops)
+                hook_ns.append(hook_fwd)
                 continue
             lo, hi = first_launch[s], first_launch[s + 1]
             host_ns = float(dur[in_step & (start >= lo) & (start < hi)].sum())
