@@ -350,3 +350,18 @@ def test_cpu_convolutions_priced_by_their_re_timed_shapes(opt, variant):
             checked += 1
     assert checked == 2 * 51  # 17 convolutions x 3 steps, forward and backward
     assert any("convolution calls" in n for n in w.notes)
+
+
+def test_shape_timing_of_a_slow_call_stays_near_its_budget(monkeypatch):
+    """A shape whose one call already exceeds the per-shape budget is timed once per repetition,
+    three repetitions (a 2048^3 Linear took minutes at 10 calls x 5 repetitions per variant)."""
+    import time
+
+    from daydream.profile import shapes
+    monkeypatch.setattr(shapes, "SHAPE_BUDGET_S", 0.05)
+    calls = []
+    out = shapes._median_us({"slow": lambda: (calls.append(1), time.sleep(0.03))})
+    assert len(calls) == 1 + 3 and out["slow"] >= 30_000  # warm-up + 3 repetitions of 1 call, us
+    fast = []
+    shapes._median_us({"fast": lambda: fast.append(1)})
+    assert len(fast) == 1 + shapes.REPS * shapes.CALLS
