@@ -37,6 +37,7 @@ from daydream.opts.params import SPECS, OptChoice, parse_opt
 from daydream.names import CLASSIFY_CHARS
 from daydream.sim import simulate
 from daydream.trace import Trace
+from daydream.transform import profiler_cost
 from daydream.whatif import apply_optimizations
 from daydream.graph import PHASES, build_graph
 
@@ -96,6 +97,7 @@ class Candidate:
     work: dict = field(default_factory=dict)
     critical: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    predicted_unprofiled_ms: float | None = None
 
     @property
     def label(self) -> str:
@@ -241,6 +243,11 @@ def suggest(trace: Trace, top: int | None = None, progress=None, rank: str = "ch
     base_work = phase_work(graph)
     singles, skipped = candidates(trace)
     done: list[Candidate] = []
+    # the same predictions without the profiler's own cost, where the run has it (analysis.unprofiled_ms):
+    # the optimizations applied to the graph with that cost out, as whatif does
+    cost = profiler_cost.event_cost_of(trace) if (trace.run or {}).get("profiler_event_cost") else None
+    clean = profiler_cost.without_profiler(graph, cost.us_per_event) if cost else None
+    unprofiled = simulate(clean).per_step_ms if clean is not None else None
 
     def run(opts: list[OptChoice]) -> Candidate | None:
         ctx = Context.of(trace)
@@ -270,8 +277,11 @@ def suggest(trace: Trace, top: int | None = None, progress=None, rank: str = "ch
             extra = [] if unchanged else [_unprefixed(n, opts) for n in ctx.notes]
             skipped.append({"name": label, "why": why + "".join(f"; {n}" for n in extra)})
             return None
-        return Candidate(opts, tl.per_step_ms, phases, phase_work(changed_graph), critical_path_breakdown(tl),
-                         list(ctx.notes))
+        c = Candidate(opts, tl.per_step_ms, phases, phase_work(changed_graph), critical_path_breakdown(tl),
+                      list(ctx.notes))
+        if clean is not None:
+            c.predicted_unprofiled_ms = simulate(apply_optimizations(clean, opts, Context.of(trace))).per_step_ms
+        return c
 
     for opts in singles:
         c = run(opts)
@@ -309,6 +319,9 @@ def suggest(trace: Trace, top: int | None = None, progress=None, rank: str = "ch
             "predicted_ms": round(c.predicted_ms, 6),
             "speedup": round(replay_ms / c.predicted_ms, 6) if c.predicted_ms > 0 else None,
             "gain_ms": round(replay_ms - c.predicted_ms, 6),
+            "predicted_unprofiled_ms": None if c.predicted_unprofiled_ms is None else round(c.predicted_unprofiled_ms, 6),
+            "unprofiled_speedup": (round(unprofiled / c.predicted_unprofiled_ms, 6)
+                                   if c.predicted_unprofiled_ms else None),
             "memory_peak_bytes": peak,
             "breakdown": {k: round(v, 6) for k, v in c.breakdown.items()},
             "why": _why(base_phases, base_work, c, replay_ms),
@@ -318,6 +331,7 @@ def suggest(trace: Trace, top: int | None = None, progress=None, rank: str = "ch
         })
     return {"trace": trace.path, "device": trace.device, "steps": trace.steps,
             "measured_ms": round(trace.measured_ms, 6), "replay_ms": round(replay_ms, 6),
+            "unprofiled_ms": None if unprofiled is None else round(unprofiled, 6),
             "measured_peak_bytes": measured_peak, "breakdown": base_phases,
             "ranking": rank, "device_class": kind,
             "suggestions": suggestions[:top] if top else suggestions, "simulated": len(done),

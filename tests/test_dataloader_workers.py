@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import shared
+from conftest import REPO, shared
 from daydream.opts.dataloader import HANDOFF_NS, WORKER_INTERFERENCE
 from daydream.trace import load
 from daydream.validate import validate
@@ -127,3 +127,23 @@ def test_measure_dataloader_times_a_real_multiprocess_loader():
     # costs more than a single-process next() that only indexes the trivial dataset
     assert cal["handoff_fixed_us"] > 0 and cal["handoff_fixed_us"] > cal["single_process_next_us"] / 2
     assert cal["handoff_ns_per_byte"] >= 0 and cal["compute_stretch"] >= 0 and cal["compute_ms"] > 0
+
+
+def test_dataloader_steps_are_found_by_their_loading_tasks_not_their_durations():
+    """Without the profiler's cost a cheap loader's data-phase tasks can be 0 ns; every step still
+    loads a batch, so the model still applies (it used to say 'N batches in 1 step' and change nothing)."""
+    from daydream.graph import build_graph
+    from daydream.graph.phases import DATA
+    from daydream.opts.context import Context
+    from daydream.opts.params import parse_opt
+    from daydream.table import set_column
+    from daydream.whatif import apply_optimizations
+    trace = load(REPO / "traces" / "pairs" / "cpu" / "bert" / "base")
+    graph = build_graph(trace)
+    dur = graph.column("dur").copy()
+    dur[graph.column("phase") == DATA] = 0
+    set_column(graph, "tasks", "dur", dur)
+    ctx = Context.of(trace)
+    apply_optimizations(graph, [parse_opt("dataloader:workers=2")], ctx)
+    assert not any("nothing changed" in n for n in ctx.notes), ctx.notes
+    assert any("hand-off" in n for n in ctx.notes)

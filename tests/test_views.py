@@ -360,3 +360,20 @@ def test_a_setting_outside_the_measured_pairs_is_not_checked():
     pair = checked_against([parse_opt("amp"), parse_opt("dataloader")], "cpu")
     assert pair.startswith("amp: ") and "; dataloader: " in pair
     assert not checked_against([parse_opt("amp"), parse_opt("cuda-graphs")], "cpu")
+
+
+def test_suggest_gives_speedups_without_the_profiler_on_a_cpu_run():
+    """A CPU run with a profiler cost: every suggestion also has its step time once the profiler's
+    cost is out, the same figure whatif gives (predicted_unprofiled_ms)."""
+    from conftest import REPO
+    from daydream.suggest import suggest
+    from daydream.trace import load
+    from daydream.whatif import whatif
+    trace = load(REPO / "traces" / "pairs" / "cpu" / "resnet50" / "base")
+    s = suggest(trace, top=None)
+    assert s["unprofiled_ms"] == pytest.approx(whatif(trace).unprofiled_ms)
+    by_name = {x["name"]: x for x in s["suggestions"]}
+    assert all(x["predicted_unprofiled_ms"] > 0 for x in s["suggestions"])
+    amp = by_name["amp"]
+    assert amp["predicted_unprofiled_ms"] == pytest.approx(whatif(trace, ["amp"]).predicted_unprofiled_ms)
+    assert amp["unprofiled_speedup"] == pytest.approx(s["unprofiled_ms"] / amp["predicted_unprofiled_ms"], rel=1e-5)

@@ -66,14 +66,21 @@ def print_suggestions(out, s: dict) -> None:
                    + f"\n{printable(s['device'])}  steps={s['steps']}  measured {s['measured_ms']:.3f} ms/step  "
                    f"replay {s['replay_ms']:.3f} ms"))
     kind = s.get("device_class", "cpu").upper()
-    rows = [[str(i + 1), x["name"], f"{x['predicted_ms']:.3f}", f"{x['speedup']:.3f}x", _size(x["memory_peak_bytes"]),
-             "yes" if x.get("checked_against") else "no"]
+    plain = s.get("unprofiled_ms") is not None
+    rows = [[str(i + 1), x["name"], f"{x['predicted_ms']:.3f}", f"{x['speedup']:.3f}x"]
+            + ([f"{x['unprofiled_speedup']:.3f}x" if x.get("unprofiled_speedup") else "–"] if plain else [])
+            + [_size(x["memory_peak_bytes"]), "yes" if x.get("checked_against") else "no"]
             for i, x in enumerate(s["suggestions"])]
+    header = ["#", "optimizations", "ms/step", "speedup"] + (["w/o prof."] if plain else []) + ["peak", "checked"]
     order = ("checked first, then by predicted step time" if s.get("ranking", "checked") == "checked"
              else "by predicted step time")
     out.print(fitted_table(out, f"suggestions, {order} ({s['simulated']} simulated; memory peak "
                                 f"measured {_size(s['measured_peak_bytes'])})",
-                           ["#", "optimizations", "ms/step", "speedup", "peak", "checked"], rows, name_col=1))
+                           header, rows, name_col=1))
+    if plain and s["suggestions"]:
+        out.print(Text(f"w/o prof.: the speedup once the profiler's own per-event cost is out of the step "
+                       f"({s['unprofiled_ms']:.3f} ms estimated for the replay): what the run gains without the "
+                       "profiler attached. ms/step and speedup are in the profiled trace's world."))
     if s["suggestions"]:
         out.print(Text(f"checked: every optimization of the line was checked against a measured pair on a {kind} "
                        "(docs/validation.md); 'no' lines are the model's figures alone."))

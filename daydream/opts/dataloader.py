@@ -285,7 +285,9 @@ def apply(graph, params: dict, ctx) -> None:
         np.minimum.at(step_start, steps[mine], timeline.start[mine])
         step_end = np.r_[step_start[1:], timeline.end[mine].max()]
         main_data = np.bincount(steps[data], weights=t["dur"].to_numpy()[data], minlength=n_steps)
-        has = main_data > 0
+        # steps that load a batch: by their data-phase tasks, not by a positive duration (without the
+        # profiler's cost a cheap loader's tasks can be 0 ns)
+        has = np.bincount(steps[data], minlength=n_steps) > 0
         rest = np.maximum((step_end - step_start) - main_data, 0)[has]
         if batches(graph, data) > int(has.sum()):
             ctx.notes.append(f"dataloader: rank {rank}: {batches(graph, data)} batches in {int(has.sum())} step(s) "
