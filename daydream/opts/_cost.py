@@ -303,19 +303,24 @@ def op_calls(graph, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 CONV_FWD, CONV_BWD = "aten::convolution", "aten::convolution_backward"
 
 
-def measured_conv_calls(graph, calibration: dict, variant: str, scale: float = 1.0
+def measured_conv_calls(graph, calibration: dict, variant: str, scale: float = 1.0, repriced: set | None = None
                         ) -> tuple[np.ndarray, np.ndarray, int]:
-    """CPU convolution calls (forward aten::convolution, backward aten::convolution_backward)
-    whose shape the run re-timed (calibration["cpu_conv_shapes"], daydream.profile.shapes):
-    (the CPU tasks inside them, each task's factor, the number of calls) such that each call's
-    recorded time T becomes max(T + scale * (t_variant - t_fp32), 0), forward and backward times
-    apart; `variant` is "bf16" or "fp32_x2". Additive, like amp's op shapes: host noise and the
-    profiler's own cost in T are not multiplied."""
+    """CPU convolution calls (forward aten::convolution, backward aten::convolution_backward) in
+    fp32 whose shape the run re-timed (calibration["cpu_conv_shapes"], daydream.profile.shapes):
+    (the CPU tasks inside them, each task's factor, the number of calls). With t0 = t_fp32, t1 =
+    t_variant ("bf16" or "fp32_x2") of the call's direction, s = `scale` and r = t1 / t0, a call's
+    recorded time T becomes
+        max(T + s (t1 - t0), T min(1 + s (r - 1), 1), T / 20)
+    -- additive, like amp's op shapes (host noise and the profiler's own cost in T are not
+    multiplied), never below what the ratio says for a faster path -- or T (1 + s (r - 1)) where
+    another measured re-pricing already changed that call (`repriced`, the context's set of such
+    calls, which this extends): two differences measured against the same fp32 call must not add."""
     measured = {costs.conv_shape_key(s): s for s in ((calibration.get("cpu_conv_shapes") or {}).get("shapes") or [])
                 if f"{variant}_fwd_us" in s}
     none = np.zeros(0, np.int64)
     if not measured:
         return none, np.zeros(0), 0
+    repriced = set() if repriced is None else repriced
     dur = graph.tasks["dur"].to_numpy()
     out_tasks, out_factor, n = [], [], 0
     for name, part in ((CONV_FWD, "fwd"), (CONV_BWD, "bwd")):
@@ -327,9 +332,18 @@ def measured_conv_calls(graph, calibration: dict, variant: str, scale: float = 1
         for j, r in enumerate(rows.tolist()):
             a = graph.trace.args_of(r)
             m = measured.get(costs.conv_key(name, a.get("Input Dims"), a.get("Concrete Inputs")))
-            if m is not None and total[j] > 0:
-                d = 1e3 * scale * (m[f"{variant}_{part}_us"] - m[f"fp32_{part}_us"])
-                factor[j] = max(total[j] + d, 0.0) / total[j]
+            if m is None or total[j] <= 0 or (a.get("Input type") or [""])[0] != "float":
+                continue
+            t0, t1 = m[f"fp32_{part}_us"], m[f"{variant}_{part}_us"]
+            if t0 <= 0:
+                continue
+            ratio = 1 + scale * (t1 / t0 - 1)
+            if r in repriced:
+                factor[j] = max(ratio, 0.05)
+            else:
+                new = max(total[j] + 1e3 * scale * (t1 - t0), total[j] * min(ratio, 1.0), total[j] / 20)
+                factor[j] = new / total[j]
+            repriced.add(r)
         ok = np.isfinite(factor[calls])
         out_tasks.append(tasks[ok])
         out_factor.append(factor[calls][ok])

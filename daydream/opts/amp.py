@@ -292,7 +292,8 @@ def _apply_cpu(graph, dtype, dev, info, ctx) -> None:
         at_shape = measured_op_factors(graph, info, raw)
         own = np.isfinite(at_shape) & (cls != "") & np.isin(phase, (FORWARD, BACKWARD))
         factor[own] = at_shape[own]
-        conv, conv_f, n_conv = C.measured_conv_calls(graph, raw, "bf16") if dtype == "bf16" else (None, None, 0)
+        conv, conv_f, n_conv = (C.measured_conv_calls(graph, raw, "bf16", repriced=ctx.repriced) if dtype == "bf16"
+                                else (None, None, 0))
         if n_conv:
             factor[conv] = conv_f  # whole convolution calls, their native/oneDNN children included
         idx = np.flatnonzero(factor != 1.0)

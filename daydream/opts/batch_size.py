@@ -22,7 +22,9 @@ Per-sample work scales, per-step work does not:
   Where the run re-timed its convolutions at 1x and 2x its batch (run.json calibration
   cpu_conv_shapes, daydream.profile.shapes: aten::convolution, so on the path the dispatcher
   picks at each batch), each forward aten::convolution and backward aten::convolution_backward
-  call of a measured shape, with everything inside it, becomes T + (F - 1) * (t_2x - t_1x) instead.
+  call of a measured shape, with everything inside it, becomes T + (F - 1) * (t_2x - t_1x) for
+  1 < F <= 2 (floored as _cost.measured_conv_calls says), the F = 2 figure x F/2 above; F <= 1
+  keeps the per-sample scaling (the line says nothing outside its points when the path changes).
 * both: CPU work of the data phase (loading, collating) scales by F.
 Per-step and unchanged: the optimizer, collectives (gradients do not grow with the batch),
 kernel launches and other runtime calls, Python overhead.
@@ -140,8 +142,13 @@ def apply(graph, params: dict, ctx) -> None:
         seg = np.flatnonzero((kind == T_CPU) & passes & tensor_work)
         # convolutions the run re-timed at twice its batch (daydream.profile.shapes): linear in the
         # batch through the two measured points, whichever path (native, oneDNN) each one takes
-        conv, conv_f, n = C.measured_conv_calls(graph, (ctx.run or {}).get("calibration") or {}, "fp32_x2",
-                                                scale=factor - 1.0)
+        # (1 < F <= 2: the line; F > 2: the 2x point, then x F/2; F <= 1: the per-sample scaling below,
+        # the line being no guide outside the two points when the path changes between them)
+        conv, conv_f, n = (C.measured_conv_calls(graph, (ctx.run or {}).get("calibration") or {}, "fp32_x2",
+                                                 scale=min(factor, 2.0) - 1.0, repriced=ctx.repriced)
+                           if factor > 1 else (np.zeros(0, np.int64), np.zeros(0), 0))
+        if factor > 2:
+            conv_f = conv_f * factor / 2
         seg = np.setdiff1d(seg, conv)
         switched, switched_ns, note = slow_conv_switch(graph, info, factor, seg, ctx.run)
         P.scale(graph, np.setdiff1d(seg, switched), factor)
@@ -152,8 +159,9 @@ def apply(graph, params: dict, ctx) -> None:
             P.scale(graph, conv, conv_f)
             steps = max(graph.steps, 1)
             ctx.notes.append(f"batch-size: {n / steps:g} convolution calls a step (forward and backward) priced by "
-                             "this run's re-timed convolutions at 1x and 2x its batch, linear in the batch"
-                             + ("" if factor == 2 else f" (factor {factor:g} extrapolated from x2)"))
+                             "this run's re-timed convolutions at 1x and 2x its batch"
+                             + ("" if factor == 2 else ", linear in the batch between them" if factor < 2
+                                else f", the 2x time x {factor / 2:g}"))
     else:
         cls = P.kernel_classes(graph)
         kern = np.flatnonzero((kind == T_KERNEL) & passes & ~np.isin(cls, ("optimizer", "communication")))

@@ -27,6 +27,9 @@ class Context:
     job: object = None  # multi-rank: the whole job's figures (daydream.job.engine.JobInfo), else None
     applied: list = field(default_factory=list)  # per optimization applied: what it did to the graph (whatif.py)
     device_problem: str = ""  # why known_device is None, as the one line a what-if needing it gives
+    # op calls (trace event rows) an optimization re-priced from a measurement at their shape: a second
+    # one on the same call composes its ratio instead of adding its difference again (amp + batch-size)
+    repriced: set = field(default_factory=set)
 
     @property
     def device(self) -> hardware.Device:

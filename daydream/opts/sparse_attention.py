@@ -150,9 +150,13 @@ def _apply_measured(graph, info, params: dict, ctx) -> np.ndarray:
     for r in np.unique(rows[seg]).tolist():
         mine = seg[rows[seg] == r]
         name = info.name[mine[0]]
-        dims = graph.trace.args_of(r).get("Input Dims") or []
-        qkv = dims[:3] if name == CPU_FWD else dims[1:4]
-        entry = entries.get(repr(tuple(qkv))) if len(qkv) == 3 else None
+        args = graph.trace.args_of(r)
+        dims, conc = args.get("Input Dims") or [], args.get("Concrete Inputs") or []
+        # (query, key, value), is_causal, attn_mask: forward (q, k, v, dropout_p, is_causal, attn_mask,
+        # scale); backward (grad_out, q, k, v, out, logsumexp, dropout_p, is_causal, attn_mask, scale)
+        qkv, causal, mask = (dims[:3], 4, 5) if name == CPU_FWD else (dims[1:4], 7, 8)
+        plain = (len(conc) <= causal or conc[causal] != "True") and not (len(dims) > mask and dims[mask])
+        entry = entries.get(repr(tuple(qkv))) if len(qkv) == 3 and plain else None
         delta = entry and measured_delta(entry, params["density"], params["block"], params["reorder"], training)
         if not delta:
             continue
@@ -183,8 +187,10 @@ def apply(graph, params: dict, ctx) -> None:
     measured = np.zeros(len(kind), bool)
     if cpu_trace:
         measured = _apply_measured(graph, info, params, ctx)
-        if measured.any():  # the SDPA wrapper's dispatch is inside the measured calls' times
-            measured |= C.cpu_op_segments(graph, info, ("aten::scaled_dot_product_attention",))
+        if measured.any():  # the dispatch of an SDPA wrapper around a measured call is inside its time
+            wrapped, call, _ = C.op_calls(graph, "aten::scaled_dot_product_attention")
+            around = np.unique(call[measured[wrapped]])
+            measured[wrapped[np.isin(call, around)]] = True
         work = np.flatnonzero((kind == T_CPU) & is_att & ~measured)
         P.set_duration(graph, work, graph.tasks["dur"].to_numpy()[work] * density
                        + mask_b[work] / dev.mem_bw * 1e9)
@@ -214,6 +220,10 @@ def apply(graph, params: dict, ctx) -> None:
     first = first_per_op(graph, first) if len(first) else first
     role = np.array([unfused_role(info.name[i], info.tensors[i]) for i in first], dtype=object)
     layer = first[np.isin(info.name[first], FUSED_OPS) | (role == "qk")]
+    if cpu_trace and len(layer):  # one reorder per attention call: the SDPA wrapper, not also its inner op
+        wrapped, _, _ = C.op_calls(graph, "aten::scaled_dot_product_attention")
+        inner = np.setdiff1d(wrapped, np.flatnonzero(info.name == "aten::scaled_dot_product_attention"))
+        layer = layer[~np.isin(layer, inner)]
     layer = layer[np.isfinite(qkv_b[layer])]
     missing = len(first) - len(layer)
     if len(layer):

@@ -251,7 +251,7 @@ class _ScriptProfiler:
         with rundir.staged(self.out) as staging:
             info["profiled_steps"] = rundir.export_trace(self.prof, staging, keep_steps=kept)
             if calibration is not None:  # at the run's own shapes, read from the trace just written
-                calibration.update(shapes.measure_run_shapes(load(staging / "trace.json.gz")))
+                calibration.update(shapes.measure_run_shapes_or_note(load, staging / "trace.json.gz"))
             error = rundir.export_memory(self.prof, staging, self.device, None)
             info["files"] = {"trace": "trace.json.gz", "memory": None if error else "memory.json.gz"}
             if error:

@@ -260,7 +260,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         with rundir.staged(out) as staging:
             info["profiled_steps"] = rundir.export_trace(prof, staging)
             if calibration is not None:  # at the run's own shapes, read from the trace just written
-                calibration.update(shapes.measure_run_shapes(load(staging / "trace.json.gz")))
+                calibration.update(shapes.measure_run_shapes_or_note(load, staging / "trace.json.gz"))
             error = rundir.export_memory(memory_prof, staging, str(dev), module_bytes,
                                          aligned=with_stack, recording=_memory_facts(dev, convolutions))
             info["files"] = {"trace": "trace.json.gz", "memory": None if error else "memory.json.gz"}

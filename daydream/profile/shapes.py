@@ -85,7 +85,7 @@ def linear_shapes(trace) -> list[dict]:
     items = []
     for r, _ in _calls(trace, ["aten::linear"]):
         shape = costs.linear_shape(trace.args_of(r).get("Input Dims"))
-        if shape is not None:
+        if shape is not None and len(shape["x"]) >= 2 and all(shape["w"]):
             items.append((costs.linear_shape_key(shape), shape, dur[r]))
     return _most_time_first(items)
 
@@ -104,24 +104,49 @@ def op_shapes(trace) -> list[dict]:
 
 
 def measure_run_shapes(trace, budget_s: float = BUDGET_S) -> dict:
-    """`cpu_linear_shapes` and `cpu_op_shapes` for a loaded trace of this process's run (module
-    docstring); {} parts are left out. Sets the quantized engine to fbgemm where it exists."""
+    """`cpu_linear_shapes`, `cpu_op_shapes`, `cpu_conv_shapes` and `cpu_sparse_attention` for a
+    loaded trace of this process's run (module docstring); empty parts are left out, and a shape
+    whose re-timing fails (an op this torch build refuses at those sizes or in that dtype) is
+    dropped: its calls keep the what-ifs' other models. Sets the quantized engine to fbgemm where
+    it exists."""
     import torch
     out = {}
     with warnings.catch_warnings():  # torch deprecates quantize_per_tensor; not the user's script's warning
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
-        linear = [_time_linear(s) for s in _within(linear_shapes(trace), budget_s)]
+        linear = _timed(_time_linear, linear_shapes(trace), budget_s)
     if linear:
         out["cpu_linear_shapes"] = {"shapes": linear, "threads": torch.get_num_threads(), "method": METHOD}
-    ops = [m for m in (_time_op(s) for s in _within(op_shapes(trace), budget_s)) if m]
+    ops = _timed(_time_op, op_shapes(trace), budget_s)
     if ops:
         out["cpu_op_shapes"] = {"ops": ops, "threads": torch.get_num_threads(), "method": METHOD}
-    convs = [m for m in (_time_conv(s) for s in _within(conv_shapes(trace), budget_s)) if m]
+    convs = _timed(_time_conv, conv_shapes(trace), budget_s)
     if convs:
         out["cpu_conv_shapes"] = {"shapes": convs, "threads": torch.get_num_threads(), "method": METHOD}
-    sparse = [m for m in (_time_sparse(s) for s in _within(sparse_shapes(ops), budget_s)) if m]
+    sparse = _timed(_time_sparse, sparse_shapes(ops), budget_s)
     if sparse:
         out["cpu_sparse_attention"] = {"shapes": sparse, "threads": torch.get_num_threads(), "method": METHOD}
+    return out
+
+
+def measure_run_shapes_or_note(load, path) -> dict:
+    """measure_run_shapes of the trace at `path` for `daydream profile`, which must not lose a run it
+    has recorded: a failure becomes `shape_calibration_error` in the calibration instead."""
+    try:
+        return measure_run_shapes(load(path))
+    except Exception as exc:  # noqa: BLE001 -- the trace and memory profile are already written
+        return {"shape_calibration_error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def _timed(time_one, shapes: list[dict], budget_s: float) -> list[dict]:
+    """time_one(shape) for the shapes the budget allows; a shape that fails or gives None is left out."""
+    out = []
+    for shape in _within(shapes, budget_s):
+        try:
+            m = time_one(shape)
+        except Exception:  # noqa: BLE001 -- any refusal of this torch build drops that one shape
+            m = None
+        if m:
+            out.append(m)
     return out
 
 
@@ -191,8 +216,9 @@ def sparse_shapes(ops: list[dict]) -> list[dict]:
             continue
         q, k, v = o["dims"][:3]
         causal = (o.get("concrete") or [""] * 5)[4] == "True"
+        masked = len(o["dims"]) > 5 and bool(o["dims"][5])
         key = repr((q, k, v))
-        if causal or key in seen or not (len(q) == 4 and q == k == v):
+        if causal or masked or key in seen or not (len(q) == 4 and q == k == v):
             continue
         seen.add(key)
         out.append({"q": q, "k": k, "v": v})
