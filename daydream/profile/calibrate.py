@@ -104,6 +104,29 @@ def _once(make, dtype) -> tuple[float, float]:
     return t1 - t0, time.perf_counter() - t1
 
 
+def median_us(ops: dict, reps: int, calls: int, budget_s: float | None = None) -> dict:
+    """{name: us per call} of {name: fn}: one warm-up call each, then `reps` alternating repetitions
+    of `calls` calls (a load change on a shared machine hits every op alike), medians, unrounded.
+    With `budget_s`, ops whose calls are slow get fewer calls per repetition (at least one) and, if
+    need be, three repetitions, so that the whole stays near the budget instead of taking minutes."""
+    times = {k: [] for k in ops}
+    one = 0.0
+    for fn in ops.values():  # warm-up, and what one call of each costs
+        t0 = time.perf_counter()
+        fn()
+        one += time.perf_counter() - t0
+    if budget_s is not None:
+        calls = max(1, min(calls, int(budget_s / max(reps * one, 1e-9))))
+        reps = reps if calls > 1 or reps * one <= budget_s else 3
+    for _ in range(reps):
+        for k, fn in ops.items():
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times[k].append(1e6 * (time.perf_counter() - t0) / calls)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def _int8_linear(reps: int, calls: int = 20) -> dict:
     """`cpu_int8_linear` and `int8_weight_pack_ns_per_element` (module docstring), or {}."""
     import torch
@@ -126,17 +149,8 @@ def _int8_linear(reps: int, calls: int = 20) -> dict:
         ops[f"int8 {shape}"] = lambda x=x, p=packed: torch.ops.quantized.linear_dynamic(x, p, reduce_range=True)
         if shape == "ref":
             ops["pack"], ref_weight = pack, w.numel()
-    times = {k: [] for k in ops}
     with torch.inference_mode():
-        for fn in ops.values():
-            fn()
-        for _ in range(reps):
-            for k, fn in ops.items():
-                t0 = time.perf_counter()
-                for _ in range(calls):
-                    fn()
-                times[k].append(1e6 * (time.perf_counter() - t0) / calls)
-    us = {k: statistics.median(v) for k, v in times.items()}
+        us = median_us(ops, reps, calls)
     work_fp32 = max(us["fp32 ref"] - us["fp32 tiny"], 1e-3)
     work_int8 = max(us["int8 ref"] - us["int8 tiny"], 1e-3)
     return {"cpu_int8_linear": {"fp32_call_us": round(us["fp32 tiny"], 4), "int8_call_us": round(us["int8 tiny"], 4),
@@ -156,16 +170,8 @@ def _bf16_matmul(reps: int, calls: int = 20) -> dict:
             for key, dtype in (("fp32_us", torch.float32), ("bf16_us", torch.bfloat16)):
                 x, w = torch.randn(rows, inner, dtype=dtype), torch.randn(outer, inner, dtype=dtype)
                 ops[key] = lambda x=x, w=w: F.linear(x, w)
-                ops[key]()
-            times = {k: [] for k in ops}
-            for _ in range(reps):
-                for k, fn in ops.items():
-                    t0 = time.perf_counter()
-                    for _ in range(calls):
-                        fn()
-                    times[k].append(1e6 * (time.perf_counter() - t0) / calls)
-            for k, v in times.items():
-                out[k].append(round(statistics.median(v), 4))
+            for k, v in median_us(ops, reps, calls).items():
+                out[k].append(round(v, 4))
     return out
 
 

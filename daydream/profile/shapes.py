@@ -42,13 +42,13 @@ run.json["calibration"]["cpu_sparse_attention"]["shapes"]: per non-causal attent
 """
 from __future__ import annotations
 
-import statistics
 import time
 import warnings
 
 import numpy as np
 
 from daydream import costs
+from daydream.profile import calibrate
 
 MAX_SHAPES = 24
 BUDGET_S = 3.0
@@ -111,20 +111,17 @@ def measure_run_shapes(trace, budget_s: float = BUDGET_S) -> dict:
     it exists."""
     import torch
     out = {}
+
+    def keep(key: str, items_key: str, items: list) -> list:
+        if items:
+            out[key] = {items_key: items, "threads": torch.get_num_threads(), "method": METHOD}
+        return items
     with warnings.catch_warnings():  # torch deprecates quantize_per_tensor; not the user's script's warning
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
-        linear = _timed(_time_linear, linear_shapes(trace), budget_s)
-    if linear:
-        out["cpu_linear_shapes"] = {"shapes": linear, "threads": torch.get_num_threads(), "method": METHOD}
-    ops = _timed(_time_op, op_shapes(trace), budget_s)
-    if ops:
-        out["cpu_op_shapes"] = {"ops": ops, "threads": torch.get_num_threads(), "method": METHOD}
-    convs = _timed(_time_conv, conv_shapes(trace), budget_s)
-    if convs:
-        out["cpu_conv_shapes"] = {"shapes": convs, "threads": torch.get_num_threads(), "method": METHOD}
-    sparse = _timed(_time_sparse, sparse_shapes(ops), budget_s)
-    if sparse:
-        out["cpu_sparse_attention"] = {"shapes": sparse, "threads": torch.get_num_threads(), "method": METHOD}
+        keep("cpu_linear_shapes", "shapes", _timed(_time_linear, linear_shapes(trace), budget_s))
+    ops = keep("cpu_op_shapes", "ops", _timed(_time_op, op_shapes(trace), budget_s))
+    keep("cpu_conv_shapes", "shapes", _timed(_time_conv, conv_shapes(trace), budget_s))
+    keep("cpu_sparse_attention", "shapes", _timed(_time_sparse, sparse_shapes(ops), budget_s))
     return out
 
 
@@ -281,24 +278,9 @@ def _within(items, budget_s):
 
 
 def _median_us(ops: dict) -> dict:
-    """{name: us per call} of {name: fn}, alternating repetitions, medians. A shape whose calls are
-    slow gets fewer calls per repetition (at least one) and, if need be, fewer repetitions (at least
-    three), so that one large layer stays near SHAPE_BUDGET_S instead of taking minutes."""
-    times = {k: [] for k in ops}
-    one = 0.0
-    for fn in ops.values():  # warm-up, and what one call of each costs
-        t0 = time.perf_counter()
-        fn()
-        one += time.perf_counter() - t0
-    calls = max(1, min(CALLS, int(SHAPE_BUDGET_S / max(REPS * one, 1e-9))))
-    reps = REPS if calls > 1 or REPS * one <= SHAPE_BUDGET_S else 3
-    for _ in range(reps):
-        for k, fn in ops.items():
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            times[k].append(1e6 * (time.perf_counter() - t0) / calls)
-    return {k: round(statistics.median(v), 4) for k, v in times.items()}
+    """calibrate.median_us within SHAPE_BUDGET_S per shape, rounded: a slow shape (one large layer)
+    gets fewer calls and repetitions instead of taking minutes."""
+    return {k: round(v, 4) for k, v in calibrate.median_us(ops, REPS, CALLS, SHAPE_BUDGET_S).items()}
 
 
 def _time_linear(shape: dict) -> dict:
