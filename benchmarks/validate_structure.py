@@ -88,13 +88,37 @@ def measure_handoff(batches: int = 20) -> float:
     return statistics.median(times) * 1e9
 
 
+def _checkpoint_medians(blocks, x0, steps: int, warmup: int) -> tuple[float, float, float, float]:
+    """(forward, backward) seconds of `blocks` run plainly, then checkpointed (torch.utils.checkpoint,
+    non-reentrant): medians of `steps` alternating plain/checkpointed steps after `warmup` rounds."""
+    import time
+
+    from torch.utils.checkpoint import checkpoint
+
+    def step(ck):
+        x = x0
+        t0 = time.perf_counter()
+        for b in blocks:
+            x = checkpoint(b, x, use_reentrant=False) if ck else b(x)
+        loss = x.sum()
+        t1 = time.perf_counter()
+        loss.backward()
+        return t1 - t0, time.perf_counter() - t1
+    times = {False: [], True: []}
+    for i in range(steps + warmup):
+        for ck in (False, True):
+            r = step(ck)
+            if i >= warmup:
+                times[ck].append(r)
+    f, b = (statistics.median(v[k] for v in times[False]) for k in (0, 1))
+    fc, bc = (statistics.median(v[k] for v in times[True]) for k in (0, 1))
+    return f, b, fc, bc
+
+
 def measure_recompute(steps: int = 30) -> list[tuple[str, float]]:
     """Backward time that checkpointing every block adds, in plain forwards of the blocks
     (torch.utils.checkpoint, non-reentrant, 1 thread): RECOMPUTE_CPU_FACTOR's measurement."""
-    import time
-
     import torch
-    from torch.utils.checkpoint import checkpoint
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -108,25 +132,7 @@ def measure_recompute(steps: int = 30) -> list[tuple[str, float]]:
     }
     out = []
     for name, (blocks, x0) in models.items():
-        def step(ck):
-            x = x0
-            t0 = time.perf_counter()
-            for b in blocks:
-                x = checkpoint(b, x, use_reentrant=False) if ck else b(x)
-            loss = x.sum()
-            t1 = time.perf_counter()
-            loss.backward()
-            return t1 - t0, time.perf_counter() - t1
-        times = {False: [], True: []}
-        for i in range(steps + 5):
-            for ck in (False, True):
-                if i >= 5:  # 5 warm-up rounds
-                    times[ck].append(step(ck))
-                else:
-                    step(ck)
-        fwd = statistics.median(f for f, _ in times[False])
-        bwd = statistics.median(b for _, b in times[False])
-        bwd_ck = statistics.median(b for _, b in times[True])
+        fwd, bwd, _, bwd_ck = _checkpoint_medians(blocks, x0, steps, warmup=5)
         out.append((name, (bwd_ck - bwd) / fwd))
     return out
 
@@ -135,10 +141,7 @@ def measure_checkpoint_per_op(steps: int = 40) -> dict[str, tuple[float, float]]
     """Per module kind, the (forward, backward) ns that non-reentrant checkpointing adds per op: 5
     checkpointed blocks of 10 modules of one kind on small tensors, forward against plain,
     backward beyond one recomputed forward (CHECKPOINT_NS in activation_checkpointing.py)."""
-    import time
-
     import torch
-    from torch.utils.checkpoint import checkpoint
 
     torch.set_num_threads(1)
     image, seq = torch.randn(8, 16, 8, 8, requires_grad=True), torch.randn(8, 32, 64, requires_grad=True)
@@ -148,24 +151,7 @@ def measure_checkpoint_per_op(steps: int = 40) -> dict[str, tuple[float, float]]
     out = {}
     for kind, (make, x0) in kinds.items():
         blocks = [torch.nn.Sequential(*[make() for _ in range(10)]) for _ in range(5)]
-
-        def step(ck):
-            x = x0
-            t0 = time.perf_counter()
-            for b in blocks:
-                x = checkpoint(b, x, use_reentrant=False) if ck else b(x)
-            loss = x.sum()
-            t1 = time.perf_counter()
-            loss.backward()
-            return t1 - t0, time.perf_counter() - t1
-        times = {False: [], True: []}
-        for i in range(steps + 8):
-            for ck in (False, True):
-                r = step(ck)
-                if i >= 8:
-                    times[ck].append(r)
-        f, b = (statistics.median(v[k] for v in times[False]) for k in (0, 1))
-        fc, bc = (statistics.median(v[k] for v in times[True]) for k in (0, 1))
+        f, b, fc, bc = _checkpoint_medians(blocks, x0, steps, warmup=8)
         out[kind] = (1e9 * (fc - f) / 50, 1e9 * (bc - b - f) / 50)
     return out
 
