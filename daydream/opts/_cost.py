@@ -300,6 +300,18 @@ def op_calls(graph, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.concatenate(tasks), np.concatenate(calls), rows
 
 
+def measured_linears(graph, calibration: dict, rows, needs: str) -> list:
+    """Per aten::linear call (event rows `rows`): the run's re-timing of its shape
+    (calibration["cpu_linear_shapes"], daydream.profile.shapes) where that has `needs`, else None."""
+    measured = {costs.linear_shape_key(s): s for s in ((calibration.get("cpu_linear_shapes") or {}).get("shapes") or [])
+                if needs in s}
+    out = []
+    for r in np.asarray(rows).tolist():
+        shape = costs.linear_shape(graph.trace.args_of(r).get("Input Dims")) if measured else None
+        out.append(measured.get(costs.linear_shape_key(shape)) if shape else None)
+    return out
+
+
 CONV_FWD, CONV_BWD = "aten::convolution", "aten::convolution_backward"
 
 
@@ -355,4 +367,4 @@ def measured_conv_calls(graph, calibration: dict, variant: str, scale: float = 1
 
 __all__ = ["OpInfo", "COMPUTE_CLASSES", "MEMORY_CLASSES", "MATMUL_OPS", "name_dtype", "task_dtype",
            "kernel_floor_ns", "scale_work", "launch_calls", "insert_kernel_before", "gpu_mask",
-           "shift_launch_delays", "is_cpu_trace", "cpu_op_segments", "linear_calls", "op_calls", "measured_conv_calls", "T_COLLECTIVE"]
+           "shift_launch_delays", "is_cpu_trace", "cpu_op_segments", "linear_calls", "op_calls", "measured_linears", "measured_conv_calls", "T_COLLECTIVE"]

@@ -250,17 +250,13 @@ def linear_casts(graph, raw: dict, training: bool) -> tuple[np.ndarray, np.ndarr
     """Forward aten::linear calls whose shape the run re-timed: (the first own task of each, the
     cast time autocast adds to it in ns -- forward casts, plus the gradients' casts back when the
     trace trains --, and every task inside those calls)."""
-    measured = {costs.linear_shape_key(s): s for s in ((raw.get("cpu_linear_shapes") or {}).get("shapes") or [])
-                if "cast_fwd_us" in s}
     none = np.zeros(0, np.int64)
-    if not measured:
+    if not any("cast_fwd_us" in s for s in (raw.get("cpu_linear_shapes") or {}).get("shapes") or []):
         return none, np.zeros(0), none
     tasks, calls, rows = C.linear_calls(graph)
     op, phase = graph.tasks["op"].to_numpy(), graph.tasks["phase"].to_numpy()
     first, ns, inside = [], [], []
-    for j, r in enumerate(rows.tolist()):
-        shape = costs.linear_shape(graph.trace.args_of(r).get("Input Dims"))
-        m = measured.get(costs.linear_shape_key(shape)) if shape else None
+    for j, (r, m) in enumerate(zip(rows.tolist(), C.measured_linears(graph, raw, rows, "cast_fwd_us"))):
         mine = tasks[calls == j]
         own = mine[op[mine] == r]
         if m is None or not len(own) or phase[own[0]] != FORWARD:

@@ -129,18 +129,9 @@ def apply(graph, params: dict, ctx) -> None:
 def _measured_deltas(graph, rows, cal: dict, training: bool) -> np.ndarray:
     """Per call row: the measured change of its time, ns (int8 - fp32 at its own shape, training or
     inference; run.json["calibration"]["cpu_linear_shapes"]), NaN where its shape was not measured."""
-    out = np.full(len(rows), np.nan)
-    measured = {costs.linear_shape_key(s): s for s in ((cal.get("cpu_linear_shapes") or {}).get("shapes") or [])
-                if "int8_fwd_us" in s}
-    if not measured:
-        return out
     new, old = ("int8_train_us", "fp32_train_us") if training else ("int8_fwd_us", "fp32_fwd_us")
-    for j, r in enumerate(rows.tolist()):
-        shape = costs.linear_shape(graph.trace.args_of(r).get("Input Dims"))
-        m = measured.get(costs.linear_shape_key(shape)) if shape else None
-        if m:
-            out[j] = 1e3 * (m[new] - m[old])
-    return out
+    return np.array([1e3 * (m[new] - m[old]) if m else np.nan
+                     for m in C.measured_linears(graph, cal, rows, "int8_fwd_us")], dtype=float)
 
 
 def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
@@ -169,6 +160,7 @@ def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
         sel = at_shape[calls]
         P.scale(graph, tasks[sel], (new / np.where(total > 0, total, 1))[calls[sel]])
     rest = ~at_shape[calls]  # tasks of the calls left to the models below
+    left = own[~at_shape]  # and those calls' own tasks
     how = []
     if at_shape.any():
         how.append(f"{int(at_shape.sum())} calls of {len(rows)} at their own shapes' measured int8 - fp32 "
@@ -202,7 +194,6 @@ def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
         # what the int8 op does not do: addmm's bias copy, the weight transpose, views (the linear
         # call's own segments stay, as the int8 op's dispatch)
         P.scale(graph, mine[~is_gemm & ~np.isin(op[mine], rows)], 0.0)
-        left = own[~at_shape]
         qbytes = np.array([costs.numel(info.tensors[i][0][0]) * (info.tensors[i][0][1] + Q_BYTES[q])
                            if info.tensors[i] else np.nan for i in left])
         ok = np.isfinite(qbytes)
@@ -212,7 +203,6 @@ def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
                    f"{tsrc[0] if len(tsrc) else 'fp32'} peak ratio, bias copies and transposes dropped, quantize "
                    "passes added (no measured int8 calibration in this run)")
     pack = ""
-    left = own[~at_shape]
     if training and len(left):
         # weights re-quantized and packed every step (the calls priced at their own shapes include it)
         wnumel = np.array([costs.numel(info.tensors[i][1][0]) if info.tensors[i] and len(info.tensors[i]) > 1
