@@ -140,19 +140,28 @@ def flops_utilization_pct(timeline: Timeline, device) -> float | None:
     return round(100.0 * peak_time / ((w1 - w0) / 1e9), 3)
 
 
-def unprofiled_ms(graph, trace: Trace) -> float | None:
-    """Step time of `graph` once the profiler's per-event cost (profiler_cost.event_cost_of: the
-    run.json calibration, scaled to the run's own measured overhead on a CPU-only trace) is taken out
-    of its CPU tasks; None for a run without a calibration, which then imports neither the transforms
-    nor pandas."""
+def without_profiler(graph, trace: Trace):
+    """A copy of `graph` with the profiler's per-event cost (profiler_cost.event_cost_of: the run.json
+    calibration, scaled to the run's own measured overhead on a CPU-only trace) taken out of its CPU
+    tasks; None for a run without a calibration, which then imports neither the transforms nor
+    pandas."""
     if not (trace.run or {}).get("profiler_event_cost"):
         return None
-    from daydream.sim import simulate
     from daydream.transform import profiler_cost
     cost = profiler_cost.event_cost_of(trace)
     if cost is None:
         return None
-    return simulate(profiler_cost.without_profiler(graph, cost.us_per_event)).per_step_ms
+    return profiler_cost.without_profiler(graph, cost.us_per_event)
+
+
+def unprofiled_ms(graph, trace: Trace) -> float | None:
+    """Step time of `graph` once the profiler's per-event cost is out (without_profiler); None for a
+    run without a calibration."""
+    clean = without_profiler(graph, trace)
+    if clean is None:
+        return None
+    from daydream.sim import simulate
+    return simulate(clean).per_step_ms
 
 
 def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict:

@@ -30,14 +30,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from daydream.analysis import critical_path_breakdown, phase_breakdown
+from daydream.analysis import critical_path_breakdown, phase_breakdown, without_profiler
 from daydream.errors import DaydreamError
 from daydream.opts.context import Context
 from daydream.opts.params import SPECS, OptChoice, parse_opt
 from daydream.names import CLASSIFY_CHARS
 from daydream.sim import simulate
 from daydream.trace import Trace
-from daydream.transform import profiler_cost
 from daydream.whatif import apply_optimizations
 from daydream.graph import PHASES, build_graph
 
@@ -245,8 +244,7 @@ def suggest(trace: Trace, top: int | None = None, progress=None, rank: str = "ch
     done: list[Candidate] = []
     # the same predictions without the profiler's own cost, where the run has it (analysis.unprofiled_ms):
     # the optimizations applied to the graph with that cost out, as whatif does
-    cost = profiler_cost.event_cost_of(trace) if (trace.run or {}).get("profiler_event_cost") else None
-    clean = profiler_cost.without_profiler(graph, cost.us_per_event) if cost else None
+    clean = without_profiler(graph, trace)
     unprofiled = simulate(clean).per_step_ms if clean is not None else None
 
     def run(opts: list[OptChoice]) -> Candidate | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-from daydream.analysis import phase_breakdown, unprofiled_ms
+from daydream.analysis import phase_breakdown, without_profiler
 from daydream.graph import TaskGraph, build_graph
 from daydream.opts.context import Context
 from daydream.opts.params import OptChoice, optimization, parse_opt
@@ -95,15 +95,16 @@ class WhatIf:
 
     @functools.cached_property
     def _unprofiled(self) -> tuple[float | None, float | None]:
-        """(replay, predicted) step times without the profiler's own cost (analysis.unprofiled_ms).
+        """(replay, predicted) step times without the profiler's own cost (analysis.without_profiler).
         The prediction applies the optimizations to the graph with that cost already taken out, so
         an optimization that removes many small recorded ops removes their unprofiled time, never
         more: their events' cost, carried over into the tasks after them, stays out."""
-        replay = unprofiled_ms(self.base.graph, self.trace)
-        if replay is None or self.predicted is self.base:
+        clean = without_profiler(self.base.graph, self.trace)
+        if clean is None:
+            return None, None
+        replay = simulate(clean).per_step_ms
+        if self.predicted is self.base:
             return replay, replay
-        from daydream.transform import profiler_cost
-        clean = profiler_cost.without_profiler(self.base.graph, profiler_cost.event_cost_of(self.trace).us_per_event)
         return replay, simulate(apply_optimizations(clean, self.optimizations, Context.of(self.trace))).per_step_ms
 
     @property
