@@ -148,10 +148,10 @@ def without_profiler(graph, trace: Trace):
     if not (trace.run or {}).get("profiler_event_cost"):
         return None
     from daydream.transform import profiler_cost
-    cost = profiler_cost.event_cost_of(trace)
+    cost = profiler_cost.event_cost_of(trace, graph)
     if cost is None:
         return None
-    return profiler_cost.without_profiler(graph, cost.us_per_event)
+    return profiler_cost.without_profiler(graph, cost)
 
 
 def unprofiled_ms(graph, trace: Trace) -> float | None:
@@ -192,7 +192,7 @@ def analyze(trace: Trace, timeline: Timeline | None = None, device=None) -> dict
     out["unprofiled_ms"] = None if unprofiled is None else round(unprofiled, 6)
     if unprofiled is not None:
         from daydream.transform import profiler_cost
-        out["profiler_cost"] = profiler_cost.event_cost_of(trace).to_json()
+        out["profiler_cost"] = profiler_cost.event_cost_of(trace, timeline.graph).to_json()
     if ctx.run.get("plain_step_ms"):
         out["plain_step_ms"] = ctx.run["plain_step_ms"]
     if ctx.batch_size:

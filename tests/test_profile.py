@@ -69,6 +69,11 @@ def test_profile_model_writes_a_run_directory(resnet_run):
     assert run["batch_size"] == 4 and run["steps"] == 2 and run["device"] == "cpu" and run["amp"] is False
     assert len(run["step_ms"]["plain"]) == 3 and len(run["step_ms"]["profiled"]) == 2
     assert run["plain_step_ms"] == pytest.approx(sorted(run["step_ms"]["plain"])[1]) and run["profiled_step_ms"] > 0
+    # The same steps' time inside Optimizer.step(): a part of each step, with and without the profiler.
+    opt = run["optimizer_step_ms"]
+    assert len(opt["plain"]) == 3 and len(opt["profiled"]) == 2
+    assert all(0 < o < t for o, t in zip(opt["plain"] + opt["profiled"], run["step_ms"]["plain"] + run["step_ms"]["profiled"]))
+    assert opt["plain_median"] == pytest.approx(sorted(opt["plain"])[1])
     cost = run["profiler_event_cost"]
     assert set(cost["us_per_event"]) == {"op", "python", "memory"}
     assert all(v >= 0 for v in cost["us_per_event"].values()) and cost["events_per_step"]["op"] > 0
@@ -186,6 +191,9 @@ def test_profile_unmodified_script_passes_output_and_exit_code_through(script, t
     assert run["kind"] == "script" and run["complete"] is True and run["optimizer_steps"] == 10
     assert run["command"][-4:] == [str(script), "-1", "3", "14"]
     assert len(run["step_ms"]["plain"]) == 3 and len(run["step_ms"]["profiled"]) == 3
+    opt = run["optimizer_step_ms"]
+    assert len(opt["plain"]) == 3 and len(opt["profiled"]) == 3
+    assert all(0 < o < t for o, t in zip(opt["plain"] + opt["profiled"], run["step_ms"]["plain"] + run["step_ms"]["profiled"]))
     assert len(_profiler_steps(out)) == run["profiled_steps"] == 3
     assert run["calibration"]["cpu_bf16_speedup"] and run["profiler_event_cost"]["us_per_event"]["op"] >= 0
     _check_memory(out)
@@ -366,9 +374,11 @@ def test_unprofiled_step_time_in_analyze_and_whatif(resnet_run):
     out, run = resnet_run
     trace = load(out)
     result = whatif(trace, ["fused-optimizer"]).to_json()
-    cost = overhead.event_cost_of(trace).us_per_event
     graph = build_graph(trace)
-    removed_ms = overhead.profiler_cost_ns(graph, cost)[graph.column("in_window")].sum() / 1e6 / trace.steps
+    cost = overhead.event_cost_of(trace, graph)
+    assert cost.outside_model_us is not None  # a fresh run times its optimizer steps
+    removed_ms = overhead.profiler_cost_ns(graph, cost.us_per_event, cost.outside_model_us)[
+        graph.column("in_window")].sum() / 1e6 / trace.steps
     assert removed_ms > 0
     # No more than the events' cost comes off (a cost larger than its thread has left is cut; 2%: backlog
     # carried in from the segments before the window).
@@ -377,7 +387,7 @@ def test_unprofiled_step_time_in_analyze_and_whatif(resnet_run):
     # A cost small enough never to be cut comes off whole: the replay shrinks by exactly the events' cost.
     small = {"op": 0.01, "python": 0.005, "memory": 0.02}
     small_ms = overhead.profiler_cost_ns(graph, small)[graph.column("in_window")].sum() / 1e6 / trace.steps
-    assert simulate(overhead.without_profiler(graph, small)).per_step_ms == pytest.approx(
+    assert simulate(overhead.without_profiler(graph, overhead.EventCost(small, "calibration", 1.0))).per_step_ms == pytest.approx(
         result["replay_ms"] - small_ms, rel=0.002)
     assert analyze(trace)["unprofiled_ms"] == pytest.approx(result["unprofiled_ms"], rel=1e-6)
     plain = load(REPO / "tests" / "data" / "cpu_resnet50_sleeping_thread.json.gz")
@@ -411,6 +421,47 @@ def test_profiler_cost_is_scaled_to_the_runs_own_overhead_on_cpu_only():
     assert overhead.event_cost_of(gpu).source == "calibration" and overhead.event_cost_of(gpu).note is None
     trace.run = {}
     assert overhead.event_cost_of(trace) is None
+
+
+def test_profiler_cost_splits_between_forward_backward_and_the_rest():
+    """With the optimizer steps timed with and without the profiler (run.json optimizer_step_ms), every
+    event outside forward and backward costs the optimizer's difference over the optimizer spans'
+    events, and forward and backward events the remainder of the step difference over theirs, so a
+    median step still pays the step difference; each task is charged by its phase. A negative part
+    (noise) keeps one cost, with a note; without the graph there is nothing to split."""
+    from daydream.trace import load
+    from daydream.transform import profiler_cost as overhead
+    trace = load(REPO / "traces" / "pairs" / "cpu" / "llama" / "base")
+    graph = build_graph(trace)
+    run = trace.run
+    diff = run["profiled_step_ms_median"] - run["plain_step_ms_median"]
+    uniform = overhead.event_cost_of(trace, graph)
+    assert uniform.outside_model_us is None  # the committed corpus did not time its optimizer steps
+    n_opt = overhead.events_in_median_step(trace, only_optimizer=True)
+    assert 100 < n_opt < overhead.events_in_median_step(trace)
+    trace.run = {**run, "optimizer_step_ms": {"plain_median": 1.0, "profiled_median": 1.0 + diff / 8}}
+    split = overhead.event_cost_of(trace, graph)
+    assert overhead.event_cost_of(trace).outside_model_us is None
+    assert split.outside_model_us == pytest.approx(diff / 8 * 1e3 / n_opt)
+    assert split.us_per_event["op"] > split.outside_model_us > 0
+    assert split.to_json()["us_per_event_outside_model"] == pytest.approx(split.outside_model_us, abs=1e-4)
+    # Charged by phase: the two rates on their own tasks, and a window step pays about the step
+    # difference (exactly for the median step; the window's steps differ a little).
+    model = overhead.model_task_mask(graph)
+    both = overhead.profiler_cost_ns(graph, split.us_per_event, split.outside_model_us)
+    counts = overhead.profiler_cost_ns(graph, dict.fromkeys(overhead.KINDS, 1e-3))
+    assert model.any() and (~model).any()
+    assert both[model] == pytest.approx(counts[model] * 1e3 * split.us_per_event["op"])
+    assert both[~model] == pytest.approx(counts[~model] * 1e3 * split.outside_model_us)
+    window = graph.column("in_window")
+    assert both[window].sum() / 1e6 / trace.steps == pytest.approx(diff, rel=0.05)
+    # The optimizer timed slower with the profiler than the whole step grew: one cost, said so.
+    trace.run = {**run, "optimizer_step_ms": {"plain_median": 1.0, "profiled_median": 1.0 + 5 * diff}}
+    noisy = overhead.event_cost_of(trace, graph)
+    assert noisy.outside_model_us is None and noisy.us_per_event == uniform.us_per_event
+    assert "one cost for every event" in noisy.note
+    trace.run = {**run, "optimizer_step_ms": {"plain_median": 1.0, "profiled_median": 0.9}}
+    assert "one cost for every event" in overhead.event_cost_of(trace, graph).note
 
 
 def test_validate_warns_when_base_and_optimized_look_unrelated():

@@ -2,7 +2,7 @@
 `daydream profile -- python benchmarks/scripts/tiny_transformer.py` is checked on
 (benchmarks/profile_overhead.py, docs/profiling.md).
 
-    python tiny_transformer.py [--steps N] [--batch-size B] [--stop-at K] [--crash-at K] [--threads T]
+    python tiny_transformer.py [--steps N] [--batch-size B] [--stop-at K] [--crash-at K] [--threads T] [--fused]
 
 --stop-at K ends the loop after K optimizer steps (a run that ends early); --crash-at K raises
 inside step K (a crashing run).
@@ -28,11 +28,11 @@ class Classifier(nn.Module):
         return self.head(self.encoder(x).mean(dim=1))
 
 
-def make_step(batch_size=16, seq=32, seed=0):
-    """The model, its optimizer and data; returns step(i) that trains on batch i."""
+def make_step(batch_size=16, seq=32, seed=0, fused=False):
+    """The model, its optimizer (for-loop AdamW, or fused) and data; returns step(i) that trains on batch i."""
     torch.manual_seed(seed)
     model = Classifier(seq=seq)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused or None)
     loss_fn = nn.CrossEntropyLoss()
     data = [(torch.randint(0, 1000, (batch_size, seq)), torch.randint(0, 10, (batch_size,))) for _ in range(8)]
 
@@ -56,11 +56,12 @@ def main():
     parser.add_argument("--stop-at", type=int, default=None)
     parser.add_argument("--crash-at", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fused", action="store_true", help="AdamW(fused=True) instead of the for-loop")
     parser.add_argument("--report-time", action="store_true", help="print the loop's wall-clock ms at the end")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    step = make_step(args.batch_size, args.seq)
+    step = make_step(args.batch_size, args.seq, fused=args.fused)
     t0, c0 = time.perf_counter(), time.thread_time()
     for i in range(args.steps):
         if args.stop_at is not None and i == args.stop_at:

@@ -167,8 +167,8 @@ def _apply_cpu(graph, q: str, dev, info: C.OpInfo, ctx, peak_q: float) -> None:
                    f"{'training (forward + backward, weights packed per call)' if training else 'forward'} time")
     if rest.any() and lin:
         # 2. a fixed-plus-work split from the two reference shapes (module docstring)
-        cost = None if graph.without_profiler else profiler_cost.event_cost_of(graph.trace)
-        prof = (np.bincount(calls, weights=profiler_cost.profiler_cost_ns(graph, cost.us_per_event)[tasks],
+        cost = None if graph.without_profiler else profiler_cost.event_cost_of(graph.trace, graph)
+        prof = (np.bincount(calls, weights=profiler_cost.profiler_cost_ns(graph, cost.us_per_event, cost.outside_model_us)[tasks],
                             minlength=len(rows))
                 if cost else np.zeros(len(rows)))
         prof = np.minimum(prof, total)

@@ -56,6 +56,8 @@ class _ScriptProfiler:
         self.last = None
         self.plain, self.profiled = [], []
         self.plain_kinds, self.profiled_kinds = [], []  # other optimizers' steps in each timed step
+        self.plain_optimizer, self.profiled_optimizer = [], []  # ms inside Optimizer.step() in each
+        self.clock = None          # rundir.OptimizerClock, installed with the step hook
         self.others = 0
         self.prof = None
         self.stopped_at = None     # hook count at which the profiler was stopped
@@ -97,6 +99,8 @@ class _ScriptProfiler:
         if self.step_handle is not None:
             self.step_handle.remove()
             self.step_handle = None
+        if self.clock is not None:
+            self.clock.remove()
         self.remove_stop_hooks()
 
     # -- the step hook -------------------------------------------------------------------------
@@ -123,6 +127,7 @@ class _ScriptProfiler:
         now = time.perf_counter()
         interval = None if self.last is None else 1e3 * (now - self.last)
         kind, self.others = self.others, 0
+        optimizer_ms = self.clock.take() if self.clock is not None else None
         self.last = now
         self.count += 1
         w, n = self.warmup, self.steps
@@ -135,6 +140,7 @@ class _ScriptProfiler:
             if self.count >= w + 2:
                 self.profiled.append(interval)
                 self.profiled_kinds.append(kind)
+                self.profiled_optimizer.append(optimizer_ms)
             self.status("profiling")
             if self.count == w + 1 + n:
                 self.arm_stop()
@@ -147,6 +153,7 @@ class _ScriptProfiler:
             elif self.count > self.stopped_at + self.stopped_inside_step:
                 self.plain.append(interval)
                 self.plain_kinds.append(kind)
+                self.plain_optimizer.append(optimizer_ms)
             self.status("timing without profiler")
             if len(self.plain) >= self.time_steps:
                 self.finish(True)
@@ -240,7 +247,8 @@ class _ScriptProfiler:
             },
             "versions": rundir.versions(),
             "cpu_count": os.cpu_count(),  # cores the run shared (the dataloader what-if's contention model)
-            **rundir.summarize_steps(self.plain, self.profiled, self.plain_kinds, self.profiled_kinds),
+            **rundir.summarize_steps(self.plain, self.profiled, self.plain_kinds, self.profiled_kinds,
+                                     self.plain_optimizer, self.profiled_optimizer),
             "time_steps": self.time_steps,
             "optimizer_steps": self.count,
             **({"calibration": calibration} if calibration else {}),
@@ -272,5 +280,8 @@ def install():
     if _state is not None or not os.environ.get("DAYDREAM_PROFILE_OUT"):
         return
     from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from daydream.profile.rundir import OptimizerClock
     _state = _ScriptProfiler()
+    _state.clock = OptimizerClock()  # its post-hook first: a step's optimizer time is in when on_step reads it
     _state.step_handle = register_optimizer_step_post_hook(_state.on_step)

@@ -29,11 +29,18 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _timed_step(workload) -> float:
+def _timed_step(workload, clock=None, optimizer_ms: list | None = None) -> float:
+    """One training step's wall time (ms); with a rundir.OptimizerClock, its time inside optimizer
+    steps is appended to `optimizer_ms`."""
+    if clock is not None:
+        clock.take()
     t0 = time.perf_counter()
     workload.step()
     _sync(workload.device)
-    return 1e3 * (time.perf_counter() - t0)
+    ms = 1e3 * (time.perf_counter() - t0)
+    if clock is not None:
+        optimizer_ms.append(clock.take())
+    return ms
 
 
 def saved_activation_bytes(workload, convolutions: list | None = None) -> dict[str, int]:
@@ -90,20 +97,23 @@ def _memory_facts(dev, convolutions: list) -> dict:
     return facts
 
 
-def _profiled_run(workload, activities, steps, with_stack, advance):
+def _profiled_run(workload, activities, steps, with_stack, advance, clock=None):
     """`steps` recorded training steps after one skipped and one warm-up step of the profiler
-    schedule; returns the profiler and the wall-clock times of the recorded steps."""
+    schedule; returns the profiler, the wall-clock times of the recorded steps and their time inside
+    optimizer steps (empty without a clock)."""
     from torch.profiler import profile, schedule
-    times = []
+    times, optimizer_ms = [], []
     with profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=steps, repeat=1),
                  record_shapes=True, profile_memory=True, with_stack=with_stack, with_modules=True) as prof:
         for i in range(steps + 2):
-            ms = _timed_step(workload)
+            opt = []
+            ms = _timed_step(workload, clock, opt)
             if i >= 2:
                 times.append(ms)
+                optimizer_ms.extend(opt)
             prof.step()
             advance("profiling" if with_stack or steps > 1 else "memory timeline")
-    return prof, times
+    return prof, times, optimizer_ms
 
 
 QUIET_SPREAD = 1.2  # max / min of a window's profiled step times at which it counts as undisturbed
@@ -113,21 +123,21 @@ def _spread(times: list[float]) -> float:
     return max(times) / min(times) if times and min(times) > 0 else float("inf")
 
 
-def _quietest_window(workload, activities, steps, with_stack, advance, tries: int):
+def _quietest_window(workload, activities, steps, with_stack, advance, tries: int, clock=None):
     """`_profiled_run` up to `tries` times until the recorded steps are within QUIET_SPREAD of each
     other, keeping the window whose steps spread least (and how many windows were recorded). On a
     shared host another process preempts the profiled thread for a scheduler slice (about 4 ms on
     the development host) now and then; a step of a few ms that absorbs one is no longer the
     workload's, and every what-if predicted from the trace would carry it. Preemption only adds
     time, so the least spread window is the least disturbed."""
-    best = _profiled_run(workload, activities, steps, with_stack, advance)
+    best = _profiled_run(workload, activities, steps, with_stack, advance, clock)
     windows = 1
     while windows < tries and _spread(best[1]) > QUIET_SPREAD:
-        again = _profiled_run(workload, activities, steps, with_stack, lambda desc: None)
+        again = _profiled_run(workload, activities, steps, with_stack, lambda desc: None, clock)
         windows += 1
         if _spread(again[1]) < _spread(best[1]):
             best = again
-    return best[0], best[1], windows
+    return (*best, windows)
 
 
 def _progress(enabled: bool):
@@ -188,8 +198,8 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     time_steps = time_steps or steps
     total = warmup + time_steps + int(layers) + steps + 2 + (0 if with_stack else 3) + int(dev.type == "cpu") + 1
-    plain, peak = [], None
-    with _progress(progress) as bar:
+    plain, plain_optimizer, peak = [], [], None
+    with _progress(progress) as bar, rundir.OptimizerClock() as clock:
         task = bar.add_task(f"{model_name} warm-up", total=total) if bar else None
 
         def advance(desc):
@@ -203,7 +213,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         for _ in range(time_steps):
-            plain.append(_timed_step(workload))
+            plain.append(_timed_step(workload, clock, plain_optimizer))
             advance("timing without profiler")
         if dev.type == "cuda":
             peak = torch.cuda.max_memory_allocated(dev)
@@ -212,10 +222,12 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         if layers:
             module_bytes = saved_activation_bytes(workload, convolutions)
             advance("saved activations by module")
-        prof, profiled, windows = _quietest_window(workload, activities, steps, with_stack, advance, profile_tries)
+        prof, profiled, profiled_optimizer, windows = _quietest_window(
+            workload, activities, steps, with_stack, advance, profile_tries, clock)
+        clock.remove()
         memory_prof = prof
         if not with_stack:  # torch's memory profiler needs Python stacks: one more, memory-only step
-            memory_prof, _ = _profiled_run(workload, activities, 1, True, advance)
+            memory_prof = _profiled_run(workload, activities, 1, True, advance)[0]
         workload.close()
         calibration = None
         if dev.type == "cpu":  # same process, same thread count as the profiled steps
@@ -247,7 +259,8 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
             "parameters": workload.parameters_count,
             "versions": rundir.versions(),
             "cpu_count": os.cpu_count(),  # cores the run shared (the dataloader what-if's contention model)
-            **rundir.summarize_steps(plain, profiled),
+            **rundir.summarize_steps(plain, profiled, plain_optimizer=plain_optimizer,
+                                     profiled_optimizer=profiled_optimizer),
             "cuda_max_allocated_bytes": peak,
             **({"calibration": calibration} if calibration else {}),
             "profiler_event_cost": event_cost,

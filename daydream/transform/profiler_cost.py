@@ -36,9 +36,30 @@ CPU-only step then lands near the plain median by construction); the out-of-samp
 independent timing of the same script in another process (benchmarks/profile_overhead.py). GPU
 traces and multi-rank jobs keep the calibration: a GPU step hides CPU cost behind the GPU, so the
 step difference does not measure the per-event cost there.
+
+Forward and backward against the rest. One figure per event is wrong where what-ifs look: the
+events of the forward and backward passes cost several times those of the Python around them. On
+a user's AdamW script (conv1d + attention + MLP, 1 thread; each part of the step timed with
+perf_counter in one process, 4 rounds of 15 plain and 8 profiled steps, events counted in the
+trace) the profiler added per event: data loading 0.42 us, forward 3.65, backward 2.83, optimizer
+step 0.31; one figure for the step (0.83 us) took the optimizer from 0.83 to 0.05 ms a step, and
+a fused optimizer then had nothing left to save. Where the run timed its `Optimizer.step()` calls
+with and without the profiler (run.json `optimizer_step_ms`, daydream.profile.rundir.OptimizerClock)
+the step difference D splits:
+
+    c_out   = (profiled - plain optimizer-step median) / (events inside `Optimizer.step#` spans
+              of the median step)                       every event outside forward and backward
+    c_model = (D - c_out x n_out) / n_model             every event of a forward or backward task
+
+(n_model, n_out: median over the window's steps of the events in CPU tasks of the forward or
+backward phase, and in the others; daydream.graph.phases). The optimizer step is the part of the
+rest that the run can time; data loading, zero_grad and the loop are Python of the same kind and
+are charged its rate. A negative part (noise between the two phases) or a region without events
+keeps one figure, with a note.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,10 +80,14 @@ class EventCost:
     source: str                # "run": scaled to this run's measured step difference; "calibration": as calibrated
     scale: float               # the factor s applied to the calibration (1.0 for "calibration")
     note: str | None = None    # why the run's own measurement was not used, where it exists
+    outside_model_us: float | None = None  # us per event outside forward/backward tasks (None: us_per_event)
 
     def to_json(self) -> dict:
         return {"us_per_event": {k: round(v, 4) for k, v in self.us_per_event.items()}, "source": self.source,
-                "scale": round(self.scale, 4), **({"note": self.note} if self.note else {})}
+                "scale": round(self.scale, 4),
+                **({"us_per_event_outside_model": round(self.outside_model_us, 4)}
+                   if self.outside_model_us is not None else {}),
+                **({"note": self.note} if self.note else {})}
 
 
 def calibrated_cost(run: dict | None) -> dict | None:
@@ -88,25 +113,85 @@ def events_per_step(trace) -> dict:
             "memory": int(((mem_ts >= w.start) & (mem_ts < w.end)).sum()) / steps}
 
 
-def events_in_median_step(trace) -> float:
+def events_in_median_step(trace, only_optimizer: bool = False) -> float:
     """The median over the window's steps of the events (all kinds) recorded in each step: the step
     that the run's median step times describe. Steps can differ (a GAN's generator step records more
-    than its critic steps), and a median step time over mean events would undercharge them."""
+    than its critic steps), and a median step time over mean events would undercharge them.
+    `only_optimizer`: only the events inside `Optimizer.step#` spans."""
     from daydream.trace.events import ANNOTATION, CPU_OP, PYTHON
     from daydream.table import column
     spans = trace.window.step_spans
     if not len(spans):
         return 0.0
     ts, kind = trace.column("ts"), trace.column("kind")
-    stamps = np.sort(np.concatenate([ts[np.isin(kind, (CPU_OP, ANNOTATION, PYTHON))],
-                                     column(trace, "memory_events", "ts")]))
+    cpu = np.isin(kind, (CPU_OP, ANNOTATION, PYTHON))
+    mem_ts, mem_rank = column(trace, "memory_events", "ts"), column(trace, "memory_events", "rank")
+    if only_optimizer:
+        stamps = np.concatenate([ts[optimizer_event_mask(trace, cpu)],
+                                 mem_ts[optimizer_memory_mask(trace, mem_rank, mem_ts)]])
+    else:
+        stamps = np.concatenate([ts[cpu], mem_ts])
+    stamps = np.sort(stamps)
     counts = np.searchsorted(stamps, spans[:, 1], side="left") - np.searchsorted(stamps, spans[:, 0], side="left")
     return float(np.median(counts))
 
 
-def event_cost_of(trace) -> EventCost | None:
+OPTIMIZER_STEP = "Optimizer.step#"
+
+
+def _optimizer_spans(trace) -> dict:
+    """(rank, pid, tid) -> (starts, ends) of the outermost `Optimizer.step#` spans on that thread."""
+    from daydream.trace.events import ANNOTATION, CPU_OP, PYTHON
+    names = np.fromiter((str(n).startswith(OPTIMIZER_STEP) for n in trace.names), bool, len(trace.names))
+    sel = names[trace.column("name")] & np.isin(trace.column("kind"), (CPU_OP, ANNOTATION, PYTHON))
+    rows = np.flatnonzero(sel)
+    out = {}
+    rank, pid, tid = trace.column("rank")[rows], trace.column("pid")[rows], trace.column("tid")[rows]
+    start = trace.column("ts")[rows]
+    end = start + trace.column("dur")[rows]
+    for key in set(zip(rank.tolist(), pid.tolist(), tid.tolist())):
+        mine = (rank == key[0]) & (pid == key[1]) & (tid == key[2])
+        order = np.lexsort((-end[mine], start[mine]))
+        st, en = start[mine][order], end[mine][order]
+        reach = np.maximum.accumulate(en)
+        keep = np.ones(len(st), bool)
+        keep[1:] = st[1:] >= reach[:-1]  # nested inside an earlier span: not outermost
+        out[key] = (st[keep], en[keep])
+    return out
+
+
+def _inside(spans: tuple, ts: np.ndarray) -> np.ndarray:
+    st, en = spans
+    i = np.searchsorted(st, ts, side="right") - 1
+    return (i >= 0) & (ts < en[np.clip(i, 0, None)])
+
+
+def optimizer_event_mask(trace, rows: np.ndarray | None = None) -> np.ndarray:
+    """Per event (or per event of the boolean mask `rows`): inside an `Optimizer.step#` span of its thread."""
+    n = len(trace.column("ts"))
+    out = np.zeros(n, bool)
+    spans = _optimizer_spans(trace)
+    rank, pid, tid, ts = (trace.column(c) for c in ("rank", "pid", "tid", "ts"))
+    base = np.ones(n, bool) if rows is None else rows
+    for (r, p, t), sp in spans.items():
+        mine = base & (rank == r) & (pid == p) & (tid == t)
+        out[mine] = _inside(sp, ts[mine])
+    return out
+
+
+def optimizer_memory_mask(trace, mem_rank: np.ndarray, mem_ts: np.ndarray) -> np.ndarray:
+    """Per memory event: inside an `Optimizer.step#` span of any thread of its rank."""
+    out = np.zeros(len(mem_ts), bool)
+    for (r, _, _), sp in _optimizer_spans(trace).items():
+        mine = mem_rank == r
+        out[mine] |= _inside(sp, mem_ts[mine])
+    return out
+
+
+def event_cost_of(trace, graph=None) -> EventCost | None:
     """The per-event cost to take out of `trace`'s graphs (see the module docstring), or None when its
-    run was not calibrated (a plain trace file)."""
+    run was not calibrated (a plain trace file). With the trace's `graph`, split between forward and
+    backward and the rest where the run timed its optimizer steps."""
     run = trace.run or {}
     cost = calibrated_cost(run)
     if cost is None:
@@ -129,11 +214,51 @@ def event_cost_of(trace) -> EventCost | None:
                          f"the run's profiled and plain step medians ({profiled:.3f} and {plain:.3f} ms) imply "
                          f"{scale:.2f}x the calibrated per-event cost, outside {low:g}-{high:g}x: the calibration "
                          "is used as it is")
-    return EventCost(dict.fromkeys(KINDS, per_event), "run", scale)
+    uniform = EventCost(dict.fromkeys(KINDS, per_event), "run", scale)
+    return uniform if graph is None else _split_at_model(trace, graph, run, profiled - plain, uniform)
 
 
-def profiler_cost_ns(graph, us_per_event: dict) -> np.ndarray:
-    """Per task, the profiler's cost (ns) recorded inside it (see the module docstring)."""
+def model_task_mask(graph) -> np.ndarray:
+    """CPU tasks of the forward or backward phase: the events charged c_model (module docstring)."""
+    from daydream.graph.phases import BACKWARD, FORWARD
+    return np.isin(graph.column("phase"), (FORWARD, BACKWARD))
+
+
+def _split_at_model(trace, graph, run: dict, step_diff_ms: float, uniform: EventCost) -> EventCost:
+    """The run's per-event cost split between forward/backward and the rest, where the run timed its
+    optimizer steps with and without the profiler (module docstring); else `uniform`."""
+    timed = run.get("optimizer_step_ms") or {}
+    opt_plain, opt_profiled = timed.get("plain_median"), timed.get("profiled_median")
+    if opt_plain is None or opt_profiled is None:
+        return uniform
+    n_opt = events_in_median_step(trace, only_optimizer=True)
+    counts = profiler_cost_ns(graph, dict.fromkeys(KINDS, 1e-3))  # 1 ns per event: events per task
+    spans = trace.window.step_spans
+    start = graph.column("obs_start")
+    step = np.searchsorted(spans[:, 0], start, side="right") - 1
+    inside = (step >= 0) & (start < spans[np.clip(step, 0, None), 1]) if len(spans) else np.zeros(len(start), bool)
+    model = model_task_mask(graph)
+    per_step = [np.bincount(step[inside & m], weights=counts[inside & m], minlength=len(spans))
+                for m in (model, ~model)]
+    n_model, n_out = (float(np.median(x)) if len(x) else 0.0 for x in per_step)
+    opt_diff = opt_profiled - opt_plain
+    c_out = opt_diff * 1e3 / n_opt if n_opt > 0 else -1.0
+    model_us = step_diff_ms * 1e3 - c_out * n_out
+    if n_opt <= 0 or n_model <= 0 or opt_diff < 0 or model_us <= 0:
+        return dataclasses.replace(uniform, note=(
+            f"one cost for every event: the optimizer steps took {opt_plain:.3f} ms without and {opt_profiled:.3f} "
+            f"ms with the profiler ({n_opt:.0f} events), the step {step_diff_ms:.3f} ms more ({n_model:.0f} "
+            "forward and backward events)"))
+    return dataclasses.replace(uniform, us_per_event=dict.fromkeys(KINDS, model_us / n_model), outside_model_us=c_out)
+
+
+def profiler_cost_ns(graph, us_per_event: dict, outside_model_us: float | None = None) -> np.ndarray:
+    """Per task, the profiler's cost (ns) recorded inside it (see the module docstring); with
+    `outside_model_us`, the events of tasks outside forward and backward cost that instead."""
+    if outside_model_us is not None:
+        model = model_task_mask(graph)
+        return np.where(model, profiler_cost_ns(graph, us_per_event),
+                        profiler_cost_ns(graph, dict.fromkeys(KINDS, outside_model_us)))
     from daydream.graph.schema import T_CPU
     from daydream.table import column
     from daydream.trace.events import ANNOTATION, CPU_OP, PYTHON
@@ -208,10 +333,10 @@ def removable_ns(graph, cost: np.ndarray) -> np.ndarray:
     return out
 
 
-def without_profiler(graph, us_per_event: dict):
+def without_profiler(graph, cost: EventCost):
     """A copy of `graph` with the profiler's per-event cost taken out of its CPU tasks."""
     out = graph.copy()
-    cut = removable_ns(out, profiler_cost_ns(out, us_per_event))
+    cut = removable_ns(out, profiler_cost_ns(out, cost.us_per_event, cost.outside_model_us))
     set_column(out, "tasks", "dur", out.column("dur") - np.rint(cut).astype(np.int64))
     out.without_profiler = True
     return out
