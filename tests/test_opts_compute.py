@@ -326,6 +326,41 @@ def test_cpu_amp_prices_ops_at_their_own_shapes_additively():
     assert any("own shapes' measured bf16 - fp32" in n for n in w.notes)
 
 
+def test_cpu_amp_prices_lstm_layers_at_their_own_shapes():
+    """oneDNN LSTM layers (aten::mkldnn_rnn_layer and its backward, nn.LSTM on CPU) are re-timed at
+    their recorded shapes -- the bf16 side with autocast's per-step copies of the weights --, and
+    amp prices each call additively as it does GEMMs: T' = max(T + t16 - t32, T * min(t16 / t32, 1))."""
+    from daydream import costs
+    from daydream.graph.schema import T_CPU
+    from daydream.opts._cost import OpInfo
+    from daydream.profile import shapes
+    from conftest import REPO
+    trace = load(REPO / "traces" / "pairs" / "cpu" / "seq2seq" / "base")
+    found = shapes.op_shapes(trace)
+    assert {shapes.RNN_FWD, shapes.RNN_BWD} <= {o["op"] for o in found}
+    bwd = next(o for o in found if o["op"] == shapes.RNN_BWD)
+    timed = shapes._time_op(bwd)  # the backward on its own forward's workspace, both precisions
+    assert timed["fp32_us"] > 0 and timed["bf16_us"] > 0
+    ops = trace.run["calibration"]["cpu_op_shapes"]["ops"]
+    times = {costs.op_shape_key(o["op"], {"Input Dims": o["dims"], "Input Strides": o["strides"],
+                                          "Concrete Inputs": o["concrete"]}): (o["fp32_us"], o["bf16_us"]) for o in ops}
+    w = whatif(trace, ["amp:dtype=bf16"])
+    g0, g1 = w.base.graph, w.predicted.graph
+    info = OpInfo(g0)
+    rows, kind = g0.tasks["op"].to_numpy(), g0.tasks["kind"].to_numpy()
+    before, after = g0.tasks["dur"].to_numpy(), g1.tasks["dur"].to_numpy()[:len(g0.tasks)]
+    checked = set()
+    for r in np.unique(rows[np.isin(info.name, (shapes.RNN_FWD, shapes.RNN_BWD))]):
+        seg = np.flatnonzero((rows == r) & (kind == T_CPU))
+        t32, t16 = times[costs.op_shape_key(info.name[seg[0]], trace.args_of(int(r)))]
+        want = max(before[seg].sum() + 1e3 * (t16 - t32), before[seg].sum() * min(t16 / t32, 1))
+        assert after[seg].sum() == pytest.approx(want, abs=len(seg))
+        checked.add(info.name[seg[0]])
+    assert checked == {shapes.RNN_FWD, shapes.RNN_BWD}
+    assert any("GEMM/attention/LSTM ops changed" in n for n in w.notes)
+    assert shapes._scalar("[]") == [] and shapes._scalar("[3, 2]") == [3, 2]
+
+
 @pytest.mark.parametrize("opt, variant", [("amp:dtype=bf16", "bf16"), ("batch-size:factor=2", "fp32_x2")])
 def test_cpu_convolutions_priced_by_their_re_timed_shapes(opt, variant):
     """run.json's cpu_conv_shapes: each aten::convolution call (forward) and aten::convolution_backward

@@ -88,8 +88,15 @@ def _print(result: dict, top: int = 10) -> None:
               + (f"   throughput {result['throughput_per_s']:.1f}/s" if "throughput_per_s" in result else ""))
     if result.get("unprofiled_ms") is not None:
         cost = result.get("profiler_cost") or {}
-        basis = ("its per-event cost, scaled to this run's profiled minus plain steps, removed"
-                 if cost.get("source") == "run" else "its calibrated per-event cost removed")
+        split = cost.get("us_per_event_outside_model")
+        if cost.get("source") == "run" and split is not None:
+            basis = (f"its cost per event from this run's profiled minus plain steps and optimizer steps "
+                     f"removed: {(cost.get('us_per_event') or {}).get('op', 0):.2f} us in forward and "
+                     f"backward, {split:.2f} us elsewhere")
+        elif cost.get("source") == "run":
+            basis = "its per-event cost, scaled to this run's profiled minus plain steps, removed"
+        else:
+            basis = "its calibrated per-event cost removed"
         out.print(f"without the profiler: [bold]{result['unprofiled_ms']:.3f} ms[/] estimated ({basis})"
                   + (f", {result['plain_step_ms']:.3f} ms timed" if result.get("plain_step_ms") else ""))
         if cost.get("note"):

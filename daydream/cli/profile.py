@@ -50,7 +50,8 @@ def _print_summary(info: dict, title: str) -> None:
         text = ", ".join(f"{k} {v:.2f}" for k, v in calibration["us_per_event"].items()) + " us CPU"
         if calibration.get("wall_per_cpu"):
             text += f" (x {calibration['wall_per_cpu']:.2f} wall/CPU: load from other processes)"
-        rows.insert(-1, ("profiler cost per event", text))
+        rows.insert(-1, ("profiler cost per event", text + " in a calibration step; analyze charges this "
+                         "run's own (its profiled minus plain steps)" if info.get("device") == "cpu" else text))
     if info.get("batch_size"):
         rows.insert(2, ("batch size", str(info["batch_size"])))
     for k, v in rows:

@@ -33,6 +33,8 @@ build takes, which no table can know, so the model reads a MEASURED calibration:
     attention  aten::_scaled_dot_product_*_attention* (CPU_ATTENTION_OPS),
     elementwise the activation and dropout ops that consume the bf16 outputs of those
                (CPU_ACTIVATION_OPS: gelu, silu, relu, tanh, sigmoid, dropout and their backward).
+    rnn        oneDNN LSTM layers (aten::mkldnn_rnn_layer and its backward, CPU_RNN_OPS): no class
+               speedup (the calibration has no LSTM); only re-timed at their own shapes (below).
   Where the calibration has them, the forward and backward segments use the forward and backward
   speedups apart (cpu_bf16_speedup_fwd/_bwd: a path can be slow one way only -- this host's bf16
   attention backward is ~9x slower than fp32, its forward 1.4x), and matmul segments whose op's
@@ -161,6 +163,7 @@ CPU_CONV_OPS = re.compile(r"mkldnn_convolution|_slow_conv|thnn_conv|slow_conv_di
 CPU_ATTENTION_OPS = re.compile(r"^aten::_scaled_dot_product_\w*attention|_native_multi_head_attention")
 CPU_ACTIVATION_OPS = re.compile(r"^aten::(gelu|silu|relu|threshold|tanh|sigmoid|native_dropout|bernoulli_"
                                 r"|clamp_min|hardswish|leaky_relu|elu|mish)(_backward)?_?$")
+CPU_RNN_OPS = ("aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward")  # on autocast's CPU bf16 list
 
 
 def calibration(ctx, dtype: str) -> tuple[dict, float] | None:
@@ -209,6 +212,7 @@ def cpu_classes(graph, info) -> np.ndarray:
     out[C.cpu_op_segments(graph, info, CPU_CONV_OPS)] = "conv"
     out[C.cpu_op_segments(graph, info, CPU_ATTENTION_OPS)] = "attention"
     out[C.cpu_op_segments(graph, info, CPU_ACTIVATION_OPS)] = "elementwise"
+    out[C.cpu_op_segments(graph, info, CPU_RNN_OPS)] = "rnn"
     out[np.isin(info.dtype, SIXTEEN_BIT)] = ""  # already 16-bit
     return out
 
@@ -299,7 +303,7 @@ def _apply_cpu(graph, dtype, dev, info, ctx) -> None:
             cast_at, cast_ns, cast_inside = linear_casts(graph, raw, training)
         cast_rate = cast_rate or dev.mem_bw
         shown = {c: round(v, 3) for c, v in speedup.items()}
-        measured = (f"; {len(np.unique(graph.tasks['op'].to_numpy()[own]))} GEMM/attention ops changed by their "
+        measured = (f"; {len(np.unique(graph.tasks['op'].to_numpy()[own]))} GEMM/attention/LSTM ops changed by their "
                     f"own shapes' measured {dtype} - fp32 time" if own.any() else "")
         casts = (f"; autocast casts of {len(cast_at)} Linear calls at their shapes' measured copy times"
                  if len(cast_at) else "")

@@ -21,10 +21,11 @@ run.json["calibration"]["cpu_linear_shapes"]["shapes"]: per aten::linear shape {
   The quantize what-if prices a call by int8 - fp32; the amp what-if adds the casts (the GEMM
   inside the call is priced by cpu_op_shapes).
 run.json["calibration"]["cpu_op_shapes"]["ops"]: per (op, Input Dims, Input Strides, Concrete Inputs)
-  of the GEMM ops (aten::mm, addmm, bmm, baddbmm) and CPU flash attention (forward and backward)
-  whose tensor inputs are all fp32: fp32_us and bf16_us, the aten op itself called on tensors of
-  the recorded sizes and strides (the backward attention op on its own forward's outputs). The amp
-  what-if prices each such op by bf16_us - fp32_us.
+  of the GEMM ops (aten::mm, addmm, bmm, baddbmm), CPU flash attention and oneDNN LSTM layers
+  (aten::mkldnn_rnn_layer; forward and backward of both) whose tensor inputs are all fp32: fp32_us
+  and bf16_us, the aten op itself called on tensors of the recorded sizes and strides (a backward
+  op on its own forward's outputs and workspace, run in the same precision). The amp what-if
+  prices each such op by bf16_us - fp32_us (autocast runs all of them in bf16 on CPU).
 run.json["calibration"]["cpu_conv_shapes"]["shapes"]: per fp32 2-d convolution shape of the trace's
   aten::convolution calls {"x", "w", "bias", "stride", "padding", "dilation", "groups",
   "input_grad"}: fp32_fwd_us / fp32_bwd_us, bf16_fwd_us / bf16_bwd_us and fp32_x2_fwd_us /
@@ -58,7 +59,9 @@ SHAPE_BUDGET_S = 1.0  # about what one shape's timings may take (_median_us)
 GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 ATTENTION_FWD = "aten::_scaled_dot_product_flash_attention_for_cpu"
 ATTENTION_BWD = "aten::_scaled_dot_product_flash_attention_for_cpu_backward"
-OPS = (*GEMM_OPS, ATTENTION_FWD, ATTENTION_BWD)
+RNN_FWD = "aten::mkldnn_rnn_layer"            # one LSTM layer and direction on oneDNN (nn.LSTM on CPU)
+RNN_BWD = "aten::mkldnn_rnn_layer_backward"
+OPS = (*GEMM_OPS, ATTENTION_FWD, ATTENTION_BWD, RNN_FWD, RNN_BWD)
 SPARSE_BLOCKS = (32, 64)
 SPARSE_DENSITIES = (0.25, 0.5)
 METHOD = ("the run's own shapes re-timed without the profiler after the profiled steps, alternating "
@@ -96,10 +99,13 @@ def op_shapes(trace) -> list[dict]:
     for r, name in _calls(trace, list(OPS)):
         args = trace.args_of(r)
         dims, types = args.get("Input Dims") or [], args.get("Input type") or []
+        if name == RNN_BWD:  # its last input is the forward's workspace (bytes), not data
+            dims, types = dims[:-1], types[:-1]
         tensors = [t for d, t in zip(dims, types) if isinstance(d, list) and d]
         if tensors and all(t == "float" for t in tensors):
-            items.append((costs.op_shape_key(name, args), {"op": name, "dims": dims, "strides": args.get("Input Strides"),
-                                              "concrete": args.get("Concrete Inputs")}, dur[r]))
+            items.append((costs.op_shape_key(name, args), {"op": name, "dims": args.get("Input Dims"),
+                                                           "strides": args.get("Input Strides"),
+                                                           "concrete": args.get("Concrete Inputs")}, dur[r]))
     return _most_time_first(items)
 
 
@@ -334,6 +340,8 @@ def _time_linear(shape: dict) -> dict:
 def _scalar(text: str):
     if text in ("True", "False"):
         return text == "True"
+    if text.startswith("[") and text.endswith("]"):  # an int list (an RNN's batch_sizes)
+        return [int(x) for x in text[1:-1].split(",") if x.strip()]
     try:
         return int(text)
     except ValueError:
@@ -356,6 +364,30 @@ def _arguments(shape: dict, dtype):
     return args
 
 
+def _lstm_under_autocast(op, name: str, args: list, kw: dict):
+    """An LSTM layer's bf16 call as autocast makes it. Autocast's cast cache lives one autocast
+    region, so every step casts the layer's fp32 weights (and its fp32 input and states) anew, and
+    oneDNN meets new weight tensors each time: on this host a 12 x 8 x 128 layer (hidden 64) takes
+    82 us in bf16 on the same tensors, 106 us with fresh casts (16 us of copies), 105 us in fp32.
+    The forward therefore casts its seven tensor inputs from fp32 inside each timed call; the
+    backward adds the copies of the four weight gradients back to fp32 (ToCopyBackward0)."""
+    import torch
+    if name == RNN_FWD:
+        fp32 = [a.float() if isinstance(a, torch.Tensor) else a for a in args]
+
+        def forward():
+            return op(*[a.to(torch.bfloat16) if isinstance(a, torch.Tensor) else a for a in fp32], **kw)
+        return forward
+    weights = args[1:5]
+
+    def backward():
+        out = op(*args, **kw)
+        for w in weights:
+            w.to(torch.float32)
+        return out
+    return backward
+
+
 def _time_op(shape: dict) -> dict | None:
     """fp32_us and bf16_us of one recorded op shape, or None where the op cannot be replayed."""
     import torch
@@ -368,11 +400,23 @@ def _time_op(shape: dict) -> dict | None:
                 q, k, v = args[1:4]
                 out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, *args[6:8])[:2]
                 args = [args[0], q, k, v, out, lse, *args[6:]]
+            elif name == RNN_BWD:
+                # input, 4 weights, hx, cx, output, hy, cy, grad_output, grad_hy, grad_cy, reverse, mode,
+                # hidden_size, num_layers, has_biases, train, bidirectional, batch_sizes, batch_first,
+                # workspace; the forward takes input .. cx, reverse, batch_sizes, mode, hidden_size,
+                # num_layers, has_biases, bidirectional, batch_first, train
+                (reverse, mode, hidden, layers, biases, train, bidirectional, sizes, batch_first) = args[13:22]
+                out, hy, cy, workspace = torch.ops.aten.mkldnn_rnn_layer(
+                    *args[:7], reverse, sizes, mode, hidden, layers, biases, bidirectional, batch_first, train)
+                args = [*args[:7], out, hy, cy, args[10], None, None, *args[13:22], workspace]
             op = getattr(torch.ops.aten, name.split("::", 1)[1]).default
             schema = op._schema.arguments
             pos = [a for a, arg in zip(args, schema) if not arg.kwarg_only]
             kw = {arg.name: a for a, arg in zip(args, schema) if arg.kwarg_only}
-            fns[key] = (lambda op=op, pos=pos, kw=kw: op(*pos, **kw))
+            if dtype == torch.bfloat16 and name in (RNN_FWD, RNN_BWD):
+                fns[key] = _lstm_under_autocast(op, name, pos, kw)
+            else:
+                fns[key] = (lambda op=op, pos=pos, kw=kw: op(*pos, **kw))
             fns[key]()
     except (RuntimeError, TypeError, ValueError, IndexError):
         return None
