@@ -59,6 +59,8 @@ SKIPPED_BY_DESIGN = {
             "`daydream whatif --opt fsdp`",
     "network": "a change of the interconnect, not of the job, and it needs the link to try; see "
                "`daydream whatif --opt network:interconnect=nvlink|pcie|infiniband`",
+    "host": "a change of the host CPU, not of the job, and it needs the new host's speed; see "
+            "`daydream whatif --opt host:speed=S`",
 }
 TOP_SINGLES = 4
 # Critical-path categories (daydream.analysis.task_categories) in a user's words.

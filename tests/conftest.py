@@ -71,8 +71,9 @@ def kineto():
 
 def single_graph_opts() -> list[str]:
     """Every optimization as an `--opt` spelling that a one-graph what-if can run: `network` given a
-    bandwidth (it has no default target), and the job-only ones left out (`straggler`, `world-size`
+    bandwidth (it has no default target), `host` a speed (its default 1 changes nothing), and the
+    job-only ones left out (`straggler`, `world-size`
     act on a multi-rank job through the coupled path; tests/test_job*.py)."""
     from daydream.opts.params import SPECS
-    given = {"network": "network:bandwidth=10"}
+    given = {"network": "network:bandwidth=10", "host": "host:speed=1.25"}
     return [given.get(n, n) for n in SPECS if n not in ("straggler", "world-size")]

@@ -434,3 +434,23 @@ def test_a_shape_that_cannot_be_re_timed_never_loses_the_run(monkeypatch):
     def broken(path):
         raise ValueError("unreadable")
     assert "unreadable" in shapes.measure_run_shapes_or_note(broken, "x")["shape_calibration_error"]
+
+
+def test_host_speed_scales_cpu_work_and_keeps_gpu_work():
+    """host:speed=S: CPU tasks take d / S, GPU tasks keep theirs, and waiting is left to the replay;
+    a host-bound step (bert-small inference) follows the host almost fully, a GPU-bound one barely."""
+    from daydream.graph.schema import GPU_TASK_TYPES, T_CPU
+    bert = load(shared("tracelens/gaunernst_bert-small-uncased_h100.json.gz"))
+    w = whatif(bert, ["host:speed=1.25"])
+    g0, g1 = w.base.graph, w.predicted.graph
+    kind = g0.column("kind")
+    d0, d1 = g0.column("dur").astype(float), g1.column("dur")[:g0.n_tasks].astype(float)
+    cpu, gpu = kind == T_CPU, np.isin(kind, GPU_TASK_TYPES)
+    assert d1[cpu].sum() == pytest.approx(d0[cpu].sum() / 1.25, rel=1e-3)
+    assert (d1[gpu] == d0[gpu]).all()
+    assert 1.15 < w.speedup <= 1.25  # host-bound: the GPU is busy 0.3 of 4.5 ms
+    qwen = whatif(load(shared("tracelens/Qwen_Qwen1.5-0.5B-Chat_h100.json.gz")), ["host:speed=1.25"])
+    assert 1.0 <= qwen.speedup < 1.05  # GPU-bound
+    assert whatif(bert, ["host"]).predicted_ms == pytest.approx(w.replay_ms)  # speed=1: nothing
+    slow = whatif(bert, ["host:speed=0.5"])
+    assert slow.speedup < 0.6

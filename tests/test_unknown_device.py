@@ -19,7 +19,7 @@ from daydream.whatif import whatif
 
 OPTS = single_graph_opts()
 # On cuda_event_sync_a100, whose 4 kernel names name no architecture, these need no device facts.
-NO_FACTS = {"activation-checkpointing", "dataloader", "fused-optimizer", "network:bandwidth=10"}
+NO_FACTS = {"activation-checkpointing", "dataloader", "fused-optimizer", "network:bandwidth=10", "host:speed=1.25"}
 
 
 def _strip(src, tmp_path, form: str):
