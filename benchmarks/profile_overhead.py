@@ -100,9 +100,16 @@ def analyzed(run_dir: Path) -> dict:
         events = json.loads(f.read())["traceEvents"]
     steps = [e["dur"] / 1e3 for e in events if e.get("ph") == "X" and e.get("cat") != "gpu_user_annotation"
              and str(e.get("name", "")).startswith("ProfilerStep#")]
+    from daydream.transform import profiler_cost
     timeline = simulate(build_graph(trace))
     result = analyze(trace, timeline)
+    graph = timeline.graph
+    cost = profiler_cost.event_cost_of(trace, graph)
+    charged_us = profiler_cost.profiler_cost_ns(graph, cost.us_per_event, cost.outside_model_us)[
+        graph.column("in_window")].sum() / 1e3 / max(trace.steps, 1)
     return {"measured_ms": trace.measured_ms, "replay_ms": timeline.per_step_ms,
+            # what the model charges per recorded event of a window step, all kinds and phases
+            "charged_us_per_event_run": charged_us / max(sum(profiler_cost.events_per_step(trace).values()), 1),
             "mean_profiler_step_ms": statistics.mean(steps), "steps": trace.steps,
             "plain_step_ms": run["plain_step_ms"], "profiled_step_ms": run["profiled_step_ms"],
             "unprofiled_ms": result["unprofiled_ms"], "us_per_event": result["profiler_cost"]["us_per_event"],
@@ -163,8 +170,10 @@ def paid_vs_calibrated(row: dict) -> dict:
     events: where the two differ, unprofiled_ms misses plain_step_ms by the difference."""
     n = row["events_per_step"]
     paid_ms = row["cpu_ms"]["+stack"] - row["cpu_ms"]["plain"]
-    charged_ms = sum(row["us_per_event"].get(k, 0.0) * v for k, v in n.items()) / 1e3
     total = sum(n.values()) or 1
+    if "charged_us_per_event_run" in row:  # the run's own charge, split between phases where it is
+        return {"paid_us_per_event": 1e3 * paid_ms / total, "charged_us_per_event": row["charged_us_per_event_run"]}
+    charged_ms = sum(row["us_per_event"].get(k, 0.0) * v for k, v in n.items()) / 1e3
     return {"paid_us_per_event": 1e3 * paid_ms / total, "charged_us_per_event": 1e3 * charged_ms / total}
 
 
