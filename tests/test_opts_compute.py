@@ -250,6 +250,7 @@ def test_profile_on_cpu_writes_the_calibration_that_amp_reads(tmp_path):
     cal = json.loads((out / "run.json").read_text())["calibration"]
     assert set(cal["cpu_bf16_speedup"]) >= {"matmul", "conv", "attention", "elementwise"}
     assert cal["threads"] == 1
+    assert cal["dram_bytes_per_s"] > 1e9  # the fused optimizer's streaming rate beyond the caches
     # the run's own Linear shapes, re-timed (llama small: 4 distinct shapes, none with a bias)
     shapes = cal["cpu_linear_shapes"]["shapes"]
     assert {(tuple(s["w"]), s["bias"]) for s in shapes} == {((64, 64), False), ((344, 64), False),
@@ -454,3 +455,23 @@ def test_host_speed_scales_cpu_work_and_keeps_gpu_work():
     assert whatif(bert, ["host"]).predicted_ms == pytest.approx(w.replay_ms)  # speed=1: nothing
     slow = whatif(bert, ["host:speed=0.5"])
     assert slow.speedup < 0.6
+
+
+def test_last_level_cache_and_the_in_cache_working_set(tmp_path):
+    """The largest data/unified cache in sysfs is the LLC; half of it (or the calibration's own 6 MiB
+    copy, whichever is larger) is the working set a fused update streams at the calibrated in-cache
+    rate; beyond it, at the measured DRAM rate."""
+    from daydream.opts.fused_optimizer import CALIBRATION_CAST_BYTES, cache_stream
+    from daydream.profile.calibrate import last_level_cache_bytes
+    for i, (kind, size) in enumerate([("Data", "48K"), ("Instruction", "64M"), ("Unified", "1024K"),
+                                      ("Unified", "32768K")]):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        (d / "type").write_text(kind + "\n")
+        (d / "size").write_text(size + "\n")
+    assert last_level_cache_bytes(str(tmp_path)) == 32 << 20
+    assert last_level_cache_bytes(str(tmp_path / "absent")) is None
+    run = {"calibration": {"cast_bytes_per_s": 5e10, "cpu_llc_bytes": 32 << 20}}
+    assert cache_stream(run) == (5e10, float(16 << 20))
+    assert cache_stream({"calibration": {"cast_bytes_per_s": 5e10}}) == (5e10, float(CALIBRATION_CAST_BYTES))
+    assert cache_stream({}) == (0.0, 0.0)

@@ -483,3 +483,33 @@ def test_capture_never_defaults_into_the_shipped_pairs():
     out = default_pairs_dir()
     assert out.parts[0] == "runs" and out.name.startswith("pairs-")
     assert next(p for p in capture_command.params if p.name == "out").default is None
+
+
+def test_gradient_accumulation_counts_each_parameter_once(tmp_path):
+    """A script that accumulates gradients over 4 micro-batches records 4 AccumulateGrad events per
+    parameter and step. The optimizer's own parameter bytes go to run.json, and without them the
+    step's AccumulateGrad sequence, 4 identical repeats, counts once; so fused-optimizer prices one
+    update of the parameters (it priced four, above the for-loop's own time: "no change")."""
+    import numpy as np
+
+    from daydream.opts import _structure as C
+    from daydream.trace import load
+    from daydream.whatif import whatif
+    out = tmp_path / "run"
+    result = _daydream("profile", "--steps", "3", "--warmup", "2", "--time-steps", "3", "--out", str(out), "--json",
+                       "--", sys.executable, str(REPO / "benchmarks" / "scripts" / "mlp_accum.py"),
+                       "--steps", "12", "--width", "128", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = json.loads((out / "run.json").read_text())
+    width = 128
+    params = 256 * width + width + width * width + width + width * 10 + 10
+    assert run["optimizer_parameters"] == {"tensors": 6, "elements": params, "bytes": 4 * params}
+    trace = load(out)
+    graph = build_graph(trace)
+    assert C.parameter_bytes(graph, trace.run) == (4 * params, "the optimizer's parameters (run.json)")
+    trace.run = {k: v for k, v in run.items() if k != "optimizer_parameters"}
+    assert C.parameter_bytes(graph, trace.run) == (4 * params, "AccumulateGrad shapes")
+    assert C._repeats(np.array([3, 1, 3, 1, 3, 1])) == 3 and C._repeats(np.array([5, 5, 5])) == 1
+    assert C._repeats(np.array([3, 1, 2])) == 1
+    w = whatif(load(out), ["fused-optimizer"])
+    assert w.predicted_unprofiled_ms < w.unprofiled_ms

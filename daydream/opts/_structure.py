@@ -236,11 +236,18 @@ def first_launched_after(graph: TaskGraph, rank: int, time: int, phase: int | No
 
 
 def parameter_bytes(graph: TaskGraph, run: dict) -> tuple[float, str]:
-    """Bytes of the model's gradients (= parameters) per step, and where the number came from."""
+    """Bytes of the model's gradients (= parameters) per step, and where the number came from: what
+    `daydream profile` read off the optimizer (run.json `optimizer_parameters`), else the shapes of
+    the step's AccumulateGrad events -- once per backward pass, so a step whose sequence of shapes
+    is k identical repeats (gradient accumulation over k micro-batches) counts one of them --,
+    else run.json's parameter count in fp32, else a DDP trace's all-reduce sizes."""
+    exact = (run.get("optimizer_parameters") or {}).get("bytes")
+    if exact:
+        return float(exact), "the optimizer's parameters (run.json)"
     g = gradients(graph)
     if len(g) and (g["bytes"] > 0).all():
-        per_step = g.groupby(["rank", "step"])["bytes"].sum()
-        return float(per_step.mean()), "AccumulateGrad shapes"
+        per_step = [b.sum() / _repeats(b.to_numpy()) for _, b in g.groupby(["rank", "step"])["bytes"]]
+        return float(np.mean(per_step)), "AccumulateGrad shapes"
     if run.get("parameters"):
         return float(run["parameters"]) * 4.0, "run.json parameter count (fp32)"
     # a DDP trace: its gradient all-reduces carry the bucket sizes
@@ -258,6 +265,15 @@ def parameter_bytes(graph: TaskGraph, run: dict) -> tuple[float, str]:
             per = pd.Series(sizes[ok]).groupby([calls["rank"].to_numpy()[ok], step[ok]]).sum()
             return float(per.mean()), "DDP all-reduce sizes"
     return 0.0, ""
+
+
+def _repeats(sequence: np.ndarray) -> int:
+    """The largest k such that `sequence` is one block of at least 2 repeated k times (1 if none)."""
+    n = len(sequence)
+    for k in range(n // 2, 1, -1):
+        if n % k == 0 and (sequence.reshape(k, n // k) == sequence[: n // k]).all():
+            return k
+    return 1
 
 
 def first_in_step(graph: TaskGraph, mask: np.ndarray, steps: np.ndarray) -> pd.Series:
