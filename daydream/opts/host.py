@@ -42,4 +42,8 @@ OPTIMIZATION = Optimization(
     apply=apply,
     memory=unchanged_memory("host: the same tensors on another host CPU; device memory unchanged"),
     doc="docs/optimizations/host.md",
+    checked_against={
+        "gpu": "with gpu:target on the H100 <-> MI300X pairs, S read off the other model's traces of the same two "
+               "machines (benchmarks/gpu_validation.py)",
+    },
 )
