@@ -376,7 +376,10 @@ def test_unprofiled_step_time_in_analyze_and_whatif(resnet_run):
     result = whatif(trace, ["fused-optimizer"]).to_json()
     graph = build_graph(trace)
     cost = overhead.event_cost_of(trace, graph)
-    assert cost.outside_model_us is not None  # a fresh run times its optimizer steps
+    # A fresh run times its optimizer steps; whether they split the cost depends on two steps'
+    # timing noise (a negative part keeps one cost, with a note), so both are valid here.
+    assert cost.outside_model_us is not None or "one cost for every event" in (cost.note or "")
+    assert "optimizer_step_ms" in trace.run
     removed_ms = overhead.profiler_cost_ns(graph, cost.us_per_event, cost.outside_model_us)[
         graph.column("in_window")].sum() / 1e6 / trace.steps
     assert removed_ms > 0

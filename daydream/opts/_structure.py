@@ -238,15 +238,21 @@ def first_launched_after(graph: TaskGraph, rank: int, time: int, phase: int | No
 def parameter_bytes(graph: TaskGraph, run: dict) -> tuple[float, str]:
     """Bytes of the model's gradients (= parameters) per step, and where the number came from: what
     `daydream profile` read off the optimizer (run.json `optimizer_parameters`), else the shapes of
-    the step's AccumulateGrad events -- once per backward pass, so a step whose sequence of shapes
-    is k identical repeats (gradient accumulation over k micro-batches) counts one of them --,
+    the step's AccumulateGrad events -- once per backward pass, so a step of k backward passes whose
+    sequence of gradient sizes is k identical repeats (gradient accumulation over k micro-batches)
+    counts one of them; identical layers in one pass repeat too and are not divided --,
     else run.json's parameter count in fp32, else a DDP trace's all-reduce sizes."""
     exact = (run.get("optimizer_parameters") or {}).get("bytes")
     if exact:
         return float(exact), "the optimizer's parameters (run.json)"
     g = gradients(graph)
     if len(g) and (g["bytes"] > 0).all():
-        per_step = [b.sum() / _repeats(b.to_numpy()) for _, b in g.groupby(["rank", "step"])["bytes"]]
+        passes = backward_passes(graph)
+        per_step = []
+        for (rank, step), b in g.groupby(["rank", "step"])["bytes"]:
+            k = _repeats(b.to_numpy())
+            # identical layers repeat too: only k repeats from k backward passes are accumulation
+            per_step.append(b.sum() / (k if k == passes.get((rank, step), 1) else 1))
         return float(np.mean(per_step)), "AccumulateGrad shapes"
     if run.get("parameters"):
         return float(run["parameters"]) * 4.0, "run.json parameter count (fp32)"
@@ -265,6 +271,26 @@ def parameter_bytes(graph: TaskGraph, run: dict) -> tuple[float, str]:
             per = pd.Series(sizes[ok]).groupby([calls["rank"].to_numpy()[ok], step[ok]]).sum()
             return float(per.mean()), "DDP all-reduce sizes"
     return 0.0, ""
+
+
+def backward_passes(graph: TaskGraph) -> dict:
+    """(rank, step) -> backward passes in the step: the CPU tasks' changes into the backward phase
+    from another phase, along each thread in time order (the most on any thread of the rank)."""
+    from daydream.graph.phases import BACKWARD, UNSET
+    t = graph.tasks
+    cpu = np.flatnonzero((t["kind"].to_numpy() == T_CPU) & (t["phase"].to_numpy() != UNSET))
+    if not len(cpu):
+        return {}
+    res, start = t["resource"].to_numpy()[cpu], t["obs_start"].to_numpy()[cpu]
+    cpu = cpu[np.lexsort((start, res))]
+    phase, res, rank = t["phase"].to_numpy()[cpu], t["resource"].to_numpy()[cpu], t["rank"].to_numpy()[cpu]
+    step = step_of(graph, t["obs_start"].to_numpy()[cpu], rank)
+    enters = np.zeros(len(cpu), bool)
+    enters[1:] = (phase[1:] == BACKWARD) & ((phase[:-1] != BACKWARD) | (res[1:] != res[:-1]))
+    enters[0] = phase[0] == BACKWARD
+    counts = pd.Series(enters.astype(int)).groupby([rank, res, step]).sum()
+    out = counts.groupby(level=[0, 2]).max()
+    return {(int(r), int(s)): int(n) for (r, s), n in out.items() if s >= 0}
 
 
 def _repeats(sequence: np.ndarray) -> int:

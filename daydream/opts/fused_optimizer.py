@@ -22,11 +22,11 @@ What changes, per `Optimizer.step` span of each step:
   params r+w, grads r, and r+w of each state tensor: SGD 3 (5 with a momentum buffer, seen as
   mul ops), Adam/AdamW/NAdam/RAdam/Adamax 7 (exp_avg, exp_avg_sq), Adagrad/RMSprop 5; unknown
   optimizers 7. floor = the trace's shortest kernel (fixed cost of any kernel). mem_bw is the
-  datasheet bandwidth (daydream.hardware). On a CPU, bw_cpu = min(mem_bw, threads x r), threads
-  from run.json (torch.get_num_threads()), else the device's cores, and r the run's measured
-  in-place streaming rate beyond the caches (run.json calibration `dram_bytes_per_s`,
-  daydream.profile.calibrate: ~61 GB/s on one thread of this repository's EPYC VM), else
-  CPU_CORE_BW -- DRAM streaming. A working set no larger than the one the run's calibration streamed
+  datasheet bandwidth (daydream.hardware). On a CPU, bw_cpu = min(mem_bw, r), r the run's measured
+  in-place streaming rate beyond the caches on its own threads (run.json calibration
+  `dram_bytes_per_s`, daydream.profile.calibrate: ~61 GB/s on one thread of this repository's
+  EPYC VM), else threads x CPU_CORE_BW, threads from run.json (torch.get_num_threads()), else the
+  device's cores -- DRAM streaming. A working set no larger than the one the run's calibration streamed
   (run.json["calibration"]: an fp32 -> bf16 copy of 2**20 elements, 6 bytes each, on the
   run's threads: cast_bytes_per_s, daydream.profile.calibrate) stays in the caches between the
   passes, and streams at that measured rate instead: the small suite models' 4-6 MB updates run
@@ -203,8 +203,9 @@ def apply(graph, params: dict, ctx) -> None:
     if on_cpu:
         threads = (ctx.run.get("settings") or {}).get("threads") or ctx.device.sm_count
         dram = ((ctx.run or {}).get("calibration") or {}).get("dram_bytes_per_s")
-        per_thread = float(dram) if isinstance(dram, (int, float)) and dram > 0 else CPU_CORE_BW
-        bw = min(ctx.device.mem_bw, float(threads) * per_thread)
+        # the calibration ran on the run's threads already: its rate is the total, not per thread
+        measured = isinstance(dram, (int, float)) and dram > 0
+        bw = min(ctx.device.mem_bw, float(dram) if measured else float(threads) * CPU_CORE_BW)
         cached_bw, cached_bytes = cache_stream(ctx.run)
     else:
         bw = ctx.device.mem_bw

@@ -213,11 +213,20 @@ def measure(budget_s: float = BUDGET_S, reps: int = REPS) -> dict:
         "cpu_bf16_matmul": _bf16_matmul(reps),
         "cast_bytes_per_s": round(CAST_ELEMENTS * (4 + 2) / statistics.median(casts[1:])),
         **({"cpu_llc_bytes": llc} if (llc := last_level_cache_bytes()) else {}),
-        "dram_bytes_per_s": dram_stream_bytes_per_s(llc, reps),
+        **_dram_or_nothing(llc, reps),
         **int8,
         "threads": torch.get_num_threads(),
         "method": METHOD,
     }
+
+
+def _dram_or_nothing(llc: int | None, reps: int) -> dict:
+    """{"dram_bytes_per_s": ...}, or {} where the host cannot spare the memory (the run it
+    calibrates is recorded already and must not be lost to this)."""
+    try:
+        return {"dram_bytes_per_s": dram_stream_bytes_per_s(llc, reps)}
+    except (RuntimeError, MemoryError):
+        return {}
 
 
 def dram_stream_bytes_per_s(llc: int | None, reps: int = REPS) -> int:

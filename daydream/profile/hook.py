@@ -229,8 +229,11 @@ class _ScriptProfiler:
         self.status("calibrating")
         settings = {"record_shapes": True, "profile_memory": True, "with_stack": self.with_stack,
                     "with_modules": True}
-        calibration = ({**calibrate.measure(), **calibrate.measure_dataloader()} if self.device == "cpu"
-                       else None)
+        try:  # the steps are recorded: a calibration that fails must not lose them
+            calibration = ({**calibrate.measure(), **calibrate.measure_dataloader()} if self.device == "cpu"
+                           else None)
+        except Exception as exc:  # noqa: BLE001 -- reported in run.json, the what-ifs fall back
+            calibration = {"calibration_error": f"{type(exc).__name__}: {exc}"[:300]}
         event_cost = overhead.measure_event_cost(settings)
         info = {
             "schema": rundir.RUN_SCHEMA,

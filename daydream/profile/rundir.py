@@ -305,5 +305,5 @@ def summarize_steps(plain: list[float], profiled: list[float], plain_kinds: list
             "plain": [round(x, 4) for x in plain_optimizer], "profiled": [round(x, 4) for x in profiled_optimizer],
             "plain_median": median(plain_optimizer), "profiled_median": median(profiled_optimizer)}}
            if plain_optimizer and profiled_optimizer and None not in [*plain_optimizer, *profiled_optimizer]
-           else {}),
+           and any(x > 0 for x in profiled_optimizer) else {}),  # none stepped: inference
     }
