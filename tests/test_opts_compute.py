@@ -295,33 +295,41 @@ def test_cross_vendor_pairs_within_15pct():
         assert abs(w.predicted_ms - bert[dst]) / bert[dst] < 0.15
 
 
-def test_cpu_amp_prices_ops_at_their_own_shapes_additively():
-    """run.json's cpu_op_shapes: each re-timed GEMM/attention op's recorded time T becomes
-    max(T + t16 - t32, T * min(t16 / t32, 1)) -- the llama attention backward is 8x slower in bf16
-    here, which the reference-shape class calibration (4x) missed -- and each forward Linear call
-    gets its measured autocast casts before it."""
+def _amp_repriced_at_shapes(trace, op_names) -> tuple[list, object]:
+    """amp:dtype=bf16 on `trace`: for every call of `op_names`, its CPU segments' predicted time
+    against max(T + t16 - t32, T * min(t16 / t32, 1)) with the run's cpu_op_shapes figures for its
+    shape (asserted); returns the checked calls' op names and the what-if."""
     from daydream import costs
-    from daydream.opts._cost import OpInfo
-    from conftest import REPO
     from daydream.graph.schema import T_CPU
-    trace = load(REPO / "traces" / "pairs" / "cpu" / "llama" / "base")
+    from daydream.opts._cost import OpInfo
     ops = trace.run["calibration"]["cpu_op_shapes"]["ops"]
     times = {costs.op_shape_key(o["op"], {"Input Dims": o["dims"], "Input Strides": o["strides"],
                                           "Concrete Inputs": o["concrete"]}): (o["fp32_us"], o["bf16_us"]) for o in ops}
     w = whatif(trace, ["amp:dtype=bf16"])
     g0, g1 = w.base.graph, w.predicted.graph
     info = OpInfo(g0)
-    rows = g0.tasks["op"].to_numpy()
-    kind = g0.tasks["kind"].to_numpy()
+    rows, kind = g0.tasks["op"].to_numpy(), g0.tasks["kind"].to_numpy()
     before, after = g0.tasks["dur"].to_numpy(), g1.tasks["dur"].to_numpy()[:len(g0.tasks)]
-    checked = 0
-    for r in np.unique(rows[info.name == "aten::_scaled_dot_product_flash_attention_for_cpu_backward"]):
+    checked = []
+    for r in np.unique(rows[np.isin(info.name, op_names)]):
         seg = np.flatnonzero((rows == r) & (kind == T_CPU))
         t32, t16 = times[costs.op_shape_key(info.name[seg[0]], trace.args_of(int(r)))]
         want = max(before[seg].sum() + 1e3 * (t16 - t32), before[seg].sum() * min(t16 / t32, 1))
         assert after[seg].sum() == pytest.approx(want, abs=len(seg))
-        checked += 1
-    assert checked == 6  # 2 layers x 3 steps
+        checked.append(info.name[seg[0]])
+    return checked, w
+
+
+def test_cpu_amp_prices_ops_at_their_own_shapes_additively():
+    """run.json's cpu_op_shapes: each re-timed GEMM/attention op's recorded time T becomes
+    max(T + t16 - t32, T * min(t16 / t32, 1)) -- the llama attention backward is 8x slower in bf16
+    here, which the reference-shape class calibration (4x) missed -- and each forward Linear call
+    gets its measured autocast casts before it."""
+    from conftest import REPO
+    trace = load(REPO / "traces" / "pairs" / "cpu" / "llama" / "base")
+    checked, w = _amp_repriced_at_shapes(trace, ("aten::_scaled_dot_product_flash_attention_for_cpu_backward",))
+    g1 = w.predicted.graph
+    assert len(checked) == 6  # 2 layers x 3 steps
     casts = [n for n in np.asarray(g1.names, dtype=object)[g1.tasks["name"].to_numpy()] if "autocast casts" in n]
     assert len(casts) == 33  # 11 Linear calls a step, 3 steps
     assert any("own shapes' measured bf16 - fp32" in n for n in w.notes)
@@ -331,9 +339,6 @@ def test_cpu_amp_prices_lstm_layers_at_their_own_shapes():
     """oneDNN LSTM layers (aten::mkldnn_rnn_layer and its backward, nn.LSTM on CPU) are re-timed at
     their recorded shapes -- the bf16 side with autocast's per-step copies of the weights --, and
     amp prices each call additively as it does GEMMs: T' = max(T + t16 - t32, T * min(t16 / t32, 1))."""
-    from daydream import costs
-    from daydream.graph.schema import T_CPU
-    from daydream.opts._cost import OpInfo
     from daydream.profile import shapes
     from conftest import REPO
     trace = load(REPO / "traces" / "pairs" / "cpu" / "seq2seq" / "base")
@@ -342,22 +347,8 @@ def test_cpu_amp_prices_lstm_layers_at_their_own_shapes():
     bwd = next(o for o in found if o["op"] == shapes.RNN_BWD)
     timed = shapes._time_op(bwd)  # the backward on its own forward's workspace, both precisions
     assert timed["fp32_us"] > 0 and timed["bf16_us"] > 0
-    ops = trace.run["calibration"]["cpu_op_shapes"]["ops"]
-    times = {costs.op_shape_key(o["op"], {"Input Dims": o["dims"], "Input Strides": o["strides"],
-                                          "Concrete Inputs": o["concrete"]}): (o["fp32_us"], o["bf16_us"]) for o in ops}
-    w = whatif(trace, ["amp:dtype=bf16"])
-    g0, g1 = w.base.graph, w.predicted.graph
-    info = OpInfo(g0)
-    rows, kind = g0.tasks["op"].to_numpy(), g0.tasks["kind"].to_numpy()
-    before, after = g0.tasks["dur"].to_numpy(), g1.tasks["dur"].to_numpy()[:len(g0.tasks)]
-    checked = set()
-    for r in np.unique(rows[np.isin(info.name, (shapes.RNN_FWD, shapes.RNN_BWD))]):
-        seg = np.flatnonzero((rows == r) & (kind == T_CPU))
-        t32, t16 = times[costs.op_shape_key(info.name[seg[0]], trace.args_of(int(r)))]
-        want = max(before[seg].sum() + 1e3 * (t16 - t32), before[seg].sum() * min(t16 / t32, 1))
-        assert after[seg].sum() == pytest.approx(want, abs=len(seg))
-        checked.add(info.name[seg[0]])
-    assert checked == {shapes.RNN_FWD, shapes.RNN_BWD}
+    checked, w = _amp_repriced_at_shapes(trace, (shapes.RNN_FWD, shapes.RNN_BWD))
+    assert set(checked) == {shapes.RNN_FWD, shapes.RNN_BWD}
     assert any("GEMM/attention/LSTM ops changed" in n for n in w.notes)
     assert shapes._scalar("[]") == [] and shapes._scalar("[3, 2]") == [3, 2]
 

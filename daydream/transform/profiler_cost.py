@@ -127,8 +127,9 @@ def events_in_median_step(trace, only_optimizer: bool = False) -> float:
     cpu = np.isin(kind, (CPU_OP, ANNOTATION, PYTHON))
     mem_ts, mem_rank = column(trace, "memory_events", "ts"), column(trace, "memory_events", "rank")
     if only_optimizer:
-        stamps = np.concatenate([ts[optimizer_event_mask(trace, cpu)],
-                                 mem_ts[optimizer_memory_mask(trace, mem_rank, mem_ts)]])
+        optimizer_spans = _optimizer_spans(trace)
+        stamps = np.concatenate([ts[optimizer_event_mask(trace, cpu, optimizer_spans)],
+                                 mem_ts[optimizer_memory_mask(trace, mem_rank, mem_ts, optimizer_spans)]])
     else:
         stamps = np.concatenate([ts[cpu], mem_ts])
     stamps = np.sort(stamps)
@@ -166,11 +167,12 @@ def _inside(spans: tuple, ts: np.ndarray) -> np.ndarray:
     return (i >= 0) & (ts < en[np.clip(i, 0, None)])
 
 
-def optimizer_event_mask(trace, rows: np.ndarray | None = None) -> np.ndarray:
-    """Per event (or per event of the boolean mask `rows`): inside an `Optimizer.step#` span of its thread."""
+def optimizer_event_mask(trace, rows: np.ndarray | None = None, spans: dict | None = None) -> np.ndarray:
+    """Per event (or per event of the boolean mask `rows`): inside an `Optimizer.step#` span of its
+    thread (`spans`: _optimizer_spans(trace), when the caller has them)."""
     n = len(trace.column("ts"))
     out = np.zeros(n, bool)
-    spans = _optimizer_spans(trace)
+    spans = _optimizer_spans(trace) if spans is None else spans
     rank, pid, tid, ts = (trace.column(c) for c in ("rank", "pid", "tid", "ts"))
     base = np.ones(n, bool) if rows is None else rows
     for (r, p, t), sp in spans.items():
@@ -179,10 +181,10 @@ def optimizer_event_mask(trace, rows: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def optimizer_memory_mask(trace, mem_rank: np.ndarray, mem_ts: np.ndarray) -> np.ndarray:
+def optimizer_memory_mask(trace, mem_rank: np.ndarray, mem_ts: np.ndarray, spans: dict | None = None) -> np.ndarray:
     """Per memory event: inside an `Optimizer.step#` span of any thread of its rank."""
     out = np.zeros(len(mem_ts), bool)
-    for (r, _, _), sp in _optimizer_spans(trace).items():
+    for (r, _, _), sp in (_optimizer_spans(trace) if spans is None else spans).items():
         mine = mem_rank == r
         out[mine] |= _inside(sp, mem_ts[mine])
     return out
@@ -233,12 +235,9 @@ def _split_at_model(trace, graph, run: dict, step_diff_ms: float, uniform: Event
         return uniform
     n_opt = events_in_median_step(trace, only_optimizer=True)
     counts = profiler_cost_ns(graph, dict.fromkeys(KINDS, 1e-3))  # 1 ns per event: events per task
-    spans = trace.window.step_spans
-    start = graph.column("obs_start")
-    step = np.searchsorted(spans[:, 0], start, side="right") - 1
-    inside = (step >= 0) & (start < spans[np.clip(step, 0, None), 1]) if len(spans) else np.zeros(len(start), bool)
+    step, inside = trace.window.step_of(graph.column("obs_start"))
     model = model_task_mask(graph)
-    per_step = [np.bincount(step[inside & m], weights=counts[inside & m], minlength=len(spans))
+    per_step = [np.bincount(step[inside & m], weights=counts[inside & m], minlength=trace.window.steps)
                 for m in (model, ~model)]
     n_model, n_out = (float(np.median(x)) if len(x) else 0.0 for x in per_step)
     opt_diff = opt_profiled - opt_plain
