@@ -58,7 +58,7 @@ class _ScriptProfiler:
         self.plain_kinds, self.profiled_kinds = [], []  # other optimizers' steps in each timed step
         self.plain_optimizer, self.profiled_optimizer = [], []  # ms inside Optimizer.step() in each
         self.clock = None          # rundir.OptimizerClock, installed with the step hook
-        self.optimizer_parameters = None  # the first optimizer's parameters: tensors, elements, bytes
+        self.optimizer_parameters = None  # what the first optimizer updates: tensors, elements, bytes
         self.others = 0
         self.prof = None
         self.stopped_at = None     # hook count at which the profiler was stopped
@@ -115,11 +115,9 @@ class _ScriptProfiler:
                 self.remove_hooks()
                 return
             self.first = id(optimizer)
+            from daydream.profile.rundir import optimizer_parameters
+            self.optimizer_parameters = optimizer_parameters([optimizer])
             params = [p for g in optimizer.param_groups for p in g["params"]]
-            # what the optimizer updates, exactly: gradient accumulation repeats AccumulateGrad in
-            # the trace, so its shapes overcount (daydream.opts._structure.parameter_bytes)
-            self.optimizer_parameters = {"tensors": len(params), "elements": sum(p.numel() for p in params),
-                                         "bytes": sum(p.numel() * p.element_size() for p in params)}
             if params and params[0].is_cuda:
                 self.device = f"cuda:{params[0].device.index or 0}"
         elif os.getpid() != self.pid:

@@ -228,6 +228,9 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         memory_prof = prof
         if not with_stack:  # torch's memory profiler needs Python stacks: one more, memory-only step
             memory_prof = _profiled_run(workload, activities, 1, True, advance)[0]
+        # what the first optimizer updates (the one a training step is counted by, as in hook.py)
+        updated = (rundir.optimizer_parameters(workload.optimizers[:1])
+                   if workload.optimizers and not workload.settings.inference else None)
         workload.close()
         calibration = None
         if dev.type == "cpu":  # same process, same thread count as the profiled steps
@@ -257,6 +260,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
                 "profiler": {**profiler_settings, "schedule": {"wait": 1, "warmup": 1, "active": steps}},
             },
             "parameters": workload.parameters_count,
+            **({"optimizer_parameters": updated} if updated and updated["tensors"] else {}),
             "versions": rundir.versions(),
             "cpu_count": os.cpu_count(),  # cores the run shared (the dataloader what-if's contention model)
             **rundir.summarize_steps(plain, profiled, plain_optimizer=plain_optimizer,

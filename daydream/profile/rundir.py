@@ -233,13 +233,17 @@ class OptimizerClock:
         from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
         self.total = 0.0
         self.started = None
+        self.depth = 0  # a wrapper optimizer's step() runs its inner optimizer's: time the outermost
         self.handles = [register_optimizer_step_pre_hook(self._pre), register_optimizer_step_post_hook(self._post)]
 
     def _pre(self, *_):
-        self.started = time.perf_counter()
+        if self.depth == 0:
+            self.started = time.perf_counter()
+        self.depth += 1
 
     def _post(self, *_):
-        if self.started is not None:
+        self.depth = max(self.depth - 1, 0)
+        if self.depth == 0 and self.started is not None:
             self.total += time.perf_counter() - self.started
             self.started = None
 
@@ -258,6 +262,18 @@ class OptimizerClock:
 
     def __exit__(self, *exc):
         self.remove()
+
+
+def optimizer_parameters(optimizers) -> dict:
+    """What the optimizers update each step, exactly (run.json `optimizer_parameters`): tensors,
+    elements and bytes of their distinct parameters that hold a gradient (frozen parameters stay
+    in a fine-tuning optimizer's groups but its step skips them), or that require one where no
+    gradient is set. Gradient accumulation repeats AccumulateGrad in the trace, so the trace's
+    shapes overcount (daydream.opts._structure.parameter_bytes)."""
+    params = list({id(p): p for o in optimizers for g in o.param_groups for p in g["params"]}.values())
+    updated = [p for p in params if p.grad is not None] or [p for p in params if p.requires_grad]
+    return {"tensors": len(updated), "elements": sum(p.numel() for p in updated),
+            "bytes": sum(p.numel() * p.element_size() for p in updated)}
 
 
 def summarize_steps(plain: list[float], profiled: list[float], plain_kinds: list[int] | None = None,

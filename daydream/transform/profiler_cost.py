@@ -54,8 +54,9 @@ the step difference D splits:
 (n_model, n_out: median over the window's steps of the events in CPU tasks of the forward or
 backward phase, and in the others; daydream.graph.phases). The optimizer step is the part of the
 rest that the run can time; data loading, zero_grad and the loop are Python of the same kind and
-are charged its rate. A negative part (noise between the two phases) or a region without events
-keeps one figure, with a note.
+are charged its rate. A negative part (noise between the two phases), an optimizer rate above
+RUN_SCALE_BAND's top times the calibration's mean cost per event (its medians are noise, as for
+the step's) or a region without events keeps one figure, with a note.
 """
 from __future__ import annotations
 
@@ -217,7 +218,8 @@ def event_cost_of(trace, graph=None) -> EventCost | None:
                          f"{scale:.2f}x the calibrated per-event cost, outside {low:g}-{high:g}x: the calibration "
                          "is used as it is")
     uniform = EventCost(dict.fromkeys(KINDS, per_event), "run", scale)
-    return uniform if graph is None else _split_at_model(trace, graph, run, profiled - plain, uniform)
+    calibrated_us = charged_ms * 1e3 / sum(n.values())
+    return uniform if graph is None else _split_at_model(trace, graph, run, profiled - plain, uniform, calibrated_us)
 
 
 def model_task_mask(graph) -> np.ndarray:
@@ -226,9 +228,12 @@ def model_task_mask(graph) -> np.ndarray:
     return np.isin(graph.column("phase"), (FORWARD, BACKWARD))
 
 
-def _split_at_model(trace, graph, run: dict, step_diff_ms: float, uniform: EventCost) -> EventCost:
+def _split_at_model(trace, graph, run: dict, step_diff_ms: float, uniform: EventCost,
+                    calibrated_us: float) -> EventCost:
     """The run's per-event cost split between forward/backward and the rest, where the run timed its
-    optimizer steps with and without the profiler (module docstring); else `uniform`."""
+    optimizer steps with and without the profiler (module docstring); else `uniform`. The optimizer's
+    rate is held to the band the step's is (RUN_SCALE_BAND x the calibration's mean per event,
+    `calibrated_us`): beyond it the two optimizer medians are noise, not the profiler."""
     timed = run.get("optimizer_step_ms") or {}
     opt_plain, opt_profiled = timed.get("plain_median"), timed.get("profiled_median")
     if opt_plain is None or opt_profiled is None:
@@ -243,6 +248,11 @@ def _split_at_model(trace, graph, run: dict, step_diff_ms: float, uniform: Event
     opt_diff = opt_profiled - opt_plain
     c_out = opt_diff * 1e3 / n_opt if n_opt > 0 else -1.0
     model_us = step_diff_ms * 1e3 - c_out * n_out
+    if c_out > RUN_SCALE_BAND[1] * calibrated_us:
+        return dataclasses.replace(uniform, note=(
+            f"one cost for every event: the optimizer steps took {opt_plain:.3f} ms without and {opt_profiled:.3f} "
+            f"ms with the profiler, {c_out:.2f} us for each of their {n_opt:.0f} events, above {RUN_SCALE_BAND[1]:g}x "
+            f"the calibrated {calibrated_us:.2f} us"))
     if n_opt <= 0 or n_model <= 0 or opt_diff < 0 or model_us <= 0:
         return dataclasses.replace(uniform, note=(
             f"one cost for every event: the optimizer steps took {opt_plain:.3f} ms without and {opt_profiled:.3f} "
