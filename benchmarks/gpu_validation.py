@@ -20,11 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-import pandas as pd
-
-from daydream import hardware
+from daydream import diff, hardware
 from daydream.graph.schema import GPU_TASK_TYPES
-from daydream.trace.events import PYTHON
 from daydream.sim import simulate
 from daydream.trace import load
 from daydream.transform.primitives import kernel_classes
@@ -86,22 +83,11 @@ def predict(base, device, host: float = 1.0) -> tuple:
     return w, w.predicted_ms
 
 
-def _python_medians(trace) -> pd.DataFrame:
-    ev, w = trace.events, trace.window
-    ts = ev["ts"].to_numpy()
-    m = (ev["kind"].to_numpy() == PYTHON) & (ts >= w.start) & (ts < w.end)
-    names = np.asarray(trace.names, dtype=object)[ev["name"].to_numpy()[m]]
-    return pd.Series(ev["dur"].to_numpy()[m]).groupby(names).agg(["median", "count"])
-
-
 def host_speed(base, target) -> float:
-    """How much faster the target trace's host runs the same Python (docs/optimizations/host.md):
-    the median over the Python functions both windows record at least 3 times of base median
-    duration / target median duration."""
-    a, b = _python_medians(load(SHARED / base)), _python_medians(load(SHARED / target))
-    j = a.merge(b, left_index=True, right_index=True, suffixes=("_base", "_target"))
-    j = j[(j["count_base"] >= 3) & (j["count_target"] >= 3) & (j["median_base"] > 0) & (j["median_target"] > 0)]
-    return float((j["median_base"] / j["median_target"]).median()) if len(j) else 1.0
+    """How much faster the target trace's host runs the same Python (daydream.diff.host_speed,
+    docs/optimizations/host.md); 1 where the two traces share too few functions."""
+    found = diff.host_speed(load(SHARED / base), load(SHARED / target))
+    return found["speed"] if found else 1.0
 
 
 def other_pair(label: str, device: str):

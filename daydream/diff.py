@@ -32,6 +32,10 @@ from daydream.sim import Timeline, simulate
 from daydream.trace import Trace
 from daydream.graph import build_graph
 
+# Host speed: functions recorded at least this often in both windows, and at least this many of
+# them before a median ratio is reported (docs/optimizations/host.md).
+HOST_MIN_CALLS = 3
+HOST_MIN_FUNCTIONS = 10
 CHANGE_PCT = 2.0     # below this relative change an item is `same` (run-to-run noise of a kernel)
 CHANGE_MIN_MS = 0.001  # ... and below 1 us per step as well
 
@@ -152,6 +156,37 @@ def _ranked(entries: list[dict]) -> list[dict]:
     return sorted(entries, key=lambda e: (-abs(e["delta_ms"]), e["name"]))
 
 
+def _median_durations(trace: Trace, kind: int) -> dict[str, tuple[float, int]]:
+    """{name: (median duration ns, calls)} of the events of `kind` inside the trace's window."""
+    ev, w = trace.events, trace.window
+    ts = ev["ts"].to_numpy()
+    m = (ev["kind"].to_numpy() == kind) & (ts >= w.start) & (ts < w.end)
+    codes, dur = ev["name"].to_numpy()[m], ev["dur"].to_numpy()[m].astype(float)
+    order = np.argsort(codes, kind="stable")
+    codes, dur = codes[order], dur[order]
+    keys, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    return {trace.names[k]: (float(np.median(dur[i:i + n])), int(n)) for k, i, n in zip(keys.tolist(), first, counts)}
+
+
+def host_speed(base: Trace, other: Trace) -> dict | None:
+    """How many times as fast OTHER's host runs the same host work as BASE's: the median, over the
+    functions both windows record at least HOST_MIN_CALLS times, of BASE's median duration over
+    OTHER's. Python functions where both traces recorded them (with_stack), else CPU operators
+    (dispatch plus, on a CPU trace, their kernels). None with fewer than HOST_MIN_FUNCTIONS shared.
+    Two traces of one job on two machines give the `host:speed=S` of moving between them
+    (docs/optimizations/host.md); on one machine it is ~1 unless the change slowed the host work
+    itself (DataLoader workers sharing the main process's caches, another process)."""
+    from daydream.trace.events import CPU_OP, PYTHON
+    for kind, label in ((PYTHON, "python"), (CPU_OP, "operators")):
+        a, b = _median_durations(base, kind), _median_durations(other, kind)
+        ratios = [a[n][0] / b[n][0] for n in set(a) & set(b)
+                  if min(a[n][1], b[n][1]) >= HOST_MIN_CALLS and a[n][0] > 0 and b[n][0] > 0]
+        if len(ratios) >= HOST_MIN_FUNCTIONS:
+            return {"speed": round(float(np.median(ratios)), 4), "functions": len(ratios), "from": label,
+                    "quartiles": [round(float(q), 4) for q in np.percentile(ratios, [25, 75])]}
+    return None
+
+
 def diff(base: Trace, other: Trace, base_timeline: Timeline | None = None,
          other_timeline: Timeline | None = None) -> dict:
     """The contract's `diff --json` object for two loaded traces."""
@@ -180,4 +215,5 @@ def diff(base: Trace, other: Trace, base_timeline: Timeline | None = None,
             "step_delta_pct": round(100 * step_delta / base.measured_ms, 3) if base.measured_ms else 0.0,
             "replay_delta_ms": round(to.per_step_ms - tb.per_step_ms, r),
             "largest": {"kind": "phase", **largest} if largest else None,
+            "host_speed": host_speed(base, other),
             "phases": phases, "operators": _ranked(operators), "kernels": kernels}

@@ -188,6 +188,31 @@ def test_diff_of_the_v100_pair_names_data_loading_first():
     top = d["operators"][0]
     assert top["name"].startswith("enumerate(DataLoader)") and top["status"] == "removed"
     assert {"added", "removed", "faster", "slower", "same"} >= {k["status"] for k in d["kernels"]}
+    # no Python stacks in these traces: the host speed comes from CPU operators; on one machine the
+    # 4-worker run's operators are slower (the workers' interference, docs/optimizations/dataloader.md)
+    host = d["host_speed"]
+    assert host["from"] == "operators" and host["functions"] >= 10 and 0.9 < host["speed"] < 0.99
+
+
+def test_diff_reads_the_host_speed_of_two_machines_off_their_python(monkeypatch):
+    """The H100 and MI300X machines run the same bert-small Python at 1.058x (median over the
+    functions both record; docs/validation.md); `gpu:target` + that `host:speed` is how the pair is
+    predicted across hosts. A trace against itself is exactly 1."""
+    from daydream.diff import host_speed
+    from daydream.trace import load
+    h100, mi300 = load(shared(BERT)), load(shared("tracelens/gaunernst_bert-small-uncased_mi300.json.gz"))
+    found = host_speed(h100, mi300)
+    assert found["from"] == "python" and found["speed"] == pytest.approx(1.058, abs=1e-3)
+    assert found["functions"] >= 10 and found["quartiles"][0] < found["speed"] < found["quartiles"][1]
+    assert host_speed(mi300, h100)["speed"] == pytest.approx(1 / 1.058, rel=0.05)
+    assert host_speed(h100, h100)["speed"] == 1.0
+    from daydream import diff as diff_module
+    monkeypatch.setattr(diff_module, "HOST_MIN_FUNCTIONS", 10 ** 6)
+    assert host_speed(h100, mi300) is None  # too few of either: no figure
+    monkeypatch.undo()
+    out = CliRunner().invoke(main, ["diff", str(shared(BERT)),
+                                    str(shared("tracelens/gaunernst_bert-small-uncased_mi300.json.gz"))]).output
+    assert "--opt host:speed=1.058" in " ".join(out.split())
 
 
 def test_diff_pairs_kernels_of_two_gpus_by_position():

@@ -68,6 +68,12 @@ def print_diff(out, d: dict, top: int = 10) -> None:
         lg = d["largest"]
         out.print(Text(f"largest change: the {lg['name']} phase, {lg['base_ms']:.3f} → {lg['other_ms']:.3f} ms/step "
                        f"({lg['delta_ms']:+.3f} ms)"))
+    if d.get("host_speed"):
+        h = d["host_speed"]
+        what = "Python functions" if h["from"] == "python" else "CPU operators"
+        out.print(Text(f"host: the same {what} run {h['speed']:.3f}x as fast in other (median of {h['functions']}, "
+                       f"quartiles {h['quartiles'][0]:.3f}-{h['quartiles'][1]:.3f}); across two machines that is "
+                       f"--opt host:speed={h['speed']:.3f}"))
     rows = [[p["name"], f"{p['base_ms']:.3f}", f"{p['other_ms']:.3f}", f"{p['delta_ms']:+.3f}"] for p in d["phases"]]
     out.print(fitted_table(out, "phases on the critical path (ms/step)", ["phase", "base", "other", "delta"], rows))
     rows = [[o["name"], o["status"], f"{o['base_ms']:.3f}", f"{o['other_ms']:.3f}", f"{o['delta_ms']:+.3f}"]
