@@ -106,7 +106,10 @@ def diff_page(d: dict) -> str:
             f"({html.escape(str(d['base_device']))})<br>other <code>{html.escape(str(d['other']))}</code> "
             f"({html.escape(str(d['other_device']))})</p>",
             _summary([("base", f"{d['base_ms']:.3f} ms/step"), ("other", f"{d['other_ms']:.3f} ms/step"),
-                      ("delta", f"{d['step_delta_ms']:+.3f} ms ({d['step_delta_pct']:+.1f}%)")])]
+                      ("delta", f"{d['step_delta_ms']:+.3f} ms ({d['step_delta_pct']:+.1f}%)")]
+                     + ([("host speed", f"{d['host_speed']['speed']:.3f}x ({d['host_speed']['functions']} "
+                                        f"{'Python functions' if d['host_speed']['from'] == 'python' else 'CPU operators'})")]
+                        if d.get("host_speed") else []))]
     phases = pd.DataFrame(d["phases"]).set_index("name")
     out = head + ["<h2 id=view-phases>Phases on the critical path</h2>",
                   _figure_html(grouped_figure("Phases (ms per step)", phases[["base_ms", "other_ms"]], "ms per step"),
