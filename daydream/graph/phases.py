@@ -21,7 +21,7 @@ UNSET = -1
 # Checked in this order; the first that matches a name decides.
 _RULES = [
     (COMMUNICATION, re.compile(r"nccl|rccl|c10d::|record_param_comms|gloo|all_?reduce|all_?gather|"
-                               r"reduce_?scatter|broadcast_(?!tensors|to\b|shapes)|alltoall|ProcessGroup", re.I)),
+                               r"reduce_?scatter|broadcast_(?!tensors|to|shape|arrays)|alltoall|ProcessGroup", re.I)),
     (OPTIMIZER, re.compile(r"^Optimizer\.|optimizer|_fused_adam|_fused_sgd|_foreach_|zero_grad", re.I)),
     (BACKWARD, re.compile(r"autograd::engine|Backward\d*$|backward", re.I)),
     (DATA, re.compile(r"DataLoader|dataloader|_next_data|data_load|## data|collate", re.I)),
