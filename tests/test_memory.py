@@ -253,3 +253,12 @@ def test_amp_bf16_cpu_conv_fallback_replaces_onednn_scratch_with_im2col_or_halve
     assert pred.peak_bytes == 8 * MIB + im2col
     kept, _ = predict(tl, [parse_opt("amp:dtype=bf16")], None, {**rec, "cpu_bf16_onednn": True})
     assert kept.peak_bytes == (8 + 2) * MIB  # oneDNN has bf16: activations and its bf16 scratch halve
+    # A script's recording has no convolution table: the unlabelled outputs of layers that save
+    # nothing for backward (a frozen backbone) and oneDNN's scratch are bf16 under autocast all the
+    # same; without bf16 kernels and without the table to size im2col by, nothing moves.
+    script, notes = predict(tl, [parse_opt("amp:dtype=bf16")], None, {"device": "cpu"})
+    assert script.peak_bytes == (8 + 2) * MIB and any("could not label" in n for n in notes)
+    slow, _ = predict(tl, [parse_opt("amp:dtype=bf16")], None, {"device": "cpu", "cpu_bf16_onednn": False})
+    assert slow.bytes[:, COL["unknown"]].max() == 4 * MIB
+    gpu, _ = predict(tl, [parse_opt("amp:dtype=bf16")], None, {"device": "cuda:0"})
+    assert gpu.bytes[:, COL["unknown"]].max() == 4 * MIB  # cuDNN's workspace: not measured, unchanged

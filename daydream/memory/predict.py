@@ -113,20 +113,28 @@ def _cpu_conv_fallback(st: State) -> None:
     that scratch is gone and the largest column buffer takes its place while activations are live
     (a convolution runs at every stage of a conv net's forward and backward). Needs the recording's
     `convolutions` table and `cpu_bf16_onednn` flag (memory.json.gz); GPUs use cuDNN, unchanged.
-    Where oneDNN has bf16 kernels, its scratch (unknown above that level) is bf16 and halves."""
+    Where oneDNN has bf16 kernels (or the recording does not say), what is unknown above that level
+    while activations are live -- its scratch and the outputs of layers that save nothing for
+    backward -- is bf16 and halves."""
     rec = st.recording
     convs = rec.get("convolutions") or []
-    if str(rec.get("device", "")).split(":")[0] != "cpu" or not convs:
+    if str(rec.get("device", "")).split(":")[0] != "cpu" or not st.active.any():
         return
     unknown = st.col("unknown")
-    floor = float(unknown[st.active].min()) if st.active.any() else 0.0
+    floor = float(unknown[st.active].min())
     if rec.get("cpu_bf16_onednn", True):
-        # oneDNN's scratch (reordered activations, workspaces) is in the compute dtype: it halves too
-        # (measured on the memory_validation cnn, AVX512-BF16 EPYC: 8.47 -> 4.57 MB at the peak)
+        # what the profiler cannot tie to autograd while activations are live is in the compute
+        # dtype: oneDNN's scratch (reordered activations, workspaces) and the outputs of layers that
+        # save nothing for backward (a frozen backbone's convolutions); it halves too. Measured on the
+        # memory_validation cnn (AVX512-BF16 EPYC: 8.47 -> 4.57 MB at the peak) and a user's
+        # fine-tuning script with a frozen conv backbone (16.6 -> 9.0 MiB at its largest).
         above = np.maximum(unknown[st.active] - floor, 0)
         st.bytes[st.active, COL["unknown"]] = floor + 0.5 * above
-        st.notes.append(f"amp:bf16: the recording CPU's oneDNN has bf16 kernels; its scratch (unknown above "
-                        f"{floor / 2**20:.1f} MiB) halves with the activations")
+        st.notes.append(f"amp:bf16: the recording CPU's oneDNN has bf16 kernels; what the profiler could not "
+                        f"label while activations are live (unknown above {floor / 2**20:.1f} MiB: its scratch, "
+                        "outputs of layers that save nothing for backward) halves with the activations")
+        return
+    if not convs:
         return
     workspace = max(im2col_bytes(c) for c in convs)
     st.bytes[st.active, COL["unknown"]] = np.minimum(unknown[st.active], floor)

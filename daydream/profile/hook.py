@@ -267,7 +267,10 @@ class _ScriptProfiler:
             info["profiled_steps"] = rundir.export_trace(self.prof, staging, keep_steps=kept)
             if calibration is not None:  # at the run's own shapes, read from the trace just written
                 calibration.update(shapes.measure_run_shapes_or_note(load, staging / "trace.json.gz"))
-            error = rundir.export_memory(self.prof, staging, self.device, None)
+            recording = None
+            if self.device == "cpu":  # what memory's amp needs to know (daydream.memory.predict)
+                recording = {"cpu_bf16_onednn": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}
+            error = rundir.export_memory(self.prof, staging, self.device, None, recording=recording)
             info["files"] = {"trace": "trace.json.gz", "memory": None if error else "memory.json.gz"}
             if error:
                 info["memory_error"] = error
