@@ -262,3 +262,32 @@ def test_amp_bf16_cpu_conv_fallback_replaces_onednn_scratch_with_im2col_or_halve
     assert slow.bytes[:, COL["unknown"]].max() == 4 * MIB
     gpu, _ = predict(tl, [parse_opt("amp:dtype=bf16")], None, {"device": "cuda:0"})
     assert gpu.bytes[:, COL["unknown"]].max() == 4 * MIB  # cuDNN's workspace: not measured, unchanged
+
+
+def test_step_tensors_torch_files_as_parameters_are_relabelled_and_steps_found_once():
+    """torch's memory profiler files some tensors of the step under `parameter`: a compiled
+    forward's saved outputs, a for-loop Adam's sqrt denominators, the logits a step returns. A
+    parameter outlives the step; these are activations (made outside the optimizer) or temporaries
+    (inside it). A for-loop optimizer's temporary labelled activation does not split its step."""
+    from daydream.memory.timeline import COL, from_raw_rows
+    P, S, T, A, G = 0, 1, 3, 4, 5  # torch's category indices
+    rows = [[-1, 1, 512, P], [-1, 1, 1024, P],
+            [10, 2, 100, A], [11, 2, 2048, P], [12, 2, 4096, P],          # forward: saved output, logits 1
+            [20, 2, 512, G], [21, 2, 1024, G], [22, 4, -2048, P], [23, 4, -100, A],  # backward
+            [30, 2, 512, S], [31, 3, -512, P], [31, 3, 512, P],           # optimizer step 1, parameter 1
+            [32, 2, 64, A], [33, 4, -64, A],                              # a temporary torch calls activation
+            [34, 2, 1024, S], [35, 2, 1024, P], [36, 4, -1024, P],        # parameter 2: its sqrt denominator
+            [37, 3, -1024, P], [37, 3, 1024, P],
+            [40, 2, 100, A], [41, 2, 4096, P], [42, 4, -4096, P],         # step 2: logits 2, logits 1 freed
+            [50, 3, -512, G], [50, 3, 512, G], [51, 4, -100, A],
+            [60, 3, -512, S], [60, 3, 512, S], [61, 3, -512, P], [61, 3, 512, P]]
+    tl = from_raw_rows(rows, "synthetic")
+    assert tl.optimizer == [(30, 37), (60, 61)]
+    param = dict(zip(tl.times.tolist(), tl.bytes[:, COL["parameter"]].tolist()))
+    assert all(v == 1536 for t, v in param.items() if t < 41)  # the parameters, and only them
+    assert param[41] == param[61] == 1536 + 4096  # logits 2, alive at the end: torch's label kept
+    temporary = dict(zip(tl.times.tolist(), tl.bytes[:, COL["temporary"]].tolist()))
+    assert temporary[35] == 1024 and max(temporary.values()) == 1024
+    activation = dict(zip(tl.times.tolist(), tl.bytes[:, COL["activation"]].tolist()))
+    assert activation[12] == 100 + 2048 + 4096 and activation[22] == 100 + 4096 and activation[42] == 100
+    assert sorted(tl.param_tensors.tolist()) == [512, 1024, 4096]

@@ -379,9 +379,14 @@ def test_unprofiled_step_time_in_analyze_and_whatif(resnet_run):
     result = whatif(trace, ["fused-optimizer"]).to_json()
     graph = build_graph(trace)
     cost = overhead.event_cost_of(trace, graph)
-    # A fresh run times its optimizer steps; whether they split the cost depends on two steps'
-    # timing noise (a negative part keeps one cost, with a note), so both are valid here.
-    assert cost.outside_model_us is not None or "one cost for every event" in (cost.note or "")
+    # A fresh run times its optimizer steps; whether they split the cost depends on the steps' timing
+    # noise, so three outcomes are valid here, each named: the split; one cost for the step, with a
+    # note (a negative part, or an optimizer rate out of band); the calibration as it is, with a note
+    # (the step medians themselves out of band, as on a host loaded by the parallel test workers).
+    split = cost.outside_model_us is not None
+    one_cost = cost.source == "run" and "one cost for every event" in (cost.note or "")
+    calibration = cost.source == "calibration" and "the calibration is used as it is" in (cost.note or "")
+    assert split or one_cost or calibration, cost
     assert "optimizer_step_ms" in trace.run
     removed_ms = overhead.profiler_cost_ns(graph, cost.us_per_event, cost.outside_model_us)[
         graph.column("in_window")].sum() / 1e6 / trace.steps
