@@ -270,7 +270,7 @@ def test_step_tensors_torch_files_as_parameters_are_relabelled_and_steps_found_o
     parameter outlives the step; these are activations (made outside the optimizer) or temporaries
     (inside it). A for-loop optimizer's temporary labelled activation does not split its step."""
     from daydream.memory.timeline import COL, from_raw_rows
-XX
+    P, S, A, G = 0, 1, 4, 5  # torch's category indices: parameter, optimizer state, activation, gradient
     rows = [[-1, 1, 512, P], [-1, 1, 1024, P],
             [10, 2, 100, A], [11, 2, 2048, P], [12, 2, 4096, P],          # forward: saved output, logits 1
             [20, 2, 512, G], [21, 2, 1024, G], [22, 4, -2048, P], [23, 4, -100, A],  # backward
