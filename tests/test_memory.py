@@ -284,10 +284,61 @@ def test_step_tensors_torch_files_as_parameters_are_relabelled_and_steps_found_o
     tl = from_raw_rows(rows, "synthetic")
     assert tl.optimizer == [(30, 37), (60, 61)]
     param = dict(zip(tl.times.tolist(), tl.bytes[:, COL["parameter"]].tolist()))
-    assert all(v == 1536 for t, v in param.items() if t < 41)  # the parameters, and only them
-    assert param[41] == param[61] == 1536 + 4096  # logits 2, alive at the end: torch's label kept
+    assert set(param.values()) == {1536}  # the parameters, and only them
     temporary = dict(zip(tl.times.tolist(), tl.bytes[:, COL["temporary"]].tolist()))
     assert temporary[35] == 1024 and max(temporary.values()) == 1024
     activation = dict(zip(tl.times.tolist(), tl.bytes[:, COL["activation"]].tolist()))
-    assert activation[12] == 100 + 2048 + 4096 and activation[22] == 100 + 4096 and activation[42] == 100
-    assert sorted(tl.param_tensors.tolist()) == [512, 1024, 4096]
+    # logits 2 is alive at the end: made after training began, between optimizer steps, an activation
+    assert activation[12] == 100 + 2048 + 4096 and activation[22] == 100 + 4096 and activation[42] == 100 + 4096
+    assert sorted(tl.param_tensors.tolist()) == [512, 1024]
+    # a tensor labelled parameter made before the first optimizer step and never freed (a model built
+    # while recording) keeps torch's label
+    late = from_raw_rows([[5, 2, 256, P]] + rows, "synthetic")
+    assert set(late.bytes[late.times >= 5, COL["parameter"]].tolist()) == {1536 + 256}
+
+
+def test_amp_keeps_what_autocasts_fp32_ops_make_at_four_bytes():
+    """Under autocast a loss runs in fp32 (cross_entropy_loss is on its fp32 list): the log-softmax it
+    saves and the gradient its backward makes stay 4 bytes an element; the rest halves. Tensors
+    made inside the fp32 spans are followed to their destruction by category and size."""
+    from daydream.memory.timeline import COL, from_raw_rows
+    A, D = 4, 6  # torch's category indices: activation, autograd_detail
+    rows = [[-1, 1, 1000, 0],
+            [10, 2, 800, A],                       # forward activations: halve
+            [20, 2, 400, A],                       # inside the loss (20-30): the log-softmax, kept
+            [40, 2, 400, D], [45, 4, -400, A],     # the loss's backward (40-50) makes a gradient: kept
+            [60, 4, -400, D], [70, 4, -800, A]]
+    tl = from_raw_rows(rows, "synthetic", (np.array([20, 40]), np.array([30, 50])))
+    fp32 = dict(zip(tl.times.tolist(), tl.fp32.sum(axis=1).tolist()))
+    assert fp32 == {10: 0, 20: 400, 40: 800, 45: 400, 60: 0, 70: 0}
+    pred, notes = predict(tl, [parse_opt("amp:dtype=bf16")], None, {"device": "cuda:0"})
+    act = dict(zip(tl.times.tolist(), pred.bytes[:, COL["activation"]].tolist()))
+    detail = dict(zip(tl.times.tolist(), pred.bytes[:, COL["autograd_detail"]].tolist()))
+    assert act[20] == 400 + 400 and act[45] == 400 and detail[40] == 400
+    assert any("made inside autocast's fp32 ops" in n for n in notes)
+    plain, _ = predict(from_raw_rows(rows, "synthetic"), [parse_opt("amp:dtype=bf16")], None, {"device": "cuda:0"})
+    assert plain.bytes[:, COL["activation"]].max() == 600  # without the spans everything halves
+
+
+def test_fp32_spans_follow_a_loss_into_its_backward():
+    """A committed CPU run of BERT: cross-entropy's forward, and the backward nodes of the ops run
+    inside it (found by sequence number), are fp32 spans; nothing else is."""
+    from daydream.memory.autocast import fp32_spans
+    from daydream.trace import load
+    from daydream.trace.events import CPU_OP
+    trace = load(Path(__file__).resolve().parents[1] / "traces" / "pairs" / "cpu" / "bert" / "base")
+    starts, ends = fp32_spans(trace, "cpu")
+    ev = trace.events
+    names = np.asarray(trace.names, dtype=object)[ev["name"].to_numpy()]
+    ts = ev["ts"].to_numpy()
+    op = ev["kind"].to_numpy() == CPU_OP
+    losses = np.flatnonzero(op & (names == "aten::cross_entropy_loss"))
+    assert len(losses) and len(starts) >= 2 * len(losses)  # each loss and its backward nodes
+    for i in losses:
+        k = np.searchsorted(starts, ts[i], side="right") - 1
+        assert starts[k] == ts[i]
+    nodes = np.flatnonzero(op & np.isin(names, ["NllLossBackward0", "LogSoftmaxBackward0"]))
+    assert len(nodes) and all(((starts <= ts[i]) & (ts[i] <= ends)).any() for i in nodes)
+    linear = np.flatnonzero(op & (names == "aten::linear"))
+    assert not any(((starts <= ts[i]) & (ts[i] <= ends)).any() for i in linear)
+    assert len(fp32_spans(trace, "cuda")[0]) > len(starts)  # on a GPU layer norm and softmax too

@@ -579,3 +579,14 @@ def test_optimizer_clock_times_a_wrapper_optimizer_once_and_whole():
         ms = clock.take()
         assert clock.depth == 0
     assert 20 <= ms < 1000
+
+
+def test_memory_amp_finds_the_loss_on_the_runs_own_clock(resnet_run):
+    """A run's memory rows share the trace's clock (base_time_ns): the memory amp model finds its
+    cross-entropy loss and the loss's backward there and keeps what they make at 4 bytes."""
+    from daydream.memory import memory
+    out, _ = resnet_run
+    report = memory(out, ["amp"])
+    assert report.measured.fp32 is not None and report.measured.fp32.max() > 0
+    assert any("made inside autocast's fp32 ops" in n for n in report.model_notes)
+    assert memory(out).measured.fp32 is None  # found only for amp

@@ -175,9 +175,9 @@ def _sniff(path: Path) -> str:
     return "trace"
 
 
-def _memory_doc(doc, source: str) -> tuple[Timeline, dict, str | None, dict]:
+def _memory_doc(doc, source: str, fp32_spans: tuple | None = None) -> tuple[Timeline, dict, str | None, dict]:
     """-> (timeline, layer table, device, recording facts for the models: device, convolutions,
-    cpu_bf16_onednn)."""
+    cpu_bf16_onednn). `fp32_spans`: autocast's fp32 ops on the rows' clock (timeline.from_raw_rows)."""
     if isinstance(doc, list):
         return from_raw_rows(doc, source), {}, None, {}
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
@@ -198,8 +198,8 @@ def _memory_doc(doc, source: str) -> tuple[Timeline, dict, str | None, dict]:
     recording = {"device": doc.get("device"), "convolutions": convs}
     if "cpu_bf16_onednn" in doc:
         recording["cpu_bf16_onednn"] = bool(doc["cpu_bf16_onednn"])
-    return (from_raw_rows(rows, source), {str(k): float(v) for k, v in layers.items()}, doc.get("device"),
-            recording)
+    return (from_raw_rows(rows, source, fp32_spans), {str(k): float(v) for k, v in layers.items()},
+            doc.get("device"), recording)
 
 
 def _torch_names():
@@ -224,8 +224,10 @@ def _canon(name) -> str:
     return "unknown" if n in ("none", "null", "") else n
 
 
-def _load(source, step_annotation=None):
-    """-> (Timeline, layers, device, capacity, rank, rank peaks, recording facts)."""
+def _load(source, step_annotation=None, fp32: bool = False):
+    """-> (Timeline, layers, device, capacity, rank, rank peaks, recording facts). `fp32`: find the
+    bytes autocast would keep in fp32 (daydream.memory.autocast), where the memory rows and the
+    trace share a clock."""
     from daydream import trace as trace_mod
     if isinstance(source, trace_mod.Trace):
         tr = source
@@ -234,10 +236,17 @@ def _load(source, step_annotation=None):
         if not p.exists():
             raise DaydreamError(f"{p}: no such file or directory")
         if p.is_dir() and (p / "memory.json.gz").exists():
-            tl, layers, device, rec = _memory_doc(_read_json(p / "memory.json.gz"), str(p / "memory.json.gz"))
+            doc = _read_json(p / "memory.json.gz")
+            tr = trace_mod.load(p, step_annotation) if (p / "trace.json.gz").exists() else None
+            spans = None
+            if fp32 and tr is not None and isinstance(doc, dict) and doc.get("aligned_with_trace") \
+                    and isinstance(doc.get("base_time_ns"), int):
+                from daydream.memory.autocast import fp32_spans
+                starts, ends = fp32_spans(tr, str(doc.get("device") or tr.device))
+                spans = (starts + doc["base_time_ns"], ends + doc["base_time_ns"])
+            tl, layers, device, rec = _memory_doc(doc, str(p / "memory.json.gz"), spans)
             props, name = [], device
-            if (p / "trace.json.gz").exists():
-                tr = trace_mod.load(p, step_annotation)
+            if tr is not None:
                 # The GPU's name (for its capacity) rather than memory.json.gz's "cuda:0".
                 props, name = tr.device_properties, tr.device if tr.device != "cpu" else (device or "cpu")
             name = str(name or "unknown device")
@@ -261,7 +270,8 @@ def memory(source, opts=(), step_annotation: str | None = None) -> MemoryReport:
     """Measured memory breakdown of `source` (path or `daydream.trace.Trace`), predicted under
     `opts` (OptChoice or `--opt` strings) applied in order."""
     choices = [o if isinstance(o, OptChoice) else parse_opt(o) for o in opts]
-    tl, layers, device, capacity, rank, peaks, recording = _load(source, step_annotation)
+    tl, layers, device, capacity, rank, peaks, recording = _load(source, step_annotation,
+                                                                 fp32=any(o.name == "amp" for o in choices))
     if str(device).lower().startswith("cpu"):  # refused as `whatif` refuses them
         for o in choices:
             if o.name in GPU_ONLY:

@@ -39,6 +39,7 @@ class State:
     act_elem_bytes: float = 4.0
     recording: dict = field(default_factory=dict)  # device, convolutions, cpu_bf16_onednn (memory doc)
     notes: list = field(default_factory=list)
+    fp32: np.ndarray | None = None  # like `bytes`: made inside autocast's fp32 ops (memory/autocast.py)
 
     def col(self, name):
         return self.bytes[:, COL[name]]
@@ -46,6 +47,8 @@ class State:
     def scale(self, names, factor):
         for n in names:
             self.bytes[:, COL[n]] *= factor
+            if self.fp32 is not None:
+                self.fp32[:, COL[n]] *= factor
 
     def add(self, name, amount, mask):
         self.bytes[mask, COL[name]] += amount
@@ -63,7 +66,8 @@ def initial_state(tl: Timeline, layers: dict | None, recording: dict | None = No
     per_step = int(tl.activation_tensors) // max(len(tl.optimizer), 1)
     return State(tl.bytes.astype(np.float64), active, spans,
                  np.asarray(tl.param_tensors, np.float64), dict(layers or {}), per_step,
-                 recording=dict(recording or {}))
+                 recording=dict(recording or {}),
+                 fp32=None if tl.fp32 is None else np.minimum(tl.fp32, tl.bytes).clip(0).astype(np.float64))
 
 
 def _params_total(st: State) -> float:
@@ -75,12 +79,20 @@ def amp(st: State, dtype: str) -> None:
     outputs and the tensors saved from them are 16-bit, so activations, autograd intermediates and
     temporaries halve (4 -> 2 bytes); inputs arrive from the data loader in fp32 and stay; fp32
     master parameters, their gradients and the optimizer state stay; plus one 16-bit copy of the
-    weights (0.5 x parameter bytes) while activations are live: autocast caches the cast of each
-    weight for the forward and the GEMM saves it for the backward."""
+    weight for the forward and the GEMM saves it for the backward. Where the recording shares a
+    clock with its trace, what autocast's fp32-policy ops make (a loss's log-softmax and its
+    gradient, daydream.memory.autocast) stays 4 bytes an element."""
     if st.act_elem_bytes <= 2:
         st.notes.append(f"amp:{dtype}: activations already 16-bit; unchanged")
         return
-    st.scale(("activation", "temporary", "autograd_detail"), 0.5)
+    halved = ("activation", "temporary", "autograd_detail")
+    kept = np.zeros(len(st.bytes)) if st.fp32 is None else st.fp32[:, [COL[c] for c in halved]].sum(axis=1)
+    for c in halved:
+        fp32 = 0.0 if st.fp32 is None else st.fp32[:, COL[c]]
+        st.bytes[:, COL[c]] = fp32 + 0.5 * (st.bytes[:, COL[c]] - fp32)
+    if kept.any():
+        st.notes.append(f"amp:{dtype}: up to {kept.max() / 2**20:.1f} MiB made inside autocast's fp32 ops "
+                        "(losses; on GPUs also norms and softmax) kept at 4 bytes")
     st.layers = {k: v * 0.5 for k, v in st.layers.items()}
     st.act_elem_bytes = 2.0
     copies = 0.5 * _params_total(st)

@@ -47,6 +47,7 @@ class Timeline:
     param_tensors: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     activation_tensors: int = 0
     notes: list = field(default_factory=list)
+    fp32: np.ndarray | None = None  # like `bytes`: the part made inside autocast's fp32 ops (autocast.py)
 
     @property
     def total(self) -> np.ndarray:
@@ -98,8 +99,9 @@ def coalesce(ts: np.ndarray, cols: np.ndarray, delta: np.ndarray) -> tuple[np.nd
     return ts[last], live[last]
 
 
-def from_raw_rows(rows, source: str) -> Timeline:
-    """torch.profiler `export_memory_timeline_raw` rows -> Timeline."""
+def from_raw_rows(rows, source: str, fp32_spans: tuple | None = None) -> Timeline:
+    """torch.profiler `export_memory_timeline_raw` rows -> Timeline. With `fp32_spans` ((starts,
+    ends) on the rows' clock, daydream.memory.autocast), also the bytes made inside them."""
     try:
         arr = np.asarray(rows, dtype=np.int64)
     except (TypeError, ValueError, OverflowError):
@@ -124,7 +126,27 @@ def from_raw_rows(rows, source: str) -> Timeline:
     tl = Timeline(times, live, source, optimizer=spans,
                   param_tensors=params,
                   activation_tensors=int(((cols == COL["activation"]) & (action == CREATE)).sum()))
+    if fp32_spans is not None:
+        tl.fp32 = coalesce(ts, cols, made_inside(ts, action, delta, cols, *fp32_spans))[1]
     return tl
+
+
+def made_inside(ts, action, delta, cols, starts, ends) -> np.ndarray:
+    """Per row, the signed bytes of tensors created inside one of the spans (sorted, disjoint):
+    their creation and, matched by category and size to the oldest such tensor alive (rows carry
+    no tensor id), their destruction; 0 for every other row."""
+    k = np.searchsorted(starts, ts, side="right") - 1
+    inside = (k >= 0) & (ts <= ends[np.maximum(k, 0)]) if len(starts) else np.zeros(len(ts), bool)
+    out = np.zeros(len(ts), np.int64)
+    alive: dict[tuple, list] = {}
+    for i in np.flatnonzero((action == CREATE) | (action == DESTROY)).tolist():
+        key = (int(cols[i]), abs(int(delta[i])))
+        if action[i] == CREATE:
+            alive.setdefault(key, []).append(bool(inside[i]))
+            out[i] = delta[i] if inside[i] else 0
+        elif alive.get(key) and alive[key].pop(0):
+            out[i] = delta[i]
+    return out
 
 
 def live_parameter_tensors(action: np.ndarray, delta: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -155,8 +177,10 @@ def relabel_step_parameters(ts, action, delta, cols, spans) -> np.ndarray:
     19.6 MiB at the peak for 3.55 MiB of parameters). A parameter outlives the step it is used in;
     rows carry no tensor id, so a destroy ends the oldest live tensor of its size that was created
     during the recording (one step's logits die when the next step's exist), and a tensor alive
-    before it (a parameter) only where none was. One created and still alive at the end keeps
-    torch's label. Returns the new column per row."""
+    before it (a parameter) only where none was. One created and still alive at the end is an
+    activation where it was made between optimizer steps after the first began (the last step's
+    logits); made before training (a model built while recording) it keeps torch's label. Returns
+    the new column per row."""
     cols = cols.copy()
     param = COL["parameter"]
     rows = np.flatnonzero((cols == param) & (action != INCREMENT_VERSION))
@@ -172,6 +196,12 @@ def relabel_step_parameters(ts, action, delta, cols, spans) -> np.ndarray:
             k = np.searchsorted(starts, ts[born], side="right") - 1
             in_step = k >= 0 and ts[born] <= ends[k]
             cols[born] = cols[i] = COL["temporary"] if in_step else COL["activation"]
+    # still alive at the end, made outside an optimizer step after training began: a step's output
+    # (the last step's logits), not a parameter built late
+    for i in (i for left in created.values() for i in left):
+        k = np.searchsorted(starts, ts[i], side="right") - 1
+        if k >= 0 and ts[i] > ends[k]:
+            cols[i] = COL["activation"]
     return cols
 
 
