@@ -1,0 +1,65 @@
+"""Memory amp on users' own scripts: the fp32 run's predicted peak under `--opt amp` against the
+peak the same script records under `torch.autocast("cpu", torch.bfloat16)` (docs/memory.md).
+
+    python benchmarks/memory_scripts.py
+
+Each script is profiled twice with `daydream profile` (its memory timeline shares the trace's
+clock, so autocast's fp32-policy ops are found: daydream/memory/autocast.py), once as written and
+once with `--amp`; `daydream.memory.memory(fp32_run, ["amp"])` predicts the second from the
+first. Memory is deterministic for a script, so one run each. Scripts (benchmarks/scripts/): a
+GPT-style LM (2048-token vocabulary) eager and `torch.compile`d, an LSTM language model with tied
+embeddings, a CNN fine-tuned with a frozen backbone and a CPU augmentation pipeline. Prints the
+predicted and measured peaks, the error, and the prediction without the fp32 spans (every
+activation halved), side by side.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "benchmarks" / "scripts"
+CASES = (("gpt_lm", "gpt_lm.py", []), ("gpt_lm compiled", "gpt_lm.py", ["--compile"]),
+         ("lstm_lm", "lstm_lm.py", []), ("frozen_backbone", "frozen_backbone.py", []))
+MIB = 2 ** 20
+
+
+def profile(out: Path, script: str, args: list[str]) -> Path:
+    cmd = [sys.executable, "-c", "from daydream.cli import main; main()", "profile", "--out", str(out), "--json", "--",
+           sys.executable, str(SCRIPTS / script), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=out.parent, timeout=600)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return out
+
+
+def main():
+    import daydream.memory as memory_module
+    from daydream.memory import memory
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, script, args in CASES:
+            base = profile(Path(tmp) / f"{label.replace(' ', '_')}_fp32", script, args)
+            amp = profile(Path(tmp) / f"{label.replace(' ', '_')}_amp", script, [*args, "--amp"])
+            predicted = memory(base, ["amp"]).predicted.peak_bytes
+            measured = memory(amp).measured.peak_bytes
+            keep = memory_module.from_raw_rows
+            try:  # the same prediction without autocast's fp32 spans: every activation halved
+                memory_module.from_raw_rows = lambda rows, source, fp32_spans=None: keep(rows, source)
+                halved = memory(base, ["amp"]).predicted.peak_bytes
+            finally:
+                memory_module.from_raw_rows = keep
+            rows.append((label, memory(base).measured.peak_bytes, measured, predicted, halved))
+            print(f"{label}: done", file=sys.stderr)
+    print("| script | fp32 peak MiB | amp measured MiB | predicted MiB | error % | all halved MiB | error % |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for label, base, measured, predicted, halved in rows:
+        print(f"| {label} | {base / MIB:.1f} | {measured / MIB:.1f} | {predicted / MIB:.1f} | "
+              f"{100 * (predicted - measured) / measured:+.1f} | {halved / MIB:.1f} | "
+              f"{100 * (halved - measured) / measured:+.1f} |")
+
+
+if __name__ == "__main__":
+    main()
