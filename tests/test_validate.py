@@ -85,3 +85,24 @@ def test_validate_truncated_trace_exits_2(pair, tmp_path):
     bad.write_text('{"traceEvents": [')
     res = CliRunner().invoke(main, ["validate", str(pair[0]), str(bad), "--opt", "dataloader", "--json"])
     assert res.exit_code == 2
+
+
+def test_validate_compares_the_plain_steps_where_both_runs_timed_them(pair):
+    """Two `daydream profile` runs carry plain (unprofiled) step medians: the predicted unprofiled
+    speedup is applied to BASE's and compared with OPTIMIZED's. Plain trace files have none."""
+    from pathlib import Path
+    from daydream.trace import load
+    from daydream.whatif import whatif
+    runs = Path(__file__).resolve().parents[1] / "traces" / "pairs" / "cpu" / "llama"
+    out = validate(str(runs / "base"), str(runs / "fused-optimizer"), ["fused-optimizer"])
+    plain = out["without_profiler"]
+    base, opt = load(runs / "base").run["plain_step_ms"], load(runs / "fused-optimizer").run["plain_step_ms"]
+    w = whatif(load(runs / "base"), ["fused-optimizer"])
+    assert plain["base_plain_ms"] == pytest.approx(base) and plain["optimized_plain_ms"] == pytest.approx(opt)
+    assert plain["predicted_speedup"] == pytest.approx(w.unprofiled_ms / w.predicted_unprofiled_ms, rel=1e-5)
+    assert plain["predicted_ms"] == pytest.approx(base / plain["predicted_speedup"], rel=1e-5)
+    assert plain["error_pct"] == pytest.approx(100 * abs(plain["predicted_ms"] - opt) / opt, rel=1e-3)
+    res = CliRunner().invoke(main, ["validate", str(runs / "base"), str(runs / "fused-optimizer"),
+                                    "--opt", "fused-optimizer"])
+    assert res.exit_code == 0 and "predicted, no profiler" in res.output and "without the profiler" in res.output
+    assert validate(str(pair[0]), str(pair[1]), ["dataloader:workers=2"])["without_profiler"] is None

@@ -51,8 +51,18 @@ def validate(base, optimized, opts, as_json, step_annotation, workers, scheduler
     table.add_row("optimized measured", f"{data['optimized_measured_ms']:.3f}", f"{data['measured_speedup']:.3f}",
                   "base measured")
     table.add_row("predicted", f"{data['predicted_ms']:.3f}", f"{data['predicted_speedup']:.3f}", "base replay")
+    plain = data.get("without_profiler")
+    if plain:
+        table.add_section()
+        table.add_row("base, no profiler", f"{plain['base_plain_ms']:.3f}", "", "")
+        table.add_row("optimized, no profiler", f"{plain['optimized_plain_ms']:.3f}",
+                      f"{plain['measured_speedup']:.3f}", "base, no profiler")
+        table.add_row("predicted, no profiler", f"{plain['predicted_ms']:.3f}", f"{plain['predicted_speedup']:.3f}",
+                      "base, no profiler")
     print_whole(out, table)
-    out.print(f"error: [bold]{data['error_pct']:.2f}%[/] of the measured optimized step time")
+    out.print(f"error: [bold]{data['error_pct']:.2f}%[/] of the measured optimized step time"
+              + (f"; without the profiler (median plain steps of both runs) [bold]{plain['error_pct']:.2f}%[/]"
+                 if plain else ""))
     for note in data["notes"]:
         out.print(f"[yellow]note:[/] {escape_markup(note, NOTE_CHARS)}")
     for warning in data["warnings"]:
