@@ -141,3 +141,13 @@ def test_profile_suite_model_on_two_ranks_is_a_job(tmp_path):
     assert (m["peak_bytes"], m["at_peak"]) == (top["peak_bytes"], top["at_peak"]) and m["peak_bytes"] == max(
         v["peak_bytes"] for v in each.values())
     assert m["at_peak"]["parameter"] > 0  # memory.json.gz: allocated before profiling began, too
+    # each rank carries its run.json (calibrations, plain steps), as a single run directory does: the
+    # CPU amp model then prices with the run's measured bf16 speedups, not the hardware table
+    from daydream.job.sources import load_rank, rank_sources
+    sources = rank_sources(out)
+    assert [load_rank(s).run == json.loads((out / f"rank{i}" / "run.json").read_text())
+            for i, s in enumerate(sources)] == [True, True]
+    r = run("suggest", out, "--json")
+    assert r.exit_code == 0, r.output
+    amp = next(x for x in json.loads(r.output)["suggestions"] if x["name"] == "amp")
+    assert not any("not a `daydream profile` CPU run directory" in n for n in amp["notes"]), amp["notes"]

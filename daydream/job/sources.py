@@ -110,7 +110,15 @@ def load_rank(src: RankSource, rank: int | None = None, step_annotation: str | N
     raw = read_rank(src)
     if rank is not None:
         raw.rank = rank
-    return from_raw([raw], src.label, step_annotation)
+    trace = from_raw([raw], src.label, step_annotation)
+    run_dir = Path(src.path) if Path(src.path).is_dir() else Path(src.path).parent
+    if src.member is None and (run_dir / "run.json").is_file() and (run_dir / "trace.json.gz").is_file():
+        # a rank of a multi-rank `daydream profile` run: its run.json (calibrations, plain steps)
+        # goes with it, as `daydream.trace.load` gives it to a single run directory
+        from daydream.trace import _read_run_json, _run_warnings
+        trace.run_dir, trace.run = run_dir, _read_run_json(run_dir)
+        trace.warnings.extend(_run_warnings(trace))
+    return trace
 
 
 __all__ = ["RankSource", "rank_sources", "read_rank", "load_rank", "streamed"]

@@ -202,7 +202,8 @@ def gemm_factors(cal: dict, flops: np.ndarray) -> np.ndarray | None:
     if None in lines:
         return None
     (c32, r32), (c16, r16) = lines
-    return (c16 + flops / r16) / (c32 + flops / r32)
+    fp32 = c32 + flops / r32  # 0 for a call of no FLOPs when the fp32 line's intercept is clamped to 0
+    return np.divide(c16 + flops / r16, fp32, out=np.full(len(fp32), np.nan), where=fp32 > 0)
 
 
 def cpu_classes(graph, info) -> np.ndarray:
