@@ -85,7 +85,8 @@ def _without_profiler(base: Trace, optimized: Trace, result) -> dict | None:
     disagree by more than the effect's error (a user's amp pair: 1.48x profiled, 1.24x plain)."""
     plain = base.run.get("plain_step_ms"), optimized.run.get("plain_step_ms")
     unprofiled, predicted = result.unprofiled_ms, result.predicted_unprofiled_ms
-    if not all(plain) or not unprofiled or not predicted:
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in plain)
+    if not numbers or not unprofiled or not predicted:
         return None
     predicted_ms = plain[0] * predicted / unprofiled
     return {"base_plain_ms": round(plain[0], 6), "optimized_plain_ms": round(plain[1], 6),

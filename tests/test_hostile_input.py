@@ -543,3 +543,28 @@ def test_an_unreadable_run_json_is_one_line_from_every_command(tmp_path):
         r = CliRunner().invoke(main, args)
         assert r.exit_code == 2 and "run.json: unreadable" in r.output, args
         assert len(r.output.strip().splitlines()) == 1, r.output
+
+
+@pytest.mark.parametrize("bad, said", [
+    ({"plain_step_ms": "fast"}, "plain_step_ms must be a number"),
+    ({"profiled_step_ms_median": float("nan")}, "profiled_step_ms_median must be a number"),
+    ({"steps": True}, "steps must be a number"),
+    ({"optimizer_parameters": [1, 2]}, "optimizer_parameters must be an object"),
+    ({"calibration": 3}, "calibration must be an object"),
+])
+def test_a_run_json_of_the_wrong_types_is_one_line(tmp_path, bad, said):
+    """Figures read run.json's step medians as numbers and its calibrations as objects: a hand-edited
+    file that breaks them is bad input (it used to be a traceback in analyze's formatting)."""
+    import json as _json
+    import shutil
+    from click.testing import CliRunner
+    from daydream.cli import main
+    run = tmp_path / "run"
+    shutil.copytree(REPO / "traces" / "pairs" / "cpu" / "resnet50" / "base", run)
+    doc = _json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(_json.dumps({**doc, **bad}))
+    for args in (["analyze", str(run)], ["whatif", str(run), "--opt", "fused-optimizer"],
+                 ["validate", str(run), str(run), "--opt", "amp"]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2 and said in r.output, (args, r.output)
+        assert len(r.output.strip().splitlines()) == 1, r.output

@@ -242,8 +242,9 @@ def parameter_bytes(graph: TaskGraph, run: dict) -> tuple[float, str]:
     sequence of gradient sizes is k identical repeats (gradient accumulation over k micro-batches)
     counts one of them; identical layers in one pass repeat too and are not divided --,
     else run.json's parameter count in fp32, else a DDP trace's all-reduce sizes."""
-    exact = (run.get("optimizer_parameters") or {}).get("bytes")
-    if exact:
+    recorded = run.get("optimizer_parameters")
+    exact = recorded.get("bytes") if isinstance(recorded, dict) else None
+    if isinstance(exact, (int, float)) and not isinstance(exact, bool) and exact > 0:
         return float(exact), "the optimizer's parameters (run.json)"
     g = gradients(graph)
     if len(g) and (g["bytes"] > 0).all():

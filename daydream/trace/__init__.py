@@ -243,7 +243,22 @@ def _read_run_json(run_dir: Path) -> dict:
         raise DaydreamError(f"{f}: unreadable ({exc})") from None
     if not isinstance(run, dict):
         raise DaydreamError(f"{f}: unreadable (not a JSON object)")
+    for key, value in run.items():
+        if key in _RUN_NUMBERS and value is not None and (
+                not isinstance(value, (int, float)) or isinstance(value, bool) or value != value):
+            raise DaydreamError(f"{f}: {key} must be a number, not {value!r:.40}")
+        if key in _RUN_OBJECTS and value is not None and not isinstance(value, dict):
+            raise DaydreamError(f"{f}: {key} must be an object, not {value!r:.40}")
     return run
+
+
+# run.json keys the figures read as numbers or objects (docs/profiling.md): a hand-edited or
+# foreign file that breaks them is bad input, said in one line
+_RUN_NUMBERS = frozenset(("plain_step_ms", "profiled_step_ms", "plain_step_ms_median", "profiled_step_ms_median",
+                          "profiler_overhead_pct", "batch_size", "steps", "warmup", "time_steps", "profiled_steps",
+                          "optimizer_steps", "cpu_count", "parameters", "cuda_max_allocated_bytes"))
+_RUN_OBJECTS = frozenset(("settings", "calibration", "profiler_event_cost", "optimizer_step_ms",
+                          "optimizer_parameters", "step_ms"))
 
 
 def _run_warnings(trace: Trace) -> list[str]:
