@@ -402,3 +402,13 @@ def test_suggest_gives_speedups_without_the_profiler_on_a_cpu_run():
     amp = by_name["amp"]
     assert amp["predicted_unprofiled_ms"] == pytest.approx(whatif(trace, ["amp"]).predicted_unprofiled_ms)
     assert amp["unprofiled_speedup"] == pytest.approx(s["unprofiled_ms"] / amp["predicted_unprofiled_ms"], rel=1e-5)
+
+
+def test_diff_of_two_cpu_runs_says_there_are_no_kernels(tmp_path):
+    """Two CPU runs have no GPU kernels: the terminal and the report say so instead of an empty table."""
+    runs = REPO / "traces" / "pairs" / "cpu" / "llama"
+    report = tmp_path / "d.html"
+    r = CliRunner().invoke(main, ["diff", str(runs / "base"), str(runs / "fused-optimizer"), "--report", str(report)])
+    assert r.exit_code == 0, r.output
+    assert "kernels: no GPU kernels in either trace" in r.output and "kernels by contribution" not in r.output
+    assert "No GPU kernels in either trace." in report.read_text()

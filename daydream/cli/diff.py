@@ -85,5 +85,8 @@ def print_diff(out, d: dict, top: int = 10) -> None:
                        if "base_name" in k else kernel_label(k["name"]))
     rows = [[label(k), k["status"], f"{k['delta_ms']:+.3f}", f"{k['base_gpu_ms']:.3f}",
              f"{k['other_gpu_ms']:.3f}"] for k in d["kernels"][:top]]
+    if not d["kernels"]:
+        out.print("kernels: no GPU kernels in either trace")
+        return
     out.print(fitted_table(out, f"kernels by contribution to the step delta (top {len(rows)} of {len(d['kernels'])}; "
                                 "gpu = GPU ms/step)", ["kernel", "status", "delta", "gpu base", "gpu other"], rows))

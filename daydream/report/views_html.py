@@ -121,7 +121,8 @@ def diff_page(d: dict) -> str:
     ks = _frame(d["kernels"][:TOP], {"name": "kernel", "status": "status", "delta_ms": "critical-path delta ms",
                                      "base_gpu_ms": "GPU ms base", "other_gpu_ms": "GPU ms other",
                                      "base_count": "count base", "other_count": "count other"})
-    out += ["<h2 id=view-kernels>Kernels by contribution to the step delta</h2>", _table(ks)]
+    out += ["<h2 id=view-kernels>Kernels by contribution to the step delta</h2>",
+            _table(ks) if d["kernels"] else "<p class=muted>No GPU kernels in either trace.</p>"]
     return _page(f"daydream diff: {d['base']} vs {d['other']}", out)
 
 
