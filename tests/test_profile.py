@@ -74,6 +74,7 @@ def test_profile_model_writes_a_run_directory(resnet_run):
     assert len(opt["plain"]) == 3 and len(opt["profiled"]) == 2
     assert all(0 < o < t for o, t in zip(opt["plain"] + opt["profiled"], run["step_ms"]["plain"] + run["step_ms"]["profiled"]))
     assert opt["plain_median"] == pytest.approx(sorted(opt["plain"])[1])
+    assert len(run["page_faults"]["plain"]) == 3 and "warmup" not in run["page_faults"]  # timed before profiling
     # what the optimizer updates: every parameter of the model, fp32
     assert run["optimizer_parameters"]["elements"] == run["parameters"]
     assert run["optimizer_parameters"]["bytes"] == 4 * run["parameters"]
@@ -199,6 +200,11 @@ def test_profile_unmodified_script_passes_output_and_exit_code_through(script, t
     assert all(0 < o < t for o, t in zip(opt["plain"] + opt["profiled"], run["step_ms"]["plain"] + run["step_ms"]["profiled"]))
     assert len(_profiler_steps(out)) == run["profiled_steps"] == 3
     assert run["calibration"]["cpu_bf16_speedup"] and run["profiler_event_cost"]["us_per_event"]["op"] >= 0
+    # each plain, warm-up and profiled step's minor page faults, the warm-up steps' time, a fault's cost
+    faults = run["page_faults"]
+    assert len(faults["plain"]) == 3 and len(faults["profiled"]) == 3 and len(faults["warmup"]) == 1
+    assert all(isinstance(f, int) and f >= 0 for f in faults["plain"] + faults["warmup"] + faults["profiled"])
+    assert len(run["warmup_step_ms"]) == 1 and run["calibration"]["page_fault_ns"] > 0
     _check_memory(out)
     # Whole steps: the profiler used to be stopped inside the last step's optimizer.step, whose span
     # then ran on through the teardown (~10 ms); now nothing that starts in a kept step outlives it by
@@ -590,3 +596,22 @@ def test_memory_amp_finds_the_loss_on_the_runs_own_clock(resnet_run):
     assert report.measured.fp32 is not None and report.measured.fp32.max() > 0
     assert any("made inside autocast's fp32 ops" in n for n in report.model_notes)
     assert memory(out).measured.fp32 is None  # found only for amp
+
+
+def test_a_script_whose_own_steps_faulted_pages_the_profiler_stopped_is_said_so():
+    """glibc's malloc hands large freed blocks back to the kernel until a large enough free raises its
+    thresholds, which the profiler's buffers do: a script's warm-up steps then fault thousands of pages
+    a step that its plain steps after profiling do not (a user's frozen-backbone CNN: 9,548 vs 1 a
+    step, 43.5 vs 31.2 ms). Every figure of such a run carries a warning with the measured cost; a
+    run without the shift, or without the counts, carries none."""
+    from daydream.trace import _allocator_shift
+    run = {"page_faults": {"warmup_median": 9548.0, "plain_median": 1.0, "plain": [1], "warmup": [9548]},
+           "warmup_step_ms": [46.9, 43.5, 40.4], "plain_step_ms": 31.2107, "calibration": {"page_fault_ns": 1230}}
+    text = _allocator_shift(run)
+    assert "9548 minor page faults each and 43.50 ms" in text and "after profiling 1 and 31.21 ms" in text
+    assert "~11.7 ms a step at the 1.23 us a fault" in text and "MALLOC_TRIM_THRESHOLD_" in text
+    assert "~" not in _allocator_shift({**run, "calibration": {}})  # no measured cost: no price
+    assert _allocator_shift({**run, "page_faults": {"warmup_median": 900.0, "plain_median": 0.0}}) is None
+    assert _allocator_shift({**run, "page_faults": {"warmup_median": 9548.0, "plain_median": 1500.0}}) is None
+    assert _allocator_shift({k: v for k, v in run.items() if k != "warmup_step_ms"}) is None
+    assert _allocator_shift({"page_faults": "many"}) is None

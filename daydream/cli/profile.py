@@ -56,7 +56,12 @@ def _print_summary(info: dict, title: str) -> None:
         rows.insert(2, ("batch size", str(info["batch_size"])))
     for k, v in rows:
         table.add_row(k, escape_markup(v))
-    Console(stderr=False, emoji=False).print(table)
+    console = Console(stderr=False, emoji=False)
+    console.print(table)
+    from daydream.trace import _allocator_shift
+    shift = _allocator_shift(info)
+    if shift:
+        console.print(f"[yellow]warning:[/] {escape_markup(shift)}")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

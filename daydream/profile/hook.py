@@ -56,6 +56,10 @@ class _ScriptProfiler:
         self.last = None
         self.plain, self.profiled = [], []
         self.plain_kinds, self.profiled_kinds = [], []  # other optimizers' steps in each timed step
+        self.plain_faults = []  # minor page faults in each plain step (rundir.minor_faults)
+        self.warmup_ms, self.warmup_faults = [], []  # the warm-up steps' wall time and page faults
+        self.profiled_faults = []
+        self.last_faults = None
         self.plain_optimizer, self.profiled_optimizer = [], []  # ms inside Optimizer.step() in each
         self.clock = None          # rundir.OptimizerClock, installed with the step hook
         self.optimizer_parameters = None  # what the first optimizer updates: tensors, elements, bytes
@@ -129,11 +133,18 @@ class _ScriptProfiler:
             torch.cuda.synchronize()
         now = time.perf_counter()
         interval = None if self.last is None else 1e3 * (now - self.last)
+        from daydream.profile.rundir import minor_faults
+        faults_now = minor_faults()
+        faults = None if self.last_faults is None else faults_now - self.last_faults
+        self.last_faults = faults_now
         kind, self.others = self.others, 0
         optimizer_ms = self.clock.take() if self.clock is not None else None
         self.last = now
         self.count += 1
         w, n = self.warmup, self.steps
+        if self.count <= w and interval is not None:  # the steps before any profiler ran: the script's own state
+            self.warmup_ms.append(interval)
+            self.warmup_faults.append(faults)
         if self.count < w:
             self.status("warm-up")
         elif self.count == w:
@@ -142,6 +153,7 @@ class _ScriptProfiler:
         elif self.count <= w + 1 + n:
             if self.count >= w + 2:
                 self.profiled.append(interval)
+                self.profiled_faults.append(faults)
                 self.profiled_kinds.append(kind)
                 self.profiled_optimizer.append(optimizer_ms)
             self.status("profiling")
@@ -157,6 +169,7 @@ class _ScriptProfiler:
                 self.plain.append(interval)
                 self.plain_kinds.append(kind)
                 self.plain_optimizer.append(optimizer_ms)
+                self.plain_faults.append(faults)
             self.status("timing without profiler")
             if len(self.plain) >= self.time_steps:
                 self.finish(True)
@@ -254,7 +267,9 @@ class _ScriptProfiler:
             "versions": rundir.versions(),
             "cpu_count": os.cpu_count(),  # cores the run shared (the dataloader what-if's contention model)
             **rundir.summarize_steps(self.plain, self.profiled, self.plain_kinds, self.profiled_kinds,
-                                     self.plain_optimizer, self.profiled_optimizer),
+                                     self.plain_optimizer, self.profiled_optimizer, self.plain_faults,
+                                     self.warmup_faults, self.profiled_faults),
+            "warmup_step_ms": [round(x, 4) for x in self.warmup_ms],
             "time_steps": self.time_steps,
             "optimizer_steps": self.count,
             **({"optimizer_parameters": self.optimizer_parameters} if self.optimizer_parameters else {}),

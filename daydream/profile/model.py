@@ -29,15 +29,18 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _timed_step(workload, clock=None, optimizer_ms: list | None = None) -> float:
+def _timed_step(workload, clock=None, optimizer_ms: list | None = None, faults: list | None = None) -> float:
     """One training step's wall time (ms); with a rundir.OptimizerClock, its time inside optimizer
-    steps is appended to `optimizer_ms`."""
+    steps is appended to `optimizer_ms`, and its minor page faults to `faults`."""
     if clock is not None:
         clock.take()
+    f0 = rundir.minor_faults()
     t0 = time.perf_counter()
     workload.step()
     _sync(workload.device)
     ms = 1e3 * (time.perf_counter() - t0)
+    if faults is not None:
+        faults.append(rundir.minor_faults() - f0)
     if clock is not None:
         optimizer_ms.append(clock.take())
     return ms
@@ -198,7 +201,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     time_steps = time_steps or steps
     total = warmup + time_steps + int(layers) + steps + 2 + (0 if with_stack else 3) + int(dev.type == "cpu") + 1
-    plain, plain_optimizer, peak = [], [], None
+    plain, plain_optimizer, plain_faults, peak = [], [], [], None
     with _progress(progress) as bar, rundir.OptimizerClock() as clock:
         task = bar.add_task(f"{model_name} warm-up", total=total) if bar else None
 
@@ -213,7 +216,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         for _ in range(time_steps):
-            plain.append(_timed_step(workload, clock, plain_optimizer))
+            plain.append(_timed_step(workload, clock, plain_optimizer, plain_faults))
             advance("timing without profiler")
         if dev.type == "cuda":
             peak = torch.cuda.max_memory_allocated(dev)
@@ -264,7 +267,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
             "versions": rundir.versions(),
             "cpu_count": os.cpu_count(),  # cores the run shared (the dataloader what-if's contention model)
             **rundir.summarize_steps(plain, profiled, plain_optimizer=plain_optimizer,
-                                     profiled_optimizer=profiled_optimizer),
+                                     profiled_optimizer=profiled_optimizer, plain_faults=plain_faults),
             "cuda_max_allocated_bytes": peak,
             **({"calibration": calibration} if calibration else {}),
             "profiler_event_cost": event_cost,

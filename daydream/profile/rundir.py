@@ -276,9 +276,18 @@ def optimizer_parameters(optimizers) -> dict:
             "bytes": sum(p.numel() * p.element_size() for p in updated)}
 
 
+def minor_faults() -> int:
+    """Minor page faults of this process so far (all its threads; DataLoader workers are processes
+    of their own): a step's count is the fresh pages it touched, which glibc's malloc makes whenever
+    it hands large buffers back to the kernel between steps (daydream/opts/allocator.py)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def summarize_steps(plain: list[float], profiled: list[float], plain_kinds: list[int] | None = None,
                     profiled_kinds: list[int] | None = None, plain_optimizer: list[float] | None = None,
-                    profiled_optimizer: list[float] | None = None) -> dict:
+                    profiled_optimizer: list[float] | None = None, plain_faults: list[int] | None = None,
+                    warmup_faults: list[int] | None = None, profiled_faults: list[int] | None = None) -> dict:
     """Wall-clock step times with and without the profiler, and the profiler's overhead.
 
     plain_step_ms     median of the steady-state steps timed WITHOUT the profiler (after warm-up);
@@ -294,7 +303,10 @@ def summarize_steps(plain: list[float], profiled: list[float], plain_kinds: list
     work, so a negative difference is noise between the two phases and is reported as 0 (the raw
     medians stay in run.json).
     optimizer_step_ms  the same steps' time inside Optimizer.step() (OptimizerClock), per step and
-                      as medians, where it was timed."""
+                      as medians, where it was timed.
+    page_faults       the plain steps' minor page faults (minor_faults), per step and their median;
+                      with `warmup_faults` / `profiled_faults`, the warm-up steps' (before any
+                      profiler ran) and the profiled steps' too."""
     def median(xs):
         return None if not xs else round(statistics.median(xs), 4)
     p, q = median(plain), median(profiled)
@@ -322,4 +334,10 @@ def summarize_steps(plain: list[float], profiled: list[float], plain_kinds: list
             "plain_median": median(plain_optimizer), "profiled_median": median(profiled_optimizer)}}
            if plain_optimizer and profiled_optimizer and None not in [*plain_optimizer, *profiled_optimizer]
            and any(x > 0 for x in profiled_optimizer) else {}),  # none stepped: inference
+        **({"page_faults": {"plain": list(plain_faults), "plain_median": median(plain_faults),
+                            **({"warmup": list(warmup_faults), "warmup_median": median(warmup_faults)}
+                               if warmup_faults and None not in warmup_faults else {}),
+                            **({"profiled": list(profiled_faults), "profiled_median": median(profiled_faults)}
+                               if profiled_faults and None not in profiled_faults else {})}}
+           if plain_faults and None not in plain_faults else {}),
     }

@@ -262,13 +262,54 @@ _RUN_OBJECTS = frozenset(("settings", "calibration", "profiler_event_cost", "opt
 
 
 def _run_warnings(trace: Trace) -> list[str]:
-    """What run.json says about the recording that every figure should carry: an incomplete run."""
+    """What run.json says about the recording that every figure should carry: an incomplete run, a
+    script whose own steps ran in another allocator state than the profiled and plain ones."""
     run = trace.run
-    if run.get("complete", True) is not False:
-        return []
-    return [f"incomplete run: run.json says the recording stopped early ({run.get('profiled_steps')} of "
-            f"{run.get('steps')} profiled steps were recorded whole); figures are from those {trace.steps} "
-            "steps only"]
+    out = []
+    if run.get("complete", True) is False:
+        out.append(f"incomplete run: run.json says the recording stopped early ({run.get('profiled_steps')} of "
+                   f"{run.get('steps')} profiled steps were recorded whole); figures are from those {trace.steps} "
+                   "steps only")
+    shift = _allocator_shift(run)
+    if shift:
+        out.append(shift)
+    return out
+
+
+# A script's own steps (its warm-up, before any profiler ran) taking this many more minor page faults
+# than its plain steps after profiling, and at least this many, ran in another allocator state.
+FAULT_SHIFT_RATIO, FAULT_SHIFT_MIN = 10, 1000
+
+
+def _ms(x) -> str:
+    return f"{x:.2f}" if isinstance(x, (int, float)) else "?"
+
+
+def _allocator_shift(run: dict) -> str | None:
+    """The warning for a script whose allocator state the profiler changed (docs/profiling.md, "Page
+    faults"): glibc's malloc hands large freed blocks back to the kernel every step, and each step
+    then faults fresh pages in again, until a large enough block is freed to raise its mmap and trim
+    thresholds -- which the profiler's own buffers do. The plain steps, timed after profiling, then
+    describe the raised state, not the script's own."""
+    faults = run.get("page_faults")
+    if not isinstance(faults, dict):
+        return None
+    own, after = faults.get("warmup_median"), faults.get("plain_median")
+    warm = [x for x in run.get("warmup_step_ms") or [] if isinstance(x, (int, float))]
+    if not isinstance(own, (int, float)) or not isinstance(after, (int, float)) or not warm:
+        return None
+    if own < FAULT_SHIFT_MIN or own < FAULT_SHIFT_RATIO * max(after, 1):
+        return None
+    import statistics
+    cost = (run.get("calibration") or {}).get("page_fault_ns")
+    priced = (f" (~{(own - after) * cost / 1e6:.1f} ms a step at the {cost / 1e3:.2f} us a fault measured on this "
+              "host)") if isinstance(cost, (int, float)) and cost > 0 else ""
+    return (f"allocator state: the script's own steps (warm-up, before any profiler) took {own:.0f} minor page "
+            f"faults each and {statistics.median(warm):.2f} ms, its plain steps after profiling {after:.0f} and "
+            f"{_ms(run.get('plain_step_ms'))} ms{priced}: glibc's malloc gave freed memory back to the kernel every "
+            "step until the profiler's buffers raised its thresholds, so the plain and unprofiled figures are of "
+            "that raised state; MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=134217728 (or jemalloc, "
+            "tcmalloc) gives your own runs the same")
 
 
 __all__ = ["Trace", "Window", "load", "from_raw", "from_columns", "KIND_NAMES"]
