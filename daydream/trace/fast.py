@@ -49,7 +49,7 @@ class RawEvents:
             out = _ANY.decode(self.raw)
         except UnicodeDecodeError:
             raise DaydreamError("traceEvents holds bytes that are not UTF-8; not valid JSON") from None
-        except msgspec.ValidationError:
+        except msgspec.DecodeError:  # incl. ValidationError; msgspec >= 0.23 reports bad UTF-8 this way too
             try:
                 out = json.loads(bytes(self.raw))
             except RecursionError:
