@@ -1,7 +1,8 @@
 """Memory amp on users' own scripts: the fp32 run's predicted peak under `--opt amp` against the
 peak the same script records under `torch.autocast("cpu", torch.bfloat16)` (docs/memory.md).
 
-    python benchmarks/memory_scripts.py
+    python benchmarks/memory_scripts.py            # the four scripts, profiled here
+    python benchmarks/memory_scripts.py --corpus   # the committed CPU pairs (traces/pairs/cpu)
 
 Each script is profiled twice with `daydream profile` (its memory timeline shares the trace's
 clock, so autocast's fp32-policy ops are found: daydream/memory/autocast.py), once as written and
@@ -35,7 +36,25 @@ def profile(out: Path, script: str, args: list[str]) -> Path:
     return out
 
 
+def corpus() -> None:
+    """Each committed CPU pair with a memory profile: BASE's predicted peak under the pair's --opt
+    against the changed run's measured peak. Those runs were recorded without the trace's clock on
+    their memory rows, so amp halves every activation there (no fp32 spans)."""
+    from daydream.memory import memory
+    root = REPO / "traces" / "pairs" / "cpu"
+    print("| model | --opt | predicted MiB | measured MiB | error % |\n|---|---|---:|---:|---:|")
+    for model in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        for opt in ("amp", "batch-size", "activation-checkpointing"):
+            if (root / model / opt / "memory.json.gz").exists():
+                predicted = memory(root / model / "base", [opt]).predicted.peak_bytes
+                measured = memory(root / model / opt).measured.peak_bytes
+                print(f"| {model} | `{opt}` | {predicted / MIB:.2f} | {measured / MIB:.2f} | "
+                      f"{100 * (predicted - measured) / measured:+.1f} |")
+
+
 def main():
+    if "--corpus" in sys.argv[1:]:
+        return corpus()
     import daydream.memory as memory_module
     from daydream.memory import memory
     rows = []
