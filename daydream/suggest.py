@@ -335,7 +335,7 @@ def suggest(trace: Trace, top: int | None = None, progress=None, rank: str = "ch
             "measured_peak_bytes": measured_peak, "breakdown": base_phases,
             "ranking": rank, "device_class": kind,
             "suggestions": suggestions[:top] if top else suggestions, "simulated": len(done),
-            "skipped": skipped}
+            "skipped": skipped, "warnings": list(trace.warnings)}
 
 
 def simulations(trace: Trace) -> int:

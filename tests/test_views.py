@@ -412,3 +412,23 @@ def test_diff_of_two_cpu_runs_says_there_are_no_kernels(tmp_path):
     assert r.exit_code == 0, r.output
     assert "kernels: no GPU kernels in either trace" in r.output and "kernels by contribution" not in r.output
     assert "No GPU kernels in either trace." in report.read_text()
+
+
+def test_suggest_carries_the_runs_warnings(tmp_path):
+    """What every figure of a run carries (here: run.json says the recording stopped early) heads
+    suggest's output and is in its JSON; a run without one has an empty list."""
+    import json as _json
+    import shutil
+    from conftest import REPO
+    run = tmp_path / "run"
+    shutil.copytree(REPO / "traces" / "pairs" / "cpu" / "llama" / "base", run)
+    doc = _json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(_json.dumps({**doc, "complete": False}))
+    r = CliRunner().invoke(main, ["suggest", str(run), "--top", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert any(w.startswith("incomplete run") for w in _json.loads(r.output)["warnings"])
+    r = CliRunner().invoke(main, ["suggest", str(run), "--top", "1"])
+    assert "warning: incomplete run" in " ".join(r.output.split())
+    r = CliRunner().invoke(main, ["suggest", str(REPO / "traces" / "pairs" / "cpu" / "llama" / "base"), "--top", "1",
+                                  "--json"])
+    assert _json.loads(r.output)["warnings"] == []

@@ -65,6 +65,8 @@ def print_suggestions(out, s: dict) -> None:
                                                  "optimizations)" if "rank" in s else "")
                    + f"\n{printable(s['device'])}  steps={s['steps']}  measured {s['measured_ms']:.3f} ms/step  "
                    f"replay {s['replay_ms']:.3f} ms"))
+    for warning in s.get("warnings", []):  # what every figure of the run carries (an incomplete run, ...)
+        out.print(Text("warning: " + warning, style="yellow"))
     kind = s.get("device_class", "cpu").upper()
     plain = s.get("unprofiled_ms") is not None
     rows = [[str(i + 1), x["name"], f"{x['predicted_ms']:.3f}", f"{x['speedup']:.3f}x"]
