@@ -432,3 +432,19 @@ def test_suggest_carries_the_runs_warnings(tmp_path):
     r = CliRunner().invoke(main, ["suggest", str(REPO / "traces" / "pairs" / "cpu" / "llama" / "base"), "--top", "1",
                                   "--json"])
     assert _json.loads(r.output)["warnings"] == []
+
+
+def test_reports_show_the_runs_warnings(tmp_path):
+    """analyze's and suggest's HTML reports list what every figure of the run carries."""
+    import json as _json
+    import shutil
+    from conftest import REPO
+    run = tmp_path / "run"
+    shutil.copytree(REPO / "traces" / "pairs" / "cpu" / "llama" / "base", run)
+    doc = _json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(_json.dumps({**doc, "complete": False}))
+    for command in ("analyze", "suggest"):
+        report = tmp_path / f"{command}.html"
+        r = CliRunner().invoke(main, [command, str(run), "--report", str(report)])
+        assert r.exit_code == 0, r.output
+        assert "<b>warning</b>: incomplete run" in report.read_text(), command

@@ -303,6 +303,13 @@ def _sections(measured: Timeline, scenarios: list[Scenario]) -> list[str]:
     return out
 
 
+def warnings_html(result: dict) -> str:
+    """A result's `warnings` (what every figure of the run carries) as a list; empty without any."""
+    warnings = result.get("warnings") or []
+    return ("<ul class=note>" + "".join(f"<li><b>warning</b>: {html_label(w, NOTE_CHARS)}</li>" for w in warnings)
+            + "</ul>") if warnings else ""
+
+
 def _summary(items: list[tuple[str, str]]) -> str:
     return "<p class=summary>" + "".join(f"<span>{html_label(k)} <b>{html_label(v)}</b></span>"
                                          for k, v in items) + "</p>"
@@ -397,7 +404,7 @@ def analyze_page(analysis: dict, timeline: Timeline, bars: list[dict] | None = N
         items.append(("FLOP utilization", f"{a['flops_utilization_pct']:.1f}%"))
     if "throughput_per_s" in a:
         items.append(("throughput", f"{a['throughput_per_s']:.1f} samples/s"))
-    head = [f"<h1>daydream analyze: {html_label(a['trace'])}</h1>", _summary(items)]
+    head = [f"<h1>daydream analyze: {html_label(a['trace'])}</h1>", _summary(items), warnings_html(a)]
     if "per_rank" in a:
         head += job_sections(a, bars or [])
     from daydream.report.views_html import views_sections

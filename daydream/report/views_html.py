@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from daydream.report.html import _figure_html, _page, _summary, _table, grouped_figure, write_page
+from daydream.report.html import _figure_html, _page, _summary, _table, grouped_figure, warnings_html, write_page
 
 TOP = 25
 
@@ -136,7 +136,8 @@ def diff_report(d: dict, path: str | Path) -> None:
 def suggest_page(s: dict) -> str:
     head = [f"<h1>daydream suggest: {html.escape(str(s['trace']))}</h1>",
             _summary([("device", str(s["device"])), ("measured", f"{s['measured_ms']:.3f} ms/step"),
-                      ("replay", f"{s['replay_ms']:.3f} ms"), ("simulated", str(s["simulated"]))])]
+                      ("replay", f"{s['replay_ms']:.3f} ms"), ("simulated", str(s["simulated"]))]),
+            warnings_html(s)]
     rows = [{"#": i + 1, "optimizations": x["name"], "predicted ms/step": x["predicted_ms"],
              "speedup": x["speedup"], "peak GiB": (x["memory_peak_bytes"] / 2**30) if x["memory_peak_bytes"]
              is not None else float("nan"), "checked against": x.get("checked_against") or "no measured pair yet",
