@@ -35,6 +35,8 @@ build takes, which no table can know, so the model reads a MEASURED calibration:
                (CPU_ACTIVATION_OPS: gelu, silu, relu, tanh, sigmoid, dropout and their backward).
     rnn        oneDNN LSTM layers (aten::mkldnn_rnn_layer and its backward, CPU_RNN_OPS): no class
                speedup (the calibration has no LSTM); only re-timed at their own shapes (below).
+    norm_pool  BatchNorm and max-pooling (CPU_NORM_POOL_OPS), which run in their input's dtype
+               (bf16 behind a convolution): no class speedup; only re-timed at their own shapes.
   Where the calibration has them, the forward and backward segments use the forward and backward
   speedups apart (cpu_bf16_speedup_fwd/_bwd: a path can be slow one way only -- this host's bf16
   attention backward is ~9x slower than fp32, its forward 1.4x), and matmul segments whose op's
@@ -164,6 +166,10 @@ CPU_ATTENTION_OPS = re.compile(r"^aten::_scaled_dot_product_\w*attention|_native
 CPU_ACTIVATION_OPS = re.compile(r"^aten::(gelu|silu|relu|threshold|tanh|sigmoid|native_dropout|bernoulli_"
                                 r"|clamp_min|hardswish|leaky_relu|elu|mish)(_backward)?_?$")
 CPU_RNN_OPS = ("aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward")  # on autocast's CPU bf16 list
+# BatchNorm and max-pooling run in their input's dtype, bf16 behind a convolution: priced only at
+# their own re-timed shapes (cpu_op_shapes), no class factor (their bf16 paths differ: BatchNorm 4x
+# faster on this EPYC at 32x32x64x64, max-pooling 5% slower)
+CPU_NORM_POOL_OPS = ("aten::native_batch_norm", "aten::native_batch_norm_backward", "aten::max_pool2d_with_indices")
 
 
 def calibration(ctx, dtype: str) -> tuple[dict, float] | None:
@@ -214,6 +220,7 @@ def cpu_classes(graph, info) -> np.ndarray:
     out[C.cpu_op_segments(graph, info, CPU_ATTENTION_OPS)] = "attention"
     out[C.cpu_op_segments(graph, info, CPU_ACTIVATION_OPS)] = "elementwise"
     out[C.cpu_op_segments(graph, info, CPU_RNN_OPS)] = "rnn"
+    out[C.cpu_op_segments(graph, info, CPU_NORM_POOL_OPS)] = "norm_pool"
     out[np.isin(info.dtype, SIXTEEN_BIT)] = ""  # already 16-bit
     return out
 

@@ -21,11 +21,15 @@ run.json["calibration"]["cpu_linear_shapes"]["shapes"]: per aten::linear shape {
   The quantize what-if prices a call by int8 - fp32; the amp what-if adds the casts (the GEMM
   inside the call is priced by cpu_op_shapes).
 run.json["calibration"]["cpu_op_shapes"]["ops"]: per (op, Input Dims, Input Strides, Concrete Inputs)
-  of the GEMM ops (aten::mm, addmm, bmm, baddbmm), CPU flash attention and oneDNN LSTM layers
-  (aten::mkldnn_rnn_layer; forward and backward of both) whose tensor inputs are all fp32: fp32_us
+  of the GEMM ops (aten::mm, addmm, bmm, baddbmm), CPU flash attention, oneDNN LSTM layers
+  (aten::mkldnn_rnn_layer; forward and backward of both), BatchNorm (native_batch_norm and its
+  backward) and max-pooling (max_pool2d_with_indices) whose tensor inputs are all fp32: fp32_us
   and bf16_us, the aten op itself called on tensors of the recorded sizes and strides (a backward
-  op on its own forward's outputs and workspace, run in the same precision). The amp what-if
-  prices each such op by bf16_us - fp32_us (autocast runs all of them in bf16 on CPU).
+  op on its own forward's outputs and workspace, run in the same precision; BatchNorm's and
+  pooling's data in bf16, BatchNorm's weight, bias and statistics fp32, as autocast leaves them
+  after a convolution). The amp what-if prices each such op by bf16_us - fp32_us (autocast runs
+  the first three in bf16 on CPU, the last two in their input's dtype: bf16 behind a convolution).
+  Timed with glibc's malloc pinned (pin_allocator): compute, not the page faults of the output.
 run.json["calibration"]["cpu_conv_shapes"]["shapes"]: per fp32 2-d convolution shape of the trace's
   aten::convolution calls {"x", "w", "bias", "stride", "padding", "dilation", "groups",
   "input_grad"}: fp32_fwd_us / fp32_bwd_us, bf16_fwd_us / bf16_bwd_us and fp32_x2_fwd_us /
@@ -61,7 +65,13 @@ ATTENTION_FWD = "aten::_scaled_dot_product_flash_attention_for_cpu"
 ATTENTION_BWD = "aten::_scaled_dot_product_flash_attention_for_cpu_backward"
 RNN_FWD = "aten::mkldnn_rnn_layer"            # one LSTM layer and direction on oneDNN (nn.LSTM on CPU)
 RNN_BWD = "aten::mkldnn_rnn_layer_backward"
-OPS = (*GEMM_OPS, ATTENTION_FWD, ATTENTION_BWD, RNN_FWD, RNN_BWD)
+# A convolutional net's normalization and pooling: under CPU autocast they run in their input's
+# dtype, bf16 after a convolution, with BatchNorm's weight, bias and statistics kept fp32.
+NORM_POOL_OPS = ("aten::native_batch_norm", "aten::native_batch_norm_backward", "aten::max_pool2d_with_indices")
+# the positional arguments that take the compute dtype (the rest of a float op's tensors stay fp32)
+DATA_ARGS = {"aten::native_batch_norm": (0,), "aten::native_batch_norm_backward": (0, 1),
+             "aten::max_pool2d_with_indices": (0,)}
+OPS = (*GEMM_OPS, ATTENTION_FWD, ATTENTION_BWD, RNN_FWD, RNN_BWD, *NORM_POOL_OPS)
 SPARSE_BLOCKS = (32, 64)
 SPARSE_DENSITIES = (0.25, 0.5)
 METHOD = ("the run's own shapes re-timed without the profiler after the profiled steps, alternating "
@@ -109,18 +119,44 @@ def op_shapes(trace) -> list[dict]:
     return _most_time_first(items)
 
 
+# glibc mallopt parameters (malloc.h) and the values the re-timing pins them to: blocks up to the
+# largest mmap threshold glibc allows on 64-bit come from the heap, and freed memory stays in it.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+PINNED_MMAP_BYTES, PINNED_TRIM_BYTES = 32 << 20, 256 << 20
+
+
+def pin_allocator() -> bool:
+    """Keep glibc's malloc from handing freed blocks back to the kernel, so that a re-timed op pays
+    its compute and not the page faults of its output (docs/profiling.md, "Page faults"): the
+    first convolution of a user's CNN, a 16 MiB fp32 output, timed 10.25 ms with glibc's dynamic
+    thresholds and 1.13 ms pinned (bf16: 0.99 and 0.97), which made amp's delta for it mostly the
+    fp32 output's faults. Static from here on (mallopt cannot give the dynamic thresholds back):
+    a script's steps after its calibration run pinned too. False where the C library has no
+    mallopt (not glibc)."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, PINNED_MMAP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, PINNED_TRIM_BYTES))
+
+
 def measure_run_shapes(trace, budget_s: float = BUDGET_S) -> dict:
     """`cpu_linear_shapes`, `cpu_op_shapes`, `cpu_conv_shapes` and `cpu_sparse_attention` for a
     loaded trace of this process's run (module docstring); empty parts are left out, and a shape
     whose re-timing fails (an op this torch build refuses at those sizes or in that dtype) is
     dropped: its calls keep the what-ifs' other models. Sets the quantized engine to fbgemm where
-    it exists."""
+    it exists; pins glibc's malloc first (pin_allocator): compute, not page faults."""
     import torch
     out = {}
+    pinned = pin_allocator()
 
     def keep(key: str, items_key: str, items: list) -> list:
         if items:
-            out[key] = {items_key: items, "threads": torch.get_num_threads(), "method": METHOD}
+            out[key] = {items_key: items, "threads": torch.get_num_threads(), "method": METHOD,
+                        "allocator_pinned": pinned}
         return items
     with warnings.catch_warnings():  # torch deprecates quantize_per_tensor; not the user's script's warning
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
@@ -340,8 +376,8 @@ def _time_linear(shape: dict) -> dict:
 def _scalar(text: str):
     if text in ("True", "False"):
         return text == "True"
-    if text.startswith("[") and text.endswith("]"):  # an int list (an RNN's batch_sizes)
-        return [int(x) for x in text[1:-1].split(",") if x.strip()]
+    if text.startswith("[") and text.endswith("]"):  # a list: an RNN's batch_sizes, BatchNorm's output_mask
+        return [_scalar(x.strip()) for x in text[1:-1].split(",") if x.strip()]
     try:
         return int(text)
     except ValueError:
@@ -349,16 +385,20 @@ def _scalar(text: str):
 
 
 def _arguments(shape: dict, dtype):
-    """The op's positional arguments: tensors of the recorded sizes and strides in `dtype`, scalars
-    as recorded, None for an absent optional."""
+    """The op's positional arguments: tensors of the recorded sizes and strides in `dtype` (only the
+    data arguments of DATA_ARGS' ops; their other tensors fp32), scalars as recorded, None for an
+    absent optional."""
     import torch
     concrete = shape.get("concrete") or [""] * len(shape["dims"])
     strides = shape.get("strides") or [None] * len(shape["dims"])
+    data = DATA_ARGS.get(shape["op"])
     args = []
-    for dims, stride, value in zip(shape["dims"], strides, concrete):
+    for i, (dims, stride, value) in enumerate(zip(shape["dims"], strides, concrete)):
         if isinstance(dims, list) and dims:
-            t = torch.empty_strided(dims, stride, dtype=dtype) if stride else torch.empty(dims, dtype=dtype)
-            args.append(t.normal_())
+            dt = dtype if data is None or i in data else torch.float32
+            t = torch.empty_strided(dims, stride, dtype=dt) if stride else torch.empty(dims, dtype=dt)
+            args.append(t.normal_().abs_() if shape["op"].startswith("aten::native_batch_norm") and i >= 3
+                        else t.normal_())  # running variance and inverse std are positive
         else:
             args.append(_scalar(value) if value not in ("", None) else None)
     return args
