@@ -75,6 +75,7 @@ def test_profile_model_writes_a_run_directory(resnet_run):
     assert all(0 < o < t for o, t in zip(opt["plain"] + opt["profiled"], run["step_ms"]["plain"] + run["step_ms"]["profiled"]))
     assert opt["plain_median"] == pytest.approx(sorted(opt["plain"])[1])
     assert len(run["page_faults"]["plain"]) == 3 and "warmup" not in run["page_faults"]  # timed before profiling
+    assert run["settings"]["allocator"].startswith("glibc malloc pinned")  # suite runs time compute
     # what the optimizer updates: every parameter of the model, fp32
     assert run["optimizer_parameters"]["elements"] == run["parameters"]
     assert run["optimizer_parameters"]["bytes"] == 4 * run["parameters"]

@@ -186,6 +186,10 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
         raise DaydreamError("--device cuda asked for, but this torch has no CUDA device; use --device cpu")
     if threads:
         torch.set_num_threads(int(threads))
+    # Suite runs time compute, not glibc's page faults: the allocator is pinned before anything
+    # runs (the own-shape re-timing pins it anyway, and `capture` profiles several runs in one
+    # process, so the pairs' runs all see the same allocator; docs/profiling.md, "Page faults").
+    pinned = shapes.pin_allocator()
     try:
         workload.build(size=size, batch_size=batch_size, device=device, amp=amp, fused=fused,
                        checkpointing=checkpointing, workers=workers, seed=seed, quantize=quantize,
@@ -260,6 +264,7 @@ def profile_model(name: str, device: str = "cpu", batch_size: int | None = None,
                 "quantize": quantize, "inference": inference, "sparse": sparse,
                 "optimizer": workload.optimizer_name, "loss": workload.loss_name,
                 "threads": torch.get_num_threads(),
+                "allocator": "glibc malloc pinned (daydream.profile.shapes.pin_allocator)" if pinned else "as is",
                 "profiler": {**profiler_settings, "schedule": {"wait": 1, "warmup": 1, "active": steps}},
             },
             "parameters": workload.parameters_count,
