@@ -56,9 +56,10 @@ class _ScriptProfiler:
         self.last = None
         self.plain, self.profiled = [], []
         self.plain_kinds, self.profiled_kinds = [], []  # other optimizers' steps in each timed step
-        self.plain_faults = []  # minor page faults in each plain step (rundir.minor_faults)
-        self.warmup_ms, self.warmup_faults = [], []  # the warm-up steps' wall time and page faults
-        self.profiled_faults = []
+        # minor page faults of each plain, warm-up and profiled step (rundir.minor_faults), and the
+        # warm-up steps' wall time: the script's own state, before any profiler ran
+        self.plain_faults, self.warmup_faults, self.profiled_faults = [], [], []
+        self.warmup_ms = []
         self.last_faults = None
         self.plain_optimizer, self.profiled_optimizer = [], []  # ms inside Optimizer.step() in each
         self.clock = None          # rundir.OptimizerClock, installed with the step hook
