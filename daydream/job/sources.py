@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 from pathlib import Path
 
 from daydream.errors import DaydreamError
-from daydream.trace import Trace, from_raw
+from daydream.trace import Trace, attach_run_dir, from_raw
 from daydream.trace.reader import RawTrace, archive_members, open_bytes, read_member, read_path
 
 _SUFFIXES = (".json", ".json.gz", ".pt.trace.json", ".pt.trace.json.gz")
@@ -113,11 +113,9 @@ def load_rank(src: RankSource, rank: int | None = None, step_annotation: str | N
     trace = from_raw([raw], src.label, step_annotation)
     run_dir = Path(src.path) if Path(src.path).is_dir() else Path(src.path).parent
     if src.member is None and (run_dir / "run.json").is_file() and (run_dir / "trace.json.gz").is_file():
-        # a rank of a multi-rank `daydream profile` run: its run.json (calibrations, plain steps)
-        # goes with it, as `daydream.trace.load` gives it to a single run directory
-        from daydream.trace import _read_run_json, _run_warnings
-        trace.run_dir, trace.run = run_dir, _read_run_json(run_dir)
-        trace.warnings.extend(_run_warnings(trace))
+        # a rank of a multi-rank `daydream profile` run: its run.json goes with it, as
+        # `daydream.trace.load` gives it to a single run directory
+        attach_run_dir(trace, run_dir)
     return trace
 
 

@@ -242,7 +242,8 @@ def page_fault_ns(reps: int = REPS, nbytes: int = 32 << 20) -> int:
     """Wall-clock cost of one 4 KiB page touched for the first time, the way an op writes its
     fresh output: `zero_()` on the run's threads over `nbytes` of freshly mapped memory, minus the
     same `zero_()` over memory already touched, per page; median over `reps` after one warm-up.
-    What a step pays for each minor fault it takes (run.json `page_faults`; the allocator model).
+    What a step pays for each minor fault it takes (run.json `page_faults`; the allocator-state
+    warning prices them with it, docs/profiling.md "Page faults").
     On this repository's EPYC VM, 2 threads: ~1 us a page (2.1 us on one thread)."""
     import mmap
     import torch

@@ -279,7 +279,7 @@ def optimizer_parameters(optimizers) -> dict:
 def minor_faults() -> int:
     """Minor page faults of this process so far (all its threads; DataLoader workers are processes
     of their own): a step's count is the fresh pages it touched, which glibc's malloc makes whenever
-    it hands large buffers back to the kernel between steps (daydream/opts/allocator.py)."""
+    it hands large buffers back to the kernel between steps (docs/profiling.md, "Page faults")."""
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 

@@ -225,9 +225,16 @@ def load(path: str | Path, step_annotation: str | None = None) -> Trace:
     trace = from_columns(format_for(Path(path)).read(Path(path)), str(path), step_annotation)
     p = Path(path)
     if p.is_dir() and (p / "trace.json.gz").exists():
-        trace.run_dir = p
-        trace.run = _read_run_json(p)
-        trace.warnings.extend(_run_warnings(trace))
+        attach_run_dir(trace, p)
+    return trace
+
+
+def attach_run_dir(trace: Trace, run_dir: Path) -> Trace:
+    """Give `trace` what its `daydream profile` run directory says of it: run.json (calibrations,
+    plain steps) and the warnings every figure of the run carries."""
+    trace.run_dir = run_dir
+    trace.run = _read_run_json(run_dir)
+    trace.warnings.extend(_run_warnings(trace))
     return trace
 
 
@@ -312,4 +319,4 @@ def _allocator_shift(run: dict) -> str | None:
             "tcmalloc) gives your own runs the same")
 
 
-__all__ = ["Trace", "Window", "load", "from_raw", "from_columns", "KIND_NAMES"]
+__all__ = ["Trace", "Window", "load", "attach_run_dir", "from_raw", "from_columns", "KIND_NAMES"]
