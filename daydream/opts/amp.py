@@ -258,6 +258,22 @@ def measured_op_factors(graph, info, raw: dict) -> np.ndarray:
     return out
 
 
+def refused_bf16(raw: dict, ctx) -> None:
+    """A note for each op the run's re-timing could run in fp32 but not in bf16 at its recorded
+    shapes (cpu_op_shapes' `bf16_refused`, daydream.profile.shapes): under autocast the user's
+    script would stop with that error on the recording CPU, so the prediction is for a run that
+    cannot happen there; those calls keep the class calibration."""
+    ops = (raw.get("cpu_op_shapes") or {}).get("ops") or []
+    refused = {}
+    for o in ops:
+        if o.get("bf16_refused"):
+            refused.setdefault(o["op"], o["bf16_refused"])
+    for op, why in sorted(refused.items()):
+        ctx.notes.append(f"amp on CPU: warning: {op} at this run's shapes does not run in bf16 on the recording "
+                         f"CPU (torch: {why}); under autocast the script would fail there; its calls keep the "
+                         "class calibration")
+
+
 def linear_casts(graph, raw: dict, training: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Forward aten::linear calls whose shape the run re-timed: (the first own task of each, the
     cast time autocast adds to it in ns -- forward casts, plus the gradients' casts back when the
@@ -320,6 +336,8 @@ def _apply_cpu(graph, dtype, dev, info, ctx) -> None:
                          f"measured {dtype} - fp32 time")
         ctx.notes.append(f"amp on CPU: measured calibration of this run's CPU (run.json): fp32/{dtype} "
                          f"speedups {shown}; < 1 means {dtype} is slower here{measured}{casts}")
+        if dtype == "bf16":
+            refused_bf16(raw, ctx)
     else:
         ratio = dev.peak("fp32") / dev.peak(dtype)
         P.scale(graph, np.flatnonzero(np.isin(cls, ("matmul", "conv"))), ratio)

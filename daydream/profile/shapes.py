@@ -429,10 +429,14 @@ def _lstm_under_autocast(op, name: str, args: list, kw: dict):
 
 
 def _time_op(shape: dict) -> dict | None:
-    """fp32_us and bf16_us of one recorded op shape, or None where the op cannot be replayed."""
+    """fp32_us and bf16_us of one recorded op shape, or None where the op cannot be replayed. Where
+    fp32 runs but this CPU and torch build refuse the bf16 call (oneDNN has no bf16 LSTM on a CPU
+    without AVX512-BF16/AMX: "could not create a primitive descriptor"), fp32_us and that refusal
+    as `bf16_refused`: under autocast the user's run would fail here, which amp says."""
     import torch
     name = shape["op"]
     fns = {}
+    key = "fp32_us"
     try:
         for key, dtype in (("fp32_us", torch.float32), ("bf16_us", torch.bfloat16)):
             args = _arguments(shape, dtype)
@@ -458,7 +462,13 @@ def _time_op(shape: dict) -> dict | None:
             else:
                 fns[key] = (lambda op=op, pos=pos, kw=kw: op(*pos, **kw))
             fns[key]()
-    except (RuntimeError, TypeError, ValueError, IndexError):
+    except RuntimeError as exc:
+        if key != "bf16_us":
+            return None
+        fns.pop(key, None)
+        with torch.no_grad():
+            return {**shape, **_median_us(fns), "bf16_refused": " ".join(str(exc).split()).split(". ")[0][:160]}
+    except (TypeError, ValueError, IndexError):
         return None
     with torch.no_grad():
         return {**shape, **_median_us(fns)}
