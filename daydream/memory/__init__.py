@@ -175,9 +175,11 @@ def _sniff(path: Path) -> str:
     return "trace"
 
 
-def _memory_doc(doc, source: str, fp32_spans: tuple | None = None) -> tuple[Timeline, dict, str | None, dict]:
+def _memory_doc(doc, source: str, fp32_spans: tuple | None = None,
+                phases: dict | None = None) -> tuple[Timeline, dict, str | None, dict]:
     """-> (timeline, layer table, device, recording facts for the models: device, convolutions,
-    cpu_bf16_onednn). `fp32_spans`: autocast's fp32 ops on the rows' clock (timeline.from_raw_rows)."""
+    cpu_bf16_onednn). `fp32_spans`: autocast's fp32 ops, `phases` the steps' forward and backward
+    spans, on the rows' clock (timeline.from_raw_rows)."""
     if isinstance(doc, list):
         return from_raw_rows(doc, source), {}, None, {}
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
@@ -198,8 +200,21 @@ def _memory_doc(doc, source: str, fp32_spans: tuple | None = None) -> tuple[Time
     recording = {"device": doc.get("device"), "convolutions": convs}
     if "cpu_bf16_onednn" in doc:
         recording["cpu_bf16_onednn"] = bool(doc["cpu_bf16_onednn"])
-    return (from_raw_rows(rows, source, fp32_spans), {str(k): float(v) for k, v in layers.items()},
+    return (from_raw_rows(rows, source, fp32_spans, phases), {str(k): float(v) for k, v in layers.items()},
             doc.get("device"), recording)
+
+
+def step_spans(trace, base_ns: int) -> dict:
+    """{"forward": (starts, ends), "backward": (starts, ends)} of the profiled steps (memory.kineto's
+    phases: a step's start to its first backward op, then to its last), on the memory rows' clock
+    (trace ns + the recording's base time)."""
+    from daydream.memory.kineto import step_phases
+    steps = sorted((p["forward"], p["backward"]) for r in trace.ranks for p in step_phases(trace, r))
+    out = {}
+    for i, name in enumerate(("forward", "backward")):
+        spans = [s[i] for s in steps if s[i][1] > s[i][0]]
+        out[name] = (np.array([a for a, _ in spans], np.int64) + base_ns, np.array([b for _, b in spans], np.int64) + base_ns)
+    return out
 
 
 def _torch_names():
@@ -238,13 +253,16 @@ def _load(source, step_annotation=None, fp32: bool = False):
         if p.is_dir() and (p / "memory.json.gz").exists():
             doc = _read_json(p / "memory.json.gz")
             tr = trace_mod.load(p, step_annotation) if (p / "trace.json.gz").exists() else None
-            spans = None
-            if fp32 and tr is not None and isinstance(doc, dict) and doc.get("aligned_with_trace") \
+            spans = phases = None
+            if tr is not None and isinstance(doc, dict) and doc.get("aligned_with_trace") \
                     and isinstance(doc.get("base_time_ns"), int):
-                from daydream.memory.autocast import fp32_spans
-                starts, ends = fp32_spans(tr, str(doc.get("device") or tr.device))
-                spans = (starts + doc["base_time_ns"], ends + doc["base_time_ns"])
-            tl, layers, device, rec = _memory_doc(doc, str(p / "memory.json.gz"), spans)
+                base = doc["base_time_ns"]
+                phases = step_spans(tr, base)
+                if fp32:
+                    from daydream.memory.autocast import fp32_spans
+                    starts, ends = fp32_spans(tr, str(doc.get("device") or tr.device))
+                    spans = (starts + base, ends + base)
+            tl, layers, device, rec = _memory_doc(doc, str(p / "memory.json.gz"), spans, phases)
             props, name = [], device
             if tr is not None:
                 # The GPU's name (for its capacity) rather than memory.json.gz's "cuda:0".

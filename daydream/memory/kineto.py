@@ -41,7 +41,7 @@ def pick_device(mem) -> tuple[int, int] | None:
     return int(best[0]), int(best[1])
 
 
-def _phases(trace, rank: int) -> list[dict]:
+def step_phases(trace, rank: int) -> list[dict]:
     """Forward/backward/optimizer spans (ns) of each step of one rank."""
     ev = trace.events
     ev = ev[ev["rank"].to_numpy() == rank]
@@ -114,7 +114,7 @@ def from_trace(trace, rank: int) -> Timeline | None:
         notes.append("the trace's [memory] events carry no addresses; every byte is 'unknown'")
     first_ts = np.r_[ts[:1], ts]
     times, bytes_ = coalesce(first_ts, np.r_[COL["unknown"], cols], np.r_[baseline, delta])
-    phases = _phases(trace, rank) if len(trace.events) else []
+    phases = step_phases(trace, rank) if len(trace.events) else []
     optimizer = [p["optimizer"] for p in phases if p["optimizer"][1] > p["optimizer"][0]]
     kind = {0: "cpu", 1: "cuda"}.get(device[0], f"device type {device[0]}")
     tl = Timeline(times, bytes_, f"{trace.path} [memory] events, rank {rank}, {kind}:{device[1]}",
@@ -145,7 +145,7 @@ def _classify(trace, rank, ts, delta, addr) -> np.ndarray:
     by_copy = in_op & (copy_code[op_name[kc]] if len(op_name) else False)
 
     cat = np.full(n, COL["unknown"], np.int64)
-    for ph in _phases(trace, rank):
+    for ph in step_phases(trace, rank):
         for phase, alive_cat, freed_cat in (("forward", "activation", "temporary"),
                                              ("backward", "gradient", "autograd_detail"),
                                              ("optimizer", "optimizer_state", "temporary")):

@@ -108,7 +108,11 @@ def median_us(ops: dict, reps: int, calls: int, budget_s: float | None = None) -
     """{name: us per call} of {name: fn}: one warm-up call each, then `reps` alternating repetitions
     of `calls` calls (a load change on a shared machine hits every op alike), medians, unrounded.
     With `budget_s`, ops whose calls are slow get fewer calls per repetition (at least one) and, if
-    need be, three repetitions, so that the whole stays near the budget instead of taking minutes."""
+    need be, three repetitions, so that the whole stays near the budget instead of taking minutes;
+    where one call of each already takes longer than the budget (bf16 convolutions on ATen's
+    im2col path, 0.4-0.6 s a call on a CPU without AVX512-BF16), one more call of each is the
+    measurement: the timer's and the host's noise are far below such a call, and three would
+    spend the whole re-timing budget on one shape."""
     times = {k: [] for k in ops}
     one = 0.0
     for fn in ops.values():  # warm-up, and what one call of each costs
@@ -117,7 +121,7 @@ def median_us(ops: dict, reps: int, calls: int, budget_s: float | None = None) -
         one += time.perf_counter() - t0
     if budget_s is not None:
         calls = max(1, min(calls, int(budget_s / max(reps * one, 1e-9))))
-        reps = reps if calls > 1 or reps * one <= budget_s else 3
+        reps = reps if calls > 1 or reps * one <= budget_s else (1 if one > budget_s else 3)
     for _ in range(reps):
         for k, fn in ops.items():
             t0 = time.perf_counter()
