@@ -223,12 +223,15 @@ def relabel_unknown_by_lifetime(ts, action, delta, cols, phases: dict) -> tuple[
     step's inputs; where the batch comes from DataLoader worker processes (shared-memory storage
     it never saw allocated) it files the batch under `parameter` and finds no input, so the
     activations stay unlabelled: a U-Net with one worker showed 99.5 MiB unknown and 0.6 MiB
-    activation at its peak; the same model with the batch made in-process 94.5 MiB activation,
-    4.0 autograd_detail and 5.0 unknown; relabelled, 90.1, 4.2 and 10.0. oneDNN's scratch, made
-    and freed inside an op, what a forward frees before its end and what a backward makes stay
-    as torch labelled them (a backward's tensors by lifetime did not reproduce torch's labels of
-    the in-process run). Rows carry no tensor id: a destroy ends the oldest live unknown tensor
-    of its size. Returns (the new column per row, the tensors moved)."""
+    activation at its peak; the same model with the batch made in-process 94.5 MiB activation
+    (+0.6 input), 4.0 autograd_detail, 5.0 unknown (12.1 at most); relabelled, 95.1, 4.2, 5.0
+    (12.1 at most). oneDNN's scratch, made and freed inside an op, what a forward frees before its
+    end and what a backward makes stay as torch labelled them. Rows carry no tensor id: a destroy
+    ends the live unknown tensor of its size made last (a step's tensors die in the reverse order
+    of their making: its temporaries at once, its activations as the backward walks back; ending
+    the oldest instead paired a backward's temporaries with the forward's activations and left
+    40 MiB of the U-Net's activations unknown mid-backward). Returns (the new column per row, the
+    tensors moved)."""
     cols = cols.copy()
     unknown = COL["unknown"]
     fs, fe = phases["forward"]
@@ -239,7 +242,7 @@ def relabel_unknown_by_lifetime(ts, action, delta, cols, phases: dict) -> tuple[
         if action[i] == CREATE:
             created.setdefault(size, []).append(i)
         elif created.get(size):
-            born = created[size].pop(0)
+            born = created[size].pop()
             k = np.searchsorted(fs, ts[born], side="right") - 1
             if k >= 0 and ts[born] < fe[k] < ts[i]:
                 cols[born] = cols[i] = COL["activation"]
