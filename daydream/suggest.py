@@ -66,6 +66,8 @@ TOP_SINGLES = 4
 # Critical-path categories (daydream.analysis.task_categories) in a user's words.
 CATEGORY_WORDS = {"cpu": "CPU work (Python, operator dispatch, data loading)", "runtime": "CUDA/HIP runtime calls",
                   "sync": "waits for the GPU (synchronizations)", "idle": "host time the trace does not explain"}
+# On a trace without a GPU the operators' compute runs on the CPU too: that is most of its CPU work.
+CPU_ONLY_WORDS = "CPU work (the operators' own compute, with Python, dispatch and data loading)"
 # Phases in a user's words where the phase name alone says too little.
 PHASE_WORDS = {"data": "data loading", "other": "other work"}
 
@@ -145,9 +147,10 @@ def phase_work(graph) -> dict[str, float]:
     return {p: float(v) for p, v in zip(PHASES, per)}
 
 
-def _why(base: dict, base_work: dict, c: Candidate, replay_ms: float) -> str:
+def _why(base: dict, base_work: dict, c: Candidate, replay_ms: float, cpu_only: bool = False) -> str:
     """Plain words: how long the step waits on each phase before and after, whether that phase's
-    work changed or only its overlap with other work, and what the step waits on afterwards."""
+    work changed or only its overlap with other work, and what the step waits on afterwards
+    (`cpu_only`: the trace has no GPU, so its CPU work is the operators' compute too)."""
     digits = 1 if replay_ms >= 50 else 3
 
     def ms(v: float) -> str:
@@ -187,7 +190,8 @@ def _why(base: dict, base_work: dict, c: Candidate, replay_ms: float) -> str:
              f"{ms(c.predicted_ms)} ms)")
     top_cat = next(iter(c.critical), None)
     if top_cat:
-        words = CATEGORY_WORDS.get(top_cat, top_cat.replace("gpu_", "GPU ").replace("_", " ") + " kernels")
+        words = CPU_ONLY_WORDS if cpu_only and top_cat == "cpu" else \
+            CATEGORY_WORDS.get(top_cat, top_cat.replace("gpu_", "GPU ").replace("_", " ") + " kernels")
         after += f"; along the critical path mostly {words}, {ms(c.critical[top_cat])} ms"
     parts.append(after + ".")
     if gain <= 0:
@@ -324,7 +328,7 @@ def suggest(trace: Trace, top: int | None = None, progress=None, rank: str = "ch
                                    if c.predicted_unprofiled_ms else None),
             "memory_peak_bytes": peak,
             "breakdown": {k: round(v, 6) for k, v in c.breakdown.items()},
-            "why": _why(base_phases, base_work, c, replay_ms),
+            "why": _why(base_phases, base_work, c, replay_ms, cpu_only=not trace.has_gpu),
             "checked_against": checked[id(c)],
             "notes": c.notes,
             "memory_notes": mnotes,
