@@ -446,6 +446,13 @@ def test_profile_hides_secrets_and_names_the_signal(tmp_path):
     proc = run_cli("profile", "--out", tmp_path / "run", "--", sys.executable, killer)
     assert proc.returncode == 128 + 9
     assert "was killed by signal 9 (SIGKILL)" in proc.stderr and "too few" not in proc.stderr
+    failing = tmp_path / "fails.py"  # torch's own autocast LSTM on a CPU without bf16 oneDNN, say
+    failing.write_text("import sys\nsys.exit('RuntimeError: could not create a primitive descriptor')\n")
+    proc = run_cli("profile", "--out", tmp_path / "run", "--", sys.executable, failing)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1  # the script's own status, as a shell would report it
+    assert "exited with status 1 before profiling finished (its own error is above" in last
+    assert "too few" not in proc.stderr and "Traceback" not in proc.stderr
 
 
 def _no_stdout(proc):

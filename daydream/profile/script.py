@@ -143,7 +143,8 @@ def profile_script(command: list[str], steps: int = 5, warmup: int = 3, out_dir:
 
 
 def no_run_message(command: list[str], code: int, warmup: int, steps: int, time_steps: int) -> str:
-    """Why no run directory was written, in one line: the script was killed by a signal, or it
+    """Why no run directory was written, in one line: the script was killed by a signal, it
+    failed (a non-zero exit status: its own error is above, on its stderr), or it ended well but
     made too few optimizer steps. The command line is shown as run.json records it (secrets
     removed) and printable (control characters escaped)."""
     from daydream.names import printable
@@ -154,6 +155,10 @@ def no_run_message(command: list[str], code: int, warmup: int, steps: int, time_
         except ValueError:
             name = ""
         return f"no run directory written: {shown} was killed by signal {-code}{name}"
+    if code > 0:
+        return (f"no run directory written: {shown} exited with status {code} before profiling finished "
+                f"(its own error is above; profiling needs {max(warmup, 1)} warm-up + 1 + {steps} profiled "
+                "steps)")
     return (f"no run directory written: {shown} made too few optimizer steps "
             f"(profiling needs {max(warmup, 1)} warm-up + 1 + {steps} profiled steps, then up to "
             f"{time_steps} timed plain steps)")
