@@ -187,9 +187,9 @@ what-if that changes the GPU cannot know the user's next host. `host:speed=S`
 (docs/optimizations/host.md) moves the host too. The two machines are the same for both models
 (the H100 traces were recorded 2.6 h apart, the MI300X ones 10 h apart, same images), and both
 pairs say the MI300X machine runs the same Python faster: the median ratio over the Python
-functions both windows record is 1.058 on bert-small and 1.101 on Qwen1.5-0.5B (aten ops: 1.105
-and 1.087). Taking S from the *other* model's pair (so a pair's own step times never set its
-own S) the four directions land within 1.4% (second table): the GPU model explains the rest of
+functions both windows record (matched by name, objects' addresses left out) is 1.063 on bert-small
+and 1.096 on Qwen1.5-0.5B (aten ops: 1.105 and 1.087). Taking S from the *other* model's pair (so a pair's own step times never set its
+own S) the four directions land within 1.0% (second table): the GPU model explains the rest of
 the step, and the 8.5% / 7.8% of the first table is the host. That is how a user would use it:
 time any job on both machines once, read S off the two traces, predict the others. Without such
 a measurement `gpu:target` keeps the host and reports the first table's figures. The runtime-call

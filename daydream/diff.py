@@ -31,6 +31,7 @@ from daydream.graph.schema import GPU_TASK_TYPES
 from daydream.sim import Timeline, simulate
 from daydream.trace import Trace
 from daydream.graph import build_graph
+from daydream.names import without_addresses
 
 # Host speed: functions recorded at least this often in both windows, and at least this many of
 # them before a median ratio is reported (docs/optimizations/host.md).
@@ -46,7 +47,7 @@ def _charge_names(timeline: Timeline) -> np.ndarray:
     trace = g.trace
     op = g.column("op")
     ev_names = trace.column("name")
-    names = np.asarray(g.names, dtype=object)
+    names = np.asarray([without_addresses(n) for n in g.names], dtype=object)  # per distinct name
     out = names[g.column("name")].copy()
     has = op >= 0
     out[has] = names[ev_names[op[has]]]
@@ -165,7 +166,12 @@ def _median_durations(trace: Trace, kind: int) -> dict[str, tuple[float, int]]:
     order = np.argsort(codes, kind="stable")
     codes, dur = codes[order], dur[order]
     keys, first, counts = np.unique(codes, return_index=True, return_counts=True)
-    return {trace.names[k]: (float(np.median(dur[i:i + n])), int(n)) for k, i, n in zip(keys.tolist(), first, counts)}
+    out: dict[str, tuple[float, int]] = {}
+    for k, i, n in zip(keys.tolist(), first, counts):  # one name per function, whatever its address
+        name = without_addresses(trace.names[k])
+        if name not in out or n > out[name][1]:
+            out[name] = (float(np.median(dur[i:i + n])), int(n))
+    return out
 
 
 def host_speed(base: Trace, other: Trace) -> dict | None:

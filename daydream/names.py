@@ -10,6 +10,10 @@ become a link in an HTML/plotly label. Every place that shows a name goes throug
 - `html_label(name)`: `printable`, then escaped for HTML and plotly's pseudo-HTML labels
   (`<a href=...>` stays text).
 
+`without_addresses(name)` is what two traces' names are matched by (diff): a Python stack frame
+names its object by address (`<built-in method run_backward of torch._C._EngineBase object at
+0x7fa0ff5a70e0>`), which differs in every process.
+
 `--json` output carries names unchanged and whole.
 """
 from __future__ import annotations
@@ -67,3 +71,11 @@ def one_line(message: str, limit: int = 2_000) -> str:
         return text
     tail = limit // 3
     return f"{text[:limit - tail]} … {text[-tail:]}"
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def without_addresses(name: str) -> str:
+    """`name` with its object addresses (` at 0x7fa0ff5a70e0`) written as ` at 0x…`."""
+    return _ADDRESS.sub(" at 0x…", name) if " at 0x" in name else name
