@@ -178,8 +178,8 @@ def _sniff(path: Path) -> str:
 def _memory_doc(doc, source: str, fp32_spans: tuple | None = None,
                 phases: dict | None = None) -> tuple[Timeline, dict, str | None, dict]:
     """-> (timeline, layer table, device, recording facts for the models: device, convolutions,
-    cpu_bf16_onednn). `fp32_spans`: autocast's fp32 ops, `phases` the steps' forward and backward
-    spans, on the rows' clock (timeline.from_raw_rows)."""
+    cpu_bf16_onednn). `fp32_spans`: autocast's fp32 ops, `phases` the steps' forward spans, on
+    the rows' clock (timeline.from_raw_rows)."""
     if isinstance(doc, list):
         return from_raw_rows(doc, source), {}, None, {}
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
@@ -205,16 +205,12 @@ def _memory_doc(doc, source: str, fp32_spans: tuple | None = None,
 
 
 def step_spans(trace, base_ns: int) -> dict:
-    """{"forward": (starts, ends), "backward": (starts, ends)} of the profiled steps (memory.kineto's
-    phases: a step's start to its first backward op, then to its last), on the memory rows' clock
-    (trace ns + the recording's base time)."""
+    """{"forward": (starts, ends)} of the profiled steps (memory.kineto's phases: a step's start to
+    its first backward op), on the memory rows' clock (trace ns + the recording's base time)."""
     from daydream.memory.kineto import step_phases
-    steps = sorted((p["forward"], p["backward"]) for r in trace.ranks for p in step_phases(trace, r))
-    out = {}
-    for i, name in enumerate(("forward", "backward")):
-        spans = [s[i] for s in steps if s[i][1] > s[i][0]]
-        out[name] = (np.array([a for a, _ in spans], np.int64) + base_ns, np.array([b for _, b in spans], np.int64) + base_ns)
-    return out
+    spans = sorted(p["forward"] for r in trace.ranks for p in step_phases(trace, r) if p["forward"][1] > p["forward"][0])
+    return {"forward": (np.array([a for a, _ in spans], np.int64) + base_ns,
+                        np.array([b for _, b in spans], np.int64) + base_ns)}
 
 
 def _torch_names():

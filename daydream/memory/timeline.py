@@ -103,8 +103,8 @@ def from_raw_rows(rows, source: str, fp32_spans: tuple | None = None,
                   phases: dict | None = None) -> Timeline:
     """torch.profiler `export_memory_timeline_raw` rows -> Timeline. With `fp32_spans` ((starts,
     ends) on the rows' clock, daydream.memory.autocast), also the bytes made inside them. With
-    `phases` (each step's forward and backward spans on the rows' clock), unknown tensors are
-    labelled by their lifetime (relabel_unknown_by_lifetime)."""
+    `phases` (each step's forward span on the rows' clock), unknown tensors are labelled by their
+    lifetime (relabel_unknown_by_lifetime)."""
     try:
         arr = np.asarray(rows, dtype=np.int64)
     except (TypeError, ValueError, OverflowError):
@@ -217,7 +217,7 @@ def relabel_step_parameters(ts, action, delta, cols, spans) -> np.ndarray:
 
 def relabel_unknown_by_lifetime(ts, action, delta, cols, phases: dict) -> tuple[np.ndarray, int]:
     """Categories with the unknown tensors that live as activations do moved to `activation`.
-    `phases`: {"forward": (starts, ends), ...}, each step's span (sorted, disjoint, on the rows'
+    `phases`: {"forward": (starts, ends)}, each step's span (sorted, disjoint, on the rows'
     clock). Made inside a forward and destroyed after it ended -> activation (the Kineto lifetime
     rule, kineto.py). torch's memory profiler finds activations by flooding forward from the
     step's inputs; where the batch comes from DataLoader worker processes (shared-memory storage

@@ -262,7 +262,8 @@ def refused_bf16(raw: dict, ctx) -> None:
     """A note for each op the run's re-timing could run in fp32 but not in bf16 at its recorded
     shapes (cpu_op_shapes' `bf16_refused`, daydream.profile.shapes): under autocast the user's
     script would stop with that error on the recording CPU, so the prediction is for a run that
-    cannot happen there; those calls keep the class calibration."""
+    cannot happen there; those calls are not re-priced at their own shapes (an LSTM layer keeps
+    its time: there is no class speedup for it)."""
     ops = (raw.get("cpu_op_shapes") or {}).get("ops") or []
     refused = {}
     for o in ops:
@@ -270,8 +271,8 @@ def refused_bf16(raw: dict, ctx) -> None:
             refused.setdefault(o["op"], o["bf16_refused"])
     for op, why in sorted(refused.items()):
         ctx.notes.append(f"amp on CPU: warning: {op} at this run's shapes does not run in bf16 on the recording "
-                         f"CPU (torch: {why}); under autocast the script would fail there; its calls keep the "
-                         "class calibration")
+                         f"CPU (torch: {why}); under autocast the script would fail there; its calls are not "
+                         "re-priced at their own shapes")
 
 
 def linear_casts(graph, raw: dict, training: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
