@@ -17,6 +17,7 @@ relabelling of what torch leaves unlabelled.
 """
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,20 @@ MIB = 2 ** 20
 # DataLoader worker (torch's memory profiler labels none of its activations: docs/memory.md)
 BATCH_CASES = (("unet_seg, 1 worker", "unet_seg.py", ["--steps", "30", "--workers", "1", "--batch", "8"],
                 ["--steps", "30", "--workers", "1", "--batch", "16"]),)
+
+
+@contextlib.contextmanager
+def rows_read_with(fp32_spans: bool = True, phases: bool = True):
+    """daydream.memory reading memory rows without autocast's fp32 spans or without the steps'
+    phases (the lifetime relabelling): what a prediction is worth without each."""
+    import daydream.memory as memory_module
+    keep = memory_module.from_raw_rows
+    memory_module.from_raw_rows = lambda rows, source, spans=None, steps=None: \
+        keep(rows, source, spans if fp32_spans else None, steps if phases else None)
+    try:
+        yield
+    finally:
+        memory_module.from_raw_rows = keep
 
 
 class ScriptFailed(Exception):
@@ -66,7 +81,6 @@ def corpus() -> None:
 def main():
     if "--corpus" in sys.argv[1:]:
         return corpus()
-    import daydream.memory as memory_module
     from daydream.memory import memory
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,31 +92,22 @@ def main():
                 rows.append((label, memory(base).measured.peak_bytes, None, None, str(exc)))
                 print(f"{label}: the --amp run failed here: {exc}", file=sys.stderr)
                 continue
-            predicted = memory(base, ["amp"]).predicted.peak_bytes
+            report = memory(base, ["amp"])
             measured = memory(amp).measured.peak_bytes
-            keep = memory_module.from_raw_rows
-            try:  # the same prediction without autocast's fp32 spans: every activation halved
-                memory_module.from_raw_rows = lambda rows, source, fp32_spans=None, phases=None: \
-                    keep(rows, source, None, phases)
+            with rows_read_with(fp32_spans=False):  # the same prediction with every activation halved
                 halved = memory(base, ["amp"]).predicted.peak_bytes
-            finally:
-                memory_module.from_raw_rows = keep
-            rows.append((label, memory(base).measured.peak_bytes, measured, predicted, halved))
+            rows.append((label, report.measured.peak_bytes, measured, report.predicted.peak_bytes, halved))
             print(f"{label}: done", file=sys.stderr)
     batch_rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, script, args, doubled in BATCH_CASES:
             base = profile(Path(tmp) / "batch_base", script, args)
             big = profile(Path(tmp) / "batch_x2", script, doubled)
-            keep = memory_module.from_raw_rows
-            try:  # torch's labels alone, without the lifetime relabelling (timeline.py)
-                memory_module.from_raw_rows = lambda rows, source, fp32_spans=None, phases=None: \
-                    keep(rows, source, fp32_spans)
+            report = memory(base, ["batch-size:factor=2"])
+            with rows_read_with(phases=False):  # torch's labels alone, without the lifetime relabelling
                 unlabelled = memory(base, ["batch-size:factor=2"]).predicted.peak_bytes
-            finally:
-                memory_module.from_raw_rows = keep
-            batch_rows.append((label, memory(base).measured.peak_bytes, memory(big).measured.peak_bytes,
-                               memory(base, ["batch-size:factor=2"]).predicted.peak_bytes, unlabelled))
+            batch_rows.append((label, report.measured.peak_bytes, memory(big).measured.peak_bytes,
+                               report.predicted.peak_bytes, unlabelled))
             print(f"{label}: done", file=sys.stderr)
     print("| script | batch B peak MiB | 2B measured MiB | predicted MiB | error % | torch's labels alone MiB | error % |")
     print("|---|---:|---:|---:|---:|---:|---:|")

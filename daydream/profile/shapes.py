@@ -330,7 +330,7 @@ def _within(items, budget_s):
         if spent > COVER_BUDGET_S or (spent > budget_s and covered >= COVER_SHARE):
             return
         yield item
-        covered += float(item.get("share", 1.0)) if isinstance(item, dict) else 1.0
+        covered += float(item.get("share", 1.0))
 
 
 def _median_us(ops: dict) -> dict:
@@ -450,7 +450,6 @@ def _time_op(shape: dict) -> dict | None:
     import torch
     name = shape["op"]
     fns = {}
-    key = "fp32_us"
     try:
         for key, dtype in (("fp32_us", torch.float32), ("bf16_us", torch.bfloat16)):
             args = _arguments(shape, dtype)
